@@ -1,1 +1,4 @@
+//! The engine: datasets, models, training, checkpoints and scoring. No GUI code lives here, so
+//! everything below is tested headlessly and shared by the app, the CLI and the benchmarks.
+
 pub mod data;
