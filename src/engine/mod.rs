@@ -2,3 +2,10 @@
 //! everything below is tested headlessly and shared by the app, the CLI and the benchmarks.
 
 pub mod data;
+pub mod error;
+pub mod models;
+
+pub use error::{EngineError, Result};
+pub mod config;
+pub mod images;
+pub mod session;

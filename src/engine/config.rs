@@ -1,0 +1,146 @@
+//! A run's full configuration (model, optimiser, training schedule) and the named presets.
+
+use serde::{Deserialize, Serialize};
+
+use super::data::ImageShape;
+use super::error::{EngineError, Result};
+use super::models::{Activation, AdamConfig, Arch, Family, GanLoss, ModelConfig, ReconLoss};
+
+/// The training schedule.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainConfig {
+    pub batch_size: usize,
+    pub epochs: usize,
+    /// Fixes initial weights, data order, ε and GAN noise.
+    pub seed: u64,
+    /// Worker threads for the tensor maths.
+    pub threads: usize,
+    /// Share of the images held out for testing (ignored when the data has its own split).
+    pub test_fraction: f64,
+    /// Steps between fixed-noise sample grids.
+    pub sample_every: u64,
+    /// Test images evaluated at the end of each epoch (0 = all).
+    pub eval_limit: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 128,
+            epochs: 10,
+            seed: 0,
+            threads: 1,
+            test_fraction: 0.2,
+            sample_every: 50,
+            eval_limit: 0,
+        }
+    }
+}
+
+/// Everything a training run needs besides the data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunConfig {
+    /// The preset it started from (informational).
+    pub preset: String,
+    pub model: ModelConfig,
+    pub optim: AdamConfig,
+    pub train: TrainConfig,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        preset("mnist_vae", ImageShape::new(1, 28, 28)).unwrap_or_else(|| RunConfig {
+            preset: String::new(),
+            model: ModelConfig::default(),
+            optim: AdamConfig::default(),
+            train: TrainConfig::default(),
+        })
+    }
+}
+
+/// The preset names, in the order the app lists them.
+pub const PRESETS: [&str; 6] =
+    ["mnist_vae", "mnist_ae", "mnist_beta_vae", "mnist_mlp_gan", "mnist_dcgan", "conv_vae"];
+
+/// A named preset, adapted to images of `input` shape (the MLP presets take any shape; the conv
+/// presets keep their layers and need sizes divisible by 4).
+pub fn preset(name: &str, input: ImageShape) -> Option<RunConfig> {
+    let mut model = ModelConfig { input, ..ModelConfig::default() };
+    let mut optim = AdamConfig::default();
+    let train = TrainConfig::default();
+    match name {
+        // Exactly PyTorch's VAE example: 784-400-20, ReLU, sigmoid output, BCE, Adam 1e-3, batch 128.
+        "mnist_vae" => {}
+        "mnist_ae" => {
+            model.family = Family::Autoencoder;
+            model.recon_loss = ReconLoss::Mse;
+            model.hidden = vec![512, 256];
+            model.latent_dim = 32;
+        }
+        "mnist_beta_vae" => {
+            model.family = Family::BetaVae;
+            model.beta = 4.0;
+            model.latent_dim = 10;
+            model.hidden = vec![512, 256];
+        }
+        "mnist_mlp_gan" => {
+            model.family = Family::Gan;
+            model.hidden = vec![256, 512];
+            model.disc_hidden = vec![512, 256];
+            model.latent_dim = 100;
+            model.activation = Activation::LeakyRelu;
+            model.gan_loss = GanLoss::NonSaturating;
+            optim = AdamConfig { lr: 2e-4, beta1: 0.5, ..optim };
+        }
+        "mnist_dcgan" => {
+            model.family = Family::Gan;
+            model.arch = Arch::Conv;
+            model.hidden = vec![64, 128];
+            model.latent_dim = 100;
+            model.activation = Activation::LeakyRelu;
+            model.batch_norm = true;
+            optim = AdamConfig { lr: 2e-4, beta1: 0.5, ..optim };
+        }
+        "conv_vae" => {
+            model.arch = Arch::Conv;
+            model.hidden = vec![32, 64];
+            model.latent_dim = 16;
+        }
+        _ => return None,
+    }
+    Some(RunConfig { preset: name.to_string(), model, optim, train })
+}
+
+impl RunConfig {
+    /// Checks the model and the schedule; messages name the setting.
+    pub fn validate(&self) -> Result<()> {
+        self.model.validate()?;
+        let err = |m: String| Err(EngineError::Config(m));
+        let o = &self.optim;
+        if !(o.lr.is_finite() && o.lr > 0.0) {
+            return err(format!("learning rate must be a positive number (got {})", o.lr));
+        }
+        if !(0.0..1.0).contains(&o.beta1) || !(0.0..1.0).contains(&o.beta2) {
+            return err(format!("Adam β₁ and β₂ must be in [0, 1) (got {}, {})", o.beta1, o.beta2));
+        }
+        if !(o.eps.is_finite() && o.eps > 0.0) {
+            return err(format!("Adam ε must be a positive number (got {})", o.eps));
+        }
+        let t = &self.train;
+        if t.batch_size == 0 {
+            return err("batch size must be at least 1".into());
+        }
+        if t.epochs == 0 {
+            return err("epochs must be at least 1".into());
+        }
+        if t.threads == 0 || t.threads > 256 {
+            return err(format!("threads must be between 1 and 256 (got {})", t.threads));
+        }
+        if !(t.test_fraction.is_finite() && (0.0..1.0).contains(&t.test_fraction)) {
+            return err(format!("test fraction must be in [0, 1) (got {})", t.test_fraction));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,359 @@
+//! Building blocks: parameters drawn from a seeded generator, linear and (transposed)
+//! convolution layers, batch norm, and the two network halves every model is made of:
+//! [`Trunk`] (image → features) and [`Expand`] (latent → image logits).
+
+use std::cell::RefCell;
+
+use candle_core::{DType, Device, Result, Tensor, Var};
+use rand::rngs::StdRng;
+use rand::Rng;
+use rand_distr::{Distribution, StandardNormal};
+
+use super::{Activation, Arch, ModelConfig};
+use crate::engine::data::ImageShape;
+
+/// Named trainable variables of one network (a GAN has two sets).
+#[derive(Default)]
+pub struct ParamSet {
+    pub params: Vec<(String, Var)>,
+}
+
+impl ParamSet {
+    pub fn vars(&self) -> impl Iterator<Item = &Var> {
+        self.params.iter().map(|(_, v)| v)
+    }
+
+    /// Number of scalar parameters.
+    pub fn count(&self) -> usize {
+        self.params.iter().map(|(_, v)| v.elem_count()).sum()
+    }
+
+    /// A variable of `shape` with values drawn uniformly from ±`bound`.
+    pub fn uniform(&mut self, name: String, shape: &[usize], bound: f64, rng: &mut StdRng) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        let vals: Vec<f32> = (0..n).map(|_| rng.random_range(-bound..bound) as f32).collect();
+        self.push(name, Tensor::from_vec(vals, shape, &Device::Cpu)?)
+    }
+
+    /// A variable of `shape` filled with `value`.
+    pub fn constant(&mut self, name: String, shape: &[usize], value: f32) -> Result<Tensor> {
+        self.push(name, Tensor::full(value, shape, &Device::Cpu)?)
+    }
+
+    fn push(&mut self, name: String, t: Tensor) -> Result<Tensor> {
+        let var = Var::from_tensor(&t)?;
+        let out = var.as_tensor().clone();
+        self.params.push((name, var));
+        Ok(out)
+    }
+}
+
+/// Standard-normal noise of shape `[rows, cols]` from a seeded generator.
+pub fn normal_tensor(rows: usize, cols: usize, scale: f32, rng: &mut StdRng) -> Result<Tensor> {
+    let vals: Vec<f32> =
+        (0..rows * cols).map(|_| scale * Distribution::<f32>::sample(&StandardNormal, rng)).collect();
+    Tensor::from_vec(vals, (rows, cols), &Device::Cpu)
+}
+
+impl Activation {
+    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Activation::Relu => x.relu(),
+            Activation::LeakyRelu => candle_nn::ops::leaky_relu(x, 0.2),
+            Activation::Tanh => x.tanh(),
+            Activation::Gelu => x.gelu_erf(),
+            Activation::Silu => x.silu(),
+        }
+    }
+}
+
+/// `y = x Wᵀ + b`, PyTorch's layout and default initialisation (U(±1/√fan_in)).
+pub struct Linear {
+    w: Tensor,
+    b: Tensor,
+}
+
+impl Linear {
+    pub fn new(ps: &mut ParamSet, name: &str, fan_in: usize, fan_out: usize, rng: &mut StdRng) -> Result<Self> {
+        let bound = 1.0 / (fan_in as f64).sqrt();
+        let w = ps.uniform(format!("{name}.weight"), &[fan_out, fan_in], bound, rng)?;
+        let b = ps.uniform(format!("{name}.bias"), &[fan_out], bound, rng)?;
+        Ok(Self { w, b })
+    }
+
+    /// `[B, in] → [B, out]`
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.matmul(&self.w.t()?)?.broadcast_add(&self.b)
+    }
+}
+
+/// Batch normalisation over (N, H, W) per channel, with running statistics for evaluation.
+pub struct BatchNorm {
+    gamma: Tensor,
+    beta: Tensor,
+    running: RefCell<(Tensor, Tensor)>,
+}
+
+impl BatchNorm {
+    pub fn new(ps: &mut ParamSet, name: &str, channels: usize) -> Result<Self> {
+        let gamma = ps.constant(format!("{name}.weight"), &[1, channels, 1, 1], 1.0)?;
+        let beta = ps.constant(format!("{name}.bias"), &[1, channels, 1, 1], 0.0)?;
+        let mean = Tensor::zeros((1, channels, 1, 1), DType::F32, &Device::Cpu)?;
+        let var = Tensor::ones((1, channels, 1, 1), DType::F32, &Device::Cpu)?;
+        Ok(Self { gamma, beta, running: RefCell::new((mean, var)) })
+    }
+
+    /// `[B, C, H, W] → [B, C, H, W]`; batch statistics when training (and the running ones are
+    /// updated with momentum 0.1), running statistics otherwise.
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let (mean, var) = if train {
+            let mean = x.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
+            let centred = x.broadcast_sub(&mean)?;
+            let var = centred.sqr()?.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
+            let mut r = self.running.borrow_mut();
+            r.0 = ((&r.0 * 0.9)? + (mean.detach() * 0.1)?)?;
+            r.1 = ((&r.1 * 0.9)? + (var.detach() * 0.1)?)?;
+            (mean, var)
+        } else {
+            self.running.borrow().clone()
+        };
+        let xhat = x.broadcast_sub(&mean)?.broadcast_div(&(var + 1e-5)?.sqrt()?)?;
+        xhat.broadcast_mul(&self.gamma)?.broadcast_add(&self.beta)
+    }
+
+    pub fn running_stats(&self) -> (Tensor, Tensor) {
+        self.running.borrow().clone()
+    }
+
+    pub fn set_running_stats(&self, mean: Tensor, var: Tensor) {
+        *self.running.borrow_mut() = (mean, var);
+    }
+}
+
+/// A 4×4, stride-2, padding-1 convolution (halves H and W), optionally batch-normalised.
+pub struct ConvDown {
+    w: Tensor,
+    b: Tensor,
+    bn: Option<BatchNorm>,
+}
+
+/// A 4×4, stride-2, padding-1 transposed convolution (doubles H and W).
+pub struct ConvUp {
+    w: Tensor,
+    b: Tensor,
+    bn: Option<BatchNorm>,
+}
+
+impl ConvDown {
+    fn new(ps: &mut ParamSet, name: &str, cin: usize, cout: usize, bn: bool, rng: &mut StdRng) -> Result<Self> {
+        let bound = 1.0 / ((cin * 16) as f64).sqrt();
+        let w = ps.uniform(format!("{name}.weight"), &[cout, cin, 4, 4], bound, rng)?;
+        let b = ps.uniform(format!("{name}.bias"), &[cout], bound, rng)?;
+        let bn = if bn { Some(BatchNorm::new(ps, &format!("{name}.bn"), cout)?) } else { None };
+        Ok(Self { w, b, bn })
+    }
+
+    /// `[B, Cin, H, W] → [B, Cout, H/2, W/2]`
+    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let y = x.conv2d(&self.w, 1, 2, 1, 1)?.broadcast_add(&self.b.reshape((1, (), 1, 1))?)?;
+        match &self.bn {
+            Some(bn) => bn.forward(&y, train),
+            None => Ok(y),
+        }
+    }
+}
+
+impl ConvUp {
+    fn new(ps: &mut ParamSet, name: &str, cin: usize, cout: usize, bn: bool, rng: &mut StdRng) -> Result<Self> {
+        // PyTorch computes a transposed conv's fan-in from the weight's second dimension.
+        let bound = 1.0 / ((cout * 16) as f64).sqrt();
+        let w = ps.uniform(format!("{name}.weight"), &[cin, cout, 4, 4], bound, rng)?;
+        let b = ps.uniform(format!("{name}.bias"), &[cout], bound, rng)?;
+        let bn = if bn { Some(BatchNorm::new(ps, &format!("{name}.bn"), cout)?) } else { None };
+        Ok(Self { w, b, bn })
+    }
+
+    /// `[B, Cin, H, W] → [B, Cout, 2H, 2W]`
+    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let y = x.conv_transpose2d(&self.w, 1, 0, 2, 1)?.broadcast_add(&self.b.reshape((1, (), 1, 1))?)?;
+        match &self.bn {
+            Some(bn) => bn.forward(&y, train),
+            None => Ok(y),
+        }
+    }
+}
+
+/// Image → features: an MLP (flattened pixels through hidden widths) or a stack of stride-2
+/// convolutions (flattened at the end).
+pub enum Trunk {
+    Mlp { layers: Vec<Linear>, act: Activation },
+    Conv { input: ImageShape, layers: Vec<ConvDown>, act: Activation },
+}
+
+impl Trunk {
+    /// `batch_norm` applies to every conv layer but the first (DCGAN's discriminator).
+    pub fn new(
+        ps: &mut ParamSet,
+        prefix: &str,
+        cfg: &ModelConfig,
+        widths: &[usize],
+        batch_norm: bool,
+        rng: &mut StdRng,
+    ) -> Result<Self> {
+        let input = cfg.input;
+        Ok(match cfg.arch {
+            Arch::Mlp => {
+                let mut layers = Vec::new();
+                let mut fan_in = input.len();
+                for (i, &w) in widths.iter().enumerate() {
+                    layers.push(Linear::new(ps, &format!("{prefix}.fc{i}"), fan_in, w, rng)?);
+                    fan_in = w;
+                }
+                Trunk::Mlp { layers, act: cfg.activation }
+            }
+            Arch::Conv => {
+                let mut layers = Vec::new();
+                let mut cin = input.channels;
+                for (i, &c) in widths.iter().enumerate() {
+                    let bn = batch_norm && i > 0;
+                    layers.push(ConvDown::new(ps, &format!("{prefix}.conv{i}"), cin, c, bn, rng)?);
+                    cin = c;
+                }
+                Trunk::Conv { input, layers, act: cfg.activation }
+            }
+        })
+    }
+
+    /// Size of the feature vector for an input of `input` through `widths`.
+    pub fn out_dim(arch: Arch, input: ImageShape, widths: &[usize]) -> usize {
+        match (arch, widths.last()) {
+            (_, None) => input.len(),
+            (Arch::Mlp, Some(&w)) => w,
+            (Arch::Conv, Some(&c)) => {
+                let s = 1 << widths.len();
+                c * (input.height / s) * (input.width / s)
+            }
+        }
+    }
+
+    /// `[B, C·H·W] → [B, features]`
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        match self {
+            Trunk::Mlp { layers, act } => {
+                let mut h = x.clone();
+                for l in layers {
+                    h = act.apply(&l.forward(&h)?)?;
+                }
+                Ok(h)
+            }
+            Trunk::Conv { input, layers, act } => {
+                let b = x.dim(0)?;
+                let mut h = x.reshape((b, input.channels, input.height, input.width))?; // [B, C, H, W]
+                for l in layers {
+                    h = act.apply(&l.forward(&h, train)?)?;
+                }
+                h.flatten_from(1) // [B, C_last · H/2ᵏ · W/2ᵏ]
+            }
+        }
+    }
+
+    pub fn batch_norms(&self) -> Vec<&BatchNorm> {
+        match self {
+            Trunk::Mlp { .. } => Vec::new(),
+            Trunk::Conv { layers, .. } => layers.iter().filter_map(|l| l.bn.as_ref()).collect(),
+        }
+    }
+}
+
+/// Latent → image logits: an MLP (hidden widths, then the pixels) or a linear layer to the
+/// smallest feature map followed by stride-2 transposed convolutions.
+pub enum Expand {
+    Mlp { layers: Vec<Linear>, act: Activation },
+    Conv { fc: Linear, fc_bn: Option<BatchNorm>, start: ImageShape, layers: Vec<ConvUp>, act: Activation },
+}
+
+impl Expand {
+    /// `widths` are the hidden widths (MLP) or channels (conv) from the latent side outwards;
+    /// the last layer always produces the image. `batch_norm` normalises every layer but the
+    /// last (DCGAN's generator).
+    pub fn new(
+        ps: &mut ParamSet,
+        prefix: &str,
+        cfg: &ModelConfig,
+        latent: usize,
+        widths: &[usize],
+        batch_norm: bool,
+        rng: &mut StdRng,
+    ) -> Result<Self> {
+        let out = cfg.input;
+        Ok(match cfg.arch {
+            Arch::Mlp => {
+                let mut layers = Vec::new();
+                let mut fan_in = latent;
+                for (i, &w) in widths.iter().chain(std::iter::once(&out.len())).enumerate() {
+                    layers.push(Linear::new(ps, &format!("{prefix}.fc{i}"), fan_in, w, rng)?);
+                    fan_in = w;
+                }
+                Expand::Mlp { layers, act: cfg.activation }
+            }
+            Arch::Conv => {
+                let s = 1 << widths.len();
+                let c0 = widths.first().copied().unwrap_or(out.channels);
+                let start = ImageShape::new(c0, out.height / s, out.width / s);
+                let fc = Linear::new(ps, &format!("{prefix}.fc"), latent, start.len(), rng)?;
+                let fc_bn = if batch_norm { Some(BatchNorm::new(ps, &format!("{prefix}.fc_bn"), c0)?) } else { None };
+                let mut layers = Vec::new();
+                let outs: Vec<usize> = widths.iter().skip(1).copied().chain(std::iter::once(out.channels)).collect();
+                let mut cin = c0;
+                for (i, &c) in outs.iter().enumerate() {
+                    let bn = batch_norm && i + 1 < outs.len();
+                    layers.push(ConvUp::new(ps, &format!("{prefix}.deconv{i}"), cin, c, bn, rng)?);
+                    cin = c;
+                }
+                Expand::Conv { fc, fc_bn, start, layers, act: cfg.activation }
+            }
+        })
+    }
+
+    /// `[B, latent] → [B, C·H·W]` logits (apply a sigmoid for pixel values).
+    pub fn forward(&self, z: &Tensor, train: bool) -> Result<Tensor> {
+        match self {
+            Expand::Mlp { layers, act } => {
+                let mut h = z.clone();
+                let last = layers.len() - 1;
+                for (i, l) in layers.iter().enumerate() {
+                    h = l.forward(&h)?;
+                    if i < last {
+                        h = act.apply(&h)?;
+                    }
+                }
+                Ok(h)
+            }
+            Expand::Conv { fc, fc_bn, start, layers, act } => {
+                let b = z.dim(0)?;
+                let mut h = fc.forward(z)?.reshape((b, start.channels, start.height, start.width))?; // [B, C0, H/2ᵏ, W/2ᵏ]
+                if let Some(bn) = fc_bn {
+                    h = bn.forward(&h, train)?;
+                }
+                h = act.apply(&h)?;
+                let last = layers.len() - 1;
+                for (i, l) in layers.iter().enumerate() {
+                    h = l.forward(&h, train)?;
+                    if i < last {
+                        h = act.apply(&h)?;
+                    }
+                }
+                h.flatten_from(1) // [B, C·H·W]
+            }
+        }
+    }
+
+    pub fn batch_norms(&self) -> Vec<&BatchNorm> {
+        match self {
+            Expand::Mlp { .. } => Vec::new(),
+            Expand::Conv { fc_bn, layers, .. } => {
+                fc_bn.iter().chain(layers.iter().filter_map(|l| l.bn.as_ref())).collect()
+            }
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! A synchronous training session: `step()` → [`StepReport`]. The worker, the CLI, the
+//! benchmarks and the tests all train through it.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+
+use super::config::RunConfig;
+use super::data::{Dataset, Split, SplitKind};
+use super::error::{EngineError, Result};
+use super::images::ImageBatch;
+use super::models::layers::normal_tensor;
+use super::models::{build_model, GenerativeModel, Losses, StepOutcome};
+
+/// Number of images in the fixed-noise grid.
+pub const FIXED_GRID: usize = 64;
+
+/// The result of one training step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepReport {
+    /// 1-based count of steps taken in this run.
+    pub step: u64,
+    /// 0-based epoch the step belongs to.
+    pub epoch: usize,
+    pub losses: Losses,
+    /// Images in this batch.
+    pub batch: usize,
+    /// Throughput of this step (images per second of wall time).
+    pub images_per_sec: f64,
+    /// `true` when a loss or gradient was NaN/inf and the update was refused.
+    pub diverged: bool,
+    /// Set on the last step of an epoch.
+    pub epoch_end: Option<EpochSummary>,
+}
+
+/// Mean training loss over an epoch and the loss on the test split after it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EpochSummary {
+    pub epoch: usize,
+    pub train: Losses,
+    pub test: Option<Losses>,
+}
+
+/// A latent encoding of a split: μ and log σ² per image, with labels when known.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Encoding {
+    pub split: SplitKind,
+    pub dim: usize,
+    /// Dataset indices of the rows.
+    pub indices: Vec<usize>,
+    pub mu: Vec<f32>,
+    pub logvar: Vec<f32>,
+    pub labels: Vec<u32>,
+}
+
+pub struct TrainingSession {
+    config: RunConfig,
+    model: Box<dyn GenerativeModel>,
+    data: Arc<Dataset>,
+    split: Split,
+    rng: StdRng,
+    order: Vec<usize>,
+    cursor: usize,
+    epoch: usize,
+    step: u64,
+    fixed_noise: Tensor,
+    epoch_losses: Losses,
+    epoch_images: usize,
+}
+
+impl TrainingSession {
+    /// Builds the model for `data` and checks that the configuration fits it.
+    pub fn new(config: RunConfig, data: Arc<Dataset>) -> Result<Self> {
+        tune_allocator();
+        config.validate()?;
+        if config.model.input != data.shape {
+            return Err(EngineError::Config(format!(
+                "the model reads {} images but the dataset has {}",
+                config.model.input, data.shape
+            )));
+        }
+        let split = data.split(config.train.test_fraction, config.train.seed);
+        if split.train.is_empty() {
+            return Err(EngineError::Config("the dataset has no training images".into()));
+        }
+        if config.train.batch_size > split.train.len() {
+            return Err(EngineError::Config(format!(
+                "batch size {} is larger than the {} training images",
+                config.train.batch_size,
+                split.train.len()
+            )));
+        }
+        let seed = config.train.seed;
+        let model = build_model(&config.model, &config.optim, seed)?;
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15);
+        let fixed_noise = {
+            let mut noise_rng = StdRng::seed_from_u64(seed.wrapping_add(0xf1e5));
+            normal_tensor(FIXED_GRID, config.model.latent_dim, 1.0, &mut noise_rng)?
+        };
+        let mut order = split.train.clone();
+        order.shuffle(&mut rng);
+        Ok(Self {
+            config,
+            model,
+            data,
+            split,
+            rng,
+            order,
+            cursor: 0,
+            epoch: 0,
+            step: 0,
+            fixed_noise,
+            epoch_losses: Losses::default(),
+            epoch_images: 0,
+        })
+    }
+
+    pub fn config(&self) -> &RunConfig {
+        &self.config
+    }
+
+    pub fn model(&self) -> &dyn GenerativeModel {
+        self.model.as_ref()
+    }
+
+    pub fn model_mut(&mut self) -> &mut dyn GenerativeModel {
+        self.model.as_mut()
+    }
+
+    pub fn data(&self) -> &Arc<Dataset> {
+        &self.data
+    }
+
+    pub fn split(&self) -> &Split {
+        &self.split
+    }
+
+    /// Steps taken so far.
+    pub fn step_count(&self) -> u64 {
+        self.step
+    }
+
+    /// Current (0-based) epoch.
+    pub fn epoch(&self) -> usize {
+        self.epoch
+    }
+
+    pub fn steps_per_epoch(&self) -> u64 {
+        self.split.train.len().div_ceil(self.config.train.batch_size) as u64
+    }
+
+    pub fn total_steps(&self) -> u64 {
+        self.steps_per_epoch() * self.config.train.epochs as u64
+    }
+
+    /// All epochs done.
+    pub fn is_finished(&self) -> bool {
+        self.epoch >= self.config.train.epochs
+    }
+
+    /// Sets the step and epoch counters (after loading a checkpoint).
+    pub fn set_progress(&mut self, step: u64) {
+        self.step = step;
+        let spe = self.steps_per_epoch().max(1);
+        self.epoch = (step / spe) as usize;
+        self.cursor = ((step % spe) as usize * self.config.train.batch_size).min(self.order.len());
+    }
+
+    /// Trains on the next mini-batch. The last step of an epoch also evaluates the test split.
+    pub fn step(&mut self) -> Result<StepReport> {
+        if self.is_finished() {
+            return Err(EngineError::Other("the run has finished all its epochs".into()));
+        }
+        let t0 = Instant::now();
+        let bs = self.config.train.batch_size;
+        let end = (self.cursor + bs).min(self.order.len());
+        let idx = &self.order[self.cursor..end];
+        let n = idx.len();
+        let x = Tensor::from_vec(self.data.gather(idx), (n, self.data.shape.len()), &Device::Cpu)?;
+        let outcome = self.model.train_step(&x, &mut self.rng)?;
+        self.step += 1;
+        self.cursor = end;
+        let (losses, diverged) = match outcome {
+            StepOutcome::Applied(l) => (l, false),
+            StepOutcome::NonFinite(l) => (l, true),
+        };
+        if !diverged {
+            self.epoch_losses.accumulate(&losses, self.epoch_images, n);
+            self.epoch_images += n;
+        }
+        let mut epoch_end = None;
+        if self.cursor >= self.order.len() {
+            let test = self.evaluate(SplitKind::Test, self.config.train.eval_limit)?;
+            epoch_end = Some(EpochSummary { epoch: self.epoch, train: self.epoch_losses, test });
+            self.epoch += 1;
+            self.cursor = 0;
+            self.epoch_losses = Losses::default();
+            self.epoch_images = 0;
+            self.order.shuffle(&mut self.rng);
+        }
+        let secs = t0.elapsed().as_secs_f64().max(1e-9);
+        Ok(StepReport {
+            step: self.step,
+            epoch: epoch_end.as_ref().map_or(self.epoch, |e| e.epoch),
+            losses,
+            batch: n,
+            images_per_sec: n as f64 / secs,
+            diverged,
+            epoch_end,
+        })
+    }
+
+    /// Mean losses over a split (the first `limit` images; 0 = all), in batches, with a fixed
+    /// evaluation seed so the result does not depend on how far training has gone.
+    pub fn evaluate(&self, split: SplitKind, limit: usize) -> Result<Option<Losses>> {
+        let idx = self.split.get(split);
+        let idx = if limit > 0 { &idx[..limit.min(idx.len())] } else { idx };
+        evaluate_indices(self.model.as_ref(), &self.data, idx, self.config.train.batch_size.max(1), self.config.train.seed)
+    }
+
+    /// The fixed-noise grid: the same z all run long, decoded with the current weights.
+    pub fn fixed_noise_grid(&self) -> Result<ImageBatch> {
+        let x = self.model.decode(&self.fixed_noise)?;
+        ImageBatch::from_tensor(&x, self.data.shape)
+    }
+
+    /// `n` samples from the prior, σ scaled by `temperature`.
+    pub fn sample(&self, n: usize, temperature: f32, seed: u64) -> Result<ImageBatch> {
+        sample(self.model.as_ref(), n, temperature, seed)
+    }
+
+    /// Originals and reconstructions of the images at `indices` (dataset indices).
+    pub fn reconstruct(&self, indices: &[usize]) -> Result<Option<(ImageBatch, ImageBatch)>> {
+        let x = Tensor::from_vec(self.data.gather(indices), (indices.len(), self.data.shape.len()), &Device::Cpu)?;
+        match self.model.reconstruct(&x)? {
+            Some(r) => Ok(Some((
+                ImageBatch::from_f32(&self.data.gather(indices), self.data.shape),
+                ImageBatch::from_tensor(&r, self.data.shape)?,
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    /// Decodes latent vectors (each of `latent_dim` values).
+    pub fn decode(&self, latents: &[f32]) -> Result<ImageBatch> {
+        let d = self.model.latent_dim();
+        if d == 0 || latents.len() % d != 0 {
+            return Err(EngineError::Other(format!("{} values are not whole {d}-d latents", latents.len())));
+        }
+        let z = Tensor::from_slice(latents, (latents.len() / d, d), &Device::Cpu)?;
+        ImageBatch::from_tensor(&self.model.decode(&z)?, self.data.shape)
+    }
+
+    /// Encodes a whole split (μ and log σ²); `None` for a GAN.
+    pub fn encode(&self, split: SplitKind) -> Result<Option<Encoding>> {
+        let idx = self.split.get(split);
+        encode_indices(self.model.as_ref(), &self.data, idx, split)
+    }
+
+    /// Replaces the fixed noise (after loading a checkpoint from another seed, say).
+    pub fn fixed_noise(&self) -> &Tensor {
+        &self.fixed_noise
+    }
+}
+
+/// Mean losses of `model` over the images at `idx`, in batches of `bs`.
+pub fn evaluate_indices(
+    model: &dyn GenerativeModel,
+    data: &Dataset,
+    idx: &[usize],
+    bs: usize,
+    seed: u64,
+) -> Result<Option<Losses>> {
+    if idx.is_empty() {
+        return Ok(None);
+    }
+    let mut rng = StdRng::seed_from_u64(seed.wrapping_add(0xe7a1));
+    let mut acc = Losses::default();
+    let mut seen = 0;
+    for chunk in idx.chunks(bs.max(1)) {
+        let x = Tensor::from_vec(data.gather(chunk), (chunk.len(), data.shape.len()), &Device::Cpu)?;
+        let l = model.evaluate(&x, &mut rng)?;
+        acc.accumulate(&l, seen, chunk.len());
+        seen += chunk.len();
+    }
+    Ok(Some(acc))
+}
+
+/// μ and log σ² of the images at `idx`; `None` for models without an encoder.
+pub fn encode_indices(
+    model: &dyn GenerativeModel,
+    data: &Dataset,
+    idx: &[usize],
+    split: SplitKind,
+) -> Result<Option<Encoding>> {
+    let dim = model.latent_dim();
+    let mut mu = Vec::with_capacity(idx.len() * dim);
+    let mut logvar = Vec::with_capacity(idx.len() * dim);
+    for chunk in idx.chunks(256) {
+        let x = Tensor::from_vec(data.gather(chunk), (chunk.len(), data.shape.len()), &Device::Cpu)?;
+        let Some((m, lv)) = model.encode(&x)? else { return Ok(None) };
+        mu.extend(m.flatten_all()?.to_vec1::<f32>()?);
+        logvar.extend(lv.flatten_all()?.to_vec1::<f32>()?);
+    }
+    Ok(Some(Encoding { split, dim, indices: idx.to_vec(), mu, logvar, labels: data.gather_labels(idx) }))
+}
+
+/// `n` decodes of z ~ N(0, temperature² I).
+pub fn sample(model: &dyn GenerativeModel, n: usize, temperature: f32, seed: u64) -> Result<ImageBatch> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let z = normal_tensor(n, model.latent_dim(), temperature, &mut rng)?;
+    ImageBatch::from_tensor(&model.decode(&z)?, model.config().input)
+}
+
+/// Raises glibc's mmap and trim thresholds once per process: candle allocates a fresh buffer
+/// per op, and with the defaults every large one is an mmap, page faults and a munmap
+/// (measured ~1.7× slower training here).
+pub fn tune_allocator() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: mallopt only changes allocator tuning parameters; it is called once, early.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
+            libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+        }
+    });
+}
