@@ -9,3 +9,7 @@ pub use error::{EngineError, Result};
 pub mod config;
 pub mod images;
 pub mod session;
+pub mod checkpoint;
+pub mod metrics;
+pub mod protocol;
+pub mod worker;

@@ -2,7 +2,7 @@
 //! convolution layers, batch norm, and the two network halves every model is made of:
 //! [`Trunk`] (image → features) and [`Expand`] (latent → image logits).
 
-use std::cell::RefCell;
+use std::sync::Mutex;
 
 use candle_core::{DType, Device, Result, Tensor, Var};
 use rand::rngs::StdRng;
@@ -91,7 +91,7 @@ impl Linear {
 pub struct BatchNorm {
     gamma: Tensor,
     beta: Tensor,
-    running: RefCell<(Tensor, Tensor)>,
+    running: Mutex<(Tensor, Tensor)>,
 }
 
 impl BatchNorm {
@@ -100,7 +100,7 @@ impl BatchNorm {
         let beta = ps.constant(format!("{name}.bias"), &[1, channels, 1, 1], 0.0)?;
         let mean = Tensor::zeros((1, channels, 1, 1), DType::F32, &Device::Cpu)?;
         let var = Tensor::ones((1, channels, 1, 1), DType::F32, &Device::Cpu)?;
-        Ok(Self { gamma, beta, running: RefCell::new((mean, var)) })
+        Ok(Self { gamma, beta, running: Mutex::new((mean, var)) })
     }
 
     /// `[B, C, H, W] → [B, C, H, W]`; batch statistics when training (and the running ones are
@@ -110,23 +110,23 @@ impl BatchNorm {
             let mean = x.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
             let centred = x.broadcast_sub(&mean)?;
             let var = centred.sqr()?.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
-            let mut r = self.running.borrow_mut();
+            let mut r = self.running.lock().unwrap_or_else(|p| p.into_inner());
             r.0 = ((&r.0 * 0.9)? + (mean.detach() * 0.1)?)?;
             r.1 = ((&r.1 * 0.9)? + (var.detach() * 0.1)?)?;
             (mean, var)
         } else {
-            self.running.borrow().clone()
+            self.running.lock().unwrap_or_else(|p| p.into_inner()).clone()
         };
         let xhat = x.broadcast_sub(&mean)?.broadcast_div(&(var + 1e-5)?.sqrt()?)?;
         xhat.broadcast_mul(&self.gamma)?.broadcast_add(&self.beta)
     }
 
     pub fn running_stats(&self) -> (Tensor, Tensor) {
-        self.running.borrow().clone()
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn set_running_stats(&self, mean: Tensor, var: Tensor) {
-        *self.running.borrow_mut() = (mean, var);
+        *self.running.lock().unwrap_or_else(|p| p.into_inner()) = (mean, var);
     }
 }
 

@@ -350,7 +350,7 @@ pub enum StepOutcome {
 }
 
 /// One interface for every family: train, encode, decode, sample, reconstruct, save.
-pub trait GenerativeModel {
+pub trait GenerativeModel: Send + Sync {
     fn config(&self) -> &ModelConfig;
 
     fn param_count(&self) -> usize;

@@ -1,0 +1,407 @@
+//! The command line: `genlab` opens the app; `train`, `sample` and `eval` run headless on the
+//! same engine.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::engine::checkpoint;
+use crate::engine::config::{preset, RunConfig, PRESETS};
+use crate::engine::data::{self, DataSource, Dataset, LoadOptions, SplitKind};
+use crate::engine::images::ImageBatch;
+use crate::engine::metrics::MetricsLog;
+use crate::engine::models::{Arch, Family, GanLoss, ReconLoss};
+use crate::engine::protocol::StepMetrics;
+use crate::engine::session::{self, TrainingSession};
+
+/// Exit code of a run whose loss diverged.
+pub const EXIT_DIVERGED: u8 = 3;
+
+#[derive(Parser, Debug)]
+#[command(name = "genlab", version, about = "A workbench for deep generative models: autoencoders, VAEs, β-VAEs and GANs.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Cmd>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Open the app with a dataset loaded (`builtin` or a path).
+    Open(OpenArgs),
+    /// Train a model and write a checkpoint folder.
+    Train(TrainArgs),
+    /// Decode samples from a checkpoint's prior into a PNG grid.
+    Sample(SampleArgs),
+    /// Evaluate a checkpoint's losses on a dataset split (JSON on stdout).
+    Eval(EvalArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct OpenArgs {
+    /// `builtin` or a path to an IDX file, CSV file or image folder.
+    pub data: String,
+    /// Preset to select.
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Start training right away.
+    #[arg(long)]
+    pub train: bool,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+pub enum FamilyArg {
+    Ae,
+    Vae,
+    BetaVae,
+    Gan,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+pub enum ArchArg {
+    Mlp,
+    Conv,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+pub enum LossArg {
+    Bce,
+    Mse,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+pub enum GanLossArg {
+    NonSaturating,
+    Minimax,
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// `builtin` or a path to an IDX file, CSV file or image folder.
+    #[arg(long, default_value = "builtin")]
+    pub data: String,
+    /// One of: mnist_vae, mnist_ae, mnist_beta_vae, mnist_mlp_gan, mnist_dcgan, conv_vae.
+    #[arg(long, default_value = "mnist_vae")]
+    pub preset: String,
+    #[arg(long, value_enum)]
+    pub family: Option<FamilyArg>,
+    #[arg(long, value_enum)]
+    pub arch: Option<ArchArg>,
+    /// Hidden widths (MLP) or channels (conv), comma-separated, e.g. 400,200.
+    #[arg(long, value_delimiter = ',')]
+    pub hidden: Option<Vec<usize>>,
+    #[arg(long)]
+    pub latent: Option<usize>,
+    #[arg(long)]
+    pub beta: Option<f64>,
+    #[arg(long, value_enum)]
+    pub loss: Option<LossArg>,
+    #[arg(long, value_enum)]
+    pub gan_loss: Option<GanLossArg>,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long)]
+    pub batch: Option<usize>,
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Threads for the tensor maths (default: 1).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Stop after this many steps (for quick runs).
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    /// Output folder for the checkpoint, metrics.csv, samples.png and reconstructions.png.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SampleArgs {
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    #[arg(long, default_value_t = 64)]
+    pub n: usize,
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Scale of the prior's σ.
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f32,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+pub enum SplitArg {
+    Train,
+    Test,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Dataset to evaluate on (default: the one the checkpoint was trained on).
+    #[arg(long)]
+    pub data: Option<String>,
+    #[arg(long, value_enum, default_value = "test")]
+    pub split: SplitArg,
+    /// Print one JSON object (the default output is a line of text).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs a headless subcommand; prints errors as one line on stderr.
+pub fn run(cmd: Cmd) -> ExitCode {
+    let result = match cmd {
+        Cmd::Train(a) => train(a),
+        Cmd::Sample(a) => sample(a).map(|_| ExitCode::SUCCESS),
+        Cmd::Eval(a) => eval(a).map(|_| ExitCode::SUCCESS),
+        Cmd::Open(_) => Err(anyhow!("`open` is handled by the app")),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn load_data(spec: &str) -> anyhow::Result<Arc<Dataset>> {
+    let src = DataSource::parse(spec);
+    Ok(Arc::new(data::load(&src, &LoadOptions::default())?))
+}
+
+/// The run configuration a `train` invocation describes.
+pub fn train_config(a: &TrainArgs, data: &Dataset) -> anyhow::Result<RunConfig> {
+    let mut cfg = preset(&a.preset, data.shape)
+        .ok_or_else(|| anyhow!("unknown preset `{}`; presets: {}", a.preset, PRESETS.join(", ")))?;
+    let m = &mut cfg.model;
+    if let Some(f) = a.family {
+        m.family = match f {
+            FamilyArg::Ae => Family::Autoencoder,
+            FamilyArg::Vae => Family::Vae,
+            FamilyArg::BetaVae => Family::BetaVae,
+            FamilyArg::Gan => Family::Gan,
+        };
+    }
+    if let Some(x) = a.arch {
+        m.arch = match x {
+            ArchArg::Mlp => Arch::Mlp,
+            ArchArg::Conv => Arch::Conv,
+        };
+    }
+    if let Some(h) = &a.hidden {
+        m.hidden = h.clone();
+    }
+    if let Some(l) = a.latent {
+        m.latent_dim = l;
+    }
+    if let Some(b) = a.beta {
+        m.beta = b;
+        if m.family == Family::Vae && b != 1.0 {
+            m.family = Family::BetaVae;
+        }
+    }
+    if let Some(l) = a.loss {
+        m.recon_loss = match l {
+            LossArg::Bce => ReconLoss::Bce,
+            LossArg::Mse => ReconLoss::Mse,
+        };
+    }
+    if let Some(g) = a.gan_loss {
+        m.gan_loss = match g {
+            GanLossArg::NonSaturating => GanLoss::NonSaturating,
+            GanLossArg::Minimax => GanLoss::Minimax,
+        };
+    }
+    if let Some(e) = a.epochs {
+        cfg.train.epochs = e;
+    }
+    if let Some(b) = a.batch {
+        cfg.train.batch_size = b;
+    }
+    if let Some(lr) = a.lr {
+        cfg.optim.lr = lr;
+    }
+    if let Some(s) = a.seed {
+        cfg.train.seed = s;
+    }
+    if let Some(t) = a.threads {
+        cfg.train.threads = t;
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+fn train(a: TrainArgs) -> anyhow::Result<ExitCode> {
+    let data = load_data(&a.data)?;
+    let cfg = train_config(&a, &data)?;
+    std::env::set_var("RAYON_NUM_THREADS", cfg.train.threads.to_string());
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(cfg.train.threads).build()?;
+    pool.install(|| train_in_pool(a, data, cfg))
+}
+
+fn train_in_pool(a: TrainArgs, data: Arc<Dataset>, cfg: RunConfig) -> anyhow::Result<ExitCode> {
+    let family = cfg.model.family;
+    let mut s = TrainingSession::new(cfg.clone(), data.clone())?;
+    let total = a.max_steps.map_or(s.total_steps(), |m| m.min(s.total_steps()));
+    eprintln!(
+        "training {} ({} {}, {} parameters) on {} ({} train / {} test images of {})",
+        cfg.preset,
+        cfg.model.arch,
+        family,
+        s.model().param_count(),
+        data.name,
+        s.split().train.len(),
+        s.split().test.len(),
+        data.shape
+    );
+    let bar = if a.quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        let b = indicatif::ProgressBar::new(total);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  ETA {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    };
+    let mut log = MetricsLog::default();
+    let t0 = Instant::now();
+    let mut images = 0usize;
+    while s.step_count() < total {
+        let r = s.step()?;
+        images += r.batch;
+        let m = StepMetrics {
+            step: r.step,
+            epoch: r.epoch,
+            losses: r.losses,
+            learning_rate: s.model().learning_rate(),
+            images_per_sec: r.images_per_sec,
+        };
+        log.push_step(&m);
+        if r.diverged {
+            bar.abandon();
+            save_outputs(&a.out, &s, &log)?;
+            eprintln!(
+                "error: the loss diverged (NaN or infinite) at step {} with learning rate {}; the last good weights are saved in {}. Try a lower --lr.",
+                r.step,
+                s.model().learning_rate(),
+                a.out.display()
+            );
+            return Ok(ExitCode::from(EXIT_DIVERGED));
+        }
+        let rate = images as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+        bar.set_position(r.step);
+        bar.set_message(format!("epoch {}  loss {:.3}  {:.0} img/s", r.epoch + 1, r.losses.loss, rate));
+        if let Some(e) = &r.epoch_end {
+            log.push_epoch(r.step, e);
+            let test = e.test.map(|t| format!("{:.3}", t.loss)).unwrap_or_else(|| "-".into());
+            bar.println(format!("epoch {:>3}: train loss {:.3}  test loss {test}", e.epoch + 1, e.train.loss));
+        }
+    }
+    bar.finish_and_clear();
+    let secs = t0.elapsed().as_secs_f64();
+    save_outputs(&a.out, &s, &log)?;
+    eprintln!(
+        "{} steps in {secs:.1} s ({:.0} images/s); wrote {}",
+        s.step_count(),
+        images as f64 / secs.max(1e-9),
+        a.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the checkpoint, metrics.csv, samples.png and (AE/VAE) reconstructions.png.
+fn save_outputs(out: &Path, s: &TrainingSession, log: &MetricsLog) -> anyhow::Result<()> {
+    checkpoint::save(out, s.model(), s.config(), &s.data().source, s.step_count(), Some(log))?;
+    s.sample(64, 1.0, s.config().train.seed)?.save_grid_png(&out.join("samples.png"), 8)?;
+    let test: Vec<usize> = s.split().test.iter().take(32).copied().collect();
+    let idx = if test.is_empty() { s.split().train.iter().take(32).copied().collect() } else { test };
+    if let Some((orig, rec)) = s.reconstruct(&idx)? {
+        reconstruction_rows(&orig, &rec, 8).save_grid_png(&out.join("reconstructions.png"), 8)?;
+    }
+    Ok(())
+}
+
+/// Interleaves rows of `cols` originals with rows of their reconstructions.
+pub fn reconstruction_rows(orig: &ImageBatch, rec: &ImageBatch, cols: usize) -> ImageBatch {
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < orig.len() {
+        let end = (i + cols).min(orig.len());
+        parts.push(orig.slice(i, end));
+        parts.push(rec.slice(i, end));
+        i = end;
+    }
+    let refs: Vec<&ImageBatch> = parts.iter().collect();
+    ImageBatch::concat(&refs).unwrap_or_else(|| orig.clone())
+}
+
+fn sample(a: SampleArgs) -> anyhow::Result<()> {
+    if a.n == 0 || a.n > 4096 {
+        bail!("--n must be between 1 and 4096");
+    }
+    let loaded = checkpoint::load(&a.checkpoint)?;
+    let images = session::sample(loaded.model.as_ref(), a.n, a.temperature, a.seed)?;
+    let cols = (a.n as f64).sqrt().ceil() as usize;
+    images.save_grid_png(&a.out, cols)?;
+    eprintln!("wrote {} samples to {}", a.n, a.out.display());
+    Ok(())
+}
+
+fn eval(a: EvalArgs) -> anyhow::Result<()> {
+    let loaded = checkpoint::load(&a.checkpoint)?;
+    let cfg = &loaded.meta.config;
+    let data = match &a.data {
+        Some(spec) => load_data(spec)?,
+        None => Arc::new(
+            data::load(&loaded.meta.data_source, &LoadOptions::default())
+                .with_context(|| format!("loading the checkpoint's dataset {}", loaded.meta.data_source))?,
+        ),
+    };
+    let data = if data.shape != cfg.model.input {
+        eprintln!("note: converting {} images of {} to the model's {}", data.len(), data.shape, cfg.model.input);
+        Arc::new(data.converted_to(cfg.model.input))
+    } else {
+        data
+    };
+    let split_kind = match a.split {
+        SplitArg::Train => SplitKind::Train,
+        SplitArg::Test => SplitKind::Test,
+    };
+    let split = data.split(cfg.train.test_fraction, cfg.train.seed);
+    let idx = split.get(split_kind);
+    let losses = session::evaluate_indices(loaded.model.as_ref(), &data, idx, 256, cfg.train.seed)?
+        .ok_or_else(|| anyhow!("the {split_kind} split of {} is empty", data.name))?;
+    let mut obj = serde_json::Map::new();
+    obj.insert("split".into(), split_kind.to_string().into());
+    obj.insert("n".into(), idx.len().into());
+    obj.insert("family".into(), serde_json::to_value(cfg.model.family)?);
+    obj.insert("loss_nats".into(), losses.loss.into());
+    for (name, v) in losses.components() {
+        let key = match name {
+            "loss" => continue,
+            "recon" => "recon_nats",
+            "kl" => "kl_nats",
+            other => other,
+        };
+        obj.insert(key.into(), v.into());
+    }
+    if a.json {
+        println!("{}", serde_json::Value::Object(obj));
+    } else {
+        let parts: Vec<String> = losses.components().iter().map(|(n, v)| format!("{n} {v:.4}")).collect();
+        println!("{} split, {} images: {}", split_kind, idx.len(), parts.join(", "));
+    }
+    Ok(())
+}

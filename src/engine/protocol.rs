@@ -1,0 +1,148 @@
+//! The two types that cross the thread boundary: [`Command`] (UI/CLI → worker) and [`Event`]
+//! (worker → UI/CLI). Only plain data travels: configurations, numbers, 8-bit images.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::config::RunConfig;
+use super::data::{DataSource, Dataset, ImageShape, LoadOptions, SplitKind};
+use super::images::ImageBatch;
+use super::models::Losses;
+use super::session::{Encoding, EpochSummary};
+
+/// The data a run trains on: already loaded (the app loads it on its own thread), or a source
+/// the worker loads itself (the CLI, tests).
+#[derive(Clone, Debug)]
+pub enum DataSpec {
+    Loaded(Arc<Dataset>),
+    Source(DataSource, LoadOptions),
+}
+
+/// What the UI or CLI asks of the worker. Commands that need a run are answered with an
+/// [`Event::Error`] when there is none.
+#[derive(Clone, Debug)]
+pub enum Command {
+    /// Start a new run, ending the current one. With `checkpoint`, weights, optimiser state and
+    /// the step count are restored from that folder first (its configuration must match).
+    Start { config: Box<RunConfig>, data: DataSpec, checkpoint: Option<PathBuf>, paused: bool },
+    /// Stop taking steps (within one step).
+    Pause,
+    Resume,
+    /// Take `n` steps, then pause.
+    Step(u32),
+    /// End the run (within one step); it answers with [`Event::Finished`].
+    Stop,
+    /// Takes effect at the next step.
+    SetLearningRate(f64),
+    /// Takes effect at the next step (β-VAE only).
+    SetBeta(f64),
+    /// Decode `n` draws from the prior with σ scaled by `temperature`.
+    Sample { n: usize, temperature: f32, seed: u64 },
+    /// Reconstruct these dataset images.
+    Reconstruct { indices: Vec<usize> },
+    /// Decode these latent vectors (`latents.len()` a multiple of the latent size). Only the
+    /// newest pending request per `channel` is answered; older ones are dropped as stale.
+    Decode { channel: u32, request: u64, latents: Vec<f32> },
+    /// Encode a whole split (μ and log σ²).
+    Encode { split: SplitKind },
+    /// Write a checkpoint folder.
+    SaveCheckpoint { dir: PathBuf },
+    /// End the worker thread.
+    Shutdown,
+}
+
+/// Per-step figures, sent in batches.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepMetrics {
+    pub step: u64,
+    pub epoch: usize,
+    pub losses: Losses,
+    pub learning_rate: f64,
+    pub images_per_sec: f64,
+}
+
+/// Facts about the dataset of a run, for display.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DatasetInfo {
+    pub name: String,
+    pub source: DataSource,
+    pub shape: ImageShape,
+    pub train: usize,
+    pub test: usize,
+}
+
+/// Why a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinishReason {
+    /// All epochs done.
+    Completed,
+    /// A [`Command::Stop`].
+    Stopped,
+    /// A new [`Command::Start`] replaced it.
+    Replaced,
+}
+
+/// What the worker reports. Every run starts with `Started` and ends with `Finished` or `Failed`.
+#[derive(Clone, Debug)]
+pub enum Event {
+    Started {
+        run: u64,
+        config: Box<RunConfig>,
+        param_count: usize,
+        dataset: DatasetInfo,
+        steps_per_epoch: u64,
+        total_steps: u64,
+        /// Step count restored from a checkpoint (0 for a fresh run).
+        start_step: u64,
+    },
+    /// Steps taken since the last batch, oldest first.
+    Metrics { run: u64, steps: Vec<StepMetrics> },
+    EpochEnded { run: u64, summary: EpochSummary },
+    /// The fixed-noise grid (the same z all run long) after `step`.
+    FixedNoise { run: u64, step: u64, images: ImageBatch },
+    Samples { run: u64, images: ImageBatch },
+    Reconstructions { run: u64, indices: Vec<usize>, originals: ImageBatch, reconstructions: ImageBatch },
+    Decoded { run: u64, channel: u32, request: u64, images: ImageBatch },
+    Encoded { run: u64, encoding: Encoding },
+    Paused { run: u64, step: u64 },
+    Resumed { run: u64, step: u64 },
+    LearningRateChanged { run: u64, step: u64, lr: f64 },
+    BetaChanged { run: u64, step: u64, beta: f64 },
+    /// A NaN or infinite loss or gradient at `step`: the update was refused, the last good
+    /// weights are kept, and the run is paused.
+    Diverged { run: u64, step: u64, message: String },
+    /// The discriminator's loss has stayed near zero: the GAN has probably collapsed.
+    CollapseWarning { run: u64, step: u64, message: String },
+    CheckpointSaved { run: u64, step: u64, dir: PathBuf },
+    Finished { run: u64, step: u64, reason: FinishReason },
+    /// The run could not start or broke; the worker stays up for the next one.
+    Failed { run: Option<u64>, message: String },
+    /// A command could not be carried out; the run (if any) goes on.
+    Error { message: String },
+}
+
+impl Event {
+    /// The run an event belongs to, if any.
+    pub fn run(&self) -> Option<u64> {
+        match self {
+            Event::Started { run, .. }
+            | Event::Metrics { run, .. }
+            | Event::EpochEnded { run, .. }
+            | Event::FixedNoise { run, .. }
+            | Event::Samples { run, .. }
+            | Event::Reconstructions { run, .. }
+            | Event::Decoded { run, .. }
+            | Event::Encoded { run, .. }
+            | Event::Paused { run, .. }
+            | Event::Resumed { run, .. }
+            | Event::LearningRateChanged { run, .. }
+            | Event::BetaChanged { run, .. }
+            | Event::Diverged { run, .. }
+            | Event::CollapseWarning { run, .. }
+            | Event::CheckpointSaved { run, .. }
+            | Event::Finished { run, .. } => Some(*run),
+            Event::Failed { run, .. } => *run,
+            Event::Error { .. } => None,
+        }
+    }
+}

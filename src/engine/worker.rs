@@ -1,0 +1,523 @@
+//! The training worker: a named thread that owns everything candle touches. It drains
+//! [`Command`]s between steps and reports [`Event`]s through a bounded channel without ever
+//! blocking on a slow consumer: per-step metrics are batched, stale image events coalesced.
+
+use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
+
+use super::checkpoint;
+use super::config::RunConfig;
+use super::data::{self, Dataset};
+use super::error::{EngineError, Result};
+use super::metrics::MetricsLog;
+use super::protocol::{Command, DataSpec, DatasetInfo, Event, FinishReason, StepMetrics};
+use super::session::TrainingSession;
+
+/// Called after events are sent (the app passes `ctx.request_repaint`).
+pub type Waker = Arc<dyn Fn() + Send + Sync>;
+
+/// Capacity of the event channel; beyond it events wait in the worker's outbox.
+const EVENT_CAPACITY: usize = 256;
+/// Metrics are sent at most this often (and whenever another event goes out).
+const METRICS_INTERVAL: Duration = Duration::from_millis(30);
+/// Consecutive steps with a discriminator loss under [`COLLAPSE_D_LOSS`] that raise a warning.
+const COLLAPSE_STEPS: u32 = 200;
+const COLLAPSE_D_LOSS: f64 = 0.01;
+
+/// Handle to the worker thread: send commands, receive events. Dropping it shuts the worker
+/// down and joins it.
+pub struct Worker {
+    commands: Sender<Command>,
+    events: Receiver<Event>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Spawns the worker thread (named `genlab-worker`).
+    pub fn spawn(waker: Waker) -> Self {
+        let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+        let (ev_tx, ev_rx) = crossbeam_channel::bounded(EVENT_CAPACITY);
+        let handle = std::thread::Builder::new()
+            .name("genlab-worker".into())
+            .spawn(move || WorkerLoop::new(cmd_rx, ev_tx, waker).run())
+            .ok();
+        Self { commands: cmd_tx, events: ev_rx, handle }
+    }
+
+    /// Queues a command; returns `false` if the worker is gone.
+    pub fn send(&self, cmd: Command) -> bool {
+        self.commands.send(cmd).is_ok()
+    }
+
+    /// The events that have arrived, without waiting.
+    pub fn try_events(&self) -> Vec<Event> {
+        self.events.try_iter().collect()
+    }
+
+    /// Waits up to `timeout` for the next event.
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<Event> {
+        self.events.recv_timeout(timeout).ok()
+    }
+
+    /// Whether the worker thread is running.
+    pub fn is_alive(&self) -> bool {
+        self.handle.as_ref().is_some_and(|h| !h.is_finished())
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.commands.send(Command::Shutdown);
+        // Unblock a worker waiting to send by draining what it has queued.
+        while self.handle.as_ref().is_some_and(|h| !h.is_finished()) {
+            let _ = self.events.recv_timeout(Duration::from_millis(10));
+        }
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Events waiting to be sent, with metrics batched and images coalesced.
+struct Outbox {
+    queue: VecDeque<Event>,
+    metrics: Vec<StepMetrics>,
+    metrics_run: u64,
+    last_metrics: Instant,
+}
+
+impl Outbox {
+    fn push(&mut self, ev: Event) {
+        self.flush_metrics();
+        // Keep only the newest of each replaceable image event while the consumer lags.
+        if self.queue.len() > EVENT_CAPACITY {
+            let replaceable = |e: &Event| matches!(e, Event::FixedNoise { .. } | Event::Samples { .. });
+            if replaceable(&ev) {
+                if let Some(pos) = self.queue.iter().position(|e| std::mem::discriminant(e) == std::mem::discriminant(&ev)) {
+                    self.queue.remove(pos);
+                }
+            }
+        }
+        if let Event::Decoded { channel, .. } = &ev {
+            let ch = *channel;
+            self.queue.retain(|e| !matches!(e, Event::Decoded { channel: c, .. } if *c == ch));
+        }
+        self.queue.push_back(ev);
+    }
+
+    fn push_metrics(&mut self, run: u64, m: StepMetrics) {
+        if self.metrics_run != run {
+            self.flush_metrics();
+            self.metrics_run = run;
+        }
+        self.metrics.push(m);
+    }
+
+    fn flush_metrics(&mut self) {
+        if !self.metrics.is_empty() {
+            let steps = std::mem::take(&mut self.metrics);
+            // Merge into a metrics batch still waiting at the back of the queue.
+            if let Some(Event::Metrics { run, steps: prev }) = self.queue.back_mut() {
+                if *run == self.metrics_run {
+                    prev.extend(steps);
+                    self.last_metrics = Instant::now();
+                    return;
+                }
+            }
+            self.queue.push_back(Event::Metrics { run: self.metrics_run, steps });
+            self.last_metrics = Instant::now();
+        }
+    }
+
+    /// Sends what fits; returns `false` if the consumer is gone.
+    fn send(&mut self, tx: &Sender<Event>, waker: &Waker) -> bool {
+        if self.last_metrics.elapsed() >= METRICS_INTERVAL {
+            self.flush_metrics();
+        }
+        let mut sent = false;
+        while let Some(ev) = self.queue.pop_front() {
+            match tx.try_send(ev) {
+                Ok(()) => sent = true,
+                Err(TrySendError::Full(ev)) => {
+                    self.queue.push_front(ev);
+                    break;
+                }
+                Err(TrySendError::Disconnected(_)) => return false,
+            }
+        }
+        if sent {
+            waker();
+        }
+        true
+    }
+}
+
+/// The current run on the worker.
+struct Run {
+    id: u64,
+    session: TrainingSession,
+    paused: bool,
+    steps_left: Option<u32>,
+    metrics: MetricsLog,
+    low_d_loss_steps: u32,
+    /// Holds the thread pool the run's maths uses.
+    pool: rayon::ThreadPool,
+}
+
+struct WorkerLoop {
+    commands: Receiver<Command>,
+    events: Sender<Event>,
+    waker: Waker,
+    outbox: Outbox,
+    run: Option<Run>,
+    next_run: u64,
+}
+
+impl WorkerLoop {
+    fn new(commands: Receiver<Command>, events: Sender<Event>, waker: Waker) -> Self {
+        let outbox =
+            Outbox { queue: VecDeque::new(), metrics: Vec::new(), metrics_run: 0, last_metrics: Instant::now() };
+        Self { commands, events, waker, outbox, run: None, next_run: 1 }
+    }
+
+    fn run(mut self) {
+        loop {
+            let busy = self.run.as_ref().is_some_and(|r| !r.paused);
+            // Drain commands: without waiting while training, else wait a little.
+            let first = if busy {
+                match self.commands.try_recv() {
+                    Ok(c) => Some(c),
+                    Err(TryRecvError::Empty) => None,
+                    Err(TryRecvError::Disconnected) => return,
+                }
+            } else {
+                let wait = if self.outbox.queue.is_empty() && self.outbox.metrics.is_empty() { 50 } else { 5 };
+                match self.commands.recv_timeout(Duration::from_millis(wait)) {
+                    Ok(c) => Some(c),
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+                }
+            };
+            if let Some(c) = first {
+                let mut pending = vec![c];
+                pending.extend(self.commands.try_iter());
+                // Only the newest decode request per channel is worth answering.
+                let mut newest = std::collections::HashMap::new();
+                for (i, c) in pending.iter().enumerate() {
+                    if let Command::Decode { channel, .. } = c {
+                        newest.insert(*channel, i);
+                    }
+                }
+                for (i, c) in pending.into_iter().enumerate() {
+                    if let Command::Decode { channel, .. } = &c {
+                        if newest.get(channel) != Some(&i) {
+                            continue;
+                        }
+                    }
+                    if matches!(c, Command::Shutdown) {
+                        self.finish(FinishReason::Stopped);
+                        self.outbox.send(&self.events, &self.waker);
+                        return;
+                    }
+                    self.handle(c);
+                }
+            }
+            if self.run.as_ref().is_some_and(|r| !r.paused) {
+                self.train_one();
+            }
+            if !self.outbox.send(&self.events, &self.waker) {
+                return; // the consumer is gone
+            }
+        }
+    }
+
+    fn emit(&mut self, ev: Event) {
+        self.outbox.push(ev);
+    }
+
+    fn error(&mut self, message: String) {
+        self.emit(Event::Error { message });
+    }
+
+    fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::Start { config, data, checkpoint, paused } => {
+                self.finish(FinishReason::Replaced);
+                let id = self.next_run;
+                self.next_run += 1;
+                match start_run(id, *config, data, checkpoint.as_deref(), paused) {
+                    Ok((run, started)) => {
+                        self.run = Some(run);
+                        self.emit(started);
+                        self.emit_grid();
+                        if paused {
+                            let step = self.run.as_ref().map_or(0, |r| r.session.step_count());
+                            self.emit(Event::Paused { run: id, step });
+                        }
+                    }
+                    Err(e) => self.emit(Event::Failed { run: Some(id), message: e.to_string() }),
+                }
+            }
+            Command::Shutdown => {}
+            other => {
+                let Some(run) = self.run.as_mut() else {
+                    if !matches!(other, Command::Pause | Command::Resume | Command::Stop) {
+                        self.error("no run: start training first".into());
+                    }
+                    return;
+                };
+                let (id, step) = (run.id, run.session.step_count());
+                match other {
+                    Command::Pause => {
+                        if !run.paused {
+                            run.paused = true;
+                            run.steps_left = None;
+                            self.emit(Event::Paused { run: id, step });
+                        }
+                    }
+                    Command::Resume => {
+                        if run.paused {
+                            run.paused = false;
+                            run.steps_left = None;
+                            self.emit(Event::Resumed { run: id, step });
+                        }
+                    }
+                    Command::Step(n) => {
+                        if n > 0 {
+                            run.paused = false;
+                            run.steps_left = Some(n);
+                        }
+                    }
+                    Command::Stop => self.finish(FinishReason::Stopped),
+                    Command::SetLearningRate(lr) => {
+                        if lr.is_finite() && lr > 0.0 {
+                            run.session.model_mut().set_learning_rate(lr);
+                            self.emit(Event::LearningRateChanged { run: id, step, lr });
+                        } else {
+                            self.error(format!("learning rate must be a positive number (got {lr})"));
+                        }
+                    }
+                    Command::SetBeta(beta) => {
+                        if beta.is_finite() && beta >= 0.0 {
+                            run.session.model_mut().set_beta(beta);
+                            self.emit(Event::BetaChanged { run: id, step, beta });
+                        } else {
+                            self.error(format!("β must be a number ≥ 0 (got {beta})"));
+                        }
+                    }
+                    Command::Sample { n, temperature, seed } => {
+                        let r = run.pool.install(|| run.session.sample(n.clamp(1, 1024), temperature, seed));
+                        match r {
+                            Ok(images) => self.emit(Event::Samples { run: id, images }),
+                            Err(e) => self.error(format!("sampling failed: {e}")),
+                        }
+                    }
+                    Command::Reconstruct { indices } => {
+                        let n = run.session.data().len();
+                        if let Some(bad) = indices.iter().find(|&&i| i >= n) {
+                            let msg = format!("image {bad} does not exist (the dataset has {n})");
+                            self.error(msg);
+                            return;
+                        }
+                        match run.pool.install(|| run.session.reconstruct(&indices)) {
+                            Ok(Some((originals, reconstructions))) => {
+                                self.emit(Event::Reconstructions { run: id, indices, originals, reconstructions })
+                            }
+                            Ok(None) => self.error("a GAN has no encoder to reconstruct with".into()),
+                            Err(e) => self.error(format!("reconstruction failed: {e}")),
+                        }
+                    }
+                    Command::Decode { channel, request, latents } => {
+                        match run.pool.install(|| run.session.decode(&latents)) {
+                            Ok(images) => self.emit(Event::Decoded { run: id, channel, request, images }),
+                            Err(e) => self.error(format!("decoding failed: {e}")),
+                        }
+                    }
+                    Command::Encode { split } => match run.pool.install(|| run.session.encode(split)) {
+                        Ok(Some(encoding)) => self.emit(Event::Encoded { run: id, encoding }),
+                        Ok(None) => self.error("a GAN has no encoder".into()),
+                        Err(e) => self.error(format!("encoding failed: {e}")),
+                    },
+                    Command::SaveCheckpoint { dir } => {
+                        let s = &run.session;
+                        let source = s.data().source.clone();
+                        match checkpoint::save(&dir, s.model(), s.config(), &source, step, Some(&run.metrics)) {
+                            Ok(dir) => self.emit(Event::CheckpointSaved { run: id, step, dir }),
+                            Err(e) => self.error(format!("saving the checkpoint failed: {e}")),
+                        }
+                    }
+                    Command::Start { .. } | Command::Shutdown => {}
+                }
+            }
+        }
+    }
+
+    /// Ends the current run, if any, with `Finished`.
+    fn finish(&mut self, reason: FinishReason) {
+        if let Some(run) = self.run.take() {
+            let step = run.session.step_count();
+            self.emit(Event::Finished { run: run.id, step, reason });
+        }
+    }
+
+    fn emit_grid(&mut self) {
+        let Some(run) = self.run.as_ref() else { return };
+        let (id, step) = (run.id, run.session.step_count());
+        match run.pool.install(|| run.session.fixed_noise_grid()) {
+            Ok(images) => self.emit(Event::FixedNoise { run: id, step, images }),
+            Err(e) => self.error(format!("drawing the sample grid failed: {e}")),
+        }
+    }
+
+    fn train_one(&mut self) {
+        let Some(run) = self.run.as_mut() else { return };
+        let id = run.id;
+        let session = &mut run.session;
+        let result = run.pool.install(|| std::panic::catch_unwind(AssertUnwindSafe(|| session.step())));
+        let report = match result {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                self.run = None;
+                self.emit(Event::Failed { run: Some(id), message: format!("training step failed: {e}") });
+                return;
+            }
+            Err(panic) => {
+                let msg = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown panic".into());
+                self.run = None;
+                self.emit(Event::Failed { run: Some(id), message: format!("training step panicked: {msg}") });
+                return;
+            }
+        };
+        let m = StepMetrics {
+            step: report.step,
+            epoch: report.epoch,
+            losses: report.losses,
+            learning_rate: run.session.model().learning_rate(),
+            images_per_sec: report.images_per_sec,
+        };
+        run.metrics.push_step(&m);
+        if let Some(left) = run.steps_left.as_mut() {
+            *left = left.saturating_sub(1);
+        }
+        let sample_every = run.session.config().train.sample_every.max(1);
+        let is_gan = run.session.config().model.family == super::models::Family::Gan;
+        if is_gan {
+            let low = report.losses.d_loss.is_some_and(|d| d < COLLAPSE_D_LOSS);
+            run.low_d_loss_steps = if low { run.low_d_loss_steps + 1 } else { 0 };
+        }
+        let collapse = run.low_d_loss_steps == COLLAPSE_STEPS;
+        let step_limit_hit = run.steps_left == Some(0);
+        let finished = run.session.is_finished();
+        if let Some(e) = &report.epoch_end {
+            run.metrics.push_epoch(report.step, e);
+        }
+        self.outbox.push_metrics(id, m);
+        if report.diverged {
+            let lr = m.learning_rate;
+            let message = format!(
+                "the loss became NaN or infinite at step {} (learning rate {lr}); the update was refused and the last good weights kept. Lower the learning rate and resume.",
+                report.step
+            );
+            if let Some(run) = self.run.as_mut() {
+                run.paused = true;
+                run.steps_left = None;
+            }
+            self.emit(Event::Diverged { run: id, step: report.step, message });
+            self.emit(Event::Paused { run: id, step: report.step });
+            return;
+        }
+        if collapse {
+            self.emit(Event::CollapseWarning {
+                run: id,
+                step: report.step,
+                message: format!(
+                    "the discriminator's loss has stayed under {COLLAPSE_D_LOSS} for {COLLAPSE_STEPS} steps: the generator has probably collapsed. Rewind to an earlier checkpoint or lower the learning rate."
+                ),
+            });
+        }
+        if report.step % sample_every == 0 || report.epoch_end.is_some() {
+            self.emit_grid();
+        }
+        if let Some(summary) = report.epoch_end {
+            self.emit(Event::EpochEnded { run: id, summary });
+        }
+        if finished {
+            self.finish(FinishReason::Completed);
+        } else if step_limit_hit {
+            if let Some(run) = self.run.as_mut() {
+                run.paused = true;
+                run.steps_left = None;
+            }
+            self.emit(Event::Paused { run: id, step: report.step });
+        }
+    }
+}
+
+fn load_data(spec: DataSpec) -> Result<Arc<Dataset>> {
+    match spec {
+        DataSpec::Loaded(d) => Ok(d),
+        DataSpec::Source(src, opts) => Ok(Arc::new(data::load(&src, &opts)?)),
+    }
+}
+
+/// Sets the thread count the tensor maths uses (candle reads `RAYON_NUM_THREADS` per matmul)
+/// and builds the pool the run executes in.
+fn thread_pool(threads: usize) -> Result<rayon::ThreadPool> {
+    std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("genlab-math-{i}"))
+        .build()
+        .map_err(|e| EngineError::Other(format!("could not start {threads} threads: {e}")))
+}
+
+fn start_run(
+    id: u64,
+    config: RunConfig,
+    data: DataSpec,
+    checkpoint_dir: Option<&std::path::Path>,
+    paused: bool,
+) -> Result<(Run, Event)> {
+    let data = load_data(data)?;
+    let pool = thread_pool(config.train.threads)?;
+    let mut session = pool.install(|| TrainingSession::new(config.clone(), data.clone()))?;
+    if let Some(dir) = checkpoint_dir {
+        let loaded = checkpoint::load(dir)?;
+        if loaded.meta.config.model != config.model {
+            return Err(EngineError::checkpoint(dir, "its model configuration differs from this run's"));
+        }
+        let state = loaded.model.state()?;
+        session.model_mut().load_state(&state)?;
+        session.model_mut().set_optimizer_steps(&loaded.meta.optimizer_steps);
+        session.model_mut().set_learning_rate(config.optim.lr);
+        session.set_progress(loaded.meta.step);
+    }
+    let split = session.split();
+    let dataset = DatasetInfo {
+        name: data.name.clone(),
+        source: data.source.clone(),
+        shape: data.shape,
+        train: split.train.len(),
+        test: split.test.len(),
+    };
+    let started = Event::Started {
+        run: id,
+        config: Box::new(config),
+        param_count: session.model().param_count(),
+        dataset,
+        steps_per_epoch: session.steps_per_epoch(),
+        total_steps: session.total_steps(),
+        start_step: session.step_count(),
+    };
+    let run = Run { id, session, paused, steps_left: None, metrics: MetricsLog::default(), low_d_loss_steps: 0, pool };
+    Ok((run, started))
+}
