@@ -22,7 +22,11 @@ use crate::engine::session::{self, TrainingSession};
 pub const EXIT_DIVERGED: u8 = 3;
 
 #[derive(Parser, Debug)]
-#[command(name = "genlab", version, about = "A workbench for deep generative models: autoencoders, VAEs, β-VAEs and GANs.")]
+#[command(
+    name = "genlab",
+    version,
+    about = "A workbench for deep generative models: autoencoders, VAEs, β-VAEs and GANs."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Cmd>,
@@ -306,7 +310,11 @@ fn train_in_pool(a: TrainArgs, data: Arc<Dataset>, cfg: RunConfig) -> anyhow::Re
         if let Some(e) = &r.epoch_end {
             log.push_epoch(r.step, e);
             let test = e.test.map(|t| format!("{:.3}", t.loss)).unwrap_or_else(|| "-".into());
-            bar.println(format!("epoch {:>3}: train loss {:.3}  test loss {test}", e.epoch + 1, e.train.loss));
+            bar.println(format!(
+                "epoch {:>3}: train loss {:.3}  test loss {test}",
+                e.epoch + 1,
+                e.train.loss
+            ));
         }
     }
     bar.finish_and_clear();
@@ -370,7 +378,12 @@ fn eval(a: EvalArgs) -> anyhow::Result<()> {
         ),
     };
     let data = if data.shape != cfg.model.input {
-        eprintln!("note: converting {} images of {} to the model's {}", data.len(), data.shape, cfg.model.input);
+        eprintln!(
+            "note: converting {} images of {} to the model's {}",
+            data.len(),
+            data.shape,
+            cfg.model.input
+        );
         Arc::new(data.converted_to(cfg.model.input))
     } else {
         data

@@ -2,9 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use genlab::engine::data::{
-    self, csv, image_folder, DataError, DataSource, ImageShape, LoadOptions,
-};
+use genlab::engine::data::{self, csv, image_folder, DataError, DataSource, ImageShape, LoadOptions};
 use image::{GrayImage, Luma, Rgb, RgbImage, Rgba, RgbaImage};
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -30,12 +28,7 @@ fn assert_close(got: &[f32], want: &[f32]) {
 /// The row, column and message of a CSV error (panics on any other error).
 fn csv_error(result: Result<data::Dataset, DataError>) -> (usize, usize, String) {
     match result {
-        Err(DataError::Csv {
-            row,
-            column,
-            message,
-            ..
-        }) => (row, column, message),
+        Err(DataError::Csv { row, column, message, .. }) => (row, column, message),
         other => panic!("expected a CSV error, got {other:?}"),
     }
 }
@@ -52,11 +45,8 @@ fn invalid_message(result: Result<data::Dataset, DataError>) -> (PathBuf, String
 #[test]
 fn csv_with_header_and_label_column() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write(
-        dir.path(),
-        "digits.csv",
-        "p0,p1,label,p2,p3\n0,255,3,51,0\n255,255,1,0,0\n102,0,7,0,255\n",
-    );
+    let path =
+        write(dir.path(), "digits.csv", "p0,p1,label,p2,p3\n0,255,3,51,0\n255,255,1,0,0\n102,0,7,0,255\n");
     let d = csv::load(&path, &opts()).unwrap();
     assert_eq!(d.shape, ImageShape::new(1, 2, 2));
     assert_eq!(d.len(), 3);
@@ -77,10 +67,7 @@ fn csv_without_header() {
     let d = csv::load(&labelled, &opts()).unwrap();
     assert_eq!(d.shape, ImageShape::new(1, 2, 2));
     assert_eq!(d.labels, Some(vec![5, 2]));
-    assert_close(
-        d.images.as_slice(),
-        &[0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0],
-    );
+    assert_close(d.images.as_slice(), &[0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0]);
 
     // Exactly a square: no labels.
     let bare = write(dir.path(), "b.csv", "0,0.5,1,0.25\n1,1,1,1\n");
@@ -92,58 +79,30 @@ fn csv_without_header() {
 #[test]
 fn csv_value_ranges() {
     let dir = tempfile::tempdir().unwrap();
-    let sixteen = write(
-        dir.path(),
-        "a.csv",
-        "label,a,b,c,d\n0,0,4,8,16\n1,16,16,0,2\n",
-    );
-    assert_close(
-        csv::load(&sixteen, &opts()).unwrap().image(0),
-        &[0.0, 0.25, 0.5, 1.0],
-    );
+    let sixteen = write(dir.path(), "a.csv", "label,a,b,c,d\n0,0,4,8,16\n1,16,16,0,2\n");
+    assert_close(csv::load(&sixteen, &opts()).unwrap().image(0), &[0.0, 0.25, 0.5, 1.0]);
 
     let unit = write(dir.path(), "b.csv", "label,a,b,c,d\n0,0,0.25,0.5,1\n");
-    assert_close(
-        csv::load(&unit, &opts()).unwrap().image(0),
-        &[0.0, 0.25, 0.5, 1.0],
-    );
+    assert_close(csv::load(&unit, &opts()).unwrap().image(0), &[0.0, 0.25, 0.5, 1.0]);
 
-    let (row, column, message) = csv_error(csv::load(
-        &write(
-            dir.path(),
-            "c.csv",
-            "label,a,b,c,d\n0,0,1,2,3\n1,0,300,0,0\n",
-        ),
-        &opts(),
-    ));
+    let (row, column, message) =
+        csv_error(csv::load(&write(dir.path(), "c.csv", "label,a,b,c,d\n0,0,1,2,3\n1,0,300,0,0\n"), &opts()));
     assert_eq!((row, column), (3, 3));
     assert!(message.contains("300"), "{message}");
 
-    let (row, column, _) = csv_error(csv::load(
-        &write(dir.path(), "d.csv", "label,a,b,c,d\n0,0,1,-2,3\n"),
-        &opts(),
-    ));
+    let (row, column, _) =
+        csv_error(csv::load(&write(dir.path(), "d.csv", "label,a,b,c,d\n0,0,1,-2,3\n"), &opts()));
     assert_eq!((row, column), (2, 4));
 }
 
 #[test]
 fn csv_string_labels_become_sorted_classes() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write(
-        dir.path(),
-        "a.csv",
-        "Class,a,b,c,d\ndog,0,0,0,0\ncat,1,1,1,1\nemu,0,1,0,1\ndog,1,0,1,0\n",
-    );
+    let path =
+        write(dir.path(), "a.csv", "Class,a,b,c,d\ndog,0,0,0,0\ncat,1,1,1,1\nemu,0,1,0,1\ndog,1,0,1,0\n");
     let d = csv::load(&path, &opts()).unwrap();
     assert_eq!(d.labels, Some(vec![1, 0, 2, 1]));
-    assert_eq!(
-        d.class_names,
-        Some(vec![
-            "cat".to_string(),
-            "dog".to_string(),
-            "emu".to_string()
-        ])
-    );
+    assert_eq!(d.class_names, Some(vec!["cat".to_string(), "dog".to_string(), "emu".to_string()]));
     assert_eq!(d.num_classes(), 3);
 
     // Text labels without a header: the first row is data, not a header.
@@ -159,55 +118,26 @@ fn csv_label_column_option() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "a.csv", "a,b,digit,c,d\n0,0,4,0,0\n1,1,9,1,1\n");
     // No column is named like a label: all five columns would be pixels.
-    assert!(matches!(
-        csv::load(&path, &opts()),
-        Err(DataError::Invalid { .. })
-    ));
-    let by_name = LoadOptions {
-        label_column: Some("digit".into()),
-        ..opts()
-    };
+    assert!(matches!(csv::load(&path, &opts()), Err(DataError::Invalid { .. })));
+    let by_name = LoadOptions { label_column: Some("digit".into()), ..opts() };
     assert_eq!(csv::load(&path, &by_name).unwrap().labels, Some(vec![4, 9]));
-    let by_index = LoadOptions {
-        label_column: Some("2".into()),
-        ..opts()
-    };
-    assert_eq!(
-        csv::load(&path, &by_index).unwrap().labels,
-        Some(vec![4, 9])
-    );
-    let missing = LoadOptions {
-        label_column: Some("nope".into()),
-        ..opts()
-    };
+    let by_index = LoadOptions { label_column: Some("2".into()), ..opts() };
+    assert_eq!(csv::load(&path, &by_index).unwrap().labels, Some(vec![4, 9]));
+    let missing = LoadOptions { label_column: Some("nope".into()), ..opts() };
     let (_, message) = invalid_message(csv::load(&path, &missing));
     assert!(message.contains("nope"), "{message}");
-    let out_of_range = LoadOptions {
-        label_column: Some("9".into()),
-        ..opts()
-    };
-    assert!(matches!(
-        csv::load(&path, &out_of_range),
-        Err(DataError::Invalid { .. })
-    ));
+    let out_of_range = LoadOptions { label_column: Some("9".into()), ..opts() };
+    assert!(matches!(csv::load(&path, &out_of_range), Err(DataError::Invalid { .. })));
 }
 
 #[test]
 fn csv_ragged_rows_name_row_and_column() {
     let dir = tempfile::tempdir().unwrap();
-    let short = write(
-        dir.path(),
-        "a.csv",
-        "label,a,b,c,d\n0,0,0,0,0\n1,1,1,1\n2,0,0,0,0\n",
-    );
+    let short = write(dir.path(), "a.csv", "label,a,b,c,d\n0,0,0,0,0\n1,1,1,1\n2,0,0,0,0\n");
     let (row, column, message) = csv_error(csv::load(&short, &opts()));
     assert_eq!((row, column), (3, 5), "{message}");
 
-    let long = write(
-        dir.path(),
-        "b.csv",
-        "label,a,b,c,d\n0,0,0,0,0\n1,1,1,1,1\n2,0,0,0,0,0\n",
-    );
+    let long = write(dir.path(), "b.csv", "label,a,b,c,d\n0,0,0,0,0\n1,1,1,1,1\n2,0,0,0,0,0\n");
     let (row, column, _) = csv_error(csv::load(&long, &opts()));
     assert_eq!((row, column), (4, 6));
 }
@@ -215,11 +145,7 @@ fn csv_ragged_rows_name_row_and_column() {
 #[test]
 fn csv_nan_and_text_cells_are_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let nan = write(
-        dir.path(),
-        "a.csv",
-        "label,a,b,c,d\n0,0,0,0,0\n1,1,NaN,1,1\n",
-    );
+    let nan = write(dir.path(), "a.csv", "label,a,b,c,d\n0,0,0,0,0\n1,1,NaN,1,1\n");
     let (row, column, message) = csv_error(csv::load(&nan, &opts()));
     assert_eq!((row, column), (3, 3));
     assert!(message.contains("NaN"), "{message}");
@@ -228,11 +154,7 @@ fn csv_nan_and_text_cells_are_errors() {
     let (row, column, _) = csv_error(csv::load(&inf, &opts()));
     assert_eq!((row, column), (2, 4));
 
-    let text = write(
-        dir.path(),
-        "c.csv",
-        "label,a,b,c,d\n0,0,0,0,0\n1,1,1,1,1\n2,0,0,0,zero\n",
-    );
+    let text = write(dir.path(), "c.csv", "label,a,b,c,d\n0,0,0,0,0\n1,1,1,1,1\n2,0,0,0,zero\n");
     let (row, column, message) = csv_error(csv::load(&text, &opts()));
     assert_eq!((row, column), (4, 5));
     assert!(message.contains("zero"), "{message}");
@@ -259,22 +181,10 @@ fn csv_shape_is_inferred_or_given() {
     let five = write(dir.path(), "a.csv", "a,b,c,d,e\n0,0,0,0,0\n");
     let (_, message) = invalid_message(csv::load(&five, &opts()));
     assert!(message.contains("5 pixel values"), "{message}");
-    let given = LoadOptions {
-        csv_shape: Some(ImageShape::new(1, 1, 5)),
-        ..opts()
-    };
-    assert_eq!(
-        csv::load(&five, &given).unwrap().shape,
-        ImageShape::new(1, 1, 5)
-    );
-    let wrong = LoadOptions {
-        csv_shape: Some(ImageShape::new(1, 2, 2)),
-        ..opts()
-    };
-    assert!(matches!(
-        csv::load(&five, &wrong),
-        Err(DataError::Invalid { .. })
-    ));
+    let given = LoadOptions { csv_shape: Some(ImageShape::new(1, 1, 5)), ..opts() };
+    assert_eq!(csv::load(&five, &given).unwrap().shape, ImageShape::new(1, 1, 5));
+    let wrong = LoadOptions { csv_shape: Some(ImageShape::new(1, 2, 2)), ..opts() };
+    assert!(matches!(csv::load(&five, &wrong), Err(DataError::Invalid { .. })));
 
     // 12 values: not a square, but 3 × 2 × 2.
     let rgb = write(dir.path(), "b.csv", "0,0,0,0,255,255,255,255,0,0,0,0\n");
@@ -282,10 +192,7 @@ fn csv_shape_is_inferred_or_given() {
     assert_eq!(d.shape, ImageShape::new(3, 2, 2));
     assert_close(&d.image(0)[4..8], &[1.0; 4]);
 
-    let resized = LoadOptions {
-        resize: Some((4, 4)),
-        ..opts()
-    };
+    let resized = LoadOptions { resize: Some((4, 4)), ..opts() };
     let d = csv::load(&rgb, &resized).unwrap();
     assert_eq!(d.shape, ImageShape::new(3, 4, 4));
 }
@@ -293,22 +200,11 @@ fn csv_shape_is_inferred_or_given() {
 #[test]
 fn csv_over_budget_is_too_large() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write(
-        dir.path(),
-        "a.csv",
-        "label,a,b,c,d\n0,0,0,0,0\n1,1,1,1,1\n2,0,0,0,0\n",
-    );
+    let path = write(dir.path(), "a.csv", "label,a,b,c,d\n0,0,0,0,0\n1,1,1,1,1\n2,0,0,0,0\n");
     // Two rows fit (2 × 4 × 4 = 32 bytes), the third does not.
-    let small = LoadOptions {
-        max_decoded_bytes: 40,
-        ..opts()
-    };
+    let small = LoadOptions { max_decoded_bytes: 40, ..opts() };
     match csv::load(&path, &small) {
-        Err(DataError::TooLarge {
-            path: p,
-            needed,
-            limit,
-        }) => {
+        Err(DataError::TooLarge { path: p, needed, limit }) => {
             assert_eq!((p, needed, limit), (path, 48, 40));
         }
         other => panic!("expected TooLarge, got {other:?}"),
@@ -320,10 +216,8 @@ fn csv_gzip_and_tsv() {
     use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let gz = dir.path().join("a.csv.gz");
-    let mut enc = flate2::write::GzEncoder::new(
-        std::fs::File::create(&gz).unwrap(),
-        flate2::Compression::fast(),
-    );
+    let mut enc =
+        flate2::write::GzEncoder::new(std::fs::File::create(&gz).unwrap(), flate2::Compression::fast());
     enc.write_all(b"label,a,b,c,d\n4,0,255,0,255\n").unwrap();
     enc.finish().unwrap();
     let d = csv::load(&gz, &opts()).unwrap();
@@ -375,10 +269,7 @@ fn folder_with_class_subfolders() {
 
     let d = image_folder::load(&root, &opts(), &mut no_progress()).unwrap();
     assert_eq!(d.shape, ImageShape::new(1, 4, 4));
-    assert_eq!(
-        d.class_names,
-        Some(vec!["cat".to_string(), "dog".to_string()])
-    );
+    assert_eq!(d.class_names, Some(vec!["cat".to_string(), "dog".to_string()]));
     // Class by class, files sorted by path: cat/deeper/y, cat/z, dog/a, dog/b.
     assert_eq!(d.labels, Some(vec![0, 0, 1, 1]));
     for (i, v) in [0.0, 1.0, 0.4, 0.2].into_iter().enumerate() {
@@ -395,9 +286,7 @@ fn flat_folder_has_no_labels_and_reads_every_format() {
     gray(&root.join("a.png"), 3, 3, 0);
     rgb(&root.join("b.bmp"), 3, 3, [255, 0, 0]);
     rgb(&root.join("c.JPG"), 3, 3, [0, 0, 255]);
-    RgbaImage::from_pixel(3, 3, Rgba([0, 255, 0, 255]))
-        .save(root.join("d.gif"))
-        .unwrap();
+    RgbaImage::from_pixel(3, 3, Rgba([0, 255, 0, 255])).save(root.join("d.gif")).unwrap();
     write(root, "readme.md", "hello");
 
     let d = image_folder::load(root, &opts(), &mut no_progress()).unwrap();
@@ -428,23 +317,13 @@ fn mixed_sizes_are_resized_to_the_most_common() {
     assert_eq!(d.shape, ImageShape::new(1, 5, 4));
     assert_close(d.image(0), &[200.0 / 255.0; 20]);
 
-    let forced = LoadOptions {
-        resize: Some((2, 3)),
-        channels: Some(3),
-        ..opts()
-    };
+    let forced = LoadOptions { resize: Some((2, 3)), channels: Some(3), ..opts() };
     let d = image_folder::load(root, &forced, &mut no_progress()).unwrap();
     assert_eq!(d.shape, ImageShape::new(3, 2, 3));
     assert_close(d.image(1), &[100.0 / 255.0; 18]);
 
-    let bad = LoadOptions {
-        channels: Some(2),
-        ..opts()
-    };
-    assert!(matches!(
-        image_folder::load(root, &bad, &mut no_progress()),
-        Err(DataError::Invalid { .. })
-    ));
+    let bad = LoadOptions { channels: Some(2), ..opts() };
+    assert!(matches!(image_folder::load(root, &bad, &mut no_progress()), Err(DataError::Invalid { .. })));
 }
 
 #[test]
@@ -468,23 +347,13 @@ fn gray_or_rgb_is_detected() {
     assert_close(&d.image(1)[8..], &[1.0; 4]);
 
     // Forced gray.
-    let one = LoadOptions {
-        channels: Some(1),
-        ..opts()
-    };
-    assert_eq!(
-        image_folder::load(&mixed, &one, &mut no_progress())
-            .unwrap()
-            .shape,
-        ImageShape::new(1, 2, 2)
-    );
+    let one = LoadOptions { channels: Some(1), ..opts() };
+    assert_eq!(image_folder::load(&mixed, &one, &mut no_progress()).unwrap().shape, ImageShape::new(1, 2, 2));
 
     // Alpha is ignored: a fully transparent pixel keeps its colour.
     let alpha = dir.path().join("alpha");
     std::fs::create_dir_all(&alpha).unwrap();
-    RgbaImage::from_pixel(2, 2, Rgba([255, 0, 0, 0]))
-        .save(alpha.join("a.png"))
-        .unwrap();
+    RgbaImage::from_pixel(2, 2, Rgba([255, 0, 0, 0])).save(alpha.join("a.png")).unwrap();
     let d = image_folder::load(&alpha, &opts(), &mut no_progress()).unwrap();
     assert_close(d.image(0), &[[1.0; 4], [0.0; 4], [0.0; 4]].concat());
 }
@@ -494,8 +363,7 @@ fn undecodable_image_names_the_file() {
     let dir = tempfile::tempdir().unwrap();
     gray(&dir.path().join("a/ok.png"), 2, 2, 0);
     let bad = write(dir.path(), "a/broken.png", "this is text, not a PNG");
-    let (path, message) =
-        invalid_message(image_folder::load(dir.path(), &opts(), &mut no_progress()));
+    let (path, message) = invalid_message(image_folder::load(dir.path(), &opts(), &mut no_progress()));
     assert_eq!(path, bad);
     assert!(message.contains("decode"), "{message}");
 }
@@ -503,13 +371,9 @@ fn undecodable_image_names_the_file() {
 #[test]
 fn folder_without_images_is_invalid() {
     let dir = tempfile::tempdir().unwrap();
-    let (path, message) =
-        invalid_message(image_folder::load(dir.path(), &opts(), &mut no_progress()));
+    let (path, message) = invalid_message(image_folder::load(dir.path(), &opts(), &mut no_progress()));
     assert_eq!(path, dir.path());
-    assert!(
-        message.contains(".png") && message.contains(".jpg"),
-        "{message}"
-    );
+    assert!(message.contains(".png") && message.contains(".jpg"), "{message}");
 
     write(dir.path(), "notes.txt", "x");
     std::fs::create_dir_all(dir.path().join("sub")).unwrap();
@@ -547,10 +411,7 @@ fn folder_over_budget_is_too_large_before_decoding() {
     let dir = tempfile::tempdir().unwrap();
     gray(&dir.path().join("a.png"), 4, 4, 0);
     gray(&dir.path().join("b.png"), 4, 4, 0);
-    let small = LoadOptions {
-        max_decoded_bytes: 100,
-        ..opts()
-    };
+    let small = LoadOptions { max_decoded_bytes: 100, ..opts() };
     let mut called = false;
     let result = image_folder::load(dir.path(), &small, &mut |_, _| {
         called = true;
@@ -585,10 +446,7 @@ fn csv_row_without_line_breaks_stops_early() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a.csv");
     std::fs::write(&path, "0,".repeat(2 << 20)).unwrap();
-    let small = LoadOptions {
-        max_decoded_bytes: 1000,
-        ..opts()
-    };
+    let small = LoadOptions { max_decoded_bytes: 1000, ..opts() };
     let (_, message) = invalid_message(csv::load(&path, &small));
     assert!(message.contains("longer than"), "{message}");
 }
@@ -603,13 +461,10 @@ fn builtin_digits_round_trip_through_csv_and_png_folders() {
     let labels = mnist.labels.as_ref().unwrap();
 
     let mut text = String::new();
-    for i in 0..n {
-        let pixels: Vec<String> = mnist
-            .image(i)
-            .iter()
-            .map(|v| ((v * 255.0).round() as u8).to_string())
-            .collect();
-        text.push_str(&format!("{},{}\n", labels[i], pixels.join(",")));
+    for (i, label) in labels.iter().enumerate().take(n) {
+        let pixels: Vec<String> =
+            mnist.image(i).iter().map(|v| ((v * 255.0).round() as u8).to_string()).collect();
+        text.push_str(&format!("{label},{}\n", pixels.join(",")));
     }
     let csv_path = write(dir.path(), "mnist_train.csv", &text);
     let from_csv = data::load(&DataSource::Path(csv_path), &opts()).unwrap();
@@ -618,18 +473,11 @@ fn builtin_digits_round_trip_through_csv_and_png_folders() {
     assert_close(&from_csv.images, &mnist.images[..n * 784]);
 
     let root = dir.path().join("mnist_png");
-    for i in 0..n {
-        let bytes: Vec<u8> = mnist
-            .image(i)
-            .iter()
-            .map(|v| (v * 255.0).round() as u8)
-            .collect();
-        let class = root.join(labels[i].to_string());
+    for (i, label) in labels.iter().enumerate().take(n) {
+        let bytes: Vec<u8> = mnist.image(i).iter().map(|v| (v * 255.0).round() as u8).collect();
+        let class = root.join(label.to_string());
         std::fs::create_dir_all(&class).unwrap();
-        GrayImage::from_raw(28, 28, bytes)
-            .unwrap()
-            .save(class.join(format!("{i:05}.png")))
-            .unwrap();
+        GrayImage::from_raw(28, 28, bytes).unwrap().save(class.join(format!("{i:05}.png"))).unwrap();
     }
     let from_png = data::load(&DataSource::Path(root), &opts()).unwrap();
     assert_eq!(from_png.shape, ImageShape::new(1, 28, 28));
@@ -638,10 +486,7 @@ fn builtin_digits_round_trip_through_csv_and_png_folders() {
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by_key(|&i| (labels[i], i));
     for (k, &i) in order.iter().enumerate() {
-        assert_eq!(
-            from_png.class_name(from_png.labels.as_ref().unwrap()[k]),
-            labels[i].to_string()
-        );
+        assert_eq!(from_png.class_name(from_png.labels.as_ref().unwrap()[k]), labels[i].to_string());
         assert_close(from_png.image(k), mnist.image(i));
     }
 }

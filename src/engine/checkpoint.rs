@@ -81,7 +81,7 @@ fn safetensors_bytes(state: &HashMap<String, Tensor>) -> Result<Vec<u8>> {
     let mut names: Vec<&String> = state.keys().collect();
     names.sort();
     let views: Vec<(&str, &Tensor)> = names.iter().map(|n| (n.as_str(), &state[*n])).collect();
-    Ok(safetensors::serialize(views, None).map_err(|e| EngineError::Other(e.to_string()))?)
+    safetensors::serialize(views, None).map_err(|e| EngineError::Other(e.to_string()))
 }
 
 /// Reads and checks `config.json`.
@@ -91,7 +91,10 @@ pub fn read_meta(dir: &Path) -> Result<CheckpointMeta> {
     let meta: CheckpointMeta = serde_json::from_slice(&text)
         .map_err(|e| EngineError::checkpoint(&path, format!("not a genlab checkpoint configuration: {e}")))?;
     if meta.format_version != FORMAT_VERSION {
-        return Err(EngineError::checkpoint(&path, format!("format version {} is not supported", meta.format_version)));
+        return Err(EngineError::checkpoint(
+            &path,
+            format!("format version {} is not supported", meta.format_version),
+        ));
     }
     meta.config.validate().map_err(|e| EngineError::checkpoint(&path, e.to_string()))?;
     Ok(meta)
@@ -104,12 +107,18 @@ pub fn read_state(dir: &Path, meta: &CheckpointMeta) -> Result<HashMap<String, T
     if real_len != meta.weights_len {
         return Err(EngineError::checkpoint(
             &path,
-            format!("the file has {real_len} bytes but config.json expects {} (an interrupted save?)", meta.weights_len),
+            format!(
+                "the file has {real_len} bytes but config.json expects {} (an interrupted save?)",
+                meta.weights_len
+            ),
         ));
     }
     let bytes = std::fs::read(&path).map_err(|e| EngineError::io(&path, e))?;
     if fnv1a(&bytes) != meta.weights_fnv1a {
-        return Err(EngineError::checkpoint(&path, "the weights do not match config.json's checksum (corrupt file?)"));
+        return Err(EngineError::checkpoint(
+            &path,
+            "the weights do not match config.json's checksum (corrupt file?)",
+        ));
     }
     candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
         .map_err(|e| EngineError::checkpoint(&path, format!("not a valid safetensors file: {e}")))
@@ -129,9 +138,7 @@ pub fn load(dir: &Path) -> Result<Loaded> {
     let meta = read_meta(dir)?;
     let state = read_state(dir, &meta)?;
     let mut model = build_model(&meta.config.model, &meta.config.optim, meta.config.train.seed)?;
-    model
-        .load_state(&state)
-        .map_err(|e| EngineError::checkpoint(dir.join(WEIGHTS_FILE), e.to_string()))?;
+    model.load_state(&state).map_err(|e| EngineError::checkpoint(dir.join(WEIGHTS_FILE), e.to_string()))?;
     model.set_optimizer_steps(&meta.optimizer_steps);
     Ok(Loaded { meta, model })
 }

@@ -6,10 +6,10 @@ pub mod error;
 pub mod models;
 
 pub use error::{EngineError, Result};
+pub mod checkpoint;
 pub mod config;
 pub mod images;
-pub mod session;
-pub mod checkpoint;
 pub mod metrics;
 pub mod protocol;
+pub mod session;
 pub mod worker;

@@ -24,7 +24,12 @@ pub enum DataSpec {
 pub enum Command {
     /// Start a new run, ending the current one. With `checkpoint`, weights, optimiser state and
     /// the step count are restored from that folder first (its configuration must match).
-    Start { config: Box<RunConfig>, data: DataSpec, checkpoint: Option<PathBuf>, paused: bool },
+    Start {
+        config: Box<RunConfig>,
+        data: DataSpec,
+        checkpoint: Option<PathBuf>,
+        paused: bool,
+    },
     /// Stop taking steps (within one step).
     Pause,
     Resume,
@@ -37,16 +42,30 @@ pub enum Command {
     /// Takes effect at the next step (β-VAE only).
     SetBeta(f64),
     /// Decode `n` draws from the prior with σ scaled by `temperature`.
-    Sample { n: usize, temperature: f32, seed: u64 },
+    Sample {
+        n: usize,
+        temperature: f32,
+        seed: u64,
+    },
     /// Reconstruct these dataset images.
-    Reconstruct { indices: Vec<usize> },
+    Reconstruct {
+        indices: Vec<usize>,
+    },
     /// Decode these latent vectors (`latents.len()` a multiple of the latent size). Only the
     /// newest pending request per `channel` is answered; older ones are dropped as stale.
-    Decode { channel: u32, request: u64, latents: Vec<f32> },
+    Decode {
+        channel: u32,
+        request: u64,
+        latents: Vec<f32>,
+    },
     /// Encode a whole split (μ and log σ²).
-    Encode { split: SplitKind },
+    Encode {
+        split: SplitKind,
+    },
     /// Write a checkpoint folder.
-    SaveCheckpoint { dir: PathBuf },
+    SaveCheckpoint {
+        dir: PathBuf,
+    },
     /// End the worker thread.
     Shutdown,
 }
@@ -96,29 +115,90 @@ pub enum Event {
         start_step: u64,
     },
     /// Steps taken since the last batch, oldest first.
-    Metrics { run: u64, steps: Vec<StepMetrics> },
-    EpochEnded { run: u64, summary: EpochSummary },
+    Metrics {
+        run: u64,
+        steps: Vec<StepMetrics>,
+    },
+    EpochEnded {
+        run: u64,
+        summary: EpochSummary,
+    },
     /// The fixed-noise grid (the same z all run long) after `step`.
-    FixedNoise { run: u64, step: u64, images: ImageBatch },
-    Samples { run: u64, images: ImageBatch },
-    Reconstructions { run: u64, indices: Vec<usize>, originals: ImageBatch, reconstructions: ImageBatch },
-    Decoded { run: u64, channel: u32, request: u64, images: ImageBatch },
-    Encoded { run: u64, encoding: Encoding },
-    Paused { run: u64, step: u64 },
-    Resumed { run: u64, step: u64 },
-    LearningRateChanged { run: u64, step: u64, lr: f64 },
-    BetaChanged { run: u64, step: u64, beta: f64 },
+    FixedNoise {
+        run: u64,
+        step: u64,
+        images: ImageBatch,
+    },
+    Samples {
+        run: u64,
+        images: ImageBatch,
+    },
+    Reconstructions {
+        run: u64,
+        indices: Vec<usize>,
+        originals: ImageBatch,
+        reconstructions: ImageBatch,
+    },
+    Decoded {
+        run: u64,
+        channel: u32,
+        request: u64,
+        images: ImageBatch,
+    },
+    Encoded {
+        run: u64,
+        encoding: Encoding,
+    },
+    Paused {
+        run: u64,
+        step: u64,
+    },
+    Resumed {
+        run: u64,
+        step: u64,
+    },
+    LearningRateChanged {
+        run: u64,
+        step: u64,
+        lr: f64,
+    },
+    BetaChanged {
+        run: u64,
+        step: u64,
+        beta: f64,
+    },
     /// A NaN or infinite loss or gradient at `step`: the update was refused, the last good
     /// weights are kept, and the run is paused.
-    Diverged { run: u64, step: u64, message: String },
+    Diverged {
+        run: u64,
+        step: u64,
+        message: String,
+    },
     /// The discriminator's loss has stayed near zero: the GAN has probably collapsed.
-    CollapseWarning { run: u64, step: u64, message: String },
-    CheckpointSaved { run: u64, step: u64, dir: PathBuf },
-    Finished { run: u64, step: u64, reason: FinishReason },
+    CollapseWarning {
+        run: u64,
+        step: u64,
+        message: String,
+    },
+    CheckpointSaved {
+        run: u64,
+        step: u64,
+        dir: PathBuf,
+    },
+    Finished {
+        run: u64,
+        step: u64,
+        reason: FinishReason,
+    },
     /// The run could not start or broke; the worker stays up for the next one.
-    Failed { run: Option<u64>, message: String },
+    Failed {
+        run: Option<u64>,
+        message: String,
+    },
     /// A command could not be carried out; the run (if any) goes on.
-    Error { message: String },
+    Error {
+        message: String,
+    },
 }
 
 impl Event {

@@ -219,7 +219,13 @@ impl TrainingSession {
     pub fn evaluate(&self, split: SplitKind, limit: usize) -> Result<Option<Losses>> {
         let idx = self.split.get(split);
         let idx = if limit > 0 { &idx[..limit.min(idx.len())] } else { idx };
-        evaluate_indices(self.model.as_ref(), &self.data, idx, self.config.train.batch_size.max(1), self.config.train.seed)
+        evaluate_indices(
+            self.model.as_ref(),
+            &self.data,
+            idx,
+            self.config.train.batch_size.max(1),
+            self.config.train.seed,
+        )
     }
 
     /// The fixed-noise grid: the same z all run long, decoded with the current weights.
@@ -235,7 +241,11 @@ impl TrainingSession {
 
     /// Originals and reconstructions of the images at `indices` (dataset indices).
     pub fn reconstruct(&self, indices: &[usize]) -> Result<Option<(ImageBatch, ImageBatch)>> {
-        let x = Tensor::from_vec(self.data.gather(indices), (indices.len(), self.data.shape.len()), &Device::Cpu)?;
+        let x = Tensor::from_vec(
+            self.data.gather(indices),
+            (indices.len(), self.data.shape.len()),
+            &Device::Cpu,
+        )?;
         match self.model.reconstruct(&x)? {
             Some(r) => Ok(Some((
                 ImageBatch::from_f32(&self.data.gather(indices), self.data.shape),
@@ -248,7 +258,7 @@ impl TrainingSession {
     /// Decodes latent vectors (each of `latent_dim` values).
     pub fn decode(&self, latents: &[f32]) -> Result<ImageBatch> {
         let d = self.model.latent_dim();
-        if d == 0 || latents.len() % d != 0 {
+        if d == 0 || !latents.len().is_multiple_of(d) {
             return Err(EngineError::Other(format!("{} values are not whole {d}-d latents", latents.len())));
         }
         let z = Tensor::from_slice(latents, (latents.len() / d, d), &Device::Cpu)?;

@@ -98,7 +98,9 @@ impl Outbox {
         if self.queue.len() > EVENT_CAPACITY {
             let replaceable = |e: &Event| matches!(e, Event::FixedNoise { .. } | Event::Samples { .. });
             if replaceable(&ev) {
-                if let Some(pos) = self.queue.iter().position(|e| std::mem::discriminant(e) == std::mem::discriminant(&ev)) {
+                if let Some(pos) =
+                    self.queue.iter().position(|e| std::mem::discriminant(e) == std::mem::discriminant(&ev))
+                {
                     self.queue.remove(pos);
                 }
             }
@@ -180,8 +182,12 @@ struct WorkerLoop {
 
 impl WorkerLoop {
     fn new(commands: Receiver<Command>, events: Sender<Event>, waker: Waker) -> Self {
-        let outbox =
-            Outbox { queue: VecDeque::new(), metrics: Vec::new(), metrics_run: 0, last_metrics: Instant::now() };
+        let outbox = Outbox {
+            queue: VecDeque::new(),
+            metrics: Vec::new(),
+            metrics_run: 0,
+            last_metrics: Instant::now(),
+        };
         Self { commands, events, waker, outbox, run: None, next_run: 1 }
     }
 
@@ -196,7 +202,8 @@ impl WorkerLoop {
                     Err(TryRecvError::Disconnected) => return,
                 }
             } else {
-                let wait = if self.outbox.queue.is_empty() && self.outbox.metrics.is_empty() { 50 } else { 5 };
+                let wait =
+                    if self.outbox.queue.is_empty() && self.outbox.metrics.is_empty() { 50 } else { 5 };
                 match self.commands.recv_timeout(Duration::from_millis(wait)) {
                     Ok(c) => Some(c),
                     Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
@@ -325,9 +332,12 @@ impl WorkerLoop {
                             return;
                         }
                         match run.pool.install(|| run.session.reconstruct(&indices)) {
-                            Ok(Some((originals, reconstructions))) => {
-                                self.emit(Event::Reconstructions { run: id, indices, originals, reconstructions })
-                            }
+                            Ok(Some((originals, reconstructions))) => self.emit(Event::Reconstructions {
+                                run: id,
+                                indices,
+                                originals,
+                                reconstructions,
+                            }),
                             Ok(None) => self.error("a GAN has no encoder to reconstruct with".into()),
                             Err(e) => self.error(format!("reconstruction failed: {e}")),
                         }
@@ -346,7 +356,8 @@ impl WorkerLoop {
                     Command::SaveCheckpoint { dir } => {
                         let s = &run.session;
                         let source = s.data().source.clone();
-                        match checkpoint::save(&dir, s.model(), s.config(), &source, step, Some(&run.metrics)) {
+                        match checkpoint::save(&dir, s.model(), s.config(), &source, step, Some(&run.metrics))
+                        {
                             Ok(dir) => self.emit(Event::CheckpointSaved { run: id, step, dir }),
                             Err(e) => self.error(format!("saving the checkpoint failed: {e}")),
                         }
@@ -518,6 +529,14 @@ fn start_run(
         total_steps: session.total_steps(),
         start_step: session.step_count(),
     };
-    let run = Run { id, session, paused, steps_left: None, metrics: MetricsLog::default(), low_d_loss_steps: 0, pool };
+    let run = Run {
+        id,
+        session,
+        paused,
+        steps_left: None,
+        metrics: MetricsLog::default(),
+        low_d_loss_steps: 0,
+        pool,
+    };
     Ok((run, started))
 }

@@ -77,15 +77,8 @@ impl<'a> RowReader<'a> {
         } else {
             Box::new(buffered)
         };
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().to_lowercase())
-            .unwrap_or_default();
-        let delimiter = if name.ends_with(".tsv") || name.ends_with(".tsv.gz") {
-            b'\t'
-        } else {
-            b','
-        };
+        let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+        let delimiter = if name.ends_with(".tsv") || name.ends_with(".tsv.gz") { b'\t' } else { b',' };
         let reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
@@ -154,13 +147,7 @@ struct RowCap<R> {
 
 impl<R: Read> RowCap<R> {
     fn new(inner: R, cap: u64) -> Self {
-        Self {
-            inner,
-            read: 0,
-            row_start: 0,
-            cap,
-            tripped: false,
-        }
+        Self { inner, read: 0, row_start: 0, cap, tripped: false }
     }
 
     fn mark(&mut self, row_start: u64) {
@@ -185,14 +172,7 @@ fn strip_bom(record: &mut csv::StringRecord) {
         let cells: Vec<String> = record
             .iter()
             .enumerate()
-            .map(|(i, c)| {
-                if i == 0 {
-                    c.trim_start_matches('\u{feff}')
-                } else {
-                    c
-                }
-                .to_string()
-            })
+            .map(|(i, c)| if i == 0 { c.trim_start_matches('\u{feff}') } else { c }.to_string())
             .collect();
         *record = csv::StringRecord::from(cells);
     }
@@ -203,9 +183,7 @@ fn is_number(cell: &str) -> bool {
 }
 
 fn is_label_name(cell: &str) -> bool {
-    LABEL_NAMES
-        .iter()
-        .any(|n| cell.trim().eq_ignore_ascii_case(n))
+    LABEL_NAMES.iter().any(|n| cell.trim().eq_ignore_ascii_case(n))
 }
 
 /// Whether the first row names the columns (see the module documentation).
@@ -214,27 +192,18 @@ fn looks_like_header(
     second: Option<&csv::StringRecord>,
     opts: &LoadOptions,
 ) -> bool {
-    let text_columns: Vec<usize> = first
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| !is_number(c))
-        .map(|(i, _)| i)
-        .collect();
+    let text_columns: Vec<usize> =
+        first.iter().enumerate().filter(|(_, c)| !is_number(c)).map(|(i, _)| i).collect();
     if text_columns.is_empty() {
         return false;
     }
-    let named_label = opts
-        .label_column
-        .as_deref()
-        .is_some_and(|l| first.iter().any(|c| c.trim() == l));
+    let named_label = opts.label_column.as_deref().is_some_and(|l| first.iter().any(|c| c.trim() == l));
     if named_label || first.iter().any(is_label_name) {
         return true;
     }
     match second {
         None => true,
-        Some(second) => text_columns
-            .iter()
-            .any(|&i| second.get(i).is_some_and(is_number)),
+        Some(second) => text_columns.iter().any(|&i| second.get(i).is_some_and(is_number)),
     }
 }
 
@@ -256,18 +225,12 @@ impl Layout {
         let width = first.len();
         let label = match (&opts.label_column, header) {
             (Some(wanted), _) => Some(find_column(path, first, header, wanted)?),
-            (None, true) => LABEL_NAMES.iter().find_map(|name| {
-                first
-                    .iter()
-                    .position(|c| c.trim().eq_ignore_ascii_case(name))
-            }),
+            (None, true) => LABEL_NAMES
+                .iter()
+                .find_map(|name| first.iter().position(|c| c.trim().eq_ignore_ascii_case(name))),
             (None, false) => {
-                let text: Vec<usize> = first
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, c)| !is_number(c))
-                    .map(|(i, _)| i)
-                    .collect();
+                let text: Vec<usize> =
+                    first.iter().enumerate().filter(|(_, c)| !is_number(c)).map(|(i, _)| i).collect();
                 match text.as_slice() {
                     [only] => Some(*only),
                     _ if shape_for(width, opts).is_err()
@@ -282,11 +245,7 @@ impl Layout {
         };
         let pixels = width - usize::from(label.is_some());
         let shape = shape_for(pixels, opts).map_err(|m| DataError::invalid(path, m))?;
-        Ok(Self {
-            label,
-            width,
-            shape,
-        })
+        Ok(Self { label, width, shape })
     }
 }
 
@@ -300,11 +259,7 @@ fn find_column(
     if header {
         let wanted = wanted.trim();
         let exact = first.iter().position(|c| c.trim() == wanted);
-        let loose = || {
-            first
-                .iter()
-                .position(|c| c.trim().eq_ignore_ascii_case(wanted))
-        };
+        let loose = || first.iter().position(|c| c.trim().eq_ignore_ascii_case(wanted));
         if let Some(i) = exact.or_else(loose) {
             return Ok(i);
         }
@@ -313,20 +268,14 @@ fn find_column(
         Ok(i) if i < first.len() => Ok(i),
         Ok(i) => Err(DataError::invalid(
             path,
-            format!(
-                "label column {i} is out of range: rows have {} columns (0-based)",
-                first.len()
-            ),
+            format!("label column {i} is out of range: rows have {} columns (0-based)", first.len()),
         )),
-        Err(_) if header => Err(DataError::invalid(
-            path,
-            format!("the header has no column named {wanted:?}"),
-        )),
+        Err(_) if header => {
+            Err(DataError::invalid(path, format!("the header has no column named {wanted:?}")))
+        }
         Err(_) => Err(DataError::invalid(
             path,
-            format!(
-                "the file has no header, so the label column {wanted:?} must be a 0-based index"
-            ),
+            format!("the file has no header, so the label column {wanted:?} must be a 0-based index"),
         )),
     }
 }
@@ -390,12 +339,7 @@ impl<'a> Accumulator<'a> {
     }
 
     fn cell_error(&self, row: usize, column: usize, message: impl Into<String>) -> DataError {
-        DataError::Csv {
-            path: self.path.to_path_buf(),
-            row,
-            column,
-            message: message.into(),
-        }
+        DataError::Csv { path: self.path.to_path_buf(), row, column, message: message.into() }
     }
 
     fn push(&mut self, record: &csv::StringRecord) -> Result<(), DataError> {
@@ -405,10 +349,7 @@ impl<'a> Accumulator<'a> {
             return Err(self.cell_error(
                 row,
                 record.len().min(width) + 1,
-                format!(
-                    "the row has {} cells, the first row has {width}",
-                    record.len()
-                ),
+                format!("the row has {} cells, the first row has {width}", record.len()),
             ));
         }
         let needed = (self.rows + 1)
@@ -423,9 +364,7 @@ impl<'a> Accumulator<'a> {
         }
         for (i, cell) in record.iter().enumerate() {
             if Some(i) == self.layout.label {
-                let label = self
-                    .intern_label(cell)
-                    .map_err(|m| self.cell_error(row, i + 1, m))?;
+                let label = self.intern_label(cell).map_err(|m| self.cell_error(row, i + 1, m))?;
                 self.labels.push(label);
             } else {
                 let v = parse_pixel(cell).map_err(|m| self.cell_error(row, i + 1, m))?;
@@ -453,11 +392,7 @@ impl<'a> Accumulator<'a> {
 
     fn finish(mut self, header: bool) -> Result<Dataset, DataError> {
         if self.rows == 0 {
-            let what = if header {
-                "the file has a header but no data rows"
-            } else {
-                "no data rows"
-            };
+            let what = if header { "the file has a header but no data rows" } else { "no data rows" };
             return Err(DataError::invalid(self.path, what));
         }
         let scale = if self.max_value <= 1.0 {
@@ -471,17 +406,12 @@ impl<'a> Accumulator<'a> {
             self.pixels.iter_mut().for_each(|v| *v *= scale);
         }
         let mut shape = self.layout.shape;
-        if let Some((height, width)) = self
-            .opts
-            .resize
-            .filter(|&(h, w)| (h, w) != (shape.height, shape.width))
+        if let Some((height, width)) =
+            self.opts.resize.filter(|&(h, w)| (h, w) != (shape.height, shape.width))
         {
             let target = ImageShape::new(shape.channels, height, width);
             if target.is_empty() {
-                return Err(DataError::invalid(
-                    self.path,
-                    format!("cannot resize to {height}×{width}"),
-                ));
+                return Err(DataError::invalid(self.path, format!("cannot resize to {height}×{width}")));
             }
             check_budget(self.path, self.rows, target, self.opts)?;
             self.pixels = self
@@ -498,19 +428,10 @@ impl<'a> Accumulator<'a> {
                 (Some(labels), names)
             }
         };
-        let name = self
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
-        let mut data = Dataset::new(
-            name,
-            DataSource::Path(self.path.to_path_buf()),
-            shape,
-            self.pixels,
-            labels,
-        )
-        .map_err(|m| DataError::invalid(self.path, m))?;
+        let name = self.path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let mut data =
+            Dataset::new(name, DataSource::Path(self.path.to_path_buf()), shape, self.pixels, labels)
+                .map_err(|m| DataError::invalid(self.path, m))?;
         data.class_names = class_names;
         Ok(data)
     }
@@ -522,21 +443,15 @@ fn parse_pixel(cell: &str) -> Result<f32, String> {
     if text.is_empty() {
         return Err("the cell is empty".into());
     }
-    let v: f64 = text
-        .parse()
-        .map_err(|_| format!("{text:?} is not a number"))?;
+    let v: f64 = text.parse().map_err(|_| format!("{text:?} is not a number"))?;
     if !v.is_finite() {
         return Err(format!("{text:?} is not a finite number"));
     }
     if v < 0.0 {
-        return Err(format!(
-            "{text} is negative; pixel values must be in [0, 1], [0, 16] or [0, 255]"
-        ));
+        return Err(format!("{text} is negative; pixel values must be in [0, 1], [0, 16] or [0, 255]"));
     }
     if v > 255.0 {
-        return Err(format!(
-            "{text} is over 255; pixel values must be in [0, 1], [0, 16] or [0, 255]"
-        ));
+        return Err(format!("{text} is over 255; pixel values must be in [0, 1], [0, 16] or [0, 255]"));
     }
     Ok(v as f32)
 }
@@ -547,12 +462,7 @@ fn parse_pixel(cell: &str) -> Result<f32, String> {
 fn resolve_labels(raw: Vec<u32>, names: Vec<String>) -> (Vec<u32>, Option<Vec<String>>) {
     let direct: Option<Vec<u32>> = names
         .iter()
-        .map(|n| {
-            n.parse::<u64>()
-                .ok()
-                .filter(|&v| v <= MAX_DIRECT_LABEL)
-                .map(|v| v as u32)
-        })
+        .map(|n| n.parse::<u64>().ok().filter(|&v| v <= MAX_DIRECT_LABEL).map(|v| v as u32))
         .collect();
     if let Some(values) = direct {
         return (raw.into_iter().map(|i| values[i as usize]).collect(), None);
@@ -568,8 +478,5 @@ fn resolve_labels(raw: Vec<u32>, names: Vec<String>) -> (Vec<u32>, Option<Vec<St
         new_index[old] = new as u32;
     }
     let sorted = order.iter().map(|&i| names[i].clone()).collect();
-    (
-        raw.into_iter().map(|i| new_index[i as usize]).collect(),
-        Some(sorted),
-    )
+    (raw.into_iter().map(|i| new_index[i as usize]).collect(), Some(sorted))
 }

@@ -96,10 +96,7 @@ pub fn read_idx(
     if known_len.is_some() {
         data.reserve_exact(total as usize);
     }
-    reader
-        .take(total)
-        .read_to_end(&mut data)
-        .map_err(|e| DataError::io(path, e))?;
+    reader.take(total).read_to_end(&mut data).map_err(|e| DataError::io(path, e))?;
     if (data.len() as u64) < total {
         return Err(format_err(
             path,

@@ -57,10 +57,7 @@ pub fn load(
             ),
         ));
     }
-    let headers = entries
-        .iter()
-        .map(|e| probe(&e.path))
-        .collect::<Result<Vec<_>, _>>()?;
+    let headers = entries.iter().map(|e| probe(&e.path)).collect::<Result<Vec<_>, _>>()?;
     let shape = choose_shape(path, &headers, opts)?;
     check_budget(path, entries.len() as u64, shape, opts)?;
     for (entry, header) in entries.iter().zip(&headers) {
@@ -89,24 +86,12 @@ pub fn load(
             return Err(DataError::Cancelled);
         }
     }
-    let shape = if all_gray {
-        keep_first_plane(&mut images, shape)
-    } else {
-        shape
-    };
+    let shape = if all_gray { keep_first_plane(&mut images, shape) } else { shape };
 
-    let labels = entries
-        .iter()
-        .map(|e| e.label)
-        .collect::<Option<Vec<u32>>>();
-    let mut data = Dataset::new(
-        folder_name(path),
-        DataSource::Path(path.to_path_buf()),
-        shape,
-        images,
-        labels,
-    )
-    .map_err(|m| DataError::invalid(path, m))?;
+    let labels = entries.iter().map(|e| e.label).collect::<Option<Vec<u32>>>();
+    let mut data =
+        Dataset::new(folder_name(path), DataSource::Path(path.to_path_buf()), shape, images, labels)
+            .map_err(|m| DataError::invalid(path, m))?;
     data.class_names = class_names;
     Ok(data)
 }
@@ -127,8 +112,7 @@ fn folder_name(path: &Path) -> String {
 }
 
 fn is_hidden(path: &Path) -> bool {
-    path.file_name()
-        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+    path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
 }
 
 fn has_image_extension(path: &Path) -> bool {
@@ -171,10 +155,7 @@ fn list_images(root: &Path) -> Result<(Vec<Entry>, Option<Vec<String>>), DataErr
     let mut names = Vec::with_capacity(classes.len());
     for (label, (name, files)) in classes.into_iter().enumerate() {
         names.push(name);
-        entries.extend(files.into_iter().map(|path| Entry {
-            path,
-            label: Some(label as u32),
-        }));
+        entries.extend(files.into_iter().map(|path| Entry { path, label: Some(label as u32) }));
     }
     Ok((entries, Some(names)))
 }
@@ -203,30 +184,16 @@ fn probe(path: &Path) -> Result<Header, DataError> {
         .map_err(|e| decode_error(path, e))?;
     let (width, height) = decoder.dimensions();
     if width == 0 || height == 0 {
-        return Err(DataError::invalid(
-            path,
-            format!("the image is {width}×{height} pixels"),
-        ));
+        return Err(DataError::invalid(path, format!("the image is {width}×{height} pixels")));
     }
-    Ok(Header {
-        height: height as usize,
-        width: width as usize,
-        gray: !decoder.color_type().has_color(),
-    })
+    Ok(Header { height: height as usize, width: width as usize, gray: !decoder.color_type().has_color() })
 }
 
 /// The shape every image is converted to (see the module documentation).
-fn choose_shape(
-    path: &Path,
-    headers: &[Header],
-    opts: &LoadOptions,
-) -> Result<ImageShape, DataError> {
+fn choose_shape(path: &Path, headers: &[Header], opts: &LoadOptions) -> Result<ImageShape, DataError> {
     let (height, width) = match opts.resize {
         Some((h, w)) if h == 0 || w == 0 => {
-            return Err(DataError::invalid(
-                path,
-                format!("cannot resize images to {h}×{w}"),
-            ));
+            return Err(DataError::invalid(path, format!("cannot resize images to {h}×{w}")));
         }
         Some(size) => size,
         None => most_common_size(headers),
@@ -234,10 +201,7 @@ fn choose_shape(
     let channels = match opts.channels {
         Some(c @ (1 | 3)) => c,
         Some(c) => {
-            return Err(DataError::invalid(
-                path,
-                format!("images can have 1 or 3 channels, not {c}"),
-            ));
+            return Err(DataError::invalid(path, format!("images can have 1 or 3 channels, not {c}")));
         }
         None if headers.iter().all(|h| h.gray) => 1,
         None => 3,
@@ -271,10 +235,7 @@ fn append_planes(img: &DynamicImage, shape: ImageShape, out: &mut Vec<f32>) -> b
         return true;
     }
     let mut rgb = img.to_rgb32f();
-    let gray = rgb
-        .as_raw()
-        .chunks_exact(3)
-        .all(|p| p[0] == p[1] && p[1] == p[2]);
+    let gray = rgb.as_raw().chunks_exact(3).all(|p| p[0] == p[1] && p[1] == p[2]);
     if rgb.dimensions() != (w, h) {
         rgb = imageops::resize(&rgb, w, h, FilterType::Triangle);
     }

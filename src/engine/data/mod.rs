@@ -92,13 +92,7 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self {
-            max_decoded_bytes: 4 << 30,
-            resize: None,
-            channels: None,
-            label_column: None,
-            csv_shape: None,
-        }
+        Self { max_decoded_bytes: 4 << 30, resize: None, channels: None, label_column: None, csv_shape: None }
     }
 }
 
@@ -140,15 +134,9 @@ pub(crate) fn check_budget(
     shape: ImageShape,
     opts: &LoadOptions,
 ) -> Result<(), DataError> {
-    let needed = count
-        .saturating_mul(shape.len() as u64)
-        .saturating_mul(std::mem::size_of::<f32>() as u64);
+    let needed = count.saturating_mul(shape.len() as u64).saturating_mul(std::mem::size_of::<f32>() as u64);
     if needed > opts.max_decoded_bytes {
-        return Err(DataError::TooLarge {
-            path: path.to_path_buf(),
-            needed,
-            limit: opts.max_decoded_bytes,
-        });
+        return Err(DataError::TooLarge { path: path.to_path_buf(), needed, limit: opts.max_decoded_bytes });
     }
     Ok(())
 }
@@ -213,11 +201,8 @@ impl Dataset {
         if shape.is_empty() {
             return Err(format!("image shape {shape} has no pixels"));
         }
-        if images.len() % shape.len() != 0 {
-            return Err(format!(
-                "{} values are not a whole number of {shape} images",
-                images.len()
-            ));
+        if !images.len().is_multiple_of(shape.len()) {
+            return Err(format!("{} values are not a whole number of {shape} images", images.len()));
         }
         let n = images.len() / shape.len();
         if let Some(l) = &labels {
@@ -225,15 +210,7 @@ impl Dataset {
                 return Err(format!("{} labels for {n} images", l.len()));
             }
         }
-        Ok(Self {
-            name: name.into(),
-            source,
-            shape,
-            images,
-            labels,
-            class_names: None,
-            fixed_split: None,
-        })
+        Ok(Self { name: name.into(), source, shape, images, labels, class_names: None, fixed_split: None })
     }
 
     /// Number of images.
@@ -407,10 +384,14 @@ pub fn load_with_progress(
     } else {
         // Sniff: IDX files start with two zero bytes (or gzip's 1f 8b).
         let head = read_head(path, 4)?;
-        if head.len() >= 3 && head[0] == 0 && head[1] == 0 && (head[2] == 0x08) {
+        let idx_magic = head.len() >= 3 && head[0] == 0 && head[1] == 0 && head[2] == 0x08;
+        if idx_magic || head.starts_with(&[0x1f, 0x8b]) {
             idx::load(path, opts)
-        } else if head.starts_with(&[0x1f, 0x8b]) {
-            idx::load(path, opts)
+        } else if image::guess_format(&head).is_ok() {
+            Err(DataError::invalid(
+                path,
+                "this is a single image; open the folder that holds the images instead",
+            ))
         } else {
             csv::load(path, opts)
         }
@@ -438,8 +419,7 @@ mod tests {
     use super::*;
 
     fn tiny(n: usize) -> Dataset {
-        Dataset::new("t", DataSource::Builtin, ImageShape::new(1, 2, 2), vec![0.5; n * 4], None)
-            .unwrap()
+        Dataset::new("t", DataSource::Builtin, ImageShape::new(1, 2, 2), vec![0.5; n * 4], None).unwrap()
     }
 
     #[test]

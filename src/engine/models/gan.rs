@@ -11,7 +11,10 @@ use rand::SeedableRng;
 use super::layers::{normal_tensor, Expand, Linear, ParamSet, Trunk};
 use super::losses::softplus;
 use super::optim::{grads_finite, Adam, AdamConfig};
-use super::{collect_bn, collect_state, restore_bn, restore_state, scalar, GanLoss, GenerativeModel, Losses, ModelConfig, StepOutcome};
+use super::{
+    collect_bn, collect_state, restore_bn, restore_state, scalar, GanLoss, GenerativeModel, Losses,
+    ModelConfig, StepOutcome,
+};
 use crate::engine::error::Result;
 
 pub struct Gan {

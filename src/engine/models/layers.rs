@@ -74,7 +74,13 @@ pub struct Linear {
 }
 
 impl Linear {
-    pub fn new(ps: &mut ParamSet, name: &str, fan_in: usize, fan_out: usize, rng: &mut StdRng) -> Result<Self> {
+    pub fn new(
+        ps: &mut ParamSet,
+        name: &str,
+        fan_in: usize,
+        fan_out: usize,
+        rng: &mut StdRng,
+    ) -> Result<Self> {
         let bound = 1.0 / (fan_in as f64).sqrt();
         let w = ps.uniform(format!("{name}.weight"), &[fan_out, fan_in], bound, rng)?;
         let b = ps.uniform(format!("{name}.bias"), &[fan_out], bound, rng)?;
@@ -145,7 +151,14 @@ pub struct ConvUp {
 }
 
 impl ConvDown {
-    fn new(ps: &mut ParamSet, name: &str, cin: usize, cout: usize, bn: bool, rng: &mut StdRng) -> Result<Self> {
+    fn new(
+        ps: &mut ParamSet,
+        name: &str,
+        cin: usize,
+        cout: usize,
+        bn: bool,
+        rng: &mut StdRng,
+    ) -> Result<Self> {
         let bound = 1.0 / ((cin * 16) as f64).sqrt();
         let w = ps.uniform(format!("{name}.weight"), &[cout, cin, 4, 4], bound, rng)?;
         let b = ps.uniform(format!("{name}.bias"), &[cout], bound, rng)?;
@@ -164,7 +177,14 @@ impl ConvDown {
 }
 
 impl ConvUp {
-    fn new(ps: &mut ParamSet, name: &str, cin: usize, cout: usize, bn: bool, rng: &mut StdRng) -> Result<Self> {
+    fn new(
+        ps: &mut ParamSet,
+        name: &str,
+        cin: usize,
+        cout: usize,
+        bn: bool,
+        rng: &mut StdRng,
+    ) -> Result<Self> {
         // PyTorch computes a transposed conv's fan-in from the weight's second dimension.
         let bound = 1.0 / ((cout * 16) as f64).sqrt();
         let w = ps.uniform(format!("{name}.weight"), &[cin, cout, 4, 4], bound, rng)?;
@@ -301,9 +321,11 @@ impl Expand {
                 let c0 = widths.first().copied().unwrap_or(out.channels);
                 let start = ImageShape::new(c0, out.height / s, out.width / s);
                 let fc = Linear::new(ps, &format!("{prefix}.fc"), latent, start.len(), rng)?;
-                let fc_bn = if batch_norm { Some(BatchNorm::new(ps, &format!("{prefix}.fc_bn"), c0)?) } else { None };
+                let fc_bn =
+                    if batch_norm { Some(BatchNorm::new(ps, &format!("{prefix}.fc_bn"), c0)?) } else { None };
                 let mut layers = Vec::new();
-                let outs: Vec<usize> = widths.iter().skip(1).copied().chain(std::iter::once(out.channels)).collect();
+                let outs: Vec<usize> =
+                    widths.iter().skip(1).copied().chain(std::iter::once(out.channels)).collect();
                 let mut cin = c0;
                 for (i, &c) in outs.iter().enumerate() {
                     let bn = batch_norm && i + 1 < outs.len();

@@ -205,7 +205,7 @@ impl ModelConfig {
                 return err(format!("{k} conv layers: at most 6"));
             }
             let s = 1usize << k;
-            if self.input.height % s != 0 || self.input.width % s != 0 {
+            if !self.input.height.is_multiple_of(s) || !self.input.width.is_multiple_of(s) {
                 return err(format!(
                     "a conv net with {k} stride-2 layers needs height and width divisible by {s}; the images are {}×{}",
                     self.input.height, self.input.width
@@ -232,8 +232,10 @@ impl ModelConfig {
         let l = self.latent_dim;
         match (self.family, self.arch) {
             (Family::Gan, Arch::Mlp) => {
-                let g: Vec<usize> = std::iter::once(l).chain(self.hidden.iter().copied()).chain([d]).collect();
-                let dd: Vec<usize> = std::iter::once(d).chain(self.disc_hidden.iter().copied()).chain([1]).collect();
+                let g: Vec<usize> =
+                    std::iter::once(l).chain(self.hidden.iter().copied()).chain([d]).collect();
+                let dd: Vec<usize> =
+                    std::iter::once(d).chain(self.disc_hidden.iter().copied()).chain([1]).collect();
                 mlp(&g) + mlp(&dd)
             }
             (_, Arch::Mlp) => {
@@ -422,8 +424,14 @@ pub(crate) fn collect_state(
     for (i, (name, var)) in params.params.iter().enumerate() {
         let shape = var.shape().clone();
         out.insert(name.clone(), var.as_tensor().copy()?);
-        out.insert(format!("{name}.adam_m"), Tensor::from_slice(&adam.m[i], &shape, &candle_core::Device::Cpu)?);
-        out.insert(format!("{name}.adam_v"), Tensor::from_slice(&adam.v[i], &shape, &candle_core::Device::Cpu)?);
+        out.insert(
+            format!("{name}.adam_m"),
+            Tensor::from_slice(&adam.m[i], &shape, &candle_core::Device::Cpu)?,
+        );
+        out.insert(
+            format!("{name}.adam_v"),
+            Tensor::from_slice(&adam.v[i], &shape, &candle_core::Device::Cpu)?,
+        );
     }
     Ok(())
 }
@@ -435,9 +443,7 @@ pub(crate) fn restore_state(
     state: &HashMap<String, Tensor>,
 ) -> Result<()> {
     let get = |name: &str, shape: &candle_core::Shape| -> Result<Tensor> {
-        let t = state
-            .get(name)
-            .ok_or_else(|| EngineError::Other(format!("tensor `{name}` is missing")))?;
+        let t = state.get(name).ok_or_else(|| EngineError::Other(format!("tensor `{name}` is missing")))?;
         if t.shape() != shape {
             return Err(EngineError::Other(format!(
                 "tensor `{name}` has shape {:?}, the model expects {:?}",
@@ -465,7 +471,11 @@ pub(crate) fn collect_bn(prefix: &str, bns: &[&layers::BatchNorm], out: &mut Has
     }
 }
 
-pub(crate) fn restore_bn(prefix: &str, bns: &[&layers::BatchNorm], state: &HashMap<String, Tensor>) -> Result<()> {
+pub(crate) fn restore_bn(
+    prefix: &str,
+    bns: &[&layers::BatchNorm],
+    state: &HashMap<String, Tensor>,
+) -> Result<()> {
     for (i, bn) in bns.iter().enumerate() {
         let get = |k: &str| {
             state

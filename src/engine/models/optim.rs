@@ -109,8 +109,7 @@ impl InplaceOp2 for AdamUpdate<'_> {
         let (CpuStorage::F32(p), CpuStorage::F32(g)) = (dst, g_s) else {
             candle_core::bail!("adam: only f32 parameters are supported")
         };
-        let (Some((p0, p1)), Some((g0, g1))) = (dst_l.contiguous_offsets(), g_l.contiguous_offsets())
-        else {
+        let (Some((p0, p1)), Some((g0, g1))) = (dst_l.contiguous_offsets(), g_l.contiguous_offsets()) else {
             candle_core::bail!("adam: parameters and gradients must be contiguous")
         };
         let (p, g) = (&mut p[p0..p1], &g[g0..g1]);

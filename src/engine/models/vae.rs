@@ -10,7 +10,9 @@ use rand::SeedableRng;
 use super::layers::{normal_tensor, Expand, Linear, ParamSet, Trunk};
 use super::losses::{bce_with_logits_rows, kl_rows, squared_error_rows};
 use super::optim::{grads_finite, Adam, AdamConfig};
-use super::{collect_state, restore_state, scalar, GenerativeModel, Losses, ModelConfig, ReconLoss, StepOutcome};
+use super::{
+    collect_state, restore_state, scalar, GenerativeModel, Losses, ModelConfig, ReconLoss, StepOutcome,
+};
 use crate::engine::error::Result;
 
 pub struct Vae {
@@ -85,12 +87,8 @@ impl Vae {
         } else {
             (recon.clone(), None)
         };
-        let losses = Losses {
-            loss: scalar(&loss)?,
-            recon: Some(scalar(&recon)?),
-            kl: kl_v,
-            ..Default::default()
-        };
+        let losses =
+            Losses { loss: scalar(&loss)?, recon: Some(scalar(&recon)?), kl: kl_v, ..Default::default() };
         Ok(Forward { losses, loss })
     }
 }
@@ -165,4 +163,3 @@ impl GenerativeModel for Vae {
         }
     }
 }
-
