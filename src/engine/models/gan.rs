@@ -149,8 +149,8 @@ impl GenerativeModel for Gan {
         Ok(None)
     }
 
-    fn decode(&self, z: &Tensor) -> Result<Tensor> {
-        Ok(candle_nn::ops::sigmoid(&self.generator.forward(z, false)?)?.detach())
+    fn decode_logits(&self, z: &Tensor) -> Result<Tensor> {
+        Ok(self.generator.forward(z, false)?.detach())
     }
 
     fn discriminate(&self, x: &Tensor) -> Result<Option<Tensor>> {

@@ -368,7 +368,13 @@ pub trait GenerativeModel: Send + Sync {
     fn encode(&self, x: &Tensor) -> Result<Option<(Tensor, Tensor)>>;
 
     /// `[B, latent] → [B, D]` pixel values in [0, 1] (the GAN's generator for a GAN).
-    fn decode(&self, z: &Tensor) -> Result<Tensor>;
+    fn decode(&self, z: &Tensor) -> Result<Tensor> {
+        Ok(candle_nn::ops::sigmoid(&self.decode_logits(z)?)?)
+    }
+
+    /// `[B, latent] → [B, D]` decoder logits (σ of them are the pixel values): what a
+    /// likelihood p(x|z) is computed from.
+    fn decode_logits(&self, z: &Tensor) -> Result<Tensor>;
 
     /// Size of the latent (or noise) vector.
     fn latent_dim(&self) -> usize {

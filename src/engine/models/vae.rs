@@ -124,8 +124,8 @@ impl GenerativeModel for Vae {
         Ok(Some((mu.detach(), lv.detach())))
     }
 
-    fn decode(&self, z: &Tensor) -> Result<Tensor> {
-        Ok(candle_nn::ops::sigmoid(&self.decoder.forward(z, false)?)?.detach())
+    fn decode_logits(&self, z: &Tensor) -> Result<Tensor> {
+        Ok(self.decoder.forward(z, false)?.detach())
     }
 
     fn learning_rate(&self) -> f64 {
