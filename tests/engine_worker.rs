@@ -74,16 +74,23 @@ fn a_run_reports_started_metrics_epoch_and_finished_in_order() {
     let w = Worker::spawn(waker);
     let (cfg, data) = small_vae();
     start(&w, &cfg, data, false);
-    let evs = collect_until(&w, Duration::from_secs(120), |e| matches!(e, Event::Finished { .. } | Event::Failed { .. }));
+    let evs = collect_until(&w, Duration::from_secs(120), |e| {
+        matches!(e, Event::Finished { .. } | Event::Failed { .. })
+    });
     let n = names(&evs);
     assert_eq!(n.first(), Some(&"started"), "{n:?}");
     let first_metrics = n.iter().position(|x| *x == "metrics").expect("metrics");
     let epoch = n.iter().position(|x| *x == "epoch").expect("epoch ended");
     assert!(first_metrics < epoch, "{n:?}");
-    assert!(matches!(evs.last(), Some(Event::Finished { reason: FinishReason::Completed, step: 16, .. })), "{n:?}");
+    assert!(
+        matches!(evs.last(), Some(Event::Finished { reason: FinishReason::Completed, step: 16, .. })),
+        "{n:?}"
+    );
     assert_eq!(steps_in(&evs), (1..=16).collect::<Vec<_>>(), "every step reported once, in order");
     assert!(n.contains(&"grid"), "a fixed-noise grid was sent");
-    if let Some(Event::EpochEnded { summary, .. }) = evs.iter().find(|e| matches!(e, Event::EpochEnded { .. })) {
+    if let Some(Event::EpochEnded { summary, .. }) =
+        evs.iter().find(|e| matches!(e, Event::EpochEnded { .. }))
+    {
         assert!(summary.test.is_some_and(|t| t.loss.is_finite()));
     }
     assert!(wakes.load(Ordering::Relaxed) > 0, "the waker was called");
@@ -104,7 +111,10 @@ fn pause_stops_steps_resume_continues_and_stop_finishes() {
     std::thread::sleep(Duration::from_millis(400));
     let late = w.try_events();
     let late_steps = steps_in(&late);
-    assert!(late_steps.iter().all(|&s| s <= paused_at), "steps after pause: {late_steps:?} (paused at {paused_at})");
+    assert!(
+        late_steps.iter().all(|&s| s <= paused_at),
+        "steps after pause: {late_steps:?} (paused at {paused_at})"
+    );
 
     w.send(Command::Step(2));
     let evs = collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::Paused { .. }));
@@ -121,14 +131,19 @@ fn pause_stops_steps_resume_continues_and_stop_finishes() {
 fn a_bad_path_fails_and_the_worker_serves_the_next_run() {
     let w = Worker::spawn(Arc::new(|| {}));
     let (cfg, data) = small_vae();
-    let bad = DataSpec::Source(DataSource::Path("/nonexistent/train-images-idx3-ubyte".into()), LoadOptions::default());
+    let bad = DataSpec::Source(
+        DataSource::Path("/nonexistent/train-images-idx3-ubyte".into()),
+        LoadOptions::default(),
+    );
     start(&w, &cfg, bad, false);
     let evs = collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::Failed { .. }));
     let Some(Event::Failed { message, .. }) = evs.last() else { unreachable!() };
     assert!(message.contains("/nonexistent/train-images-idx3-ubyte"), "{message}");
 
     start(&w, &cfg, data, false);
-    let evs = collect_until(&w, Duration::from_secs(120), |e| matches!(e, Event::Finished { .. } | Event::Failed { .. }));
+    let evs = collect_until(&w, Duration::from_secs(120), |e| {
+        matches!(e, Event::Finished { .. } | Event::Failed { .. })
+    });
     assert!(matches!(evs.last(), Some(Event::Finished { .. })), "{:?}", names(&evs));
 }
 
@@ -157,7 +172,9 @@ fn requests_are_answered_between_steps() {
                 assert_eq!(images.len(), 1);
                 got.2.push(*request)
             }
-            Event::Encoded { encoding, .. } => got.3 = encoding.mu.len() == 2000 * 20 && encoding.labels.len() == 2000,
+            Event::Encoded { encoding, .. } => {
+                got.3 = encoding.mu.len() == 2000 * 20 && encoding.labels.len() == 2000
+            }
             Event::Error { message } => got.4 = message.contains("learning rate"),
             _ => {}
         }
@@ -181,6 +198,8 @@ fn checkpoints_save_from_the_worker_and_a_run_resumes_from_them() {
 
     let ck = Some(dir.path().join("ck"));
     w.send(Command::Start { config: Box::new(cfg.clone()), data, checkpoint: ck, paused: true });
-    let evs = collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::Started { .. } | Event::Failed { .. }));
+    let evs = collect_until(&w, Duration::from_secs(30), |e| {
+        matches!(e, Event::Started { .. } | Event::Failed { .. })
+    });
     assert!(matches!(evs.last(), Some(Event::Started { start_step: 3, .. })), "{:?}", names(&evs));
 }

@@ -64,7 +64,10 @@ fn malformed_idx_files_give_errors_that_name_the_file_and_the_problem() {
     let magic = d.join("magic-images-idx3-ubyte");
     std::fs::write(&magic, b"\x12\x34\x08\x03\0\0\0\x01\0\0\0\x01\0\0\0\x01\x00").unwrap();
     let e = err(&magic);
-    assert!(e.contains("magic-images-idx3-ubyte") && e.contains("magic number") && e.contains("byte 0"), "{e}");
+    assert!(
+        e.contains("magic-images-idx3-ubyte") && e.contains("magic number") && e.contains("byte 0"),
+        "{e}"
+    );
 
     let p = images(d, "trunc-images-idx3-ubyte", 10);
     let bytes = std::fs::read(&p).unwrap();
@@ -88,7 +91,10 @@ fn malformed_idx_files_give_errors_that_name_the_file_and_the_problem() {
     let huge_gz = d.join("huge-images-idx3-ubyte.gz");
     {
         use std::io::Write;
-        let mut gz = flate2::write::GzEncoder::new(std::fs::File::create(&huge_gz).unwrap(), flate2::Compression::fast());
+        let mut gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(&huge_gz).unwrap(),
+            flate2::Compression::fast(),
+        );
         gz.write_all(&h).unwrap();
         gz.finish().unwrap();
     }
@@ -99,7 +105,10 @@ fn malformed_idx_files_give_errors_that_name_the_file_and_the_problem() {
     let short_gz = d.join("short-images-idx3-ubyte.gz");
     {
         use std::io::Write;
-        let mut gz = flate2::write::GzEncoder::new(std::fs::File::create(&short_gz).unwrap(), flate2::Compression::fast());
+        let mut gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(&short_gz).unwrap(),
+            flate2::Compression::fast(),
+        );
         let mut b = vec![0, 0, 8, 3];
         for v in [10u32, 28, 28] {
             b.extend_from_slice(&v.to_be_bytes());
