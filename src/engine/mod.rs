@@ -8,6 +8,8 @@ pub mod models;
 pub use error::{EngineError, Result};
 pub mod checkpoint;
 pub mod config;
+pub mod explore;
+pub mod export;
 pub mod images;
 pub mod metrics;
 pub mod protocol;
