@@ -13,6 +13,7 @@ pub mod export;
 pub mod images;
 pub mod metrics;
 pub mod protocol;
+pub mod rewind;
 pub mod scoring;
 pub mod session;
 pub mod worker;
