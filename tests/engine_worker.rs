@@ -259,3 +259,54 @@ fn a_run_rewinds_to_a_kept_point_and_reproduces_its_outputs() {
         |e| matches!(e, Event::Error { message } if message.contains("999")),
     );
 }
+
+#[test]
+fn scoring_runs_on_the_worker_reports_progress_and_can_be_cancelled() {
+    use genlab::engine::protocol::ScoreTarget;
+    use genlab::engine::scoring::ScoreOptions;
+    let w = Worker::spawn(Arc::new(|| {}));
+    let (cfg, data) = small_vae();
+    start(&w, &cfg, data, true);
+    w.send(Command::Step(8));
+    collect_until(&w, Duration::from_secs(60), |e| matches!(e, Event::Paused { step: 8, .. }));
+
+    let opts = ScoreOptions { k: 4, ..ScoreOptions::default() };
+    w.send(Command::Score {
+        request: 1,
+        target: ScoreTarget::Split(genlab::engine::data::SplitKind::Test),
+        options: opts.clone(),
+    });
+    let evs = collect_until(&w, Duration::from_secs(120), |e| {
+        matches!(e, Event::Scored { .. } | Event::Error { .. })
+    });
+    let Some(Event::Scored { request: 1, set, name, .. }) = evs.last() else { panic!("{:?}", names(&evs)) };
+    assert_eq!(name, "test");
+    assert_eq!(set.samples.len(), 2000);
+    assert!(set.samples.iter().all(|s| s.neg_log_px.is_some_and(|v| v.is_finite())));
+    assert!(evs.iter().any(|e| matches!(e, Event::ScoreProgress { total: 2000, .. })));
+
+    // A slow request (K = 512) cancelled at once; the run is still there afterwards.
+    let slow = ScoreOptions { k: 512, ..ScoreOptions::default() };
+    w.send(Command::Score {
+        request: 2,
+        target: ScoreTarget::Split(genlab::engine::data::SplitKind::Test),
+        options: slow,
+    });
+    w.send(Command::CancelScore);
+    let evs = collect_until(&w, Duration::from_secs(120), |e| {
+        matches!(e, Event::ScoreCancelled { .. } | Event::Scored { request: 2, .. })
+    });
+    assert!(matches!(evs.last(), Some(Event::ScoreCancelled { request: 2, .. })), "{:?}", names(&evs));
+    w.send(Command::Step(1));
+    let evs = collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::Paused { .. }));
+    assert_eq!(steps_in(&evs), vec![9]);
+
+    // The hold-out experiment: train on digits 0–4, the rest are anomalies.
+    w.send(Command::HoldOut { request: 3, labels: vec![0, 1, 2, 3, 4], steps: 20, options: opts });
+    let evs = collect_until(&w, Duration::from_secs(120), |e| {
+        matches!(e, Event::HoldOutDone { .. } | Event::Error { .. })
+    });
+    let Some(Event::HoldOutDone { report, .. }) = evs.last() else { panic!("{:?}", names(&evs)) };
+    assert!((0.0..=1.0).contains(&report.auroc));
+    assert_eq!(report.scores.samples.len(), 2000);
+}

@@ -8,6 +8,7 @@ use super::config::RunConfig;
 use super::data::{DataSource, Dataset, ImageShape, LoadOptions, SplitKind};
 use super::images::ImageBatch;
 use super::models::Losses;
+use super::scoring::{HoldOutReport, ScoreOptions, ScoredSet};
 use super::session::{Encoding, EpochSummary};
 
 /// The data a run trains on: already loaded (the app loads it on its own thread), or a source
@@ -71,8 +72,35 @@ pub enum Command {
     Rewind {
         step: u64,
     },
+    /// Score a set under the current weights (−ELBO / IWAE for a VAE, reconstruction error
+    /// for an AE, the discriminator's logit for a GAN), answered with [`Event::Scored`] after
+    /// [`Event::ScoreProgress`] events. Training waits meanwhile.
+    Score {
+        request: u64,
+        target: ScoreTarget,
+        options: ScoreOptions,
+    },
+    /// The hold-out-classes experiment on the run's data and configuration: a separate model
+    /// trained `steps` steps on the chosen labels only, the test split scored, AUROC reported.
+    HoldOut {
+        request: u64,
+        labels: Vec<u32>,
+        steps: u64,
+        options: ScoreOptions,
+    },
+    /// Cancel a running [`Command::Score`] or [`Command::HoldOut`].
+    CancelScore,
     /// End the worker thread.
     Shutdown,
+}
+
+/// What a [`Command::Score`] scores.
+#[derive(Clone, Debug)]
+pub enum ScoreTarget {
+    /// A split of the run's own data.
+    Split(SplitKind),
+    /// Every image of another dataset (converted to the model's shape if needed).
+    Dataset(Arc<Dataset>),
 }
 
 /// Per-step figures, sent in batches.
@@ -201,6 +229,30 @@ pub enum Event {
         run: u64,
         step: u64,
     },
+    /// Images scored so far for `request`.
+    ScoreProgress {
+        run: u64,
+        request: u64,
+        done: usize,
+        total: usize,
+    },
+    /// The scores of a [`Command::Score`] (`name` says which set).
+    Scored {
+        run: u64,
+        request: u64,
+        name: String,
+        set: Box<ScoredSet>,
+    },
+    HoldOutDone {
+        run: u64,
+        request: u64,
+        report: Box<HoldOutReport>,
+    },
+    /// A score or hold-out request was cancelled.
+    ScoreCancelled {
+        run: u64,
+        request: u64,
+    },
     Finished {
         run: u64,
         step: u64,
@@ -238,6 +290,10 @@ impl Event {
             | Event::CheckpointSaved { run, .. }
             | Event::RewindPoints { run, .. }
             | Event::Rewound { run, .. }
+            | Event::ScoreProgress { run, .. }
+            | Event::Scored { run, .. }
+            | Event::HoldOutDone { run, .. }
+            | Event::ScoreCancelled { run, .. }
             | Event::Finished { run, .. } => Some(*run),
             Event::Failed { run, .. } => *run,
             Event::Error { .. } => None,

@@ -180,6 +180,8 @@ struct WorkerLoop {
     outbox: Outbox,
     run: Option<Run>,
     next_run: u64,
+    /// Commands that arrived while a long request (scoring) ran, handled next.
+    stash: VecDeque<Command>,
 }
 
 impl WorkerLoop {
@@ -190,14 +192,16 @@ impl WorkerLoop {
             metrics_run: 0,
             last_metrics: Instant::now(),
         };
-        Self { commands, events, waker, outbox, run: None, next_run: 1 }
+        Self { commands, events, waker, outbox, run: None, next_run: 1, stash: VecDeque::new() }
     }
 
     fn run(mut self) {
         loop {
-            let busy = self.run.as_ref().is_some_and(|r| !r.paused);
+            let busy = self.run.as_ref().is_some_and(|r| !r.paused) || !self.stash.is_empty();
             // Drain commands: without waiting while training, else wait a little.
-            let first = if busy {
+            let first = if let Some(c) = self.stash.pop_front() {
+                Some(c)
+            } else if busy {
                 match self.commands.try_recv() {
                     Ok(c) => Some(c),
                     Err(TryRecvError::Empty) => None,
@@ -214,6 +218,7 @@ impl WorkerLoop {
             };
             if let Some(c) = first {
                 let mut pending = vec![c];
+                pending.extend(self.stash.drain(..));
                 pending.extend(self.commands.try_iter());
                 // Only the newest decode request per channel is worth answering.
                 let mut newest = std::collections::HashMap::new();
@@ -222,9 +227,18 @@ impl WorkerLoop {
                         newest.insert(*channel, i);
                     }
                 }
+                // A cancel that arrived with the request it cancels.
+                let last_cancel = pending.iter().rposition(|c| matches!(c, Command::CancelScore));
                 for (i, c) in pending.into_iter().enumerate() {
                     if let Command::Decode { channel, .. } = &c {
                         if newest.get(channel) != Some(&i) {
+                            continue;
+                        }
+                    }
+                    if let Command::Score { request, .. } | Command::HoldOut { request, .. } = &c {
+                        if last_cancel.is_some_and(|k| k > i) {
+                            let run = self.run.as_ref().map_or(0, |r| r.id);
+                            self.emit(Event::ScoreCancelled { run, request: *request });
                             continue;
                         }
                     }
@@ -272,7 +286,11 @@ impl WorkerLoop {
                     Err(e) => self.emit(Event::Failed { run: Some(id), message: e.to_string() }),
                 }
             }
-            Command::Shutdown => {}
+            Command::Shutdown | Command::CancelScore => {}
+            Command::Score { request, target, options } => self.score(request, target, options),
+            Command::HoldOut { request, labels, steps, options } => {
+                self.hold_out(request, labels, steps, options)
+            }
             other => {
                 let Some(run) = self.run.as_mut() else {
                     if !matches!(other, Command::Pause | Command::Resume | Command::Stop) {
@@ -381,9 +399,109 @@ impl WorkerLoop {
                             Err(e) => self.error(format!("rewinding to step {to} failed: {e}")),
                         }
                     }
-                    Command::Start { .. } | Command::Shutdown => {}
+                    Command::Start { .. }
+                    | Command::Shutdown
+                    | Command::Score { .. }
+                    | Command::HoldOut { .. }
+                    | Command::CancelScore => {}
                 }
             }
+        }
+    }
+
+    /// A progress callback for long requests: reports progress (at most every 100 ms), keeps
+    /// events flowing, and stashes commands that arrive; returns `false` to cancel when a
+    /// `CancelScore`, `Stop`, `Start` or `Shutdown` came in.
+    fn long_request_progress(
+        &mut self,
+        run: u64,
+        request: u64,
+        done: usize,
+        total: usize,
+        last: &mut Instant,
+    ) -> bool {
+        if last.elapsed() >= Duration::from_millis(100) || done == total {
+            *last = Instant::now();
+            self.outbox
+                .queue
+                .retain(|e| !matches!(e, Event::ScoreProgress { request: r, .. } if *r == request));
+            self.emit(Event::ScoreProgress { run, request, done, total });
+            self.outbox.send(&self.events, &self.waker);
+        }
+        let mut cancel = false;
+        for c in self.commands.try_iter() {
+            match c {
+                Command::CancelScore => cancel = true,
+                c @ (Command::Stop | Command::Start { .. } | Command::Shutdown) => {
+                    cancel = true;
+                    self.stash.push_back(c);
+                }
+                c => self.stash.push_back(c),
+            }
+        }
+        !cancel
+    }
+
+    fn score(
+        &mut self,
+        request: u64,
+        target: super::protocol::ScoreTarget,
+        options: super::scoring::ScoreOptions,
+    ) {
+        use super::protocol::ScoreTarget;
+        let Some(run) = self.run.take() else {
+            self.error("no run: train or load a model first".into());
+            return;
+        };
+        let id = run.id;
+        let (data, indices, name) = match &target {
+            ScoreTarget::Split(kind) => {
+                (run.session.data().clone(), run.session.split().get(*kind).to_vec(), kind.to_string())
+            }
+            ScoreTarget::Dataset(d) => (d.clone(), (0..d.len()).collect(), d.name.clone()),
+        };
+        let mut last = Instant::now();
+        let result = run.pool.install(|| {
+            super::scoring::score_indices(
+                run.session.model(),
+                &data,
+                &indices,
+                &options,
+                &mut |done, total| self.long_request_progress(id, request, done, total, &mut last),
+            )
+        });
+        self.run = Some(run);
+        match result {
+            Ok(Some(set)) => self.emit(Event::Scored { run: id, request, name, set: Box::new(set) }),
+            Ok(None) => self.emit(Event::ScoreCancelled { run: id, request }),
+            Err(e) => self.error(format!("scoring {name} failed: {e}")),
+        }
+    }
+
+    fn hold_out(
+        &mut self,
+        request: u64,
+        labels: Vec<u32>,
+        steps: u64,
+        options: super::scoring::ScoreOptions,
+    ) {
+        let Some(run) = self.run.take() else {
+            self.error("no run: the experiment uses the current run's data and configuration".into());
+            return;
+        };
+        let id = run.id;
+        let (config, data) = (run.session.config().clone(), run.session.data().clone());
+        let mut last = Instant::now();
+        let result = run.pool.install(|| {
+            super::scoring::hold_out_classes(config, &data, &labels, steps, &options, &mut |done, total| {
+                self.long_request_progress(id, request, done, total, &mut last)
+            })
+        });
+        self.run = Some(run);
+        match result {
+            Ok(Some(report)) => self.emit(Event::HoldOutDone { run: id, request, report: Box::new(report) }),
+            Ok(None) => self.emit(Event::ScoreCancelled { run: id, request }),
+            Err(e) => self.error(format!("the hold-out experiment failed: {e}")),
         }
     }
 
