@@ -20,7 +20,11 @@ pub struct RewindStore {
 impl RewindStore {
     /// A store for run `run` in the system's temporary folder.
     pub fn new(run: u64, every: u64, count: usize) -> Self {
-        let dir = std::env::temp_dir().join(format!("genlab-{}-run{run}", std::process::id()));
+        // Several workers can live in one process (tests, the app after a restart of its
+        // worker): a process-wide counter keeps their folders apart.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("genlab-{}-{n}-run{run}", std::process::id()));
         Self { dir, every, count: count.max(2), steps: Vec::new() }
     }
 
