@@ -45,6 +45,10 @@ fn builtin_dataset_is_shown_with_its_counts() {
     h.get_by_label("28×28 pixels, 1 channel (grey)");
     assert_eq!(h.state().dataset().map(|d| d.len()), Some(10_000));
     assert!(!is_disabled(&h, "Train"), "Train should be enabled with valid defaults");
+    // Many frames do not widen the side panel (full-width widgets must not round up).
+    let right = h.get_by_label("Load").rect().right();
+    h.run_steps(60);
+    assert_eq!(h.get_by_label("Load").rect().right(), right, "the side panel grew by itself");
     // The built-in data has its own split: the slider is off.
     let slider = h.get_by_role_and_label(egui::accesskit::Role::Slider, "Test share");
     assert!(slider.accesskit_node().is_disabled());

@@ -154,7 +154,7 @@ impl App {
             ui.add_space(2.0);
         });
 
-        egui::Panel::left("side").default_size(360.0).min_size(280.0).show(ui, |ui| {
+        egui::Panel::left("side").default_size(360.0).min_size(280.0).max_size(560.0).show(ui, |ui| {
             egui::ScrollArea::vertical().id_salt("side_scroll").show(ui, |ui| {
                 self.dataset_panel.ui(
                     ui,

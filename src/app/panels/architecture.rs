@@ -246,7 +246,7 @@ fn layer_list(ui: &mut egui::Ui, widths: &mut Vec<usize>, name: &str, unit: &str
         Some((i, _)) => widths.swap(i, i + 1),
         None => {}
     }
-    if ui.button(format!("Add {} layer", name.to_lowercase())).clicked() {
+    if ui.button(if name == "Layer" { "Add layer".to_string() } else { format!("Add {name}") }).clicked() {
         let w = widths.last().copied().unwrap_or(if unit == "channels" { 32 } else { 256 });
         widths.push(w);
     }

@@ -124,7 +124,7 @@ fn status_label(ui: &mut egui::Ui, status: &Status) {
 fn progress(ui: &mut egui::Ui, run_view: &RunView) {
     let width = ui.available_width().clamp(120.0, 560.0);
     let Some(r) = run_view.current() else {
-        ui.add(ProgressBar::new(0.0).desired_width(width).text("no run yet"));
+        ui.label(RichText::new("No run yet").weak());
         return;
     };
     let epochs = r.config.train.epochs;

@@ -76,6 +76,9 @@ impl DatasetPanel {
         } = cx;
         ui.heading("Dataset");
         let idle = loading.is_none() && !locked;
+        if locked {
+            ui.label(RichText::new("Stop the run to load another dataset.").weak().small());
+        }
         ui.horizontal_wrapped(|ui| {
             if ui
                 .add_enabled(idle, egui::Button::new("Built-in MNIST"))
@@ -99,15 +102,18 @@ impl DatasetPanel {
         });
         ui.horizontal(|ui| {
             let label = ui.label("Path");
-            let field = egui::TextEdit::singleline(&mut self.path)
-                .hint_text("/path/to/file.csv, an IDX file or a folder")
-                .desired_width((ui.available_width() - 50.0).max(80.0));
-            let response = ui.add_enabled(idle, field).labelled_by(label.id);
-            let enter = response.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
-            let load = ui.add_enabled(idle && !self.path.trim().is_empty(), egui::Button::new("Load"));
-            if load.clicked() || (enter && !self.path.trim().is_empty()) {
-                actions.push(Action::Load(DataSource::parse(self.path.trim())));
-            }
+            // Right to left: the Load button first, then the field takes exactly what is left.
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                let load = ui.add_enabled(idle && !self.path.trim().is_empty(), egui::Button::new("Load"));
+                let field = egui::TextEdit::singleline(&mut self.path)
+                    .hint_text("/path/to/file.csv, an IDX file or a folder")
+                    .desired_width((ui.available_width() - 2.0).floor().max(40.0));
+                let response = ui.add_enabled(idle, field).labelled_by(label.id);
+                let enter = response.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                if load.clicked() || (enter && !self.path.trim().is_empty()) {
+                    actions.push(Action::Load(DataSource::parse(self.path.trim())));
+                }
+            });
         });
         ui.label(RichText::new("You can also drop a file or folder onto the window.").weak().small());
 

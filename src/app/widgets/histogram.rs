@@ -6,7 +6,9 @@ use crate::app::theme;
 
 /// Bars for `counts`, labelled with `names` when there are few enough classes to read them.
 pub fn label_histogram(ui: &mut egui::Ui, counts: &[usize], names: &[String], height: f32) -> egui::Response {
-    let width = ui.available_width().max(60.0);
+    // Floored, and a pixel short: rounding a full-width allocation up would widen a resizable
+    // panel a little every frame.
+    let width = (ui.available_width() - 1.0).floor().max(60.0);
     let show_names = counts.len() <= 26;
     let label_h = if show_names { 14.0 } else { 0.0 };
     let (rect, response) = ui.allocate_exact_size(Vec2::new(width, height + label_h), Sense::hover());

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use egui_plot::{Legend, Line, LineStyle, MarkerShape, Plot, PlotPoint, PlotPoints, Points, Text, VLine};
+use egui_plot::{Legend, Line, LineStyle, MarkerShape, Plot, PlotPoints, Points, VLine};
 
 use super::downsample::{downsample_minmax, ema_extend, EmaState};
 use crate::app::run_view::{component, MarkerKind, RunRecord};
@@ -99,7 +99,7 @@ pub fn loss_plot(
     let hover_log = log;
     let plot = Plot::new(("loss_plot", run.id))
         .height(height)
-        .legend(Legend::default().position(egui_plot::Corner::RightTop))
+        .legend(Legend::default().position(egui_plot::Corner::RightTop).follow_insertion_order(true))
         .x_axis_label("step")
         .y_axis_label(if log { "loss (log scale)" } else { "loss (nats per image)" })
         .allow_scroll(false)
@@ -133,7 +133,7 @@ pub fn loss_plot(
     let colors: Vec<egui::Color32> = run.series.names.iter().map(|n| theme::series_color(ui, n)).collect();
     let marker_colors: Vec<egui::Color32> =
         run.markers.iter().map(|m| theme::marker_color(ui, &m.kind)).collect();
-    plot.show(ui, |plot_ui| {
+    let response = plot.show(ui, |plot_ui| {
         let bounds = plot_ui.plot_bounds();
         let range = if plot_ui.auto_bounds().x { None } else { Some((bounds.min()[0], bounds.max()[0])) };
         for c in &curves {
@@ -160,7 +160,7 @@ pub fn loss_plot(
                     .collect();
                 if !train.is_empty() {
                     plot_ui.points(
-                        Points::new(format!("{name} · train/epoch"), train)
+                        Points::new("epoch mean (train)", train)
                             .shape(MarkerShape::Circle)
                             .radius(3.5)
                             .color(color),
@@ -168,13 +168,13 @@ pub fn loss_plot(
                 }
                 if !test.is_empty() {
                     plot_ui.line(
-                        Line::new(format!("{name} · test/epoch"), PlotPoints::new(test.clone()))
+                        Line::new("epoch end (test)", PlotPoints::new(test.clone()))
                             .color(color)
                             .style(LineStyle::dashed_loose())
                             .width(1.0),
                     );
                     plot_ui.points(
-                        Points::new(format!("{name} · test/epoch"), test)
+                        Points::new("epoch end (test)", test)
                             .shape(MarkerShape::Diamond)
                             .radius(4.5)
                             .filled(true)
@@ -183,19 +183,35 @@ pub fn loss_plot(
                 }
             }
         }
-        let top = bounds.max()[1];
         for (m, &color) in run.markers.iter().zip(&marker_colors) {
-            let (name, text) = match m.kind {
-                MarkerKind::LearningRate(lr) => ("lr changed", format!("lr {lr:.1e}")),
-                MarkerKind::Beta(b) => ("β changed", format!("β {b}")),
-                MarkerKind::Diverged => ("diverged", "diverged".to_string()),
+            let name = match m.kind {
+                MarkerKind::LearningRate(_) => "lr changed",
+                MarkerKind::Beta(_) => "β changed",
+                MarkerKind::Diverged => "diverged",
             };
             plot_ui.vline(VLine::new(name, m.step as f64).color(color).style(LineStyle::dashed_dense()));
-            plot_ui.text(
-                Text::new(name, PlotPoint::new(m.step as f64, top), egui::RichText::new(text).small())
-                    .anchor(egui::Align2::LEFT_TOP)
-                    .color(color),
-            );
         }
     });
+
+    // Marker values are painted on top rather than added as plot items, which would pull the
+    // auto-bounds upwards every frame.
+    let frame = *response.transform.frame();
+    let painter = ui.painter_at(frame);
+    for (m, &color) in run.markers.iter().zip(&marker_colors) {
+        let text = match m.kind {
+            MarkerKind::LearningRate(lr) => format!("lr {lr:.1e}"),
+            MarkerKind::Beta(b) => format!("β {b}"),
+            MarkerKind::Diverged => "diverged".to_string(),
+        };
+        let x = response.transform.position_from_point_x(m.step as f64);
+        if frame.x_range().contains(x) {
+            painter.text(
+                egui::pos2(x + 3.0, frame.top() + 3.0),
+                egui::Align2::LEFT_TOP,
+                text,
+                egui::FontId::proportional(11.0),
+                color,
+            );
+        }
+    }
 }
