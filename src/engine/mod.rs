@@ -11,5 +11,6 @@ pub mod config;
 pub mod images;
 pub mod metrics;
 pub mod protocol;
+pub mod scoring;
 pub mod session;
 pub mod worker;

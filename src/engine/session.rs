@@ -19,6 +19,16 @@ use super::models::{build_model, GenerativeModel, Losses, StepOutcome};
 /// Number of images in the fixed-noise grid.
 pub const FIXED_GRID: usize = 64;
 
+/// Steps between snapshots of the last known good weights (restored after a divergence).
+pub const SNAPSHOT_EVERY: u64 = 50;
+
+/// Weights and optimiser state at a step whose loss was finite.
+struct Snapshot {
+    step: u64,
+    state: std::collections::HashMap<String, Tensor>,
+    optimizer_steps: Vec<u64>,
+}
+
 /// The result of one training step.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StepReport {
@@ -33,6 +43,8 @@ pub struct StepReport {
     pub images_per_sec: f64,
     /// `true` when a loss or gradient was NaN/inf and the update was refused.
     pub diverged: bool,
+    /// After a divergence: the step whose weights (the last known good ones) were restored.
+    pub restored_to: Option<u64>,
     /// Set on the last step of an epoch.
     pub epoch_end: Option<EpochSummary>,
 }
@@ -70,6 +82,7 @@ pub struct TrainingSession {
     fixed_noise: Tensor,
     epoch_losses: Losses,
     epoch_images: usize,
+    last_good: Option<Snapshot>,
 }
 
 impl TrainingSession {
@@ -103,7 +116,7 @@ impl TrainingSession {
         };
         let mut order = split.train.clone();
         order.shuffle(&mut rng);
-        Ok(Self {
+        Self {
             config,
             model,
             data,
@@ -116,7 +129,27 @@ impl TrainingSession {
             fixed_noise,
             epoch_losses: Losses::default(),
             epoch_images: 0,
-        })
+            last_good: None,
+        }
+        .with_snapshot()
+    }
+
+    /// Remembers the initial weights as the first known good ones.
+    fn with_snapshot(mut self) -> Result<Self> {
+        self.last_good = Some(Snapshot {
+            step: self.step,
+            state: self.model.state()?,
+            optimizer_steps: self.model.optimizer_steps(),
+        });
+        Ok(self)
+    }
+
+    /// Puts back the last known good weights; returns their step.
+    fn restore_snapshot(&mut self) -> Result<Option<u64>> {
+        let Some(s) = &self.last_good else { return Ok(None) };
+        self.model.load_state(&s.state)?;
+        self.model.set_optimizer_steps(&s.optimizer_steps);
+        Ok(Some(s.step))
     }
 
     pub fn config(&self) -> &RunConfig {
@@ -181,12 +214,33 @@ impl TrainingSession {
         let idx = &self.order[self.cursor..end];
         let n = idx.len();
         let x = Tensor::from_vec(self.data.gather(idx), (n, self.data.shape.len()), &Device::Cpu)?;
+        // Candidate snapshot: the weights this step starts from, kept if its loss is finite.
+        let candidate = if self.step.is_multiple_of(SNAPSHOT_EVERY) && self.step > 0 {
+            Some(Snapshot {
+                step: self.step,
+                state: self.model.state()?,
+                optimizer_steps: self.model.optimizer_steps(),
+            })
+        } else {
+            None
+        };
         let outcome = self.model.train_step(&x, &mut self.rng)?;
         self.step += 1;
         self.cursor = end;
         let (losses, diverged) = match outcome {
             StepOutcome::Applied(l) => (l, false),
             StepOutcome::NonFinite(l) => (l, true),
+        };
+        // A step whose loss was finite vouches for the weights it started from. Weights can be
+        // finite yet already ruined (a huge learning rate), so a divergence goes back to the
+        // last vouched snapshot (at most SNAPSHOT_EVERY steps back), not just one step.
+        let restored_to = if diverged {
+            self.restore_snapshot()?
+        } else {
+            if candidate.is_some() {
+                self.last_good = candidate;
+            }
+            None
         };
         if !diverged {
             self.epoch_losses.accumulate(&losses, self.epoch_images, n);
@@ -210,6 +264,7 @@ impl TrainingSession {
             batch: n,
             images_per_sec: n as f64 / secs,
             diverged,
+            restored_to,
             epoch_end,
         })
     }

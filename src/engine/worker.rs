@@ -434,8 +434,12 @@ impl WorkerLoop {
         self.outbox.push_metrics(id, m);
         if report.diverged {
             let lr = m.learning_rate;
+            let restored = match report.restored_to {
+                Some(k) => format!("the weights of step {k}, the last known good ones, were restored"),
+                None => "the update was refused".to_string(),
+            };
             let message = format!(
-                "the loss became NaN or infinite at step {} (learning rate {lr}); the update was refused and the last good weights kept. Lower the learning rate and resume.",
+                "the loss became NaN or infinite at step {} (learning rate {lr}); {restored}. Lower the learning rate and resume.",
                 report.step
             );
             if let Some(run) = self.run.as_mut() {

@@ -1,0 +1,205 @@
+//! The worker thread through its real channels: event order, pause, stop, step, failures.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use genlab::engine::config::{preset, RunConfig};
+use genlab::engine::data::{builtin, DataSource, LoadOptions};
+use genlab::engine::protocol::{Command, DataSpec, Event, FinishReason};
+use genlab::engine::worker::{Waker, Worker};
+
+fn small_vae() -> (RunConfig, DataSpec) {
+    let data = Arc::new(builtin::load().unwrap());
+    let mut cfg = preset("mnist_vae", data.shape).unwrap();
+    cfg.train.epochs = 1;
+    cfg.train.batch_size = 500; // 16 steps per epoch
+    (cfg, DataSpec::Loaded(data))
+}
+
+fn start(w: &Worker, cfg: &RunConfig, data: DataSpec, paused: bool) {
+    assert!(w.send(Command::Start { config: Box::new(cfg.clone()), data, checkpoint: None, paused }));
+}
+
+/// Collects events until `stop` says so (or a time limit passes, which fails the test).
+fn collect_until(w: &Worker, limit: Duration, mut stop: impl FnMut(&Event) -> bool) -> Vec<Event> {
+    let t0 = Instant::now();
+    let mut out = Vec::new();
+    while t0.elapsed() < limit {
+        if let Some(ev) = w.recv_timeout(Duration::from_millis(50)) {
+            let done = stop(&ev);
+            out.push(ev);
+            if done {
+                return out;
+            }
+        }
+    }
+    panic!("no terminating event within {limit:?}; got {} events: {:?}", out.len(), names(&out));
+}
+
+fn names(evs: &[Event]) -> Vec<&'static str> {
+    evs.iter()
+        .map(|e| match e {
+            Event::Started { .. } => "started",
+            Event::Metrics { .. } => "metrics",
+            Event::EpochEnded { .. } => "epoch",
+            Event::FixedNoise { .. } => "grid",
+            Event::Paused { .. } => "paused",
+            Event::Resumed { .. } => "resumed",
+            Event::Finished { .. } => "finished",
+            Event::Failed { .. } => "failed",
+            Event::Error { .. } => "error",
+            _ => "other",
+        })
+        .collect()
+}
+
+fn steps_in(evs: &[Event]) -> Vec<u64> {
+    evs.iter()
+        .filter_map(|e| match e {
+            Event::Metrics { steps, .. } => Some(steps.iter().map(|m| m.step).collect::<Vec<_>>()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+#[test]
+fn a_run_reports_started_metrics_epoch_and_finished_in_order() {
+    let wakes = Arc::new(AtomicUsize::new(0));
+    let w2 = wakes.clone();
+    let waker: Waker = Arc::new(move || {
+        w2.fetch_add(1, Ordering::Relaxed);
+    });
+    let w = Worker::spawn(waker);
+    let (cfg, data) = small_vae();
+    start(&w, &cfg, data, false);
+    let evs = collect_until(&w, Duration::from_secs(120), |e| {
+        matches!(e, Event::Finished { .. } | Event::Failed { .. })
+    });
+    let n = names(&evs);
+    assert_eq!(n.first(), Some(&"started"), "{n:?}");
+    let first_metrics = n.iter().position(|x| *x == "metrics").expect("metrics");
+    let epoch = n.iter().position(|x| *x == "epoch").expect("epoch ended");
+    assert!(first_metrics < epoch, "{n:?}");
+    assert!(
+        matches!(evs.last(), Some(Event::Finished { reason: FinishReason::Completed, step: 16, .. })),
+        "{n:?}"
+    );
+    assert_eq!(steps_in(&evs), (1..=16).collect::<Vec<_>>(), "every step reported once, in order");
+    assert!(n.contains(&"grid"), "a fixed-noise grid was sent");
+    if let Some(Event::EpochEnded { summary, .. }) =
+        evs.iter().find(|e| matches!(e, Event::EpochEnded { .. }))
+    {
+        assert!(summary.test.is_some_and(|t| t.loss.is_finite()));
+    }
+    assert!(wakes.load(Ordering::Relaxed) > 0, "the waker was called");
+}
+
+#[test]
+fn pause_stops_steps_resume_continues_and_stop_finishes() {
+    let w = Worker::spawn(Arc::new(|| {}));
+    let (mut cfg, data) = small_vae();
+    cfg.train.epochs = 50;
+    start(&w, &cfg, data, false);
+    collect_until(&w, Duration::from_secs(60), |e| matches!(e, Event::Metrics { .. }));
+    w.send(Command::Pause);
+    let evs = collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::Paused { .. }));
+    let Some(Event::Paused { step: paused_at, .. }) = evs.last() else { unreachable!() };
+    let paused_at = *paused_at;
+    // While paused: no steps beyond the one reported.
+    std::thread::sleep(Duration::from_millis(400));
+    let late = w.try_events();
+    let late_steps = steps_in(&late);
+    assert!(
+        late_steps.iter().all(|&s| s <= paused_at),
+        "steps after pause: {late_steps:?} (paused at {paused_at})"
+    );
+
+    w.send(Command::Step(2));
+    let evs = collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::Paused { .. }));
+    assert_eq!(steps_in(&evs), vec![paused_at + 1, paused_at + 2], "Step(2) takes exactly two steps");
+
+    w.send(Command::Resume);
+    collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::Metrics { .. }));
+    w.send(Command::Stop);
+    let evs = collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::Finished { .. }));
+    assert!(matches!(evs.last(), Some(Event::Finished { reason: FinishReason::Stopped, .. })));
+}
+
+#[test]
+fn a_bad_path_fails_and_the_worker_serves_the_next_run() {
+    let w = Worker::spawn(Arc::new(|| {}));
+    let (cfg, data) = small_vae();
+    let bad = DataSpec::Source(
+        DataSource::Path("/nonexistent/train-images-idx3-ubyte".into()),
+        LoadOptions::default(),
+    );
+    start(&w, &cfg, bad, false);
+    let evs = collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::Failed { .. }));
+    let Some(Event::Failed { message, .. }) = evs.last() else { unreachable!() };
+    assert!(message.contains("/nonexistent/train-images-idx3-ubyte"), "{message}");
+
+    start(&w, &cfg, data, false);
+    let evs = collect_until(&w, Duration::from_secs(120), |e| {
+        matches!(e, Event::Finished { .. } | Event::Failed { .. })
+    });
+    assert!(matches!(evs.last(), Some(Event::Finished { .. })), "{:?}", names(&evs));
+}
+
+#[test]
+fn requests_are_answered_between_steps() {
+    let w = Worker::spawn(Arc::new(|| {}));
+    let (cfg, data) = small_vae();
+    start(&w, &cfg, data, true);
+    collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::Paused { .. }));
+    w.send(Command::Sample { n: 9, temperature: 1.0, seed: 3 });
+    w.send(Command::Reconstruct { indices: vec![8000, 8001] });
+    // Only the newest decode per channel is answered.
+    for r in 0..5 {
+        w.send(Command::Decode { channel: 0, request: r, latents: vec![0.0; 20] });
+    }
+    w.send(Command::Encode { split: genlab::engine::data::SplitKind::Test });
+    w.send(Command::SetLearningRate(f64::NAN));
+    let mut got = (false, false, Vec::new(), false, false);
+    collect_until(&w, Duration::from_secs(30), |e| {
+        match e {
+            Event::Samples { images, .. } => got.0 = images.len() == 9,
+            Event::Reconstructions { originals, reconstructions, .. } => {
+                got.1 = originals.len() == 2 && reconstructions.len() == 2
+            }
+            Event::Decoded { request, images, .. } => {
+                assert_eq!(images.len(), 1);
+                got.2.push(*request)
+            }
+            Event::Encoded { encoding, .. } => {
+                got.3 = encoding.mu.len() == 2000 * 20 && encoding.labels.len() == 2000
+            }
+            Event::Error { message } => got.4 = message.contains("learning rate"),
+            _ => {}
+        }
+        got.0 && got.1 && !got.2.is_empty() && got.3 && got.4
+    });
+    assert_eq!(got.2, vec![4], "stale decode requests are dropped");
+}
+
+#[test]
+fn checkpoints_save_from_the_worker_and_a_run_resumes_from_them() {
+    let w = Worker::spawn(Arc::new(|| {}));
+    let (cfg, data) = small_vae();
+    start(&w, &cfg, data.clone(), true);
+    w.send(Command::Step(3));
+    collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::Paused { step: 3, .. }));
+    let dir = tempfile::tempdir().unwrap();
+    w.send(Command::SaveCheckpoint { dir: dir.path().join("ck") });
+    collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::CheckpointSaved { step: 3, .. }));
+    assert!(dir.path().join("ck/model.safetensors").exists());
+    assert!(std::fs::read_to_string(dir.path().join("ck/metrics.csv")).unwrap().lines().count() >= 4);
+
+    let ck = Some(dir.path().join("ck"));
+    w.send(Command::Start { config: Box::new(cfg.clone()), data, checkpoint: ck, paused: true });
+    let evs = collect_until(&w, Duration::from_secs(30), |e| {
+        matches!(e, Event::Started { .. } | Event::Failed { .. })
+    });
+    assert!(matches!(evs.last(), Some(Event::Started { start_step: 3, .. })), "{:?}", names(&evs));
+}
