@@ -133,3 +133,70 @@ fn malformed_file_shows_its_error_and_keeps_the_dataset() {
     h.run();
     assert!(h.state().errors().is_empty());
 }
+
+#[test]
+fn without_a_display_the_app_says_so_and_exits() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_genlab"))
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("WAYLAND_SOCKET")
+        .output()
+        .expect("run genlab");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("genlab needs a display"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn a_diverged_run_offers_to_resume_with_a_lower_learning_rate() {
+    use genlab::engine::config::RunConfig;
+    use genlab::engine::data::{DataSource, ImageShape};
+    use genlab::engine::protocol::{DatasetInfo, Event};
+
+    let mut h = harness();
+    loaded(&mut h);
+    // Fold the worker's report of a divergence as if it had happened.
+    let now = std::time::Instant::now();
+    let started = Event::Started {
+        run: 77,
+        config: Box::new(RunConfig::default()),
+        param_count: 1,
+        dataset: DatasetInfo {
+            name: "d".into(),
+            source: DataSource::Builtin,
+            shape: ImageShape::new(1, 28, 28),
+            train: 8000,
+            test: 2000,
+        },
+        steps_per_epoch: 63,
+        total_steps: 630,
+        start_step: 0,
+    };
+    let rv = &mut h.state_mut().run_view;
+    rv.apply(started, now);
+    rv.apply(Event::Diverged { run: 77, step: 12, message: "the loss became NaN".into() }, now);
+    rv.apply(Event::Paused { run: 77, step: 12 }, now);
+    h.run();
+    h.get_by_label_contains("Diverged at step 12: the loss became NaN");
+    h.get_by_label("Resume with lr ÷ 10").click();
+    h.run();
+    assert!((h.state().persisted.config.optim.lr - 1e-4).abs() < 1e-12);
+}
+
+#[test]
+fn choosing_the_gan_preset_shows_generator_and_discriminator() {
+    let mut h = harness();
+    loaded(&mut h);
+    h.get_by_label("Preset").click();
+    h.run();
+    h.get_by_label("mnist_mlp_gan").click();
+    h.run();
+    let cfg = &h.state().persisted.config;
+    assert_eq!(cfg.preset, "mnist_mlp_gan");
+    assert_eq!(cfg.model.family, genlab::engine::models::Family::Gan);
+    h.get_by_label("Generator G");
+    h.get_by_label("Discriminator D");
+    h.get_by_label("D layer 2 width");
+    assert!(!is_disabled(&h, "Train"));
+}
