@@ -200,3 +200,56 @@ fn choosing_the_gan_preset_shows_generator_and_discriminator() {
     h.get_by_label("D layer 2 width");
     assert!(!is_disabled(&h, "Train"));
 }
+
+#[test]
+fn a_frame_with_a_long_run_stays_cheap() {
+    use genlab::engine::config::RunConfig;
+    use genlab::engine::data::{DataSource, ImageShape};
+    use genlab::engine::models::Losses;
+    use genlab::engine::protocol::{DatasetInfo, Event, StepMetrics};
+
+    let mut h = harness();
+    loaded(&mut h);
+    let now = std::time::Instant::now();
+    let n = 100_000u64;
+    let started = Event::Started {
+        run: 5,
+        config: Box::new(RunConfig::default()),
+        param_count: 1,
+        dataset: DatasetInfo {
+            name: "d".into(),
+            source: DataSource::Builtin,
+            shape: ImageShape::new(1, 28, 28),
+            train: 8000,
+            test: 2000,
+        },
+        steps_per_epoch: 1000,
+        total_steps: n,
+        start_step: 0,
+    };
+    let steps = (1..=n)
+        .map(|s| StepMetrics {
+            step: s,
+            epoch: (s / 1000) as usize,
+            losses: Losses {
+                loss: 100.0 + 1e4 / s as f64 + (s as f64).sin(),
+                recon: Some(90.0 + (s as f64 * 0.1).cos()),
+                kl: Some(10.0),
+                ..Default::default()
+            },
+            learning_rate: 1e-3,
+            images_per_sec: 1000.0,
+        })
+        .collect();
+    let rv = &mut h.state_mut().run_view;
+    rv.apply(started, now);
+    rv.apply(Event::Metrics { run: 5, steps }, now);
+    h.run(); // the first frame smooths everything once
+    let t0 = std::time::Instant::now();
+    let frames = 10;
+    h.run_steps(frames);
+    let per_frame = t0.elapsed() / frames as u32;
+    eprintln!("frame with 3 × {n} points: {per_frame:?}");
+    // Generous for a loaded 2-core machine; drawing is decimated to a few thousand points.
+    assert!(per_frame < Duration::from_millis(150), "a frame took {per_frame:?}");
+}
