@@ -18,6 +18,8 @@ pub struct TrainingTab {
     /// Runs overlaid on the current plot.
     overlays: BTreeSet<u64>,
     smooth: SmoothCache,
+    /// The newest run seen, to overlay the previous one when a new run starts.
+    newest: Option<u64>,
 }
 
 impl Tab for TrainingTab {
@@ -85,6 +87,13 @@ impl TrainingTab {
             egui::Frame::new().fill(theme::warning_fill(ui)).inner_margin(4.0).show(ui, |ui| {
                 ui.add(egui::Label::new(format!("Possible collapse at step {step}: {msg}")).wrap());
             });
+        }
+        if self.newest != Some(run.id) {
+            // A new run: compare it with the one before by default.
+            if let Some(prev) = self.newest {
+                self.overlays.insert(prev);
+            }
+            self.newest = Some(run.id);
         }
         self.overlays.retain(|id| *id != run.id && cx.run_view.run(*id).is_some());
         let overlays: Vec<&RunRecord> = self.overlays.iter().filter_map(|id| cx.run_view.run(*id)).collect();
