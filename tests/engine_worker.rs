@@ -203,3 +203,59 @@ fn checkpoints_save_from_the_worker_and_a_run_resumes_from_them() {
     });
     assert!(matches!(evs.last(), Some(Event::Started { start_step: 3, .. })), "{:?}", names(&evs));
 }
+
+#[test]
+fn a_run_rewinds_to_a_kept_point_and_reproduces_its_outputs() {
+    let w = Worker::spawn(Arc::new(|| {}));
+    let (mut cfg, data) = small_vae();
+    cfg.train.keep_every = 5;
+    cfg.train.keep_count = 10;
+    cfg.train.epochs = 3;
+    start(&w, &cfg, data, true);
+    w.send(Command::Step(10));
+    collect_until(&w, Duration::from_secs(60), |e| matches!(e, Event::Paused { step: 10, .. }));
+    w.send(Command::Sample { n: 4, temperature: 1.0, seed: 1 });
+    let evs = collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::Samples { .. }));
+    let Some(Event::Samples { images: at_10, .. }) = evs.last() else { unreachable!() };
+    let at_10 = at_10.clone();
+
+    w.send(Command::Step(15));
+    let evs = collect_until(&w, Duration::from_secs(60), |e| matches!(e, Event::Paused { step: 25, .. }));
+    let points: Vec<Vec<u64>> = evs
+        .iter()
+        .filter_map(|e| match e {
+            Event::RewindPoints { steps, .. } => Some(steps.clone()),
+            _ => None,
+        })
+        .collect();
+    let last = points.last().expect("rewind points were reported");
+    assert_eq!(last, &vec![5, 10, 15, 20, 25]);
+
+    // Go back to step 10 and compare outputs there.
+    let target = 10;
+    w.send(Command::Rewind { step: target });
+    let evs = collect_until(&w, Duration::from_secs(30), |e| {
+        matches!(e, Event::Rewound { .. } | Event::Error { .. })
+    });
+    assert!(matches!(evs.last(), Some(Event::Rewound { .. })), "{:?}", evs.last());
+    collect_until(
+        &w,
+        Duration::from_secs(30),
+        |e| matches!(e, Event::Paused { step, .. } if *step == target),
+    );
+    if target == 10 {
+        w.send(Command::Sample { n: 4, temperature: 1.0, seed: 1 });
+        let evs = collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::Samples { .. }));
+        let Some(Event::Samples { images, .. }) = evs.last() else { unreachable!() };
+        assert_eq!(images, &at_10, "the rewound weights are those of step 10");
+    }
+    w.send(Command::Step(1));
+    let evs = collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::Paused { .. }));
+    assert_eq!(steps_in(&evs), vec![target + 1], "training continues from the rewound step");
+    w.send(Command::Rewind { step: 999 });
+    collect_until(
+        &w,
+        Duration::from_secs(30),
+        |e| matches!(e, Event::Error { message } if message.contains("999")),
+    );
+}

@@ -22,6 +22,10 @@ pub struct TrainConfig {
     pub sample_every: u64,
     /// Test images evaluated at the end of each epoch (0 = all).
     pub eval_limit: usize,
+    /// Steps between rewind points (checkpoints the app can go back to; 0 = none).
+    pub keep_every: u64,
+    /// Rewind points kept at most (the oldest are thinned, the first is kept).
+    pub keep_count: usize,
 }
 
 impl Default for TrainConfig {
@@ -34,6 +38,8 @@ impl Default for TrainConfig {
             test_fraction: 0.2,
             sample_every: 50,
             eval_limit: 0,
+            keep_every: 500,
+            keep_count: 10,
         }
     }
 }

@@ -83,6 +83,14 @@ impl ImageBatch {
         img.save(path).map_err(|e| EngineError::Other(format!("{}: {e}", path.display())))
     }
 
+    /// Writes the first image alone (no border) as a PNG file.
+    pub fn save_grid_png_unpadded(&self, path: &Path) -> Result<()> {
+        let (w, h) = (self.shape.width as u32, self.shape.height as u32);
+        let img = image::RgbaImage::from_raw(w, h, self.rgba(0))
+            .ok_or_else(|| EngineError::Other("image buffer has the wrong size".into()))?;
+        img.save(path).map_err(|e| EngineError::Other(format!("{}: {e}", path.display())))
+    }
+
     /// Keeps images `range` only.
     pub fn slice(&self, start: usize, end: usize) -> ImageBatch {
         let d = self.shape.len();

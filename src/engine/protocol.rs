@@ -66,6 +66,11 @@ pub enum Command {
     SaveCheckpoint {
         dir: PathBuf,
     },
+    /// Go back to the rewind point at `step` (see [`Event::RewindPoints`]) and continue from
+    /// there, paused.
+    Rewind {
+        step: u64,
+    },
     /// End the worker thread.
     Shutdown,
 }
@@ -185,6 +190,17 @@ pub enum Event {
         step: u64,
         dir: PathBuf,
     },
+    /// The steps the run can be rewound to (kept every `keep_every` steps, at most
+    /// `keep_count`, on disk in a temporary folder).
+    RewindPoints {
+        run: u64,
+        steps: Vec<u64>,
+    },
+    /// The run went back to `step`; metrics after it are void.
+    Rewound {
+        run: u64,
+        step: u64,
+    },
     Finished {
         run: u64,
         step: u64,
@@ -220,6 +236,8 @@ impl Event {
             | Event::Diverged { run, .. }
             | Event::CollapseWarning { run, .. }
             | Event::CheckpointSaved { run, .. }
+            | Event::RewindPoints { run, .. }
+            | Event::Rewound { run, .. }
             | Event::Finished { run, .. } => Some(*run),
             Event::Failed { run, .. } => *run,
             Event::Error { .. } => None,

@@ -16,6 +16,7 @@ use super::data::{self, Dataset};
 use super::error::{EngineError, Result};
 use super::metrics::MetricsLog;
 use super::protocol::{Command, DataSpec, DatasetInfo, Event, FinishReason, StepMetrics};
+use super::rewind::RewindStore;
 use super::session::TrainingSession;
 
 /// Called after events are sent (the app passes `ctx.request_repaint`).
@@ -167,6 +168,7 @@ struct Run {
     steps_left: Option<u32>,
     metrics: MetricsLog,
     low_d_loss_steps: u32,
+    rewind: RewindStore,
     /// Holds the thread pool the run's maths uses.
     pool: rayon::ThreadPool,
 }
@@ -362,6 +364,23 @@ impl WorkerLoop {
                             Err(e) => self.error(format!("saving the checkpoint failed: {e}")),
                         }
                     }
+                    Command::Rewind { step: to } => {
+                        let r = run.pool.install(|| run.rewind.restore(to, &mut run.session));
+                        match r {
+                            Ok(()) => {
+                                run.rewind.truncate_after(to);
+                                run.metrics.rows.retain(|r| r.step <= to);
+                                run.paused = true;
+                                run.steps_left = None;
+                                let steps = run.rewind.steps().to_vec();
+                                self.emit(Event::Rewound { run: id, step: to });
+                                self.emit(Event::RewindPoints { run: id, steps });
+                                self.emit(Event::Paused { run: id, step: to });
+                                self.emit_grid();
+                            }
+                            Err(e) => self.error(format!("rewinding to step {to} failed: {e}")),
+                        }
+                    }
                     Command::Start { .. } | Command::Shutdown => {}
                 }
             }
@@ -431,7 +450,19 @@ impl WorkerLoop {
         if let Some(e) = &report.epoch_end {
             run.metrics.push_epoch(report.step, e);
         }
+        let mut rewind_update = None;
+        if !report.diverged && run.rewind.due(report.step) {
+            rewind_update = Some(match run.rewind.keep(&run.session, &run.metrics) {
+                Ok(()) => Ok(run.rewind.steps().to_vec()),
+                Err(e) => Err(format!("keeping a rewind point at step {} failed: {e}", report.step)),
+            });
+        }
         self.outbox.push_metrics(id, m);
+        match rewind_update {
+            Some(Ok(steps)) => self.emit(Event::RewindPoints { run: id, steps }),
+            Some(Err(message)) => self.error(message),
+            None => {}
+        }
         if report.diverged {
             let lr = m.learning_rate;
             let restored = match report.restored_to {
@@ -533,6 +564,8 @@ fn start_run(
         total_steps: session.total_steps(),
         start_step: session.step_count(),
     };
+    let t = &session.config().train;
+    let rewind = RewindStore::new(id, t.keep_every, t.keep_count);
     let run = Run {
         id,
         session,
@@ -540,6 +573,7 @@ fn start_run(
         steps_left: None,
         metrics: MetricsLog::default(),
         low_d_loss_steps: 0,
+        rewind,
         pool,
     };
     Ok((run, started))

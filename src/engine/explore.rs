@@ -1,0 +1,259 @@
+//! What the model learned, as plain data: latent traversals sorted by KL ("active units"),
+//! interpolations between two encodings, a 2-D PCA map of the latent space, and the
+//! memory-bounded history of fixed-noise grids.
+
+use candle_core::{Device, Tensor};
+
+use super::error::{EngineError, Result};
+use super::images::ImageBatch;
+use super::models::GenerativeModel;
+use super::session::Encoding;
+
+/// Average KL(q(z_d|x) ‖ N(0, 1)) per latent dimension over an encoded set, in nats.
+/// Dimensions near 0 are inactive (the decoder ignores them).
+pub fn kl_per_dim(enc: &Encoding) -> Vec<f64> {
+    let d = enc.dim;
+    let n = enc.mu.len() / d.max(1);
+    let mut kl = vec![0.0; d];
+    for (mu, logvar) in enc.mu.chunks_exact(d.max(1)).zip(enc.logvar.chunks_exact(d.max(1))) {
+        for ((k, &m), &lv) in kl.iter_mut().zip(mu).zip(logvar) {
+            let (m, lv) = (m as f64, lv as f64);
+            *k += 0.5 * (lv.exp() + m * m - 1.0 - lv);
+        }
+    }
+    kl.iter_mut().for_each(|v| *v /= n.max(1) as f64);
+    kl
+}
+
+/// Dimensions ordered by decreasing KL.
+pub fn dims_by_kl(kl: &[f64]) -> Vec<usize> {
+    let mut dims: Vec<usize> = (0..kl.len()).collect();
+    dims.sort_by(|&a, &b| kl[b].total_cmp(&kl[a]));
+    dims
+}
+
+/// `n` evenly spaced values from `lo` to `hi`.
+pub fn linspace(lo: f32, hi: f32, n: usize) -> Vec<f32> {
+    match n {
+        0 => Vec::new(),
+        1 => vec![(lo + hi) / 2.0],
+        _ => (0..n).map(|i| lo + (hi - lo) * i as f32 / (n - 1) as f32).collect(),
+    }
+}
+
+fn decode_rows(model: &dyn GenerativeModel, latents: Vec<f32>) -> Result<ImageBatch> {
+    let d = model.latent_dim();
+    let z = Tensor::from_vec(latents, ((), d), &Device::Cpu)?;
+    ImageBatch::from_tensor(&model.decode(&z)?, model.config().input)
+}
+
+fn check_base(model: &dyn GenerativeModel, base: &[f32]) -> Result<()> {
+    if base.len() != model.latent_dim() {
+        return Err(EngineError::Other(format!(
+            "a {}-d latent vector for a model with {} latent dimensions",
+            base.len(),
+            model.latent_dim()
+        )));
+    }
+    Ok(())
+}
+
+/// A traversal grid: one row per dimension in `dims`, one column per value, each image the
+/// decode of `base` with that dimension set to `base[d] + value`.
+pub fn traversal(
+    model: &dyn GenerativeModel,
+    base: &[f32],
+    dims: &[usize],
+    values: &[f32],
+) -> Result<ImageBatch> {
+    check_base(model, base)?;
+    if let Some(&bad) = dims.iter().find(|&&d| d >= base.len()) {
+        return Err(EngineError::Other(format!(
+            "latent dimension {bad} does not exist (0–{})",
+            base.len() - 1
+        )));
+    }
+    let mut z = Vec::with_capacity(dims.len() * values.len() * base.len());
+    for &d in dims {
+        for &v in values {
+            let mut row = base.to_vec();
+            row[d] = base[d] + v;
+            z.extend(row);
+        }
+    }
+    decode_rows(model, z)
+}
+
+/// `steps` decodes along the straight line from `a` to `b` (both ends included).
+pub fn interpolate(model: &dyn GenerativeModel, a: &[f32], b: &[f32], steps: usize) -> Result<ImageBatch> {
+    check_base(model, a)?;
+    check_base(model, b)?;
+    let mut z = Vec::with_capacity(steps * a.len());
+    for t in linspace(0.0, 1.0, steps.max(2)) {
+        z.extend(a.iter().zip(b).map(|(x, y)| x + t * (y - x)));
+    }
+    decode_rows(model, z)
+}
+
+/// A 2-D linear map of the latent space: the mean and the first two principal axes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pca2 {
+    pub mean: Vec<f32>,
+    /// Two unit vectors (each `dim` long).
+    pub axes: [Vec<f32>; 2],
+    /// Share of the variance each axis explains.
+    pub explained: [f32; 2],
+}
+
+impl Pca2 {
+    /// Principal axes of row vectors `x` (`n × dim`), by power iteration with deflation.
+    /// With `dim ≤ 2` the axes are the coordinate axes.
+    pub fn fit(x: &[f32], dim: usize) -> Pca2 {
+        let n = x.len() / dim.max(1);
+        let mut mean = vec![0.0f32; dim];
+        for row in x.chunks_exact(dim) {
+            mean.iter_mut().zip(row).for_each(|(m, v)| *m += v / n.max(1) as f32);
+        }
+        let unit = |k: usize| (0..dim).map(|j| if j == k { 1.0 } else { 0.0 }).collect::<Vec<f32>>();
+        // Covariance (dim × dim) in f64.
+        let mut cov = vec![0.0f64; dim * dim];
+        for row in x.chunks_exact(dim) {
+            for a in 0..dim {
+                let da = (row[a] - mean[a]) as f64;
+                for b in 0..dim {
+                    cov[a * dim + b] += da * (row[b] - mean[b]) as f64;
+                }
+            }
+        }
+        let total: f64 = (0..dim).map(|a| cov[a * dim + a]).sum::<f64>().max(1e-12);
+        if dim <= 2 {
+            let e0 = cov.first().copied().unwrap_or(0.0) / total;
+            let e1 = if dim == 2 { cov[3] / total } else { 0.0 };
+            let second = if dim == 2 { unit(1) } else { vec![0.0; dim] };
+            return Pca2 { mean, axes: [unit(0), second], explained: [e0 as f32, e1 as f32] };
+        }
+        let mut axes: [Vec<f32>; 2] = [unit(0), unit(1)];
+        let mut explained = [0.0f32; 2];
+        for k in 0..2 {
+            let mut v: Vec<f64> = (0..dim).map(|j| 1.0 + (j * (k + 1)) as f64 * 0.01).collect();
+            let mut lambda = 0.0;
+            for _ in 0..200 {
+                let mut w: Vec<f64> =
+                    (0..dim).map(|a| (0..dim).map(|b| cov[a * dim + b] * v[b]).sum()).collect();
+                let norm = w.iter().map(|x| x * x).sum::<f64>().sqrt();
+                if norm < 1e-18 {
+                    break;
+                }
+                w.iter_mut().for_each(|x| *x /= norm);
+                lambda = norm;
+                v = w;
+            }
+            explained[k] = (lambda / total) as f32;
+            axes[k] = v.iter().map(|&x| x as f32).collect();
+            // Deflate: cov -= λ v vᵀ.
+            for a in 0..dim {
+                for b in 0..dim {
+                    cov[a * dim + b] -= lambda * v[a] * v[b];
+                }
+            }
+        }
+        Pca2 { mean, axes, explained }
+    }
+
+    /// Coordinates of a latent vector on the two axes.
+    pub fn project(&self, z: &[f32]) -> [f32; 2] {
+        let c = |axis: &[f32]| z.iter().zip(&self.mean).zip(axis).map(|((z, m), a)| (z - m) * a).sum();
+        [c(&self.axes[0]), c(&self.axes[1])]
+    }
+
+    /// The latent vector at map point `p` (the mean plus the two axes; other directions 0).
+    pub fn unproject(&self, p: [f32; 2]) -> Vec<f32> {
+        (0..self.mean.len()).map(|j| self.mean[j] + p[0] * self.axes[0][j] + p[1] * self.axes[1][j]).collect()
+    }
+}
+
+/// Every logged fixed-noise grid of a run, as 8-bit images, within a memory budget: when the
+/// budget is exceeded the oldest entries are thinned (every other one dropped), never the
+/// first nor the latest.
+#[derive(Clone, Debug)]
+pub struct GridHistory {
+    pub budget_bytes: usize,
+    entries: Vec<(u64, ImageBatch)>,
+    bytes: usize,
+}
+
+impl GridHistory {
+    pub fn new(budget_bytes: usize) -> Self {
+        Self { budget_bytes, entries: Vec::new(), bytes: 0 }
+    }
+
+    pub fn push(&mut self, step: u64, grid: ImageBatch) {
+        if self.entries.last().is_some_and(|(s, _)| *s == step) {
+            if let Some(last) = self.entries.last_mut() {
+                self.bytes = self.bytes - last.1.pixels.len() + grid.pixels.len();
+                last.1 = grid;
+            }
+        } else {
+            self.bytes += grid.pixels.len();
+            self.entries.push((step, grid));
+        }
+        while self.bytes > self.budget_bytes && self.entries.len() > 2 {
+            self.thin_oldest_half();
+        }
+    }
+
+    /// Drops every other entry in the older half (keeping the first).
+    fn thin_oldest_half(&mut self) {
+        let n = self.entries.len();
+        let half = (n / 2).max(2);
+        let mut kept = Vec::with_capacity(n);
+        for (i, e) in std::mem::take(&mut self.entries).into_iter().enumerate() {
+            if i == 0 || i >= half || i % 2 == 0 {
+                kept.push(e);
+            } else {
+                self.bytes -= e.1.pixels.len();
+            }
+        }
+        if kept.len() == n {
+            // Nothing could go from the older half: drop the second entry.
+            let e = kept.remove(1);
+            self.bytes -= e.1.pixels.len();
+        }
+        self.entries = kept;
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn steps(&self) -> Vec<u64> {
+        self.entries.iter().map(|(s, _)| *s).collect()
+    }
+
+    pub fn get(&self, i: usize) -> Option<(u64, &ImageBatch)> {
+        self.entries.get(i).map(|(s, g)| (*s, g))
+    }
+
+    /// The entry logged at or just before `step`.
+    pub fn at_step(&self, step: u64) -> Option<(u64, &ImageBatch)> {
+        let i = self.entries.partition_point(|(s, _)| *s <= step);
+        self.get(i.checked_sub(1)?)
+    }
+
+    pub fn latest(&self) -> Option<(u64, &ImageBatch)> {
+        self.entries.last().map(|(s, g)| (*s, g))
+    }
+
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
+}
