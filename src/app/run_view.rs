@@ -111,6 +111,8 @@ pub struct RunRecord {
     pub paused: bool,
     pub diverged: Option<(u64, String)>,
     pub collapse: Option<(u64, String)>,
+    /// Steps the run can be rewound to.
+    pub rewind_points: Vec<u64>,
     pub end: Option<RunEnd>,
     pub started_at: Instant,
     pub ended_at: Option<Instant>,
@@ -147,6 +149,27 @@ impl RunRecord {
     /// One line describing the model, e.g. "VAE MLP [400] z=20, lr 1e-3, batch 128".
     pub fn summary(&self) -> String {
         config_summary(&self.config)
+    }
+
+    /// Forgets everything after `step` (the run went back to it).
+    pub fn rewind_to(&mut self, step: u64) {
+        let keep = self.series.steps.partition_point(|&s| s <= step as f64);
+        self.series.steps.truncate(keep);
+        for col in &mut self.series.values {
+            col.truncate(keep);
+        }
+        self.epochs.retain(|(s, _)| *s <= step);
+        self.markers.retain(|m| m.step <= step);
+        self.fixed_noise = self.fixed_noise.take().filter(|(s, _)| *s <= step);
+        if self.diverged.as_ref().is_some_and(|(s, _)| *s > step) {
+            self.diverged = None;
+        }
+        if self.collapse.as_ref().is_some_and(|(s, _)| *s > step) {
+            self.collapse = None;
+        }
+        self.step = step;
+        self.epoch = self.epochs.len();
+        self.last = None;
     }
 
     /// The newest per-step losses.
@@ -278,6 +301,7 @@ impl RunView {
                     paused: false,
                     diverged: None,
                     collapse: None,
+                    rewind_points: Vec::new(),
                     end: None,
                     started_at: now,
                     ended_at: None,
@@ -343,6 +367,16 @@ impl RunView {
             Event::CollapseWarning { run, step, message } => {
                 if let Some(r) = self.record_mut(run) {
                     r.collapse = Some((step, message));
+                }
+            }
+            Event::RewindPoints { run, steps } => {
+                if let Some(r) = self.record_mut(run) {
+                    r.rewind_points = steps;
+                }
+            }
+            Event::Rewound { run, step } => {
+                if let Some(r) = self.record_mut(run) {
+                    r.rewind_to(step);
                 }
             }
             Event::Finished { run, step, reason } => {
@@ -455,6 +489,15 @@ mod tests {
         assert_eq!(r.epochs[0].0, 10, "an epoch is placed at the last step seen");
         assert!((r.progress() - 0.5).abs() < 1e-6);
         assert!(r.eta().is_some());
+
+        // Going back to step 7 forgets what came after it.
+        v.apply(Event::RewindPoints { run: 1, steps: vec![0, 7] }, t);
+        v.apply(Event::Rewound { run: 1, step: 7 }, t);
+        let r = v.current().unwrap();
+        assert_eq!((r.series.len(), r.step, r.epochs.len()), (7, 7, 0));
+        assert_eq!(r.rewind_points, vec![0, 7]);
+        assert_eq!(r.markers.len(), 1, "the lr change at step 5 stays");
+        v.apply(metrics(1, 8..11, 1e-4), t);
 
         // Events of an unknown run are ignored; a stale run's events do not touch the new one.
         v.apply(metrics(9, 1..3, 1e-3), t);

@@ -101,7 +101,12 @@ pub fn loss_plot(
         .height(height)
         .legend(Legend::default().position(egui_plot::Corner::RightTop).follow_insertion_order(true))
         .x_axis_label("step")
-        .y_axis_label(if log { "loss (log scale)" } else { "loss (nats per image)" })
+        .y_axis_label(match (run.config.model.family == crate::engine::models::Family::Gan, log) {
+            (true, false) => "loss (nats) · D output",
+            (true, true) => "loss · D output (log scale)",
+            (false, false) => "loss (nats per image)",
+            (false, true) => "loss (nats per image, log scale)",
+        })
         .allow_scroll(false)
         .label_formatter(move |pos| {
             let (name, p) = match pos {
