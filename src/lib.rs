@@ -1,6 +1,7 @@
 //! genlab: a workbench for deep generative models.
 //!
 //! [`engine`] holds everything that trains and evaluates models (no GUI code);
-//! the CLI ([`cli`]) and the app are thin layers over it.
+//! the CLI ([`cli`]) and the app ([`app`]) are thin layers over it.
+pub mod app;
 pub mod cli;
 pub mod engine;

@@ -6,12 +6,8 @@ use genlab::cli::{Cli, Cmd};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        None | Some(Cmd::Open(_)) => {
-            // The app lands in its own module; until then, say what there is.
-            use clap::CommandFactory;
-            let _ = Cli::command().print_help();
-            ExitCode::SUCCESS
-        }
+        None => genlab::app::launch(None),
+        Some(Cmd::Open(args)) => genlab::app::launch(Some(args)),
         Some(cmd) => genlab::cli::run(cmd),
     }
 }

@@ -1,0 +1,34 @@
+//! What panels ask of the app. Panels push [`Action`]s; the app carries them out after the
+//! frame is drawn, so no panel mutates app-wide state or talks to a thread.
+
+use crate::engine::data::DataSource;
+
+use super::state::ThemeChoice;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Start a run with the current configuration and dataset.
+    Train,
+    Pause,
+    Resume,
+    /// One batch (starts a paused run first when there is none).
+    Step,
+    Stop,
+    /// Change the running model's learning rate (takes effect at the next step).
+    SetLearningRate(f64),
+    /// Change the running β-VAE's β (takes effect at the next step).
+    SetBeta(f64),
+    /// After a divergence: set this learning rate, then resume.
+    ResumeWithLearningRate(f64),
+    /// Load a dataset on the loader thread.
+    Load(DataSource),
+    CancelLoad,
+    /// Open the system file picker for a file / a folder.
+    OpenFileDialog,
+    OpenFolderDialog,
+    /// Replace the configuration with a preset adapted to the loaded images.
+    ApplyPreset(String),
+    DismissNotice(u64),
+    SetTheme(ThemeChoice),
+    SelectTab(String),
+}

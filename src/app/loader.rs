@@ -1,0 +1,153 @@
+//! Background jobs that must never block a frame: loading a dataset (named thread
+//! `genlab-loader`, with progress and cancel) and the system file picker (named thread
+//! `genlab-file-dialog`). Each job hands its result back over a channel the app polls.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, TryRecvError};
+
+use crate::engine::data::{self, DataError, DataSource, Dataset, LoadOptions};
+use crate::engine::worker::Waker;
+
+/// A dialog that answers faster than this most likely never showed (no portal, no zenity).
+const NO_DIALOG_THRESHOLD: Duration = Duration::from_millis(300);
+
+enum LoadMsg {
+    Progress(usize, usize),
+    Done(Result<Dataset, DataError>),
+}
+
+/// A dataset being loaded on its own thread.
+pub struct LoadJob {
+    pub source: DataSource,
+    /// `(done, total)` as the loader reports it (folders only; files report nothing).
+    pub progress: Option<(usize, usize)>,
+    pub started: Instant,
+    cancel: Arc<AtomicBool>,
+    rx: Receiver<LoadMsg>,
+}
+
+impl LoadJob {
+    /// Starts loading `source` on a new thread.
+    pub fn spawn(source: DataSource, opts: LoadOptions, waker: Waker) -> Result<Self, String> {
+        let (tx, rx) = crossbeam_channel::bounded(64);
+        let cancel = Arc::new(AtomicBool::new(false));
+        let flag = cancel.clone();
+        let src = source.clone();
+        std::thread::Builder::new()
+            .name("genlab-loader".into())
+            .spawn(move || {
+                let mut last = Instant::now();
+                let mut progress = |done: usize, total: usize| {
+                    // Progress is advisory: drop it when the UI lags, send at most ~30 a second.
+                    if last.elapsed() > Duration::from_millis(33) || done == total {
+                        last = Instant::now();
+                        if tx.try_send(LoadMsg::Progress(done, total)).is_ok() {
+                            waker();
+                        }
+                    }
+                    !flag.load(Ordering::Relaxed)
+                };
+                let result = data::load_with_progress(&src, &opts, &mut progress);
+                let result = match result {
+                    Ok(_) if flag.load(Ordering::Relaxed) => Err(DataError::Cancelled),
+                    other => other,
+                };
+                let _ = tx.send(LoadMsg::Done(result));
+                waker();
+            })
+            .map_err(|e| format!("could not start the loader thread: {e}"))?;
+        Ok(Self { source, progress: None, started: Instant::now(), cancel, rx })
+    }
+
+    /// Asks the loader to stop; it answers with [`DataError::Cancelled`].
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_cancelling(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+
+    /// Takes what has arrived; `Some` once the load is over.
+    pub fn poll(&mut self) -> Option<Result<Dataset, DataError>> {
+        loop {
+            match self.rx.try_recv() {
+                Ok(LoadMsg::Progress(d, t)) => self.progress = Some((d, t)),
+                Ok(LoadMsg::Done(r)) => return Some(r),
+                Err(TryRecvError::Empty) => return None,
+                Err(TryRecvError::Disconnected) => {
+                    let msg = "the loader thread stopped unexpectedly".to_string();
+                    let path = match &self.source {
+                        DataSource::Builtin => PathBuf::from("builtin"),
+                        DataSource::Path(p) => p.clone(),
+                    };
+                    return Some(Err(DataError::Invalid { path, message: msg }));
+                }
+            }
+        }
+    }
+}
+
+/// What to pick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DialogKind {
+    File,
+    Folder,
+}
+
+/// How a file dialog ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DialogResult {
+    Picked(PathBuf),
+    Cancelled,
+    /// It returned at once with nothing: no desktop portal or zenity to show one.
+    Unavailable,
+}
+
+/// A system file picker running on a helper thread.
+pub struct DialogJob {
+    pub kind: DialogKind,
+    rx: Receiver<(Option<PathBuf>, Duration)>,
+}
+
+impl DialogJob {
+    pub fn spawn(kind: DialogKind, start_dir: Option<PathBuf>, waker: Waker) -> Result<Self, String> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        std::thread::Builder::new()
+            .name("genlab-file-dialog".into())
+            .spawn(move || {
+                let t0 = Instant::now();
+                let mut dialog = rfd::AsyncFileDialog::new();
+                if let Some(dir) = start_dir {
+                    dialog = dialog.set_directory(dir);
+                }
+                let picked = match kind {
+                    DialogKind::File => {
+                        pollster::block_on(dialog.set_title("Open an IDX or CSV file").pick_file())
+                    }
+                    DialogKind::Folder => {
+                        pollster::block_on(dialog.set_title("Open a folder of images").pick_folder())
+                    }
+                };
+                let _ = tx.send((picked.map(|h| h.path().to_path_buf()), t0.elapsed()));
+                waker();
+            })
+            .map_err(|e| format!("could not start the file dialog thread: {e}"))?;
+        Ok(Self { kind, rx })
+    }
+
+    /// `Some` once the dialog has closed.
+    pub fn poll(&mut self) -> Option<DialogResult> {
+        match self.rx.try_recv() {
+            Ok((Some(p), _)) => Some(DialogResult::Picked(p)),
+            Ok((None, took)) if took < NO_DIALOG_THRESHOLD => Some(DialogResult::Unavailable),
+            Ok((None, _)) => Some(DialogResult::Cancelled),
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Disconnected) => Some(DialogResult::Unavailable),
+        }
+    }
+}

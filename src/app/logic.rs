@@ -1,0 +1,263 @@
+//! Data intake and actions, no drawing: drain the worker, the loader and the file dialog into
+//! the app's state at the start of a frame; carry out the panels' [`Action`]s at its end.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use super::actions::Action;
+use super::loader::{DialogJob, DialogKind, DialogResult, LoadJob};
+use super::panels::dataset::LoadedDataset;
+use super::theme;
+use super::widgets::notices::NoticeKind;
+use super::App;
+use crate::engine::config::preset;
+use crate::engine::data::{DataError, DataSource, LoadOptions};
+use crate::engine::protocol::{Command, DataSpec};
+use crate::engine::worker::Worker;
+
+impl App {
+    /// Folds everything that arrived since the last frame into the app's state.
+    pub(super) fn drain(&mut self, ctx: &egui::Context) {
+        let now = Instant::now();
+        for ev in self.worker.try_events() {
+            self.run_view.apply(ev, now);
+        }
+        for msg in self.run_view.take_messages() {
+            self.notices.error(msg);
+        }
+
+        if let Some(result) = self.loading.as_mut().and_then(|job| job.poll()) {
+            let source = self.loading.take().map(|j| j.source).unwrap_or(DataSource::Builtin);
+            self.finish_load(source, result);
+        }
+
+        if let Some(result) = self.dialog.as_mut().and_then(|d| d.poll()) {
+            self.dialog = None;
+            match result {
+                DialogResult::Picked(path) => self.start_load(DataSource::Path(path)),
+                DialogResult::Cancelled => {}
+                DialogResult::Unavailable => self.notices.push(
+                    NoticeKind::Warning,
+                    "No file dialog is available here (it needs a desktop portal or zenity). Type the path into the Path field and click Load.",
+                ),
+            }
+        }
+
+        let dropped: Vec<PathBuf> =
+            ctx.input(|i| i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).collect());
+        if let Some(path) = dropped.into_iter().next() {
+            if self.loading.is_none() && self.run_view.active().is_none() {
+                self.start_load(DataSource::Path(path));
+            } else {
+                self.notices.push(
+                    NoticeKind::Warning,
+                    "Finish the current load or run before loading another dataset.",
+                );
+            }
+        }
+
+        if self.pending_train && self.dataset.is_some() && self.loading.is_none() {
+            self.pending_train = false;
+            self.act(Action::Train, ctx);
+        }
+    }
+
+    pub(super) fn start_load(&mut self, source: DataSource) {
+        if self.loading.is_some() {
+            return;
+        }
+        if let DataSource::Path(p) = &source {
+            self.dataset_panel.path = p.display().to_string();
+        }
+        match LoadJob::spawn(source, LoadOptions::default(), self.waker.clone()) {
+            Ok(job) => self.loading = Some(job),
+            Err(e) => self.notices.error(e),
+        }
+    }
+
+    fn finish_load(&mut self, source: DataSource, result: Result<crate::engine::data::Dataset, DataError>) {
+        match result {
+            Ok(data) => {
+                self.fallback_to_builtin = false;
+                let cfg = &mut self.persisted.config;
+                if let Some(name) = self.pending_preset.take() {
+                    match preset(&name, data.shape) {
+                        Some(p) => *cfg = p,
+                        None => self.notices.error(format!("unknown preset `{name}`")),
+                    }
+                }
+                // The model reads what the data holds.
+                cfg.model.input = data.shape;
+                self.persisted.remember_dataset(&source);
+                self.data_version += 1;
+                if data.is_empty() {
+                    self.notices.push(NoticeKind::Warning, format!("{} holds no images", data.name));
+                }
+                self.dataset = Some(LoadedDataset::new(data, self.data_version));
+            }
+            Err(DataError::Cancelled) => {
+                self.notices.push(NoticeKind::Info, "Loading cancelled; the previous dataset stays loaded.")
+            }
+            Err(e) => {
+                let keep = if self.dataset.is_some() { " The previous dataset stays loaded." } else { "" };
+                self.notices.error(format!("Could not load the dataset: {e}.{keep}"));
+                self.pending_train = false;
+                if self.dataset.is_none() && self.fallback_to_builtin {
+                    self.fallback_to_builtin = false;
+                    self.start_load(DataSource::Builtin);
+                }
+            }
+        }
+    }
+
+    /// Sends a command, restarting the worker once if it has gone away.
+    fn send(&mut self, cmd: Command) -> bool {
+        if self.worker.send(cmd.clone()) {
+            return true;
+        }
+        self.notices.error("The training thread had stopped; it was restarted.");
+        self.worker = Worker::spawn(self.waker.clone());
+        self.worker.send(cmd)
+    }
+
+    fn start_run(&mut self, paused: bool) -> bool {
+        if let Some(why) = self.train_blocker() {
+            self.notices.error(format!("Cannot train: {why}"));
+            return false;
+        }
+        let Some(d) = &self.dataset else { return false };
+        let cmd = Command::Start {
+            config: Box::new(self.persisted.config.clone()),
+            data: DataSpec::Loaded(d.data.clone()),
+            checkpoint: None,
+            paused,
+        };
+        let ok = self.send(cmd);
+        if ok {
+            self.run_view.start_requested();
+        }
+        ok
+    }
+
+    /// Carries out one action.
+    pub(super) fn act(&mut self, action: Action, ctx: &egui::Context) {
+        match action {
+            Action::Train => {
+                self.start_run(false);
+            }
+            Action::Pause => {
+                self.send(Command::Pause);
+            }
+            Action::Resume => {
+                self.send(Command::Resume);
+            }
+            Action::Step => {
+                // Without a run, start one paused; then take one batch.
+                if self.run_view.active().is_some() || self.start_run(true) {
+                    self.send(Command::Step(1));
+                }
+            }
+            Action::Stop => {
+                self.send(Command::Stop);
+            }
+            Action::SetLearningRate(lr) => {
+                self.send(Command::SetLearningRate(lr));
+            }
+            Action::SetBeta(b) => {
+                self.send(Command::SetBeta(b));
+            }
+            Action::ResumeWithLearningRate(lr) => {
+                self.persisted.config.optim.lr = lr;
+                self.send(Command::SetLearningRate(lr));
+                self.send(Command::Resume);
+            }
+            Action::Load(src) => self.start_load(src),
+            Action::CancelLoad => {
+                if let Some(job) = &self.loading {
+                    job.cancel();
+                }
+            }
+            Action::OpenFileDialog | Action::OpenFolderDialog => {
+                if self.dialog.is_some() {
+                    return;
+                }
+                let kind =
+                    if action == Action::OpenFileDialog { DialogKind::File } else { DialogKind::Folder };
+                let start_dir = match &self.persisted.last_dataset {
+                    Some(DataSource::Path(p)) => p.parent().map(|d| d.to_path_buf()),
+                    _ => None,
+                };
+                match DialogJob::spawn(kind, start_dir, self.waker.clone()) {
+                    Ok(d) => self.dialog = Some(d),
+                    Err(e) => self.notices.error(format!("{e}. Type the path into the Path field instead.")),
+                }
+            }
+            Action::ApplyPreset(name) => {
+                let shape = self.persisted.config.model.input;
+                match preset(&name, shape) {
+                    Some(mut p) => {
+                        // Machine and data choices are not the preset's to change.
+                        p.train.threads = self.persisted.config.train.threads;
+                        p.train.test_fraction = self.persisted.config.train.test_fraction;
+                        self.persisted.config = p;
+                    }
+                    None => self.notices.error(format!("unknown preset `{name}`")),
+                }
+            }
+            Action::DismissNotice(id) => self.notices.dismiss(id),
+            Action::SetTheme(t) => {
+                self.persisted.theme = t;
+                theme::apply(ctx, t);
+            }
+            Action::SelectTab(t) => self.persisted.tab = t,
+        }
+    }
+
+    /// Train/test image counts of the loaded data under the configured test share (cached).
+    pub(super) fn split_counts(&mut self) -> Option<(usize, usize)> {
+        let d = self.dataset.as_ref()?;
+        let frac = self.persisted.config.train.test_fraction;
+        let key = (d.version, frac.to_bits());
+        match self.split_cache {
+            Some((k, counts)) if k == key => Some(counts),
+            _ => {
+                let s = d.data.split(frac, self.persisted.config.train.seed);
+                let counts = (s.train.len(), s.test.len());
+                self.split_cache = Some((key, counts));
+                Some(counts)
+            }
+        }
+    }
+
+    /// What is wrong with the settings for the loaded data, if anything.
+    pub(super) fn config_problem(&mut self) -> Option<String> {
+        let cfg = &self.persisted.config;
+        if let Err(e) = cfg.validate() {
+            return Some(e.to_string());
+        }
+        let d = self.dataset.as_ref()?;
+        if cfg.model.input != d.data.shape {
+            return Some(format!(
+                "the model reads {} images but the dataset has {}",
+                cfg.model.input, d.data.shape
+            ));
+        }
+        let batch = cfg.train.batch_size;
+        let (train, _) = self.split_counts()?;
+        if batch > train {
+            return Some(format!("batch size {batch} is larger than the {train} training images"));
+        }
+        None
+    }
+
+    /// Why Train is disabled, if it is.
+    pub(super) fn train_blocker(&mut self) -> Option<String> {
+        if self.loading.is_some() {
+            return Some("a dataset is loading".into());
+        }
+        if self.dataset.is_none() {
+            return Some("load a dataset first".into());
+        }
+        self.config_problem()
+    }
+}

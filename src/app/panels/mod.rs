@@ -1,0 +1,34 @@
+//! One panel per file. Panels draw from borrowed state and push [`Action`]s; the central
+//! tabs implement [`Tab`] and are listed in [`all_tabs`], so a new tab is one file plus one line.
+
+pub mod architecture;
+pub mod controls;
+pub mod dataset;
+pub mod training;
+
+use super::actions::Action;
+use super::run_view::RunView;
+use super::state::PlotPrefs;
+use super::textures::Textures;
+use crate::engine::data::Dataset;
+
+/// What a central tab may read and do.
+pub struct TabCtx<'a> {
+    pub run_view: &'a RunView,
+    pub dataset: Option<&'a Dataset>,
+    pub plot: &'a mut PlotPrefs,
+    pub textures: &'a mut Textures,
+    pub actions: &'a mut Vec<Action>,
+}
+
+/// A tab of the central area.
+pub trait Tab {
+    /// The tab's name, shown on its button and persisted as the selection.
+    fn title(&self) -> &'static str;
+    fn ui(&mut self, ui: &mut egui::Ui, cx: &mut TabCtx<'_>);
+}
+
+/// Every central tab, in display order.
+pub fn all_tabs() -> Vec<Box<dyn Tab>> {
+    vec![Box::new(training::TrainingTab::default())]
+}

@@ -1,0 +1,196 @@
+//! The Training tab: live loss plot with its options, the latest fixed-noise samples, and this
+//! session's runs (any of which can be overlaid on the plot).
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use egui::{RichText, Vec2};
+
+use super::{Tab, TabCtx};
+use crate::app::run_view::{RunEnd, RunRecord};
+use crate::app::theme;
+use crate::app::widgets::image_grid::image_grid;
+use crate::app::widgets::loss_plot::{loss_plot, SmoothCache};
+use crate::engine::protocol::FinishReason;
+
+#[derive(Default)]
+pub struct TrainingTab {
+    /// Runs overlaid on the current plot.
+    overlays: BTreeSet<u64>,
+    smooth: SmoothCache,
+    /// The newest run seen, to overlay the previous one when a new run starts.
+    newest: Option<u64>,
+}
+
+impl Tab for TrainingTab {
+    fn title(&self) -> &'static str {
+        "Training"
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, cx: &mut TabCtx<'_>) {
+        self.plot_options(ui, cx);
+        let runs = &cx.run_view.runs;
+        let list_h = if runs.len() > 1 || runs.first().is_some_and(|r| !r.is_active()) {
+            (36.0 + 22.0 * runs.len().min(6) as f32).min(ui.available_height() * 0.35)
+        } else {
+            0.0
+        };
+        let avail = ui.available_size();
+        let side_w = (avail.x * 0.3).clamp(170.0, 300.0);
+        let plot_h = (avail.y - list_h - 8.0).max(160.0);
+        ui.horizontal_top(|ui| {
+            ui.allocate_ui(Vec2::new((avail.x - side_w - 12.0).max(200.0), plot_h), |ui| {
+                self.plot(ui, cx, plot_h);
+            });
+            ui.vertical(|ui| {
+                ui.set_width(side_w);
+                fixed_noise(ui, cx, side_w);
+            });
+        });
+        if list_h > 0.0 {
+            ui.separator();
+            egui::ScrollArea::vertical().id_salt("run_list").max_height(list_h).show(ui, |ui| {
+                self.run_list(ui, cx);
+            });
+        }
+    }
+}
+
+impl TrainingTab {
+    fn plot_options(&mut self, ui: &mut egui::Ui, cx: &mut TabCtx<'_>) {
+        ui.horizontal(|ui| {
+            let label = ui.label("Smoothing");
+            ui.add(egui::Slider::new(&mut cx.plot.smoothing, 0.0..=0.99).fixed_decimals(2))
+                .on_hover_text("Exponential moving average of the per-step losses (0 = raw)")
+                .labelled_by(label.id);
+            ui.checkbox(&mut cx.plot.log_y, "Log y");
+            ui.checkbox(&mut cx.plot.show_epochs, "Epoch train/test");
+            ui.label(
+                RichText::new("Click legend entries to hide series; drag to pan, double-click to reset.")
+                    .weak()
+                    .small(),
+            );
+        });
+    }
+
+    fn plot(&mut self, ui: &mut egui::Ui, cx: &mut TabCtx<'_>, height: f32) {
+        let Some(run) = cx.run_view.current() else {
+            ui.add_space(height * 0.4);
+            ui.vertical_centered(|ui| {
+                ui.label(
+                    RichText::new("No run yet. Click Train: the losses appear here as it learns.").weak(),
+                );
+            });
+            return;
+        };
+        if let Some((step, msg)) = &run.collapse {
+            egui::Frame::new().fill(theme::warning_fill(ui)).inner_margin(4.0).show(ui, |ui| {
+                ui.add(egui::Label::new(format!("Possible collapse at step {step}: {msg}")).wrap());
+            });
+        }
+        if self.newest != Some(run.id) {
+            // A new run: compare it with the one before by default.
+            if let Some(prev) = self.newest {
+                self.overlays.insert(prev);
+            }
+            self.newest = Some(run.id);
+        }
+        self.overlays.retain(|id| *id != run.id && cx.run_view.run(*id).is_some());
+        let overlays: Vec<&RunRecord> = self.overlays.iter().filter_map(|id| cx.run_view.run(*id)).collect();
+        let mut keep: Vec<u64> = self.overlays.iter().copied().collect();
+        keep.push(run.id);
+        self.smooth.retain_runs(&keep);
+        let h = ui.available_height().min(height).max(120.0);
+        loss_plot(ui, run, &overlays, cx.plot, &mut self.smooth, h);
+    }
+
+    fn run_list(&mut self, ui: &mut egui::Ui, cx: &mut TabCtx<'_>) {
+        let now = Instant::now();
+        let current = cx.run_view.current().map(|r| r.id);
+        egui::Grid::new("runs").striped(true).num_columns(6).show(ui, |ui| {
+            ui.strong("Overlay");
+            ui.strong("Run");
+            ui.strong("Configuration");
+            ui.strong("Final losses");
+            ui.strong("Steps");
+            ui.strong("Time");
+            ui.end_row();
+            for r in cx.run_view.runs.iter().rev() {
+                if Some(r.id) == current {
+                    ui.label("current");
+                } else {
+                    let mut on = self.overlays.contains(&r.id);
+                    if ui.checkbox(&mut on, "").accessible_name(format!("Overlay run {}", r.id)).changed() {
+                        if on {
+                            self.overlays.insert(r.id);
+                        } else {
+                            self.overlays.remove(&r.id);
+                        }
+                    }
+                }
+                ui.label(format!("#{} {}", r.id, end_text(r)));
+                ui.label(r.summary());
+                ui.label(losses_text(r));
+                ui.label(format!("{}/{}", r.step, r.total_steps));
+                ui.label(format_duration(r.duration(now).as_secs_f64()));
+                ui.end_row();
+            }
+        });
+    }
+}
+
+fn fixed_noise(ui: &mut egui::Ui, cx: &mut TabCtx<'_>, width: f32) {
+    ui.strong("Samples from fixed noise");
+    let Some(run) = cx.run_view.current() else {
+        ui.label(RichText::new("The same 64 latent draws, decoded as training goes.").weak());
+        return;
+    };
+    match &run.fixed_noise {
+        Some((step, batch)) => {
+            let version = (run.id << 40) ^ step;
+            image_grid(ui, cx.textures, "fixed_noise", version, batch, 8, Vec2::splat(width));
+            ui.label(RichText::new(format!("after step {step}")).weak().small());
+        }
+        None => {
+            ui.label(RichText::new("waiting for the first grid…").weak());
+        }
+    }
+}
+
+fn end_text(r: &RunRecord) -> &'static str {
+    match &r.end {
+        None if r.paused => "paused",
+        None => "running",
+        Some(RunEnd::Finished(FinishReason::Completed)) => "done",
+        Some(RunEnd::Finished(FinishReason::Stopped)) => "stopped",
+        Some(RunEnd::Finished(FinishReason::Replaced)) => "replaced",
+        Some(RunEnd::Failed(_)) => "failed",
+    }
+}
+
+fn losses_text(r: &RunRecord) -> String {
+    // The last epoch's test loss says most; fall back to the last step's losses.
+    if let Some((_, e)) = r.epochs.last() {
+        let src = e.test.unwrap_or(e.train);
+        let which = if e.test.is_some() { "test" } else { "train" };
+        let parts: Vec<String> = src.components().iter().map(|(n, v)| format!("{n} {v:.3}")).collect();
+        return format!("{which}: {}", parts.join(", "));
+    }
+    match r.last_losses() {
+        Some(l) => {
+            let parts: Vec<String> = l.components().iter().map(|(n, v)| format!("{n} {v:.3}")).collect();
+            format!("step: {}", parts.join(", "))
+        }
+        None => "–".into(),
+    }
+}
+
+/// "42 s", "3 m 05 s", "1 h 02 m".
+pub fn format_duration(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    match s {
+        0..=59 => format!("{s} s"),
+        60..=3599 => format!("{} m {:02} s", s / 60, s % 60),
+        _ => format!("{} h {:02} m", s / 3600, (s % 3600) / 60),
+    }
+}

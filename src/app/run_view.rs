@@ -1,0 +1,537 @@
+//! [`RunView`]: a pure fold of the worker's [`Event`]s into what the UI draws (status, loss
+//! history, markers, the latest sample grid) and the list of this session's runs. No drawing
+//! and no threads here, so it is tested with plain events.
+
+use std::time::{Duration, Instant};
+
+use crate::engine::config::RunConfig;
+use crate::engine::images::ImageBatch;
+use crate::engine::models::{Family, Losses};
+use crate::engine::protocol::{DatasetInfo, Event, FinishReason, StepMetrics};
+use crate::engine::session::EpochSummary;
+
+/// Weight of the past in the smoothed images-per-second figure.
+const RATE_SMOOTHING: f64 = 0.9;
+
+/// A loss component by name (the names of [`Losses::names_for`]).
+pub fn component(l: &Losses, name: &str) -> Option<f64> {
+    match name {
+        "loss" => Some(l.loss),
+        "recon" => l.recon,
+        "kl" => l.kl,
+        "d_loss" => l.d_loss,
+        "g_loss" => l.g_loss,
+        "d_real" => l.d_real,
+        "d_fake" => l.d_fake,
+        _ => None,
+    }
+}
+
+/// Per-step values of every loss component of a family, column by column.
+#[derive(Clone, Debug, Default)]
+pub struct Series {
+    pub names: &'static [&'static str],
+    pub steps: Vec<f64>,
+    /// One column per name, each as long as `steps` (NaN where a value was missing).
+    pub values: Vec<Vec<f64>>,
+}
+
+impl Series {
+    pub fn new(family: Family) -> Self {
+        let names = Losses::names_for(family);
+        Self { names, steps: Vec::new(), values: vec![Vec::new(); names.len()] }
+    }
+
+    pub fn push(&mut self, step: u64, losses: &Losses) {
+        self.steps.push(step as f64);
+        for (col, name) in self.values.iter_mut().zip(self.names) {
+            col.push(component(losses, name).unwrap_or(f64::NAN));
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.steps.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    pub fn column(&self, name: &str) -> Option<&[f64]> {
+        let i = self.names.iter().position(|n| *n == name)?;
+        Some(&self.values[i])
+    }
+}
+
+/// Something that happened at a step, drawn as a vertical line.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MarkerKind {
+    LearningRate(f64),
+    Beta(f64),
+    Diverged,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Marker {
+    pub step: u64,
+    pub kind: MarkerKind,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RunEnd {
+    Finished(FinishReason),
+    Failed(String),
+}
+
+/// One run of this session, live or ended.
+#[derive(Clone, Debug)]
+pub struct RunRecord {
+    pub id: u64,
+    pub config: RunConfig,
+    pub param_count: usize,
+    pub dataset: DatasetInfo,
+    pub steps_per_epoch: u64,
+    pub total_steps: u64,
+    /// Last step taken (1-based; 0 before the first).
+    pub step: u64,
+    /// 0-based epoch of the last step.
+    pub epoch: usize,
+    /// Smoothed throughput.
+    pub images_per_sec: f64,
+    pub learning_rate: f64,
+    pub beta: f64,
+    pub last: Option<StepMetrics>,
+    pub series: Series,
+    /// Per-epoch summaries with the step they ended at.
+    pub epochs: Vec<(u64, EpochSummary)>,
+    pub markers: Vec<Marker>,
+    /// The latest fixed-noise grid and the step it was drawn after.
+    pub fixed_noise: Option<(u64, ImageBatch)>,
+    pub paused: bool,
+    pub diverged: Option<(u64, String)>,
+    pub collapse: Option<(u64, String)>,
+    /// Steps the run can be rewound to.
+    pub rewind_points: Vec<u64>,
+    pub end: Option<RunEnd>,
+    pub started_at: Instant,
+    pub ended_at: Option<Instant>,
+}
+
+impl RunRecord {
+    pub fn is_active(&self) -> bool {
+        self.end.is_none()
+    }
+
+    /// Wall time from start to end (or to `now` while it runs).
+    pub fn duration(&self, now: Instant) -> Duration {
+        self.ended_at.unwrap_or(now).saturating_duration_since(self.started_at)
+    }
+
+    /// Fraction of the run's steps done, in [0, 1].
+    pub fn progress(&self) -> f32 {
+        if self.total_steps == 0 {
+            return 0.0;
+        }
+        (self.step as f64 / self.total_steps as f64).clamp(0.0, 1.0) as f32
+    }
+
+    /// Time left at the current throughput.
+    pub fn eta(&self) -> Option<Duration> {
+        if self.images_per_sec <= 0.0 || !self.is_active() {
+            return None;
+        }
+        let left = self.total_steps.saturating_sub(self.step) as f64;
+        let secs = left * self.config.train.batch_size as f64 / self.images_per_sec;
+        secs.is_finite().then(|| Duration::from_secs_f64(secs.min(1e7)))
+    }
+
+    /// One line describing the model, e.g. "VAE MLP [400] z=20, lr 1e-3, batch 128".
+    pub fn summary(&self) -> String {
+        config_summary(&self.config)
+    }
+
+    /// Forgets everything after `step` (the run went back to it).
+    pub fn rewind_to(&mut self, step: u64) {
+        let keep = self.series.steps.partition_point(|&s| s <= step as f64);
+        self.series.steps.truncate(keep);
+        for col in &mut self.series.values {
+            col.truncate(keep);
+        }
+        self.epochs.retain(|(s, _)| *s <= step);
+        self.markers.retain(|m| m.step <= step);
+        self.fixed_noise = self.fixed_noise.take().filter(|(s, _)| *s <= step);
+        if self.diverged.as_ref().is_some_and(|(s, _)| *s > step) {
+            self.diverged = None;
+        }
+        if self.collapse.as_ref().is_some_and(|(s, _)| *s > step) {
+            self.collapse = None;
+        }
+        self.step = step;
+        self.epoch = self.epochs.len();
+        self.last = None;
+    }
+
+    /// The newest per-step losses.
+    pub fn last_losses(&self) -> Option<Losses> {
+        self.last.map(|m| m.losses)
+    }
+}
+
+/// One line describing a configuration.
+pub fn config_summary(c: &RunConfig) -> String {
+    let m = &c.model;
+    let widths: Vec<String> = m.hidden.iter().map(|w| w.to_string()).collect();
+    let beta = if m.family == Family::BetaVae { format!(" β={}", m.beta) } else { String::new() };
+    format!(
+        "{} {} [{}] z={}{beta}, lr {:.0e}, batch {}",
+        m.family,
+        m.arch,
+        widths.join(", "),
+        m.latent_dim,
+        c.optim.lr,
+        c.train.batch_size
+    )
+}
+
+/// The state of the newest run, for the status line.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Status {
+    Idle,
+    /// Train was clicked; the worker has not answered yet.
+    Starting,
+    Training,
+    Paused,
+    Finished(FinishReason),
+    Failed(String),
+}
+
+/// The fold of every event received so far.
+#[derive(Debug, Default)]
+pub struct RunView {
+    /// This session's runs, oldest first; the last one is the current run.
+    pub runs: Vec<RunRecord>,
+    starting: bool,
+    /// Messages for the user (errors, failed starts) not yet shown; the app takes them.
+    messages: Vec<String>,
+}
+
+impl RunView {
+    /// Notes that a start was requested, so the status reads "Starting" until the worker answers.
+    pub fn start_requested(&mut self) {
+        self.starting = true;
+    }
+
+    /// The newest run, live or ended.
+    pub fn current(&self) -> Option<&RunRecord> {
+        self.runs.last()
+    }
+
+    /// The newest run if it has not ended.
+    pub fn active(&self) -> Option<&RunRecord> {
+        self.runs.last().filter(|r| r.is_active())
+    }
+
+    pub fn run(&self, id: u64) -> Option<&RunRecord> {
+        self.runs.iter().find(|r| r.id == id)
+    }
+
+    /// Steps recorded for the current run.
+    pub fn steps(&self) -> usize {
+        self.current().map_or(0, |r| r.series.len())
+    }
+
+    pub fn status(&self) -> Status {
+        if self.starting {
+            return Status::Starting;
+        }
+        match self.current() {
+            None => Status::Idle,
+            Some(r) => match &r.end {
+                Some(RunEnd::Finished(reason)) => Status::Finished(*reason),
+                Some(RunEnd::Failed(m)) => Status::Failed(m.clone()),
+                None if r.paused => Status::Paused,
+                None => Status::Training,
+            },
+        }
+    }
+
+    /// Messages for the user since the last call (each handed out once).
+    pub fn take_messages(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.messages)
+    }
+
+    fn record_mut(&mut self, id: u64) -> Option<&mut RunRecord> {
+        self.runs.iter_mut().rev().find(|r| r.id == id)
+    }
+
+    /// Folds one event in; `now` stamps starts and ends.
+    pub fn apply(&mut self, event: Event, now: Instant) {
+        match event {
+            Event::Started {
+                run,
+                config,
+                param_count,
+                dataset,
+                steps_per_epoch,
+                total_steps,
+                start_step,
+            } => {
+                self.starting = false;
+                let series = Series::new(config.model.family);
+                let beta = config.model.effective_beta();
+                let learning_rate = config.optim.lr;
+                self.runs.push(RunRecord {
+                    id: run,
+                    config: *config,
+                    param_count,
+                    dataset,
+                    steps_per_epoch,
+                    total_steps,
+                    step: start_step,
+                    epoch: 0,
+                    images_per_sec: 0.0,
+                    learning_rate,
+                    beta,
+                    last: None,
+                    series,
+                    epochs: Vec::new(),
+                    markers: Vec::new(),
+                    fixed_noise: None,
+                    paused: false,
+                    diverged: None,
+                    collapse: None,
+                    rewind_points: Vec::new(),
+                    end: None,
+                    started_at: now,
+                    ended_at: None,
+                });
+            }
+            Event::Metrics { run, steps } => {
+                let Some(r) = self.record_mut(run) else { return };
+                for m in steps {
+                    r.series.push(m.step, &m.losses);
+                    r.step = m.step;
+                    r.epoch = m.epoch;
+                    r.learning_rate = m.learning_rate;
+                    if m.images_per_sec.is_finite() && m.images_per_sec > 0.0 {
+                        r.images_per_sec = if r.images_per_sec > 0.0 {
+                            RATE_SMOOTHING * r.images_per_sec + (1.0 - RATE_SMOOTHING) * m.images_per_sec
+                        } else {
+                            m.images_per_sec
+                        };
+                    }
+                    r.last = Some(m);
+                }
+            }
+            Event::EpochEnded { run, summary } => {
+                if let Some(r) = self.record_mut(run) {
+                    let step = r.step;
+                    r.epochs.push((step, summary));
+                }
+            }
+            Event::FixedNoise { run, step, images } => {
+                if let Some(r) = self.record_mut(run) {
+                    r.fixed_noise = Some((step, images));
+                }
+            }
+            Event::Paused { run, .. } => {
+                if let Some(r) = self.record_mut(run) {
+                    r.paused = true;
+                }
+            }
+            Event::Resumed { run, .. } => {
+                if let Some(r) = self.record_mut(run) {
+                    r.paused = false;
+                    r.diverged = None;
+                }
+            }
+            Event::LearningRateChanged { run, step, lr } => {
+                if let Some(r) = self.record_mut(run) {
+                    r.learning_rate = lr;
+                    r.markers.push(Marker { step, kind: MarkerKind::LearningRate(lr) });
+                }
+            }
+            Event::BetaChanged { run, step, beta } => {
+                if let Some(r) = self.record_mut(run) {
+                    r.beta = beta;
+                    r.markers.push(Marker { step, kind: MarkerKind::Beta(beta) });
+                }
+            }
+            Event::Diverged { run, step, message } => {
+                if let Some(r) = self.record_mut(run) {
+                    r.markers.push(Marker { step, kind: MarkerKind::Diverged });
+                    r.diverged = Some((step, message));
+                }
+            }
+            Event::CollapseWarning { run, step, message } => {
+                if let Some(r) = self.record_mut(run) {
+                    r.collapse = Some((step, message));
+                }
+            }
+            Event::RewindPoints { run, steps } => {
+                if let Some(r) = self.record_mut(run) {
+                    r.rewind_points = steps;
+                }
+            }
+            Event::Rewound { run, step } => {
+                if let Some(r) = self.record_mut(run) {
+                    r.rewind_to(step);
+                }
+            }
+            Event::Finished { run, step, reason } => {
+                if let Some(r) = self.record_mut(run) {
+                    r.step = r.step.max(step);
+                    r.end = Some(RunEnd::Finished(reason));
+                    r.ended_at = Some(now);
+                    r.paused = false;
+                }
+            }
+            Event::Failed { run, message } => {
+                self.starting = false;
+                match run.and_then(|id| self.record_mut(id)) {
+                    Some(r) => {
+                        r.end = Some(RunEnd::Failed(message.clone()));
+                        r.ended_at = Some(now);
+                        r.paused = false;
+                        self.messages.push(format!("Training failed: {message}"));
+                    }
+                    None => self.messages.push(format!("Could not start training: {message}")),
+                }
+            }
+            Event::Error { message } => self.messages.push(message),
+            // Later tabs (samples, latent space, outliers) fold these.
+            Event::Samples { .. }
+            | Event::Reconstructions { .. }
+            | Event::Decoded { .. }
+            | Event::Encoded { .. }
+            | Event::CheckpointSaved { .. } => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::data::{DataSource, ImageShape};
+
+    fn started(run: u64, family: Family) -> Event {
+        let mut config = RunConfig::default();
+        config.model.family = family;
+        Event::Started {
+            run,
+            config: Box::new(config),
+            param_count: 1000,
+            dataset: DatasetInfo {
+                name: "d".into(),
+                source: DataSource::Builtin,
+                shape: ImageShape::new(1, 28, 28),
+                train: 8000,
+                test: 2000,
+            },
+            steps_per_epoch: 10,
+            total_steps: 20,
+            start_step: 0,
+        }
+    }
+
+    fn metrics(run: u64, steps: std::ops::Range<u64>, lr: f64) -> Event {
+        let steps = steps
+            .map(|s| StepMetrics {
+                step: s,
+                epoch: (s as usize - 1) / 10,
+                losses: Losses {
+                    loss: 100.0 / s as f64,
+                    recon: Some(90.0),
+                    kl: Some(10.0),
+                    ..Default::default()
+                },
+                learning_rate: lr,
+                images_per_sec: 1000.0,
+            })
+            .collect();
+        Event::Metrics { run, steps }
+    }
+
+    #[test]
+    fn fold_builds_history_markers_and_status() {
+        let t = Instant::now();
+        let mut v = RunView::default();
+        assert_eq!(v.status(), Status::Idle);
+        v.start_requested();
+        assert_eq!(v.status(), Status::Starting);
+        v.apply(started(1, Family::Vae), t);
+        assert_eq!(v.status(), Status::Training);
+        v.apply(metrics(1, 1..6, 1e-3), t);
+        v.apply(Event::LearningRateChanged { run: 1, step: 5, lr: 1e-4 }, t);
+        v.apply(metrics(1, 6..11, 1e-4), t);
+        v.apply(
+            Event::EpochEnded {
+                run: 1,
+                summary: EpochSummary {
+                    epoch: 0,
+                    train: Losses { loss: 20.0, ..Default::default() },
+                    test: None,
+                },
+            },
+            t,
+        );
+        v.apply(Event::Paused { run: 1, step: 10 }, t);
+        assert_eq!(v.status(), Status::Paused);
+
+        let r = v.current().unwrap();
+        assert_eq!(r.series.len(), 10);
+        assert_eq!(r.series.names, &["loss", "recon", "kl"]);
+        assert_eq!(r.series.column("kl").unwrap()[3], 10.0);
+        assert_eq!(r.step, 10);
+        assert_eq!(r.learning_rate, 1e-4);
+        assert_eq!(r.markers, vec![Marker { step: 5, kind: MarkerKind::LearningRate(1e-4) }]);
+        assert_eq!(r.epochs[0].0, 10, "an epoch is placed at the last step seen");
+        assert!((r.progress() - 0.5).abs() < 1e-6);
+        assert!(r.eta().is_some());
+
+        // Going back to step 7 forgets what came after it.
+        v.apply(Event::RewindPoints { run: 1, steps: vec![0, 7] }, t);
+        v.apply(Event::Rewound { run: 1, step: 7 }, t);
+        let r = v.current().unwrap();
+        assert_eq!((r.series.len(), r.step, r.epochs.len()), (7, 7, 0));
+        assert_eq!(r.rewind_points, vec![0, 7]);
+        assert_eq!(r.markers.len(), 1, "the lr change at step 5 stays");
+        v.apply(metrics(1, 8..11, 1e-4), t);
+
+        // Events of an unknown run are ignored; a stale run's events do not touch the new one.
+        v.apply(metrics(9, 1..3, 1e-3), t);
+        v.apply(Event::Finished { run: 1, step: 10, reason: FinishReason::Stopped }, t);
+        assert_eq!(v.status(), Status::Finished(FinishReason::Stopped));
+        v.apply(started(2, Family::Gan), t);
+        v.apply(metrics(1, 11..13, 1e-4), t);
+        assert_eq!(v.runs.len(), 2);
+        assert_eq!(v.runs[0].series.len(), 12, "late metrics still land in their own run");
+        assert_eq!(v.steps(), 0);
+        assert_eq!(v.current().unwrap().series.names, &["d_loss", "g_loss", "d_real", "d_fake"]);
+    }
+
+    #[test]
+    fn failures_and_errors_become_messages_once() {
+        let t = Instant::now();
+        let mut v = RunView::default();
+        v.start_requested();
+        v.apply(Event::Failed { run: Some(1), message: "bad config".into() }, t);
+        assert_eq!(v.status(), Status::Idle);
+        v.apply(Event::Error { message: "no run".into() }, t);
+        let m = v.take_messages();
+        assert_eq!(m.len(), 2);
+        assert!(m[0].contains("bad config"));
+        assert!(v.take_messages().is_empty());
+
+        v.apply(started(2, Family::Vae), t);
+        v.apply(Event::Diverged { run: 2, step: 3, message: "NaN".into() }, t);
+        v.apply(Event::Paused { run: 2, step: 3 }, t);
+        assert_eq!(v.current().unwrap().diverged.as_ref().unwrap().0, 3);
+        v.apply(Event::Resumed { run: 2, step: 3 }, t);
+        assert!(v.current().unwrap().diverged.is_none());
+        v.apply(Event::Failed { run: Some(2), message: "panic".into() }, t);
+        assert!(matches!(v.status(), Status::Failed(_)));
+        assert!(v.active().is_none());
+    }
+}

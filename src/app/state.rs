@@ -1,0 +1,85 @@
+//! What survives a restart: preferences, the last dataset and the last configuration. Runtime
+//! state (worker, textures, loaded data) lives in [`super::App`] and is never saved.
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::config::RunConfig;
+use crate::engine::data::DataSource;
+
+/// How many datasets the recent list keeps.
+pub const RECENT_MAX: usize = 8;
+
+/// Dark or light look.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ThemeChoice {
+    #[default]
+    Dark,
+    Light,
+}
+
+/// Loss-plot preferences.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PlotPrefs {
+    /// EMA weight of the past, in [0, 0.999]; 0 = raw values.
+    pub smoothing: f32,
+    pub log_y: bool,
+    /// Show the per-epoch train and test losses.
+    pub show_epochs: bool,
+}
+
+impl Default for PlotPrefs {
+    fn default() -> Self {
+        Self { smoothing: 0.6, log_y: false, show_epochs: true }
+    }
+}
+
+/// Everything the app persists (eframe storage, key [`eframe::APP_KEY`]).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Persisted {
+    pub theme: ThemeChoice,
+    pub plot: PlotPrefs,
+    /// The configuration being edited (the last one used).
+    pub config: RunConfig,
+    /// The dataset loaded last; opened again at start-up.
+    pub last_dataset: Option<DataSource>,
+    /// Most recent first, without duplicates.
+    pub recent: Vec<DataSource>,
+    /// Title of the selected central tab.
+    pub tab: String,
+}
+
+impl Persisted {
+    /// Records a successfully loaded dataset as the last one and at the top of the recent list.
+    pub fn remember_dataset(&mut self, source: &DataSource) {
+        self.last_dataset = Some(source.clone());
+        self.recent.retain(|s| s != source);
+        self.recent.insert(0, source.clone());
+        self.recent.truncate(RECENT_MAX);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_list_is_deduplicated_and_bounded() {
+        let mut p = Persisted::default();
+        for i in 0..20 {
+            p.remember_dataset(&DataSource::Path(format!("/d/{i}").into()));
+        }
+        p.remember_dataset(&DataSource::Path("/d/15".into()));
+        assert_eq!(p.recent.len(), RECENT_MAX);
+        assert_eq!(p.recent[0], DataSource::Path("/d/15".into()));
+        assert_eq!(p.recent.iter().filter(|s| **s == DataSource::Path("/d/15".into())).count(), 1);
+    }
+
+    #[test]
+    fn old_or_partial_state_still_loads() {
+        let p: Persisted = serde_json::from_str(r#"{"theme":"Light","unknown":1}"#).unwrap();
+        assert_eq!(p.theme, ThemeChoice::Light);
+        assert_eq!(p.config, RunConfig::default());
+    }
+}

@@ -1,0 +1,109 @@
+//! The only place with colours.
+
+use egui::Color32;
+
+use super::state::ThemeChoice;
+
+pub fn apply(ctx: &egui::Context, theme: ThemeChoice) {
+    ctx.set_theme(match theme {
+        ThemeChoice::Dark => egui::Theme::Dark,
+        ThemeChoice::Light => egui::Theme::Light,
+    });
+}
+
+fn dark(ui: &egui::Ui) -> bool {
+    ui.visuals().dark_mode
+}
+
+/// The colour of a loss component, the same in every run.
+pub fn series_color(ui: &egui::Ui, name: &str) -> Color32 {
+    let d = dark(ui);
+    let pick = |dark: (u8, u8, u8), light: (u8, u8, u8)| {
+        let (r, g, b) = if d { dark } else { light };
+        Color32::from_rgb(r, g, b)
+    };
+    match name {
+        "loss" | "d_loss" => pick((100, 170, 255), (20, 90, 200)),
+        "recon" | "g_loss" => pick((255, 170, 60), (200, 100, 0)),
+        "kl" | "d_real" => pick((110, 220, 120), (20, 140, 40)),
+        "d_fake" => pick((235, 110, 200), (170, 30, 140)),
+        _ => pick((200, 200, 200), (60, 60, 60)),
+    }
+}
+
+/// A faded version of a colour, for overlaid runs.
+pub fn faded(c: Color32) -> Color32 {
+    c.gamma_multiply(0.45)
+}
+
+pub fn error_fill(ui: &egui::Ui) -> Color32 {
+    if dark(ui) {
+        Color32::from_rgb(90, 30, 30)
+    } else {
+        Color32::from_rgb(255, 225, 225)
+    }
+}
+
+pub fn warning_fill(ui: &egui::Ui) -> Color32 {
+    if dark(ui) {
+        Color32::from_rgb(85, 70, 20)
+    } else {
+        Color32::from_rgb(255, 243, 205)
+    }
+}
+
+pub fn info_fill(ui: &egui::Ui) -> Color32 {
+    if dark(ui) {
+        Color32::from_rgb(30, 55, 85)
+    } else {
+        Color32::from_rgb(220, 235, 255)
+    }
+}
+
+pub fn error_text(ui: &egui::Ui) -> Color32 {
+    if dark(ui) {
+        Color32::from_rgb(255, 140, 140)
+    } else {
+        Color32::from_rgb(170, 20, 20)
+    }
+}
+
+pub fn ok_text(ui: &egui::Ui) -> Color32 {
+    if dark(ui) {
+        Color32::from_rgb(130, 220, 140)
+    } else {
+        Color32::from_rgb(20, 120, 40)
+    }
+}
+
+/// Fill of a network-diagram box by part: encoder / generator, latent, decoder / discriminator.
+pub fn diagram_fill(ui: &egui::Ui, part: usize) -> Color32 {
+    let d = dark(ui);
+    match (part, d) {
+        (0, true) => Color32::from_rgb(35, 60, 95),
+        (0, false) => Color32::from_rgb(215, 230, 250),
+        (1, true) => Color32::from_rgb(85, 55, 100),
+        (1, false) => Color32::from_rgb(235, 220, 245),
+        (_, true) => Color32::from_rgb(40, 80, 55),
+        (_, false) => Color32::from_rgb(215, 240, 220),
+    }
+}
+
+/// Bars of the label histogram.
+pub fn bar_color(ui: &egui::Ui) -> Color32 {
+    if dark(ui) {
+        Color32::from_rgb(100, 150, 220)
+    } else {
+        Color32::from_rgb(60, 110, 190)
+    }
+}
+
+/// Vertical markers in the loss plot.
+pub fn marker_color(ui: &egui::Ui, kind: &super::run_view::MarkerKind) -> Color32 {
+    use super::run_view::MarkerKind;
+    match kind {
+        MarkerKind::LearningRate(_) => series_color(ui, "kl"),
+        MarkerKind::Beta(_) => series_color(ui, "d_fake"),
+        MarkerKind::Diverged => error_text(ui),
+    }
+}

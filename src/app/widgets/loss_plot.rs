@@ -1,0 +1,222 @@
+//! The live loss plot: every loss component per step (EMA-smoothed, decimated to the plot's
+//! width), train and test per epoch, vertical markers where the learning rate or β changed or
+//! the loss diverged, and other runs overlaid. Legend entries toggle series.
+
+use std::collections::HashMap;
+
+use egui_plot::{Legend, Line, LineStyle, MarkerShape, Plot, PlotPoints, Points, VLine};
+
+use super::downsample::{downsample_minmax, ema_extend, EmaState};
+use crate::app::run_view::{component, MarkerKind, RunRecord};
+use crate::app::state::PlotPrefs;
+use crate::app::theme;
+
+/// Smoothed copies of series, extended as points arrive (keyed by run and column).
+#[derive(Default)]
+pub struct SmoothCache {
+    entries: HashMap<(u64, usize), (u32, EmaState, Vec<f64>)>,
+}
+
+impl SmoothCache {
+    fn smoothed(&mut self, run: u64, col: usize, ys: &[f64], alpha: f32) -> &[f64] {
+        let e = self
+            .entries
+            .entry((run, col))
+            .or_insert_with(|| (alpha.to_bits(), EmaState::default(), Vec::new()));
+        if e.0 != alpha.to_bits() || e.2.len() > ys.len() {
+            *e = (alpha.to_bits(), EmaState::default(), Vec::new());
+        }
+        ema_extend(ys, alpha as f64, &mut e.1, &mut e.2);
+        &e.2
+    }
+
+    /// Forgets runs that are no longer drawn.
+    pub fn retain_runs(&mut self, keep: &[u64]) {
+        self.entries.retain(|(run, _), _| keep.contains(run));
+    }
+}
+
+fn to_y(v: f64, log: bool) -> f64 {
+    if log {
+        if v > 0.0 {
+            v.log10()
+        } else {
+            f64::NAN
+        }
+    } else {
+        v
+    }
+}
+
+fn from_y(v: f64, log: bool) -> f64 {
+    if log {
+        10f64.powf(v)
+    } else {
+        v
+    }
+}
+
+/// Draws `run` with `overlays` faded behind it.
+pub fn loss_plot(
+    ui: &mut egui::Ui,
+    run: &RunRecord,
+    overlays: &[&RunRecord],
+    prefs: &PlotPrefs,
+    cache: &mut SmoothCache,
+    height: f32,
+) {
+    let log = prefs.log_y;
+    let alpha = prefs.smoothing.clamp(0.0, 0.999);
+    // Roughly one bucket per two pixels: ≤ 4 points each.
+    let columns = (ui.available_width() / 2.0).max(50.0) as usize;
+
+    // Smooth outside the plot closure (it needs only borrowed, finished data).
+    struct Curve {
+        name: String,
+        color: egui::Color32,
+        faded: bool,
+        xs: Vec<f64>,
+        ys: Vec<f64>,
+    }
+    let mut curves: Vec<Curve> = Vec::new();
+    for (r, faded) in overlays.iter().map(|r| (*r, true)).chain(std::iter::once((run, false))) {
+        for (col, name) in r.series.names.iter().enumerate() {
+            let raw = &r.series.values[col];
+            let ys = if alpha > 0.0 { cache.smoothed(r.id, col, raw, alpha).to_vec() } else { raw.clone() };
+            let ys: Vec<f64> = ys.into_iter().map(|v| to_y(v, log)).collect();
+            let label = if faded { format!("{name} (run {})", r.id) } else { name.to_string() };
+            let color = theme::series_color(ui, name);
+            curves.push(Curve {
+                name: label,
+                color: if faded { theme::faded(color) } else { color },
+                faded,
+                xs: r.series.steps.clone(),
+                ys,
+            });
+        }
+    }
+
+    let hover_log = log;
+    let plot = Plot::new(("loss_plot", run.id))
+        .height(height)
+        .legend(Legend::default().position(egui_plot::Corner::RightTop).follow_insertion_order(true))
+        .x_axis_label("step")
+        .y_axis_label(match (run.config.model.family == crate::engine::models::Family::Gan, log) {
+            (true, false) => "loss (nats) · D output",
+            (true, true) => "loss · D output (log scale)",
+            (false, false) => "loss (nats per image)",
+            (false, true) => "loss (nats per image, log scale)",
+        })
+        .allow_scroll(false)
+        .label_formatter(move |pos| {
+            let (name, p) = match pos {
+                egui_plot::HoverPosition::NearDataPoint { plot_name, position, .. } => {
+                    (Some(*plot_name), *position)
+                }
+                egui_plot::HoverPosition::Elsewhere { position } => (None, *position),
+            };
+            let y = from_y(p.y, hover_log);
+            Some(match name {
+                Some(n) if !n.is_empty() => format!("{n}\nstep {:.0}\n{y:.4}", p.x),
+                _ => format!("step {:.0}\n{y:.4}", p.x),
+            })
+        });
+    let plot = if log {
+        plot.y_axis_formatter(|mark, _| {
+            let v = 10f64.powf(mark.value);
+            if (1e-3..1e4).contains(&v) {
+                format!("{}", (v * 1000.0).round() / 1000.0)
+            } else {
+                format!("{v:.0e}")
+            }
+        })
+    } else {
+        plot
+    };
+
+    let show_epochs = prefs.show_epochs;
+    let colors: Vec<egui::Color32> = run.series.names.iter().map(|n| theme::series_color(ui, n)).collect();
+    let marker_colors: Vec<egui::Color32> =
+        run.markers.iter().map(|m| theme::marker_color(ui, &m.kind)).collect();
+    let response = plot.show(ui, |plot_ui| {
+        let bounds = plot_ui.plot_bounds();
+        let range = if plot_ui.auto_bounds().x { None } else { Some((bounds.min()[0], bounds.max()[0])) };
+        for c in &curves {
+            let pts = downsample_minmax(&c.xs, &c.ys, range, columns);
+            let mut line = Line::new(c.name.clone(), PlotPoints::new(pts)).color(c.color);
+            line = if c.faded { line.width(1.0).style(LineStyle::dashed_dense()) } else { line.width(1.5) };
+            plot_ui.line(line);
+        }
+        if show_epochs {
+            for (name, &color) in run.series.names.iter().zip(&colors) {
+                let train: Vec<[f64; 2]> = run
+                    .epochs
+                    .iter()
+                    .filter_map(|(s, e)| component(&e.train, name).map(|v| [*s as f64, to_y(v, log)]))
+                    .filter(|p| p[1].is_finite())
+                    .collect();
+                let test: Vec<[f64; 2]> = run
+                    .epochs
+                    .iter()
+                    .filter_map(|(s, e)| {
+                        e.test.and_then(|t| component(&t, name)).map(|v| [*s as f64, to_y(v, log)])
+                    })
+                    .filter(|p| p[1].is_finite())
+                    .collect();
+                if !train.is_empty() {
+                    plot_ui.points(
+                        Points::new("epoch mean (train)", train)
+                            .shape(MarkerShape::Circle)
+                            .radius(3.5)
+                            .color(color),
+                    );
+                }
+                if !test.is_empty() {
+                    plot_ui.line(
+                        Line::new("epoch end (test)", PlotPoints::new(test.clone()))
+                            .color(color)
+                            .style(LineStyle::dashed_loose())
+                            .width(1.0),
+                    );
+                    plot_ui.points(
+                        Points::new("epoch end (test)", test)
+                            .shape(MarkerShape::Diamond)
+                            .radius(4.5)
+                            .filled(true)
+                            .color(color),
+                    );
+                }
+            }
+        }
+        for (m, &color) in run.markers.iter().zip(&marker_colors) {
+            let name = match m.kind {
+                MarkerKind::LearningRate(_) => "lr changed",
+                MarkerKind::Beta(_) => "β changed",
+                MarkerKind::Diverged => "diverged",
+            };
+            plot_ui.vline(VLine::new(name, m.step as f64).color(color).style(LineStyle::dashed_dense()));
+        }
+    });
+
+    // Marker values are painted on top rather than added as plot items, which would pull the
+    // auto-bounds upwards every frame.
+    let frame = *response.transform.frame();
+    let painter = ui.painter_at(frame);
+    for (m, &color) in run.markers.iter().zip(&marker_colors) {
+        let text = match m.kind {
+            MarkerKind::LearningRate(lr) => format!("lr {lr:.1e}"),
+            MarkerKind::Beta(b) => format!("β {b}"),
+            MarkerKind::Diverged => "diverged".to_string(),
+        };
+        let x = response.transform.position_from_point_x(m.step as f64);
+        if frame.x_range().contains(x) {
+            painter.text(
+                egui::pos2(x + 3.0, frame.top() + 3.0),
+                egui::Align2::LEFT_TOP,
+                text,
+                egui::FontId::proportional(11.0),
+                color,
+            );
+        }
+    }
+}
