@@ -405,6 +405,10 @@ impl RunView {
             | Event::Reconstructions { .. }
             | Event::Decoded { .. }
             | Event::Encoded { .. }
+            | Event::ScoreProgress { .. }
+            | Event::Scored { .. }
+            | Event::HoldOutDone { .. }
+            | Event::ScoreCancelled { .. }
             | Event::CheckpointSaved { .. } => {}
         }
     }
