@@ -9,7 +9,7 @@ use rand::rngs::StdRng;
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-use super::{Activation, Arch, ModelConfig};
+use super::{conv_ops, Activation, Arch, ModelConfig};
 use crate::engine::data::ImageShape;
 
 /// Named trainable variables of one network (a GAN has two sets).
@@ -168,7 +168,7 @@ impl ConvDown {
 
     /// `[B, Cin, H, W] → [B, Cout, H/2, W/2]`
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let y = x.conv2d(&self.w, 1, 2, 1, 1)?.broadcast_add(&self.b.reshape((1, (), 1, 1))?)?;
+        let y = conv_ops::conv2d(x, &self.w, Some(&self.b), 2, 1)?;
         match &self.bn {
             Some(bn) => bn.forward(&y, train),
             None => Ok(y),
@@ -195,7 +195,7 @@ impl ConvUp {
 
     /// `[B, Cin, H, W] → [B, Cout, 2H, 2W]`
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let y = x.conv_transpose2d(&self.w, 1, 0, 2, 1)?.broadcast_add(&self.b.reshape((1, (), 1, 1))?)?;
+        let y = conv_ops::conv_transpose2d(x, &self.w, Some(&self.b), 2, 1)?;
         match &self.bn {
             Some(bn) => bn.forward(&y, train),
             None => Ok(y),
