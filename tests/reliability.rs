@@ -1,0 +1,124 @@
+//! Reliability (issue #7): checkpoint layout and size checks, allocation limits on hostile
+//! headers, and input validation with messages that say what is wrong.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use genlab::engine::checkpoint;
+use genlab::engine::config::{preset, RunConfig, PRESETS};
+use genlab::engine::data::{DataSource, Dataset, ImageShape};
+use genlab::engine::models::{build_model, AdamConfig, Family};
+use genlab::engine::session::TrainingSession;
+
+fn synthetic(shape: ImageShape, n: usize) -> Arc<Dataset> {
+    let images: Vec<f32> = (0..n * shape.len()).map(|i| ((i * 7919) % 255) as f32 / 255.0).collect();
+    Arc::new(Dataset::new("synthetic", DataSource::Builtin, shape, images, None).unwrap())
+}
+
+fn tiny_vae(data: &Dataset) -> RunConfig {
+    let mut cfg = preset("mnist_vae", data.shape).unwrap();
+    cfg.model.hidden = vec![8];
+    cfg.model.latent_dim = 2;
+    cfg.train.batch_size = 8;
+    cfg
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoints
+
+#[test]
+fn param_count_from_shapes_matches_the_built_models() {
+    let mut configs = Vec::new();
+    for shape in [ImageShape::new(1, 28, 28), ImageShape::new(3, 16, 8)] {
+        for name in PRESETS {
+            let cfg = preset(name, shape).unwrap().model;
+            if cfg.validate().is_ok() {
+                configs.push(cfg);
+            }
+        }
+    }
+    let mut ae_conv = preset("conv_vae", ImageShape::new(1, 8, 8)).unwrap().model;
+    ae_conv.family = Family::Autoencoder;
+    configs.push(ae_conv);
+    let mut gan_no_bn = preset("mnist_dcgan", ImageShape::new(3, 8, 8)).unwrap().model;
+    gan_no_bn.batch_norm = false;
+    configs.push(gan_no_bn);
+    let mut mlp_gan_bn = preset("mnist_mlp_gan", ImageShape::new(1, 8, 8)).unwrap().model;
+    mlp_gan_bn.batch_norm = true; // ignored by MLPs
+    configs.push(mlp_gan_bn);
+    let mut deep = preset("mnist_ae", ImageShape::new(1, 4, 4)).unwrap().model;
+    deep.hidden = vec![];
+    configs.push(deep);
+    for cfg in configs {
+        let built = build_model(&cfg, &AdamConfig::default(), 0).unwrap().param_count() as u64;
+        assert_eq!(cfg.param_count_from_shapes(), built, "{:?} {:?} {}", cfg.family, cfg.arch, cfg.input);
+    }
+}
+
+#[test]
+fn a_model_over_the_parameter_limit_is_refused_before_it_is_built() {
+    let mut cfg = preset("mnist_vae", ImageShape::new(3, 4096, 4096)).unwrap();
+    cfg.model.hidden = vec![16384];
+    let t0 = Instant::now();
+    let e = cfg.validate().unwrap_err().to_string();
+    assert!(e.contains("parameters") && e.contains("limit"), "{e}");
+    assert!(t0.elapsed() < Duration::from_secs(1));
+    let data = synthetic(ImageShape::new(3, 4096, 4096), 0);
+    let e = TrainingSession::new(cfg, data).err().unwrap().to_string();
+    assert!(e.contains("parameters"), "{e}");
+}
+
+/// Saves a tiny checkpoint and returns its folder.
+fn saved_checkpoint(dir: &Path) -> (RunConfig, Arc<Dataset>) {
+    let data = synthetic(ImageShape::new(1, 8, 8), 32);
+    let cfg = tiny_vae(&data);
+    let mut s = TrainingSession::new(cfg.clone(), data.clone()).unwrap();
+    s.step().unwrap();
+    checkpoint::save(dir, s.model(), s.config(), &data.source, 1, None).unwrap();
+    (cfg, data)
+}
+
+#[test]
+fn checkpoints_in_the_old_layout_still_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    saved_checkpoint(dir);
+    let weights = checkpoint::weights_path(dir).unwrap();
+    std::fs::rename(&weights, dir.join(checkpoint::LEGACY_WEIGHTS_FILE)).unwrap();
+    let mut meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(checkpoint::CONFIG_FILE)).unwrap()).unwrap();
+    meta.as_object_mut().unwrap().remove("weights_file");
+    std::fs::write(dir.join(checkpoint::CONFIG_FILE), serde_json::to_vec(&meta).unwrap()).unwrap();
+    let loaded = checkpoint::load(dir).unwrap();
+    assert_eq!(loaded.meta.weights_file, checkpoint::LEGACY_WEIGHTS_FILE);
+    assert_eq!(loaded.meta.step, 1);
+
+    // The next save moves to the new layout and removes the old weights file.
+    checkpoint::save(dir, loaded.model.as_ref(), &loaded.meta.config, &loaded.meta.data_source, 2, None)
+        .unwrap();
+    assert!(!dir.join(checkpoint::LEGACY_WEIGHTS_FILE).exists());
+    assert_eq!(checkpoint::load(dir).unwrap().meta.step, 2);
+}
+
+#[test]
+fn a_config_json_that_names_weights_outside_the_folder_or_a_bigger_model_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    saved_checkpoint(dir);
+    let text = std::fs::read(dir.join(checkpoint::CONFIG_FILE)).unwrap();
+    let meta: serde_json::Value = serde_json::from_slice(&text).unwrap();
+    let edit = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut m = meta.clone();
+        f(&mut m);
+        std::fs::write(dir.join(checkpoint::CONFIG_FILE), serde_json::to_vec(&m).unwrap()).unwrap();
+        checkpoint::load(dir).err().expect("the edited checkpoint is refused").to_string()
+    };
+    let e = edit(&|m| m["weights_file"] = "../elsewhere/model.safetensors".into());
+    assert!(e.contains("same folder"), "{e}");
+    // A model 4,000 times wider than its weights: refused before it is built.
+    let t0 = Instant::now();
+    let e = edit(&|m| m["config"]["model"]["hidden"] = serde_json::json!([16000]));
+    assert!(e.contains("parameters") && e.contains("bytes of weights"), "{e}");
+    assert!(t0.elapsed() < Duration::from_millis(500), "took {:?}", t0.elapsed());
+}
