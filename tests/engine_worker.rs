@@ -203,3 +203,39 @@ fn checkpoints_save_from_the_worker_and_a_run_resumes_from_them() {
     });
     assert!(matches!(evs.last(), Some(Event::Started { start_step: 3, .. })), "{:?}", names(&evs));
 }
+
+#[test]
+fn a_panic_fails_the_run_and_the_same_worker_runs_the_next_one() {
+    let w = Worker::spawn(Arc::new(|| {}));
+    let (mut cfg, data) = small_vae();
+    let failed = |e: &Event| matches!(e, Event::Finished { .. } | Event::Failed { .. });
+
+    // A panic inside a training step.
+    cfg.train.fault_at_step = Some(3);
+    start(&w, &cfg, data.clone(), false);
+    let evs = collect_until(&w, Duration::from_secs(60), failed);
+    let Some(Event::Failed { run: Some(1), message }) = evs.last() else { panic!("{:?}", names(&evs)) };
+    assert!(message.contains("panicked") && message.contains("fault injected at step 3"), "{message}");
+    assert_eq!(steps_in(&evs), vec![1, 2]);
+
+    // A panic while a run starts (inside a command rather than a step).
+    cfg.train.fault_at_step = Some(0);
+    start(&w, &cfg, data.clone(), false);
+    let evs = collect_until(&w, Duration::from_secs(60), failed);
+    let Some(Event::Failed { message, .. }) = evs.last() else { panic!("{:?}", names(&evs)) };
+    assert!(message.contains("fault injected while starting"), "{message}");
+
+    // No run is left behind, and the next one runs to the end on the same thread.
+    w.send(Command::Sample { n: 1, temperature: 1.0, seed: 0 });
+    let evs = collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::Error { .. }));
+    assert!(matches!(evs.last(), Some(Event::Error { message }) if message.contains("no run")));
+    cfg.train.fault_at_step = None;
+    start(&w, &cfg, data, false);
+    let evs = collect_until(&w, Duration::from_secs(120), failed);
+    assert!(
+        matches!(evs.last(), Some(Event::Finished { reason: FinishReason::Completed, step: 16, .. })),
+        "{:?}",
+        names(&evs)
+    );
+    assert!(w.is_alive());
+}

@@ -22,6 +22,12 @@ pub struct TrainConfig {
     pub sample_every: u64,
     /// Test images evaluated at the end of each epoch (0 = all).
     pub eval_limit: usize,
+    /// Fault injection for tests: the step that would be step `n` (1-based) panics, and 0
+    /// panics while the session is built, so that tests can check a panic is isolated. Never
+    /// saved or loaded.
+    #[doc(hidden)]
+    #[serde(skip)]
+    pub fault_at_step: Option<u64>,
 }
 
 impl Default for TrainConfig {
@@ -34,6 +40,7 @@ impl Default for TrainConfig {
             test_fraction: 0.2,
             sample_every: 50,
             eval_limit: 0,
+            fault_at_step: None,
         }
     }
 }
