@@ -98,7 +98,13 @@ pub fn load(
 }
 
 fn decode_error(path: &Path, e: image::ImageError) -> DataError {
-    DataError::invalid(path, format!("cannot decode the image: {e}"))
+    match e {
+        image::ImageError::Limits(_) => DataError::invalid(
+            path,
+            format!("the image is too large to decode: its header claims more than the decoder's memory limit ({e})"),
+        ),
+        e => DataError::invalid(path, format!("cannot decode the image: {e}")),
+    }
 }
 
 fn folder_name(path: &Path) -> String {
