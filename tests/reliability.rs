@@ -122,3 +122,41 @@ fn a_config_json_that_names_weights_outside_the_folder_or_a_bigger_model_is_refu
     assert!(e.contains("parameters") && e.contains("bytes of weights"), "{e}");
     assert!(t0.elapsed() < Duration::from_millis(500), "took {:?}", t0.elapsed());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Long runs
+
+#[test]
+fn the_metrics_log_of_a_long_run_is_thinned_evenly_and_stays_bounded() {
+    use genlab::engine::metrics::{MetricsLog, MAX_EPOCHS, MAX_STEP_ROWS};
+    use genlab::engine::models::Losses;
+    use genlab::engine::protocol::StepMetrics;
+    use genlab::engine::session::EpochSummary;
+    let mut log = MetricsLog::default();
+    let losses = Losses { loss: 1.0, ..Losses::default() };
+    let steps_per_epoch = 7;
+    for step in 1..=300_000u64 {
+        let epoch = ((step - 1) / steps_per_epoch) as usize;
+        log.push_step(&StepMetrics { step, epoch, losses, learning_rate: 1e-3, images_per_sec: 1.0 });
+        if step % steps_per_epoch == 0 {
+            log.push_epoch(step, &EpochSummary { epoch, train: losses, test: Some(losses) });
+        }
+    }
+    let steps: Vec<u64> = log.rows.iter().filter(|r| r.split == "step").map(|r| r.step).collect();
+    let epochs: Vec<usize> = log.rows.iter().filter(|r| r.split == "test").map(|r| r.epoch).collect();
+    assert!(steps.len() <= MAX_STEP_ROWS && steps.len() > MAX_STEP_ROWS / 2, "{} step rows", steps.len());
+    assert!(epochs.len() <= MAX_EPOCHS && epochs.len() > MAX_EPOCHS / 2, "{} epochs", epochs.len());
+    let stride = log.step_stride();
+    assert_eq!(stride, 16);
+    assert!(steps.windows(2).all(|w| w[1] - w[0] == stride), "step rows evenly spaced");
+    assert_eq!(steps.last(), Some(&(300_000 / stride * stride)));
+    assert!(epochs.windows(2).all(|w| w[1] - w[0] == epochs[1] - epochs[0]), "epoch rows evenly spaced");
+    // Still in order of steps, as metrics.csv is read.
+    assert!(log.rows.windows(2).all(|w| w[0].step <= w[1].step));
+    // A short run keeps every step.
+    let mut short = MetricsLog::default();
+    for step in 1..=1000 {
+        short.push_step(&StepMetrics { step, epoch: 0, losses, learning_rate: 1e-3, images_per_sec: 1.0 });
+    }
+    assert_eq!(short.rows.len(), 1000);
+}
