@@ -256,6 +256,9 @@ pub fn train_config(a: &TrainArgs, data: &Dataset) -> anyhow::Result<RunConfig> 
 fn train(a: TrainArgs) -> anyhow::Result<ExitCode> {
     let data = load_data(&a.data)?;
     let cfg = train_config(&a, &data)?;
+    // Fail now rather than after the training when the results cannot be written.
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("cannot create the output folder {}", a.out.display()))?;
     std::env::set_var("RAYON_NUM_THREADS", cfg.train.threads.to_string());
     let pool = rayon::ThreadPoolBuilder::new().num_threads(cfg.train.threads).build()?;
     pool.install(|| train_in_pool(a, data, cfg))

@@ -239,3 +239,77 @@ fn a_panic_fails_the_run_and_the_same_worker_runs_the_next_one() {
     );
     assert!(w.is_alive());
 }
+
+#[test]
+fn settings_that_cannot_train_fail_the_run_with_a_message() {
+    let w = Worker::spawn(Arc::new(|| {}));
+    let (cfg, data) = small_vae();
+    let failed = |e: &Event| matches!(e, Event::Started { .. } | Event::Failed { .. });
+    for (f, needle) in [
+        (&(|c: &mut RunConfig| c.train.batch_size = 8001) as &dyn Fn(&mut RunConfig), "batch size 8001"),
+        (&|c: &mut RunConfig| c.train.epochs = 0, "epochs"),
+        (&|c: &mut RunConfig| c.optim.lr = f64::NAN, "learning rate"),
+        (&|c: &mut RunConfig| c.model.latent_dim = 0, "latent"),
+    ] {
+        let mut c = cfg.clone();
+        f(&mut c);
+        start(&w, &c, data.clone(), false);
+        let evs = collect_until(&w, Duration::from_secs(30), failed);
+        let Some(Event::Failed { message, .. }) = evs.last() else { panic!("{needle}: {:?}", names(&evs)) };
+        assert!(message.contains(needle), "{message}");
+    }
+}
+
+#[test]
+fn an_unwritable_checkpoint_folder_is_an_error_and_the_run_goes_on() {
+    let w = Worker::spawn(Arc::new(|| {}));
+    let (cfg, data) = small_vae();
+    start(&w, &cfg, data, true);
+    collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::Paused { .. }));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file.txt");
+    std::fs::write(&file, "a regular file").unwrap();
+    // Under a regular file: no folder can be made there, even by root.
+    w.send(Command::SaveCheckpoint { dir: file.join("ck") });
+    let evs = collect_until(&w, Duration::from_secs(30), |e| {
+        matches!(e, Event::Error { .. } | Event::CheckpointSaved { .. })
+    });
+    let Some(Event::Error { message }) = evs.last() else { panic!("{:?}", names(&evs)) };
+    assert!(message.contains("saving the checkpoint failed") && message.contains("file.txt/ck"), "{message}");
+    // The run is still there: it steps and saves elsewhere.
+    w.send(Command::Step(1));
+    collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::Paused { step: 1, .. }));
+    w.send(Command::SaveCheckpoint { dir: dir.path().join("ck") });
+    collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::CheckpointSaved { step: 1, .. }));
+}
+
+#[test]
+fn a_dataset_file_deleted_during_a_run_does_not_stop_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("data.csv");
+    let rows: Vec<String> = (0..40)
+        .map(|i| (0..16).map(|p| ((i * 13 + p * 5) % 256).to_string()).collect::<Vec<_>>().join(","))
+        .collect();
+    std::fs::write(&csv, rows.join("\n")).unwrap();
+    let shape = genlab::engine::data::ImageShape::new(1, 4, 4);
+    let mut cfg = preset("mnist_vae", shape).unwrap();
+    cfg.model.hidden = vec![8];
+    cfg.model.latent_dim = 2;
+    cfg.train.batch_size = 8;
+    let w = Worker::spawn(Arc::new(|| {}));
+    start(&w, &cfg, DataSpec::Source(DataSource::Path(csv.clone()), LoadOptions::default()), true);
+    collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::Paused { .. }));
+    std::fs::remove_file(&csv).unwrap();
+    // The data are in memory: training, reconstructing and saving go on.
+    w.send(Command::Step(5));
+    collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::Paused { step: 5, .. }));
+    w.send(Command::Reconstruct { indices: vec![0, 1] });
+    collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::Reconstructions { .. }));
+    w.send(Command::SaveCheckpoint { dir: dir.path().join("ck") });
+    collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::CheckpointSaved { step: 5, .. }));
+    // A new run from the vanished file fails, naming it.
+    start(&w, &cfg, DataSpec::Source(DataSource::Path(csv.clone()), LoadOptions::default()), false);
+    let evs = collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::Failed { .. }));
+    let Some(Event::Failed { message, .. }) = evs.last() else { unreachable!() };
+    assert!(message.contains("data.csv") && message.contains("No such file"), "{message}");
+}

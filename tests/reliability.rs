@@ -160,3 +160,112 @@ fn the_metrics_log_of_a_long_run_is_thinned_evenly_and_stays_bounded() {
     }
     assert_eq!(short.rows.len(), 1000);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Input validation (the basic cases are in engine_training.rs)
+
+fn refused(cfg: RunConfig, data: &Arc<Dataset>) -> String {
+    match TrainingSession::new(cfg, data.clone()) {
+        Ok(_) => panic!("the configuration was accepted"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn every_out_of_range_setting_is_refused_with_its_name() {
+    let data = synthetic(ImageShape::new(1, 8, 8), 40); // 32 train / 8 test
+    let base = tiny_vae(&data);
+    let mut cases: Vec<(RunConfig, &str)> = Vec::new();
+    let mut add = |f: &dyn Fn(&mut RunConfig), needle: &'static str| {
+        let mut c = base.clone();
+        f(&mut c);
+        cases.push((c, needle));
+    };
+    add(&|c| c.model.hidden = vec![8, 0, 8], "layer 2 has width 0");
+    add(&|c| c.model.hidden = vec![20_000], "width 20000");
+    add(&|c| c.model.latent_dim = 5000, "latent dim 5000");
+    add(
+        &|c| {
+            c.model.family = Family::Gan;
+            c.model.disc_hidden = vec![0];
+        },
+        "discriminator layer 1 has width 0",
+    );
+    add(
+        &|c| {
+            c.model.family = Family::Gan;
+            c.model.disc_hidden = vec![];
+        },
+        "discriminator needs at least one hidden layer",
+    );
+    add(
+        &|c| {
+            c.model.family = Family::BetaVae;
+            c.model.beta = f64::NAN;
+        },
+        "β must be",
+    );
+    add(
+        &|c| {
+            c.model.family = Family::BetaVae;
+            c.model.beta = -1.0;
+        },
+        "β must be",
+    );
+    add(
+        &|c| {
+            c.model.arch = genlab::engine::models::Arch::Conv;
+            c.model.hidden = vec![];
+        },
+        "at least one conv layer",
+    );
+    add(&|c| c.optim.lr = f64::INFINITY, "learning rate");
+    add(&|c| c.optim.beta1 = 1.0, "β₁ and β₂");
+    add(&|c| c.optim.beta2 = f64::NAN, "β₁ and β₂");
+    add(&|c| c.optim.eps = 0.0, "Adam ε");
+    add(&|c| c.train.batch_size = 0, "batch size must be at least 1");
+    add(&|c| c.train.batch_size = 33, "batch size 33 is larger than the 32 training images");
+    add(&|c| c.train.threads = 0, "threads");
+    add(&|c| c.train.threads = 1000, "threads");
+    add(&|c| c.train.test_fraction = 1.0, "test fraction");
+    add(&|c| c.train.test_fraction = f64::NAN, "test fraction");
+    add(&|c| c.train.test_fraction = -0.1, "test fraction");
+    add(
+        &|c| c.model.input = ImageShape::new(1, 28, 28),
+        "the model reads 1×28×28 images but the dataset has 1×8×8",
+    );
+    for (cfg, needle) in cases {
+        let e = refused(cfg, &data);
+        assert!(e.contains(needle), "expected {needle:?} in: {e}");
+    }
+    // The boundary: a batch of exactly the training split trains.
+    let mut cfg = base.clone();
+    cfg.train.batch_size = 32;
+    let mut s = TrainingSession::new(cfg, data.clone()).unwrap();
+    assert!(s.step().unwrap().losses.is_finite());
+    // A single image: all of it trains, nothing is held out.
+    let one = synthetic(ImageShape::new(1, 8, 8), 1);
+    let mut cfg = base.clone();
+    cfg.train.batch_size = 1;
+    let mut s = TrainingSession::new(cfg, one).unwrap();
+    let r = s.step().unwrap();
+    assert!(r.losses.is_finite() && r.epoch_end.is_some_and(|e| e.test.is_none()));
+}
+
+#[test]
+fn negative_or_non_numeric_settings_in_a_file_are_refused_by_name() {
+    for (json, needle) in [
+        (r#"{"model": {"hidden": [400, -5]}}"#, "-5"),
+        (r#"{"model": {"latent_dim": -1}}"#, "-1"),
+        (r#"{"train": {"batch_size": 1.5}}"#, "1.5"),
+        (r#"{"optim": {"lr": "fast"}}"#, "fast"),
+        (r#"{"model": {"family": "diffusion"}}"#, "diffusion"),
+    ] {
+        let e = serde_json::from_str::<RunConfig>(json).unwrap_err().to_string();
+        assert!(e.contains(needle), "{json}: {e}");
+    }
+    // Missing settings take their defaults; the result still validates.
+    let cfg: RunConfig = serde_json::from_str(r#"{"train": {"epochs": 2}}"#).unwrap();
+    assert_eq!(cfg.train.epochs, 2);
+    cfg.validate().unwrap();
+}
