@@ -313,3 +313,41 @@ fn a_dataset_file_deleted_during_a_run_does_not_stop_it() {
     let Some(Event::Failed { message, .. }) = evs.last() else { unreachable!() };
     assert!(message.contains("data.csv") && message.contains("No such file"), "{message}");
 }
+
+/// A GAN built to collapse: a one-unit ReLU generator against a wide discriminator on 16 random
+/// binary images, with the saturating (minimax) loss: the discriminator wins within ~100 steps
+/// and the generator's gradients vanish.
+#[test]
+fn a_collapsed_gan_raises_one_warning() {
+    use genlab::engine::data::{Dataset, ImageShape};
+    use genlab::engine::models::{Activation, GanLoss};
+    let shape = ImageShape::new(1, 4, 4);
+    let noise: Vec<f32> =
+        (0..16 * 16u32).map(|i| ((i.wrapping_mul(2_654_435_761) >> 13) & 1) as f32).collect();
+    let data = Arc::new(Dataset::new("binary noise", DataSource::Builtin, shape, noise, None).unwrap());
+    let mut cfg = preset("mnist_mlp_gan", shape).unwrap();
+    cfg.model.hidden = vec![1];
+    cfg.model.disc_hidden = vec![128, 128];
+    cfg.model.latent_dim = 1;
+    cfg.model.activation = Activation::Relu;
+    cfg.model.gan_loss = GanLoss::Minimax;
+    cfg.optim.lr = 1e-2;
+    cfg.train.batch_size = 8;
+    cfg.train.epochs = 100_000;
+    let w = Worker::spawn(Arc::new(|| {}));
+    start(&w, &cfg, DataSpec::Loaded(data), true);
+    collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::Paused { .. }));
+    w.send(Command::Step(600));
+    let evs = collect_until(&w, Duration::from_secs(120), |e| matches!(e, Event::Paused { .. }));
+    let warnings: Vec<(u64, &String)> = evs
+        .iter()
+        .filter_map(|e| match e {
+            Event::CollapseWarning { step, message, .. } => Some((*step, message)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(warnings.len(), 1, "one warning per collapse: {warnings:?}");
+    let (step, message) = warnings[0];
+    assert!((200..=600).contains(&step), "warned at step {step}");
+    assert!(message.contains("collapsed") && message.contains("200 steps"), "{message}");
+}
