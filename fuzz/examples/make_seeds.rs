@@ -67,8 +67,13 @@ fn main() {
     };
     let (a, b) = (row(0, ","), row(1, ","));
     // Flags byte first (see fuzz_targets/csv.rs), then the file.
-    let header: Vec<String> = std::iter::once("label".to_string()).chain((0..784).map(|i| format!("p{i}"))).collect();
-    write(&dir, "header-label", format!("\x00{}\n{},{a}\n{},{b}\n", header.join(","), labels[0], labels[1]).as_bytes());
+    let header: Vec<String> =
+        std::iter::once("label".to_string()).chain((0..784).map(|i| format!("p{i}"))).collect();
+    write(
+        &dir,
+        "header-label",
+        format!("\x00{}\n{},{a}\n{},{b}\n", header.join(","), labels[0], labels[1]).as_bytes(),
+    );
     write(&dir, "mnist-layout", format!("\x00{},{a}\n{},{b}\n", labels[0], labels[1]).as_bytes());
     write(&dir, "no-label", format!("\x00{a}\n{b}\n").as_bytes());
     write(&dir, "tsv", format!("\x01label\tx\ty\tz\tw\ncat\t0.5\t1\t0\t0.25\ndog\t0\t0\t1\t1\n").as_bytes());
@@ -90,7 +95,12 @@ fn main() {
         ("digit.jpg", image::DynamicImage::ImageRgb8(rgb.clone()), image::ImageFormat::Jpeg, 1),
         ("digit.bmp", image::DynamicImage::ImageRgb8(rgb_tinted.clone()), image::ImageFormat::Bmp, 4),
         ("digit.gif", image::DynamicImage::ImageRgb8(rgb_tinted), image::ImageFormat::Gif, 0x15),
-        ("gray-alpha.png", image::DynamicImage::ImageLumaA8(image::DynamicImage::ImageLuma8(small).to_luma_alpha8()), image::ImageFormat::Png, 0),
+        (
+            "gray-alpha.png",
+            image::DynamicImage::ImageLumaA8(image::DynamicImage::ImageLuma8(small).to_luma_alpha8()),
+            image::ImageFormat::Png,
+            0,
+        ),
     ] {
         // The flags byte (see fuzz_targets/image.rs), then the file.
         let mut encoded = Vec::new();
@@ -106,7 +116,9 @@ fn main() {
             genlab::engine::data::convert_image(img, mnist.shape, shape)
         })
         .collect();
-    let data = Arc::new(Dataset::new("digits 8×8", DataSource::Builtin, shape, small_digits, None).expect("dataset"));
+    let data = Arc::new(
+        Dataset::new("digits 8×8", DataSource::Builtin, shape, small_digits, None).expect("dataset"),
+    );
     let tmp = std::env::temp_dir().join(format!("genlab-seeds-{}", std::process::id()));
     for (name, preset_name, hidden, batch_norm) in [
         ("vae", "mnist_vae", vec![6], false),
