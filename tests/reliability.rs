@@ -269,3 +269,37 @@ fn negative_or_non_numeric_settings_in_a_file_are_refused_by_name() {
     assert_eq!(cfg.train.epochs, 2);
     cfg.validate().unwrap();
 }
+
+/// Batch-norm statistics of the wrong shape used to be accepted as they were (and broadcast
+/// silently, or failed at the first forward pass); they are refused on load, naming the tensor.
+#[test]
+fn batch_norm_statistics_of_the_wrong_shape_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synthetic(ImageShape::new(1, 8, 8), 32);
+    let mut cfg = preset("mnist_dcgan", data.shape).unwrap();
+    cfg.model.hidden = vec![2, 3];
+    cfg.model.latent_dim = 2;
+    cfg.train.batch_size = 8;
+    let s = TrainingSession::new(cfg, data.clone()).unwrap();
+    checkpoint::save(tmp.path(), s.model(), s.config(), &data.source, 0, None).unwrap();
+    let config = std::fs::read(tmp.path().join(checkpoint::CONFIG_FILE)).unwrap();
+    let weights = std::fs::read(checkpoint::weights_path(tmp.path()).unwrap()).unwrap();
+    assert!(checkpoint::load_from_bytes(&config, &weights, tmp.path()).is_ok());
+
+    let mut state = candle_core::safetensors::load_buffer(&weights, &candle_core::Device::Cpu).unwrap();
+    let name = "discriminator.bn0.running_mean";
+    assert!(state.contains_key(name), "{:?}", state.keys());
+    state.insert(
+        name.into(),
+        candle_core::Tensor::zeros(1, candle_core::DType::F32, &candle_core::Device::Cpu).unwrap(),
+    );
+    let mut names: Vec<&String> = state.keys().collect();
+    names.sort();
+    let bad = safetensors::serialize(names.iter().map(|n| (n.as_str(), &state[*n])), None).unwrap();
+    let mut meta: serde_json::Value = serde_json::from_slice(&config).unwrap();
+    meta["weights_len"] = bad.len().into();
+    meta["weights_fnv1a"] = checkpoint::weights_checksum(&bad).into();
+    let config = serde_json::to_vec(&meta).unwrap();
+    let e = checkpoint::load_from_bytes(&config, &bad, tmp.path()).err().expect("refused").to_string();
+    assert!(e.contains(name) && e.contains("shape"), "{e}");
+}
