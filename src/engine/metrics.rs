@@ -20,10 +20,11 @@ pub struct MetricRow {
     pub losses: Losses,
 }
 
-/// Step rows a log holds at most, and epochs with rows: past that, every other one is
-/// dropped and only every `2·stride`-th step (or epoch) is kept from then on. Together at most
-/// ~4 MB of rows however long the run.
+/// Step rows a log holds at most: past that, every other one is dropped and only every
+/// `2·stride`-th step is kept from then on. With [`MAX_EPOCHS`], at most ~4 MB of rows however
+/// long the run.
 pub const MAX_STEP_ROWS: usize = 20_000;
+/// Epochs a log holds rows for at most, thinned the same way as the steps.
 pub const MAX_EPOCHS: usize = 5_000;
 
 /// Rows of a run, in order.
