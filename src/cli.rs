@@ -128,6 +128,9 @@ pub struct TrainArgs {
     /// Stop after this many steps (for quick runs).
     #[arg(long)]
     pub max_steps: Option<u64>,
+    /// Also save the checkpoint (and metrics.csv) every this many steps, not only at the end.
+    #[arg(long)]
+    pub checkpoint_every: Option<u64>,
     /// Output folder for the checkpoint, metrics.csv, samples.png and reconstructions.png.
     #[arg(long)]
     pub out: PathBuf,
@@ -262,6 +265,9 @@ pub fn train_config(a: &TrainArgs, data: &Dataset) -> anyhow::Result<RunConfig> 
 fn train(a: TrainArgs) -> anyhow::Result<ExitCode> {
     let data = load_data(&a.data)?;
     let cfg = train_config(&a, &data)?;
+    // Fail now rather than after the training when the results cannot be written.
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("cannot create the output folder {}", a.out.display()))?;
     std::env::set_var("RAYON_NUM_THREADS", cfg.train.threads.to_string());
     let pool = rayon::ThreadPoolBuilder::new().num_threads(cfg.train.threads).build()?;
     pool.install(|| train_in_pool(a, data, cfg))
@@ -323,11 +329,11 @@ fn train_in_pool(a: TrainArgs, data: Arc<Dataset>, cfg: RunConfig) -> anyhow::Re
         if let Some(e) = &r.epoch_end {
             log.push_epoch(r.step, e);
             let test = e.test.map(|t| format!("{:.3}", t.loss)).unwrap_or_else(|| "-".into());
-            bar.println(format!(
-                "epoch {:>3}: train loss {:.3}  test loss {test}",
-                e.epoch + 1,
-                e.train.loss
-            ));
+            say(&bar, format!("epoch {:>3}: train loss {:.3}  test loss {test}", e.epoch + 1, e.train.loss));
+        }
+        if a.checkpoint_every.is_some_and(|k| k > 0 && r.step % k == 0 && r.step < total) {
+            checkpoint::save(&a.out, s.model(), s.config(), &s.data().source, r.step, Some(&log))?;
+            say(&bar, format!("saved checkpoint at step {}", r.step));
         }
     }
     bar.finish_and_clear();
@@ -340,6 +346,15 @@ fn train_in_pool(a: TrainArgs, data: Arc<Dataset>, cfg: RunConfig) -> anyhow::Re
         a.out.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// A line of progress above the bar, or on stderr when there is no bar to draw it above.
+fn say(bar: &indicatif::ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
 }
 
 /// Writes the checkpoint, metrics.csv, samples.png and (AE/VAE) reconstructions.png.

@@ -6,8 +6,19 @@ use genlab::cli::{Cli, Cmd};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        None => genlab::app::launch(None),
-        Some(Cmd::Open(args)) => genlab::app::launch(Some(args)),
+        None => open(None),
+        Some(Cmd::Open(args)) => open(Some(args)),
         Some(cmd) => genlab::cli::run(cmd),
     }
+}
+
+#[cfg(feature = "app")]
+fn open(args: Option<genlab::cli::OpenArgs>) -> ExitCode {
+    genlab::app::launch(args)
+}
+
+#[cfg(not(feature = "app"))]
+fn open(_args: Option<genlab::cli::OpenArgs>) -> ExitCode {
+    eprintln!("error: this genlab was built without the app (feature `app`); the CLI works: genlab --help");
+    ExitCode::from(1)
 }

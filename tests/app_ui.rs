@@ -1,3 +1,4 @@
+#![cfg(feature = "app")]
 //! The real app driven headlessly with egui_kittest: widgets are found by their labels, as a
 //! user (or a screen reader) finds them. Background work (loader, worker) is waited for by
 //! stepping frames with a bound and a clear failure message.

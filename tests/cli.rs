@@ -24,7 +24,8 @@ fn train_sample_eval_and_score_a_vae() {
     let ck = dir.path().join("vae");
     let o = train(&ck, &["--preset", "mnist_vae", "--epochs", "1", "--seed", "3"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    for f in ["model.safetensors", "config.json", "metrics.csv", "samples.png", "reconstructions.png"] {
+    assert!(genlab::engine::checkpoint::weights_path(&ck).unwrap().exists());
+    for f in ["config.json", "metrics.csv", "samples.png", "reconstructions.png"] {
         assert!(ck.join(f).exists(), "{f} missing");
     }
     let samples = image::open(ck.join("samples.png")).unwrap();
@@ -121,4 +122,101 @@ fn bad_input_gives_one_line_errors_and_no_panic() {
         assert!(e.contains(needle), "{args:?}: error should mention {needle:?}: {e}");
         assert_eq!(e.trim().lines().count(), 1, "{args:?}: one line: {e}");
     }
+}
+
+#[test]
+fn out_of_range_settings_and_an_unwritable_output_fail_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file.txt");
+    std::fs::write(&file, "a regular file").unwrap();
+    let under_file = file.join("ck");
+    let out = dir.path().join("o");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--hidden=-5,3"], "-5"),
+        (vec!["--latent", "0"], "latent"),
+        (vec!["--batch", "0"], "batch size"),
+        (vec!["--batch", "100000"], "batch size 100000 is larger than the 8000 training images"),
+        (vec!["--epochs", "0"], "epochs"),
+        (vec!["--lr", "NaN"], "learning rate"),
+        (vec!["--lr=-1"], "learning rate"),
+        (vec!["--threads", "0"], "threads"),
+    ];
+    for (extra, needle) in cases {
+        let t0 = std::time::Instant::now();
+        let o = train(&out, &extra);
+        let e = stderr(&o);
+        assert!(!o.status.success(), "{extra:?} should fail");
+        assert!(!e.contains("panicked"), "{extra:?} panicked: {e}");
+        assert!(e.contains(needle), "{extra:?}: error should mention {needle:?}: {e}");
+        assert!(t0.elapsed().as_secs() < 30, "{extra:?}: not refused up front");
+    }
+    // An output folder that cannot be created (under a regular file; permission bits would not
+    // stop root) is refused before a single step, naming the folder.
+    let t0 = std::time::Instant::now();
+    let o = train(&under_file, &["--epochs", "50"]);
+    let e = stderr(&o);
+    assert!(!o.status.success() && !e.contains("panicked"), "{e}");
+    assert!(e.contains("cannot create the output folder") && e.contains("file.txt/ck"), "{e}");
+    assert_eq!(e.trim().lines().count(), 1, "one line: {e}");
+    assert!(t0.elapsed().as_secs() < 30, "not refused up front");
+}
+
+#[test]
+fn eval_and_score_say_when_the_checkpoints_dataset_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("digits.csv");
+    let mut text = String::from("label");
+    for p in 0..64 {
+        text.push_str(&format!(",p{p}"));
+    }
+    text.push('\n');
+    for i in 0..40 {
+        text.push_str(&(i % 3).to_string());
+        for p in 0..64 {
+            text.push_str(&format!(",{}", (i * 31 + p * 7) % 256));
+        }
+        text.push('\n');
+    }
+    std::fs::write(&csv, text).unwrap();
+    let ck = dir.path().join("ck");
+    let o = genlab(&[
+        "train",
+        "--data",
+        csv.to_str().unwrap(),
+        "--hidden",
+        "8",
+        "--latent",
+        "2",
+        "--batch",
+        "8",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--out",
+        ck.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = genlab(&["eval", "--checkpoint", ck.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    std::fs::remove_file(&csv).unwrap();
+    for cmd in ["eval", "score"] {
+        let o = genlab(&[cmd, "--checkpoint", ck.to_str().unwrap()]);
+        let e = stderr(&o);
+        assert!(!o.status.success() && !e.contains("panicked"), "{cmd}: {e}");
+        assert!(e.contains("loading the checkpoint's dataset") && e.contains("digits.csv"), "{cmd}: {e}");
+        assert!(e.contains("No such file"), "{cmd}: {e}");
+    }
+    // What needs no data still works.
+    let grid = dir.path().join("grid.png");
+    let o = genlab(&[
+        "sample",
+        "--checkpoint",
+        ck.to_str().unwrap(),
+        "--n",
+        "4",
+        "--out",
+        grid.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
 }

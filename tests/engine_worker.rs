@@ -193,7 +193,7 @@ fn checkpoints_save_from_the_worker_and_a_run_resumes_from_them() {
     let dir = tempfile::tempdir().unwrap();
     w.send(Command::SaveCheckpoint { dir: dir.path().join("ck") });
     collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::CheckpointSaved { step: 3, .. }));
-    assert!(dir.path().join("ck/model.safetensors").exists());
+    assert!(genlab::engine::checkpoint::weights_path(&dir.path().join("ck")).unwrap().exists());
     assert!(std::fs::read_to_string(dir.path().join("ck/metrics.csv")).unwrap().lines().count() >= 4);
 
     let ck = Some(dir.path().join("ck"));
@@ -309,4 +309,152 @@ fn scoring_runs_on_the_worker_reports_progress_and_can_be_cancelled() {
     let Some(Event::HoldOutDone { report, .. }) = evs.last() else { panic!("{:?}", names(&evs)) };
     assert!((0.0..=1.0).contains(&report.auroc));
     assert_eq!(report.scores.samples.len(), 2000);
+}
+
+#[test]
+fn a_panic_fails_the_run_and_the_same_worker_runs_the_next_one() {
+    let w = Worker::spawn(Arc::new(|| {}));
+    let (mut cfg, data) = small_vae();
+    let failed = |e: &Event| matches!(e, Event::Finished { .. } | Event::Failed { .. });
+
+    // A panic inside a training step.
+    cfg.train.fault_at_step = Some(3);
+    start(&w, &cfg, data.clone(), false);
+    let evs = collect_until(&w, Duration::from_secs(60), failed);
+    let Some(Event::Failed { run: Some(1), message }) = evs.last() else { panic!("{:?}", names(&evs)) };
+    assert!(message.contains("panicked") && message.contains("fault injected at step 3"), "{message}");
+    assert_eq!(steps_in(&evs), vec![1, 2]);
+
+    // A panic while a run starts (inside a command rather than a step).
+    cfg.train.fault_at_step = Some(0);
+    start(&w, &cfg, data.clone(), false);
+    let evs = collect_until(&w, Duration::from_secs(60), failed);
+    let Some(Event::Failed { message, .. }) = evs.last() else { panic!("{:?}", names(&evs)) };
+    assert!(message.contains("fault injected while starting"), "{message}");
+
+    // No run is left behind, and the next one runs to the end on the same thread.
+    w.send(Command::Sample { n: 1, temperature: 1.0, seed: 0 });
+    let evs = collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::Error { .. }));
+    assert!(matches!(evs.last(), Some(Event::Error { message }) if message.contains("no run")));
+    cfg.train.fault_at_step = None;
+    start(&w, &cfg, data, false);
+    let evs = collect_until(&w, Duration::from_secs(120), failed);
+    assert!(
+        matches!(evs.last(), Some(Event::Finished { reason: FinishReason::Completed, step: 16, .. })),
+        "{:?}",
+        names(&evs)
+    );
+    assert!(w.is_alive());
+}
+
+#[test]
+fn settings_that_cannot_train_fail_the_run_with_a_message() {
+    let w = Worker::spawn(Arc::new(|| {}));
+    let (cfg, data) = small_vae();
+    let failed = |e: &Event| matches!(e, Event::Started { .. } | Event::Failed { .. });
+    for (f, needle) in [
+        (&(|c: &mut RunConfig| c.train.batch_size = 8001) as &dyn Fn(&mut RunConfig), "batch size 8001"),
+        (&|c: &mut RunConfig| c.train.epochs = 0, "epochs"),
+        (&|c: &mut RunConfig| c.optim.lr = f64::NAN, "learning rate"),
+        (&|c: &mut RunConfig| c.model.latent_dim = 0, "latent"),
+    ] {
+        let mut c = cfg.clone();
+        f(&mut c);
+        start(&w, &c, data.clone(), false);
+        let evs = collect_until(&w, Duration::from_secs(30), failed);
+        let Some(Event::Failed { message, .. }) = evs.last() else { panic!("{needle}: {:?}", names(&evs)) };
+        assert!(message.contains(needle), "{message}");
+    }
+}
+
+#[test]
+fn an_unwritable_checkpoint_folder_is_an_error_and_the_run_goes_on() {
+    let w = Worker::spawn(Arc::new(|| {}));
+    let (cfg, data) = small_vae();
+    start(&w, &cfg, data, true);
+    collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::Paused { .. }));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file.txt");
+    std::fs::write(&file, "a regular file").unwrap();
+    // Under a regular file: no folder can be made there, even by root.
+    w.send(Command::SaveCheckpoint { dir: file.join("ck") });
+    let evs = collect_until(&w, Duration::from_secs(30), |e| {
+        matches!(e, Event::Error { .. } | Event::CheckpointSaved { .. })
+    });
+    let Some(Event::Error { message }) = evs.last() else { panic!("{:?}", names(&evs)) };
+    assert!(message.contains("saving the checkpoint failed") && message.contains("file.txt/ck"), "{message}");
+    // The run is still there: it steps and saves elsewhere.
+    w.send(Command::Step(1));
+    collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::Paused { step: 1, .. }));
+    w.send(Command::SaveCheckpoint { dir: dir.path().join("ck") });
+    collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::CheckpointSaved { step: 1, .. }));
+}
+
+#[test]
+fn a_dataset_file_deleted_during_a_run_does_not_stop_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("data.csv");
+    let rows: Vec<String> = (0..40)
+        .map(|i| (0..16).map(|p| ((i * 13 + p * 5) % 256).to_string()).collect::<Vec<_>>().join(","))
+        .collect();
+    std::fs::write(&csv, rows.join("\n")).unwrap();
+    let shape = genlab::engine::data::ImageShape::new(1, 4, 4);
+    let mut cfg = preset("mnist_vae", shape).unwrap();
+    cfg.model.hidden = vec![8];
+    cfg.model.latent_dim = 2;
+    cfg.train.batch_size = 8;
+    let w = Worker::spawn(Arc::new(|| {}));
+    start(&w, &cfg, DataSpec::Source(DataSource::Path(csv.clone()), LoadOptions::default()), true);
+    collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::Paused { .. }));
+    std::fs::remove_file(&csv).unwrap();
+    // The data are in memory: training, reconstructing and saving go on.
+    w.send(Command::Step(5));
+    collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::Paused { step: 5, .. }));
+    w.send(Command::Reconstruct { indices: vec![0, 1] });
+    collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::Reconstructions { .. }));
+    w.send(Command::SaveCheckpoint { dir: dir.path().join("ck") });
+    collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::CheckpointSaved { step: 5, .. }));
+    // A new run from the vanished file fails, naming it.
+    start(&w, &cfg, DataSpec::Source(DataSource::Path(csv.clone()), LoadOptions::default()), false);
+    let evs = collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::Failed { .. }));
+    let Some(Event::Failed { message, .. }) = evs.last() else { unreachable!() };
+    assert!(message.contains("data.csv") && message.contains("No such file"), "{message}");
+}
+
+/// A GAN built to collapse: a one-unit ReLU generator against a wide discriminator on 16 random
+/// binary images, with the saturating (minimax) loss: the discriminator wins within ~100 steps
+/// and the generator's gradients vanish.
+#[test]
+fn a_collapsed_gan_raises_one_warning() {
+    use genlab::engine::data::{Dataset, ImageShape};
+    use genlab::engine::models::{Activation, GanLoss};
+    let shape = ImageShape::new(1, 4, 4);
+    let noise: Vec<f32> =
+        (0..16 * 16u32).map(|i| ((i.wrapping_mul(2_654_435_761) >> 13) & 1) as f32).collect();
+    let data = Arc::new(Dataset::new("binary noise", DataSource::Builtin, shape, noise, None).unwrap());
+    let mut cfg = preset("mnist_mlp_gan", shape).unwrap();
+    cfg.model.hidden = vec![1];
+    cfg.model.disc_hidden = vec![128, 128];
+    cfg.model.latent_dim = 1;
+    cfg.model.activation = Activation::Relu;
+    cfg.model.gan_loss = GanLoss::Minimax;
+    cfg.optim.lr = 1e-2;
+    cfg.train.batch_size = 8;
+    cfg.train.epochs = 100_000;
+    let w = Worker::spawn(Arc::new(|| {}));
+    start(&w, &cfg, DataSpec::Loaded(data), true);
+    collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::Paused { .. }));
+    w.send(Command::Step(600));
+    let evs = collect_until(&w, Duration::from_secs(120), |e| matches!(e, Event::Paused { .. }));
+    let warnings: Vec<(u64, &String)> = evs
+        .iter()
+        .filter_map(|e| match e {
+            Event::CollapseWarning { step, message, .. } => Some((*step, message)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(warnings.len(), 1, "one warning per collapse: {warnings:?}");
+    let (step, message) = warnings[0];
+    assert!((200..=600).contains(&step), "warned at step {step}");
+    assert!(message.contains("collapsed") && message.contains("200 steps"), "{message}");
 }

@@ -1,8 +1,20 @@
-//! Checkpoints: a folder with `model.safetensors` (weights, optimiser moments, batch-norm
-//! statistics), `config.json` (run configuration, data source, step, a checksum of the
-//! weights file) and `metrics.csv`. Each file is written atomically (temporary file, fsync,
-//! rename); `config.json` goes last and names the weights it belongs to, so a torn save is
-//! detected on load.
+//! Checkpoints: a folder that a process killed at any moment of a save leaves loadable, as
+//! either the checkpoint it replaced or the one it was writing.
+//!
+//! Layout:
+//! - `model-<hash>.safetensors`: weights, optimiser moments and batch-norm statistics, named
+//!   by the FNV-1a hash of its bytes, so a save never overwrites the weights the current
+//!   `config.json` names (the same name means the same bytes).
+//! - `config.json`: run configuration, data source, step, and the name, length and hash of
+//!   its weights file. Replacing it is the one step that switches the folder to a new
+//!   checkpoint.
+//! - `metrics.csv`: the run's metrics, written after `config.json`; a save interrupted just
+//!   before it leaves the previous save's metrics.
+//!
+//! A save writes the weights (temporary file, fsync, rename, fsync of the folder), then
+//! `config.json` the same way, then `metrics.csv`, and only then deletes weights files that
+//! `config.json` no longer names and temporary files left by interrupted saves. Checkpoints
+//! written before this layout (`model.safetensors`, no `weights_file` field) still load.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,10 +28,13 @@ use super::error::{EngineError, Result};
 use super::metrics::{write_atomic, MetricsLog};
 use super::models::{build_model, GenerativeModel};
 
-pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// The weights file of checkpoints written before weights files were named by their hash.
+pub const LEGACY_WEIGHTS_FILE: &str = "model.safetensors";
 pub const CONFIG_FILE: &str = "config.json";
 pub const METRICS_FILE: &str = "metrics.csv";
 const FORMAT_VERSION: u32 = 1;
+/// Bytes a weights file holds per parameter at least: the value and Adam's two moments (f32).
+const BYTES_PER_PARAM: u64 = 12;
 
 /// The contents of `config.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -31,12 +46,21 @@ pub struct CheckpointMeta {
     pub step: u64,
     pub optimizer_steps: Vec<u64>,
     pub param_count: usize,
-    /// Length and FNV-1a hash of `model.safetensors`.
+    /// The weights file in the same folder (a bare file name).
+    #[serde(default = "legacy_weights_file")]
+    pub weights_file: String,
+    /// Length and FNV-1a hash of the weights file.
     pub weights_len: u64,
     pub weights_fnv1a: String,
 }
 
-fn fnv1a(bytes: &[u8]) -> String {
+fn legacy_weights_file() -> String {
+    LEGACY_WEIGHTS_FILE.to_string()
+}
+
+/// The FNV-1a hash of `bytes` as 16 hex digits: the checksum `config.json` records for its
+/// weights file.
+pub fn weights_checksum(bytes: &[u8]) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in bytes {
         h ^= b as u64;
@@ -45,7 +69,12 @@ fn fnv1a(bytes: &[u8]) -> String {
     format!("{h:016x}")
 }
 
-/// Writes a checkpoint of `model` into `dir` (created if needed).
+/// Whether `name` is a file name that a save writes weights to (or the legacy one).
+fn is_weights_name(name: &str) -> bool {
+    name == LEGACY_WEIGHTS_FILE || (name.starts_with("model-") && name.ends_with(".safetensors"))
+}
+
+/// Writes a checkpoint of `model` into `dir` (created if needed), replacing the one there.
 pub fn save(
     dir: &Path,
     model: &dyn GenerativeModel,
@@ -57,10 +86,9 @@ pub fn save(
     std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
     let state = model.state()?;
     let bytes = safetensors_bytes(&state)?;
-    write_atomic(&dir.join(WEIGHTS_FILE), &bytes)?;
-    if let Some(m) = metrics {
-        m.write_csv(&dir.join(METRICS_FILE), config.model.family)?;
-    }
+    let hash = weights_checksum(&bytes);
+    let weights_file = format!("model-{hash}.safetensors");
+    write_atomic(&dir.join(&weights_file), &bytes)?;
     let meta = CheckpointMeta {
         format_version: FORMAT_VERSION,
         genlab_version: env!("CARGO_PKG_VERSION").into(),
@@ -69,12 +97,35 @@ pub fn save(
         step,
         optimizer_steps: model.optimizer_steps(),
         param_count: model.param_count(),
+        weights_file: weights_file.clone(),
         weights_len: bytes.len() as u64,
-        weights_fnv1a: fnv1a(&bytes),
+        weights_fnv1a: hash,
     };
     let json = serde_json::to_vec_pretty(&meta).map_err(|e| EngineError::checkpoint(dir, e.to_string()))?;
     write_atomic(&dir.join(CONFIG_FILE), &json)?;
+    if let Some(m) = metrics {
+        m.write_csv(&dir.join(METRICS_FILE), config.model.family)?;
+    }
+    remove_stale_files(dir, &weights_file);
     Ok(dir.to_path_buf())
+}
+
+/// Deletes weights files other than `keep` and the temporary files of interrupted saves. The
+/// checkpoint is complete without this, so failures are ignored (the next save retries).
+fn remove_stale_files(dir: &Path, keep: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // write_atomic's temporary files are `.<name>.tmp-<pid>`.
+        let tmp_of = name.strip_prefix('.').and_then(|n| n.split_once(".tmp-")).map(|(n, _)| n);
+        let stale = match tmp_of {
+            Some(target) => is_weights_name(target) || target == CONFIG_FILE || target == METRICS_FILE,
+            None => is_weights_name(&name) && name != keep,
+        };
+        if stale {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 fn safetensors_bytes(state: &HashMap<String, Tensor>) -> Result<Vec<u8>> {
@@ -84,25 +135,78 @@ fn safetensors_bytes(state: &HashMap<String, Tensor>) -> Result<Vec<u8>> {
     safetensors::serialize(views, None).map_err(|e| EngineError::Other(e.to_string()))
 }
 
+/// Parses and checks the text of `config.json` (`path` names it in errors).
+pub fn parse_meta(bytes: &[u8], path: &Path) -> Result<CheckpointMeta> {
+    let meta: CheckpointMeta = serde_json::from_slice(bytes)
+        .map_err(|e| EngineError::checkpoint(path, format!("not a genlab checkpoint configuration: {e}")))?;
+    if meta.format_version != FORMAT_VERSION {
+        return Err(EngineError::checkpoint(
+            path,
+            format!("format version {} is not supported", meta.format_version),
+        ));
+    }
+    let name = Path::new(&meta.weights_file);
+    if name.file_name() != Some(name.as_os_str()) || !meta.weights_file.ends_with(".safetensors") {
+        return Err(EngineError::checkpoint(
+            path,
+            format!("the weights file {:?} is not a .safetensors file in the same folder", meta.weights_file),
+        ));
+    }
+    meta.config.validate().map_err(|e| EngineError::checkpoint(path, e.to_string()))?;
+    // The model is built before the weights are checked against it: make sure the weights
+    // file is big enough to hold it, so that an edited config.json cannot make us allocate a
+    // model far bigger than the checkpoint.
+    let params = meta.config.model.param_count_from_shapes();
+    if params.saturating_mul(BYTES_PER_PARAM) > meta.weights_len {
+        return Err(EngineError::checkpoint(
+            path,
+            format!(
+                "the configuration describes a model of {params} parameters, which needs at least {} bytes of weights, but the weights file has {} bytes",
+                params.saturating_mul(BYTES_PER_PARAM),
+                meta.weights_len
+            ),
+        ));
+    }
+    Ok(meta)
+}
+
 /// Reads and checks `config.json`.
 pub fn read_meta(dir: &Path) -> Result<CheckpointMeta> {
     let path = dir.join(CONFIG_FILE);
     let text = std::fs::read(&path).map_err(|e| EngineError::io(&path, e))?;
-    let meta: CheckpointMeta = serde_json::from_slice(&text)
-        .map_err(|e| EngineError::checkpoint(&path, format!("not a genlab checkpoint configuration: {e}")))?;
-    if meta.format_version != FORMAT_VERSION {
+    parse_meta(&text, &path)
+}
+
+/// The weights file `config.json` of the checkpoint in `dir` names.
+pub fn weights_path(dir: &Path) -> Result<PathBuf> {
+    Ok(dir.join(read_meta(dir)?.weights_file))
+}
+
+/// Checks weights bytes against `meta` and parses them (`path` names them in errors).
+pub fn parse_state(bytes: &[u8], meta: &CheckpointMeta, path: &Path) -> Result<HashMap<String, Tensor>> {
+    if bytes.len() as u64 != meta.weights_len {
         return Err(EngineError::checkpoint(
-            &path,
-            format!("format version {} is not supported", meta.format_version),
+            path,
+            format!(
+                "the file has {} bytes but config.json expects {} (an interrupted save?)",
+                bytes.len(),
+                meta.weights_len
+            ),
         ));
     }
-    meta.config.validate().map_err(|e| EngineError::checkpoint(&path, e.to_string()))?;
-    Ok(meta)
+    if weights_checksum(bytes) != meta.weights_fnv1a {
+        return Err(EngineError::checkpoint(
+            path,
+            "the weights do not match config.json's checksum (corrupt file?)",
+        ));
+    }
+    candle_core::safetensors::load_buffer(bytes, &Device::Cpu)
+        .map_err(|e| EngineError::checkpoint(path, format!("not a valid safetensors file: {e}")))
 }
 
 /// Reads the weights file and checks it is the one `meta` describes.
 pub fn read_state(dir: &Path, meta: &CheckpointMeta) -> Result<HashMap<String, Tensor>> {
-    let path = dir.join(WEIGHTS_FILE);
+    let path = dir.join(&meta.weights_file);
     let real_len = std::fs::metadata(&path).map_err(|e| EngineError::io(&path, e))?.len();
     if real_len != meta.weights_len {
         return Err(EngineError::checkpoint(
@@ -114,14 +218,7 @@ pub fn read_state(dir: &Path, meta: &CheckpointMeta) -> Result<HashMap<String, T
         ));
     }
     let bytes = std::fs::read(&path).map_err(|e| EngineError::io(&path, e))?;
-    if fnv1a(&bytes) != meta.weights_fnv1a {
-        return Err(EngineError::checkpoint(
-            &path,
-            "the weights do not match config.json's checksum (corrupt file?)",
-        ));
-    }
-    candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
-        .map_err(|e| EngineError::checkpoint(&path, format!("not a valid safetensors file: {e}")))
+    parse_state(&bytes, meta, &path)
 }
 
 /// A model restored from a checkpoint folder.
@@ -135,10 +232,39 @@ pub fn load(dir: &Path) -> Result<Loaded> {
     if !dir.is_dir() {
         return Err(EngineError::checkpoint(dir, "no such checkpoint folder"));
     }
-    let meta = read_meta(dir)?;
-    let state = read_state(dir, &meta)?;
+    // A save running while we read may replace config.json and delete the weights it named
+    // between our two reads; the new config.json then names weights that exist.
+    let mut attempts = 0;
+    let (meta, state) = loop {
+        let meta = read_meta(dir)?;
+        match read_state(dir, &meta) {
+            Err(EngineError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound
+                    && attempts < 2
+                    && read_meta(dir).is_ok_and(|m| m.weights_file != meta.weights_file) =>
+            {
+                attempts += 1;
+            }
+            result => break (meta, result?),
+        }
+    };
+    let weights = dir.join(&meta.weights_file);
+    restore(meta, &state, &weights)
+}
+
+/// Loads a checkpoint from the bytes of its `config.json` and weights file (`name` stands for
+/// the folder in errors).
+pub fn load_from_bytes(config_json: &[u8], weights: &[u8], name: &Path) -> Result<Loaded> {
+    let meta = parse_meta(config_json, &name.join(CONFIG_FILE))?;
+    let weights_path = name.join(&meta.weights_file);
+    let state = parse_state(weights, &meta, &weights_path)?;
+    restore(meta, &state, &weights_path)
+}
+
+/// Builds the model `meta` describes and puts the weights (from `weights`) into it.
+fn restore(meta: CheckpointMeta, state: &HashMap<String, Tensor>, weights: &Path) -> Result<Loaded> {
     let mut model = build_model(&meta.config.model, &meta.config.optim, meta.config.train.seed)?;
-    model.load_state(&state).map_err(|e| EngineError::checkpoint(dir.join(WEIGHTS_FILE), e.to_string()))?;
+    model.load_state(state).map_err(|e| EngineError::checkpoint(weights, e.to_string()))?;
     model.set_optimizer_steps(&meta.optimizer_steps);
     Ok(Loaded { meta, model })
 }

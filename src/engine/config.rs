@@ -26,6 +26,12 @@ pub struct TrainConfig {
     pub keep_every: u64,
     /// Rewind points kept at most (the oldest are thinned, the first is kept).
     pub keep_count: usize,
+    /// Fault injection for tests: the step that would be step `n` (1-based) panics, and 0
+    /// panics while the session is built, so that tests can check a panic is isolated. Never
+    /// saved or loaded.
+    #[doc(hidden)]
+    #[serde(skip)]
+    pub fault_at_step: Option<u64>,
 }
 
 impl Default for TrainConfig {
@@ -40,6 +46,7 @@ impl Default for TrainConfig {
             eval_limit: 0,
             keep_every: 500,
             keep_count: 10,
+            fault_at_step: None,
         }
     }
 }

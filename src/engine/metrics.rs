@@ -1,5 +1,6 @@
 //! The metrics of a run as rows (one per logged step, one per epoch and split), written as
-//! `metrics.csv`.
+//! `metrics.csv`. A long run keeps every epoch row but thins its step rows to at most
+//! [`MAX_STEP_ROWS`], evenly spaced, so that its memory stays bounded.
 
 use std::io::Write;
 use std::path::Path;
@@ -19,22 +20,76 @@ pub struct MetricRow {
     pub losses: Losses,
 }
 
+/// Step rows a log holds at most: past that, every other one is dropped and only every
+/// `2·stride`-th step is kept from then on. With [`MAX_EPOCHS`], at most ~4 MB of rows however
+/// long the run.
+pub const MAX_STEP_ROWS: usize = 20_000;
+/// Epochs a log holds rows for at most, thinned the same way as the steps.
+pub const MAX_EPOCHS: usize = 5_000;
+
 /// Rows of a run, in order.
 #[derive(Clone, Debug, Default)]
 pub struct MetricsLog {
     pub rows: Vec<MetricRow>,
+    steps: Thinning,
+    epochs: Thinning,
+}
+
+/// Which of a growing sequence of numbers (steps, epochs) are kept.
+#[derive(Clone, Copy, Debug, Default)]
+struct Thinning {
+    /// Kept numbers are multiples of this (0 counts as 1).
+    stride: u64,
+    kept: usize,
+}
+
+impl Thinning {
+    fn stride(&self) -> u64 {
+        self.stride.max(1)
+    }
+
+    fn keeps(&self, n: u64) -> bool {
+        n.is_multiple_of(self.stride())
+    }
 }
 
 impl MetricsLog {
+    /// Logs a training step (or skips it while step rows are thinned, see [`MAX_STEP_ROWS`]).
     pub fn push_step(&mut self, m: &StepMetrics) {
+        if !self.steps.keeps(m.step) {
+            return;
+        }
         self.rows.push(MetricRow { epoch: m.epoch, step: m.step, split: "step", losses: m.losses });
+        self.steps.kept += 1;
+        if self.steps.kept > MAX_STEP_ROWS {
+            self.steps.stride = self.steps.stride() * 2;
+            let steps = self.steps;
+            self.rows.retain(|r| r.split != "step" || steps.keeps(r.step));
+            self.steps.kept = self.rows.iter().filter(|r| r.split == "step").count();
+        }
     }
 
+    /// Logs an epoch's train (and test) means (or skips it while epochs are thinned).
     pub fn push_epoch(&mut self, step: u64, e: &EpochSummary) {
+        if !self.epochs.keeps(e.epoch as u64) {
+            return;
+        }
         self.rows.push(MetricRow { epoch: e.epoch, step, split: "train", losses: e.train });
         if let Some(t) = e.test {
             self.rows.push(MetricRow { epoch: e.epoch, step, split: "test", losses: t });
         }
+        self.epochs.kept += 1;
+        if self.epochs.kept > MAX_EPOCHS {
+            self.epochs.stride = self.epochs.stride() * 2;
+            let epochs = self.epochs;
+            self.rows.retain(|r| r.split == "step" || epochs.keeps(r.epoch as u64));
+            self.epochs.kept = self.rows.iter().filter(|r| r.split == "train").count();
+        }
+    }
+
+    /// Steps between logged step rows: 1 until the log is thinned.
+    pub fn step_stride(&self) -> u64 {
+        self.steps.stride()
     }
 
     /// CSV text: `epoch,step,split,<every loss component of the family>`.

@@ -90,6 +90,9 @@ impl TrainingSession {
     pub fn new(config: RunConfig, data: Arc<Dataset>) -> Result<Self> {
         tune_allocator();
         config.validate()?;
+        if config.train.fault_at_step == Some(0) {
+            panic!("fault injected while starting the run");
+        }
         if config.model.input != data.shape {
             return Err(EngineError::Config(format!(
                 "the model reads {} images but the dataset has {}",
@@ -207,6 +210,9 @@ impl TrainingSession {
     pub fn step(&mut self) -> Result<StepReport> {
         if self.is_finished() {
             return Err(EngineError::Other("the run has finished all its epochs".into()));
+        }
+        if self.config.train.fault_at_step == Some(self.step + 1) {
+            panic!("fault injected at step {}", self.step + 1);
         }
         let t0 = Instant::now();
         let bs = self.config.train.batch_size;

@@ -247,7 +247,13 @@ impl WorkerLoop {
                         self.outbox.send(&self.events, &self.waker);
                         return;
                     }
-                    self.handle(c);
+                    // A panic in a command (a bug, or a decoder that panics on a bad file)
+                    // ends the run it may have left half-changed, not the worker.
+                    if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| self.handle(c))) {
+                        let run = self.run.take().map(|r| r.id);
+                        let message = format!("the worker panicked: {}", panic_message(panic.as_ref()));
+                        self.emit(Event::Failed { run, message });
+                    }
                 }
             }
             if self.run.as_ref().is_some_and(|r| !r.paused) {
@@ -535,11 +541,7 @@ impl WorkerLoop {
                 return;
             }
             Err(panic) => {
-                let msg = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "unknown panic".into());
+                let msg = panic_message(panic.as_ref());
                 self.run = None;
                 self.emit(Event::Failed { run: Some(id), message: format!("training step panicked: {msg}") });
                 return;
@@ -624,6 +626,15 @@ impl WorkerLoop {
             self.emit(Event::Paused { run: id, step: report.step });
         }
     }
+}
+
+/// The message a panic was raised with.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 fn load_data(spec: DataSpec) -> Result<Arc<Dataset>> {

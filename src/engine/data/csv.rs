@@ -34,7 +34,14 @@ const MIN_ROW_CAP: u64 = 1 << 20;
 
 /// Loads a CSV (or TSV, optionally gzip-compressed) file of images, one per row.
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<Dataset, DataError> {
-    let mut rows = RowReader::open(path, opts)?;
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    load_from_reader(std::io::BufReader::new(file), path, opts)
+}
+
+/// Loads CSV text (or TSV, optionally gzip-compressed) from any reader. `path` names the data
+/// in errors and decides the delimiter (tab for a `.tsv` or `.tsv.gz` name).
+pub fn load_from_reader(reader: impl Read, path: &Path, opts: &LoadOptions) -> Result<Dataset, DataError> {
+    let mut rows = RowReader::new(reader, path, opts)?;
     let mut first = csv::StringRecord::new();
     if !rows.read(&mut first)? {
         return Err(DataError::invalid(path, "the file is empty"));
@@ -61,21 +68,20 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Dataset, DataError> {
 
 /// Reads records one at a time, turning the csv crate's errors into [`DataError`]s.
 struct RowReader<'a> {
-    reader: csv::Reader<RowCap<Box<dyn Read>>>,
+    reader: csv::Reader<RowCap<Box<dyn Read + 'a>>>,
     path: &'a Path,
 }
 
 impl<'a> RowReader<'a> {
-    fn open(path: &'a Path, opts: &LoadOptions) -> Result<Self, DataError> {
-        let mut file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    fn new(mut input: impl Read + 'a, path: &'a Path, opts: &LoadOptions) -> Result<Self, DataError> {
         let mut magic = [0u8; 2];
-        let got = read_up_to(&mut file, &mut magic).map_err(|e| DataError::io(path, e))?;
-        let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
-        let buffered = std::io::BufReader::new(file);
-        let input: Box<dyn Read> = if got == 2 && magic == [0x1f, 0x8b] {
-            Box::new(flate2::read::MultiGzDecoder::new(buffered))
+        let got = read_up_to(&mut input, &mut magic).map_err(|e| DataError::io(path, e))?;
+        // Put the sniffed bytes back in front of the rest.
+        let whole = std::io::Cursor::new(magic).take(got as u64).chain(input);
+        let input: Box<dyn Read + 'a> = if got == 2 && magic == [0x1f, 0x8b] {
+            Box::new(flate2::read::MultiGzDecoder::new(whole))
         } else {
-            Box::new(buffered)
+            Box::new(whole)
         };
         let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
         let delimiter = if name.ends_with(".tsv") || name.ends_with(".tsv.gz") { b'\t' } else { b',' };

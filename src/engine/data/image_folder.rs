@@ -16,6 +16,7 @@
 //! image is decoded.
 
 use std::collections::HashMap;
+use std::io::{BufRead, Seek};
 use std::path::{Path, PathBuf};
 
 use image::imageops::{self, FilterType};
@@ -97,7 +98,13 @@ pub fn load(
 }
 
 fn decode_error(path: &Path, e: image::ImageError) -> DataError {
-    DataError::invalid(path, format!("cannot decode the image: {e}"))
+    match e {
+        image::ImageError::Limits(_) => DataError::invalid(
+            path,
+            format!("the image is too large to decode: its header claims more than the decoder's memory limit ({e})"),
+        ),
+        e => DataError::invalid(path, format!("cannot decode the image: {e}")),
+    }
 }
 
 fn folder_name(path: &Path) -> String {
@@ -174,19 +181,47 @@ fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
     Ok(())
 }
 
-/// Reads an image's size and colour type from its header.
+/// Reads an image file's size and colour type from its header.
 fn probe(path: &Path) -> Result<Header, DataError> {
-    let decoder = ImageReader::open(path)
+    let reader = ImageReader::open(path)
         .map_err(|e| DataError::io(path, e))?
         .with_guessed_format()
-        .map_err(|e| DataError::io(path, e))?
-        .into_decoder()
-        .map_err(|e| decode_error(path, e))?;
+        .map_err(|e| DataError::io(path, e))?;
+    probe_reader(reader, path)
+}
+
+/// Reads an image's size and colour type from its header (`path` names it in errors).
+fn probe_reader<R: BufRead + Seek>(reader: ImageReader<R>, path: &Path) -> Result<Header, DataError> {
+    let decoder = reader.into_decoder().map_err(|e| decode_error(path, e))?;
     let (width, height) = decoder.dimensions();
     if width == 0 || height == 0 {
         return Err(DataError::invalid(path, format!("the image is {width}×{height} pixels")));
     }
     Ok(Header { height: height as usize, width: width as usize, gray: !decoder.color_type().has_color() })
+}
+
+/// Decodes one image file's bytes as a folder load would (`path` names it in errors): to
+/// [`LoadOptions::resize`], else its own size, and [`LoadOptions::channels`], else gray when
+/// its colour type is gray and RGB otherwise. The header's size is checked against the decode
+/// budget first. Returns the shape and the C×H×W values in [0, 1].
+pub fn decode_image(
+    bytes: &[u8],
+    path: &Path,
+    opts: &LoadOptions,
+) -> Result<(ImageShape, Vec<f32>), DataError> {
+    let reader = || {
+        ImageReader::new(std::io::Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| DataError::io(path, e))
+    };
+    let header = probe_reader(reader()?, path)?;
+    let shape = choose_shape(path, &[header], opts)?;
+    check_budget(path, 1, shape, opts)?;
+    check_budget(path, 1, ImageShape::new(shape.channels, header.height, header.width), opts)?;
+    let img = reader()?.decode().map_err(|e| decode_error(path, e))?;
+    let mut values = Vec::with_capacity(shape.len());
+    append_planes(&img, shape, &mut values);
+    Ok((shape, values))
 }
 
 /// The shape every image is converted to (see the module documentation).

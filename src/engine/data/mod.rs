@@ -31,9 +31,10 @@ impl ImageShape {
         Self { channels, height, width }
     }
 
-    /// Number of values in one image (C·H·W).
+    /// Number of values in one image (C·H·W), saturating: a shape read from a file or typed
+    /// in cannot overflow into a small count that some buffer happens to match.
     pub fn len(&self) -> usize {
-        self.channels * self.height * self.width
+        self.channels.saturating_mul(self.height).saturating_mul(self.width)
     }
 
     pub fn is_empty(&self) -> bool {

@@ -216,7 +216,101 @@ impl ModelConfig {
         if self.family == Family::Gan && self.arch == Arch::Mlp && self.disc_hidden.is_empty() {
             return err("the discriminator needs at least one hidden layer".into());
         }
+        let params = self.param_count_from_shapes();
+        if params > MAX_PARAMS {
+            return err(format!(
+                "the model would have {params} parameters, over the limit of {MAX_PARAMS} (fewer or narrower layers, or smaller images)"
+            ));
+        }
         Ok(())
+    }
+
+    /// Number of trainable parameters, computed from the layer shapes without building the
+    /// model (saturating, so any configuration gives an answer).
+    pub fn param_count_from_shapes(&self) -> u64 {
+        let mul = |a: usize, b: usize| (a as u64).saturating_mul(b as u64);
+        // A linear layer: weights and biases.
+        let linear = |fan_in: usize, fan_out: usize| mul(fan_in, fan_out).saturating_add(fan_out as u64);
+        // A 4×4 (transposed) convolution with biases, and batch norm's γ and β.
+        let conv = |cin: usize, cout: usize| mul(cin, cout).saturating_mul(16).saturating_add(cout as u64);
+        let bn = |c: usize| 2 * c as u64;
+        let chain = |from: usize, widths: &[usize]| {
+            let mut total = 0u64;
+            let mut fan_in = from;
+            for &w in widths {
+                total = total.saturating_add(linear(fan_in, w));
+                fan_in = w;
+            }
+            total
+        };
+        let (input, l) = (self.input, self.latent_dim);
+        let d = input.len();
+        let k = self.hidden.len().min(usize::BITS as usize - 1);
+        let (h, w) = (input.height >> k, input.width >> k);
+        // Image → features, and the feature count.
+        let trunk = |widths: &[usize], batch_norm: bool| -> (u64, usize) {
+            match self.arch {
+                Arch::Mlp => (chain(d, widths), widths.last().copied().unwrap_or(d)),
+                Arch::Conv => {
+                    let mut total = 0u64;
+                    let mut cin = input.channels;
+                    for (i, &c) in widths.iter().enumerate() {
+                        total = total.saturating_add(conv(cin, c));
+                        if batch_norm && i > 0 {
+                            total = total.saturating_add(bn(c));
+                        }
+                        cin = c;
+                    }
+                    let feat = widths.last().map_or(d, |&c| c.saturating_mul(h).saturating_mul(w));
+                    (total, feat)
+                }
+            }
+        };
+        // Latent → image, through `widths` (from the latent side outwards).
+        let expand = |widths: &[usize], batch_norm: bool| -> u64 {
+            match self.arch {
+                Arch::Mlp => {
+                    let outs: Vec<usize> = widths.iter().copied().chain([d]).collect();
+                    chain(l, &outs)
+                }
+                Arch::Conv => {
+                    let c0 = widths.first().copied().unwrap_or(input.channels);
+                    let start = c0.saturating_mul(h).saturating_mul(w);
+                    let mut total = linear(l, start);
+                    if batch_norm {
+                        total = total.saturating_add(bn(c0));
+                    }
+                    let outs: Vec<usize> = widths.iter().skip(1).copied().chain([input.channels]).collect();
+                    let mut cin = c0;
+                    for (i, &c) in outs.iter().enumerate() {
+                        total = total.saturating_add(conv(cin, c));
+                        if batch_norm && i + 1 < outs.len() {
+                            total = total.saturating_add(bn(c));
+                        }
+                        cin = c;
+                    }
+                    total
+                }
+            }
+        };
+        let reversed: Vec<usize> = self.hidden.iter().rev().copied().collect();
+        match self.family {
+            Family::Gan => {
+                let batch_norm = self.batch_norm && self.arch == Arch::Conv;
+                let (g_widths, d_widths) = match self.arch {
+                    Arch::Mlp => (self.hidden.as_slice(), self.disc_hidden.as_slice()),
+                    Arch::Conv => (reversed.as_slice(), self.hidden.as_slice()),
+                };
+                let (d_trunk, feat) = trunk(d_widths, batch_norm);
+                expand(g_widths, batch_norm).saturating_add(d_trunk).saturating_add(linear(feat, 1))
+            }
+            family => {
+                let (enc, feat) = trunk(&self.hidden, false);
+                let heads = if family.is_variational() { 2 } else { 1 };
+                enc.saturating_add(linear(feat, l).saturating_mul(heads))
+                    .saturating_add(expand(&reversed, false))
+            }
+        }
     }
 
     /// Number of trainable parameters (counted by building the model once).
@@ -408,6 +502,10 @@ pub trait GenerativeModel: Send + Sync {
     fn set_optimizer_steps(&mut self, steps: &[u64]);
 }
 
+/// The most trainable parameters a model may have (1 GiB of f32 weights; Adam holds twice
+/// that again).
+pub const MAX_PARAMS: u64 = 1 << 28;
+
 /// Builds the model a configuration describes, with weights drawn from `seed`.
 pub fn build_model(cfg: &ModelConfig, optim: &AdamConfig, seed: u64) -> Result<Box<dyn GenerativeModel>> {
     cfg.validate()?;
@@ -484,11 +582,19 @@ pub(crate) fn restore_bn(
     state: &HashMap<String, Tensor>,
 ) -> Result<()> {
     for (i, bn) in bns.iter().enumerate() {
-        let get = |k: &str| {
-            state
-                .get(&format!("{prefix}.bn{i}.{k}"))
-                .cloned()
-                .ok_or_else(|| EngineError::Other(format!("tensor `{prefix}.bn{i}.{k}` is missing")))
+        let (mean, _) = bn.running_stats();
+        let get = |k: &str| -> Result<Tensor> {
+            let name = format!("{prefix}.bn{i}.{k}");
+            let t =
+                state.get(&name).ok_or_else(|| EngineError::Other(format!("tensor `{name}` is missing")))?;
+            if t.shape() != mean.shape() {
+                return Err(EngineError::Other(format!(
+                    "tensor `{name}` has shape {:?}, the model expects {:?}",
+                    t.dims(),
+                    mean.dims()
+                )));
+            }
+            Ok(t.to_dtype(candle_core::DType::F32)?)
         };
         bn.set_running_stats(get("running_mean")?, get("running_var")?);
     }

@@ -1,0 +1,24 @@
+//! One image file of an image folder (PNG, JPEG, BMP, GIF, by content) on arbitrary bytes.
+//! The first byte picks the channels and resize options; the rest is the file.
+#![no_main]
+
+use std::path::Path;
+
+use genlab::engine::data::{image_folder, LoadOptions};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&flags, bytes)) = data.split_first() else { return };
+    let mut opts = LoadOptions { max_decoded_bytes: 64 << 20, ..LoadOptions::default() };
+    opts.channels = match flags & 3 {
+        1 => Some(1),
+        2 => Some(3),
+        _ => None,
+    };
+    if flags & 4 != 0 {
+        opts.resize = Some((1 + (flags as usize >> 4), 1 + (flags as usize >> 5)));
+    }
+    if let Ok((shape, values)) = image_folder::decode_image(bytes, Path::new("fuzz.png"), &opts) {
+        assert_eq!(values.len(), shape.len());
+    }
+});
