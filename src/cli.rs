@@ -45,6 +45,9 @@ pub enum Cmd {
     /// Score images under a checkpoint: −ELBO and importance-weighted −log p(x) (VAE),
     /// reconstruction error (AE) or discriminator logit (GAN); AUROC against --outliers.
     Score(ScoreArgs),
+    /// Measure training throughput (images/s, GFLOP/s, peak RSS) of the presets, the sgemm
+    /// peak and dataset load times.
+    Bench(BenchArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -172,6 +175,7 @@ pub fn run(cmd: Cmd) -> ExitCode {
         Cmd::Sample(a) => sample(a).map(|_| ExitCode::SUCCESS),
         Cmd::Eval(a) => eval(a).map(|_| ExitCode::SUCCESS),
         Cmd::Score(a) => score(a).map(|_| ExitCode::SUCCESS),
+        Cmd::Bench(a) => bench(a).map(|_| ExitCode::SUCCESS),
         Cmd::Open(_) => Err(anyhow!("`open` is handled by the app")),
     };
     match result {
@@ -563,5 +567,54 @@ fn score(a: ScoreArgs) -> anyhow::Result<()> {
             println!("auroc {v:.4} (anomaly score {}, higher = outlier)", first.anomaly_name());
         }
     }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// One JSON object per line (machine, sgemm, load and one per model).
+    #[arg(long)]
+    pub json: bool,
+    /// A smoke run: fewer steps and repeats, a smaller sgemm.
+    #[arg(long)]
+    pub quick: bool,
+    /// Threads for the tensor maths (default: every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Presets to train, comma-separated (default: mnist_vae,mnist_mlp_gan,conv_vae,mnist_dcgan).
+    #[arg(long, value_delimiter = ',')]
+    pub models: Option<Vec<String>>,
+    /// Timed steps per repeat (default: per model, 4 for mnist_dcgan to 30 for mnist_vae).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Untimed steps before each repeat (default: per model).
+    #[arg(long)]
+    pub warmup: Option<usize>,
+    /// Repeats per model (the median is reported).
+    #[arg(long)]
+    pub repeats: Option<usize>,
+    /// Only the training measurements: no sgemm peak, no dataset loads.
+    #[arg(long)]
+    pub train_only: bool,
+}
+
+/// `genlab bench`: prints each measurement as soon as it is taken.
+fn bench(a: BenchArgs) -> anyhow::Result<()> {
+    use crate::bench::{self, BenchOptions};
+    let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let mut opts = BenchOptions::new(threads, a.quick);
+    if let Some(m) = a.models {
+        opts.models = m;
+    }
+    opts.steps = a.steps.or(opts.steps);
+    opts.warmup = a.warmup.or(opts.warmup);
+    opts.repeats = a.repeats.unwrap_or(opts.repeats);
+    if a.train_only {
+        opts.sgemm_n = 0;
+        opts.data_loads = false;
+    }
+    bench::run(&opts, &mut |r| {
+        println!("{}", if a.json { r.to_json() } else { r.to_text() });
+    })?;
     Ok(())
 }

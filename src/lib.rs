@@ -2,5 +2,6 @@
 //!
 //! [`engine`] holds everything that trains and evaluates models (no GUI code);
 //! the CLI ([`cli`]) and the app are thin layers over it.
+pub mod bench;
 pub mod cli;
 pub mod engine;
