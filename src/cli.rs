@@ -51,6 +51,9 @@ pub enum Cmd {
     Encode(EncodeArgs),
     /// Decode the line between two test images' encodings into a PNG strip.
     Interpolate(InterpolateArgs),
+    /// Measure training throughput (images/s, GFLOP/s, peak RSS) of the presets, the sgemm
+    /// peak and dataset load times.
+    Bench(BenchArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -184,6 +187,7 @@ pub fn run(cmd: Cmd) -> ExitCode {
         Cmd::Traverse(a) => traverse(a).map(|_| ExitCode::SUCCESS),
         Cmd::Encode(a) => encode(a).map(|_| ExitCode::SUCCESS),
         Cmd::Interpolate(a) => interpolate(a).map(|_| ExitCode::SUCCESS),
+        Cmd::Bench(a) => bench(a).map(|_| ExitCode::SUCCESS),
         Cmd::Open(_) => Err(anyhow!("`open` is handled by the app")),
     };
     match result {
@@ -781,5 +785,54 @@ fn interpolate(a: InterpolateArgs) -> anyhow::Result<()> {
     let strip = explore::interpolate(model, &za, &zb, a.steps)?;
     strip.save_grid_png(&a.out, a.steps)?;
     eprintln!("wrote {} steps from {} to {} to {}", a.steps, a.from, a.to, a.out.display());
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// One JSON object per line (machine, sgemm, load and one per model).
+    #[arg(long)]
+    pub json: bool,
+    /// A smoke run: fewer steps and repeats, a smaller sgemm.
+    #[arg(long)]
+    pub quick: bool,
+    /// Threads for the tensor maths (default: every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Presets to train, comma-separated (default: mnist_vae,mnist_mlp_gan,conv_vae,mnist_dcgan).
+    #[arg(long, value_delimiter = ',')]
+    pub models: Option<Vec<String>>,
+    /// Timed steps per repeat (default: per model, 4 for mnist_dcgan to 30 for mnist_vae).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Untimed steps before each repeat (default: per model).
+    #[arg(long)]
+    pub warmup: Option<usize>,
+    /// Repeats per model (the median is reported).
+    #[arg(long)]
+    pub repeats: Option<usize>,
+    /// Only the training measurements: no sgemm peak, no dataset loads.
+    #[arg(long)]
+    pub train_only: bool,
+}
+
+/// `genlab bench`: prints each measurement as soon as it is taken.
+fn bench(a: BenchArgs) -> anyhow::Result<()> {
+    use crate::bench::{self, BenchOptions};
+    let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let mut opts = BenchOptions::new(threads, a.quick);
+    if let Some(m) = a.models {
+        opts.models = m;
+    }
+    opts.steps = a.steps.or(opts.steps);
+    opts.warmup = a.warmup.or(opts.warmup);
+    opts.repeats = a.repeats.unwrap_or(opts.repeats);
+    if a.train_only {
+        opts.sgemm_n = 0;
+        opts.data_loads = false;
+    }
+    bench::run(&opts, &mut |r| {
+        println!("{}", if a.json { r.to_json() } else { r.to_text() });
+    })?;
     Ok(())
 }

@@ -4,5 +4,6 @@
 //! the CLI ([`cli`]) and the app ([`app`]) are thin layers over it.
 #[cfg(feature = "app")]
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod engine;

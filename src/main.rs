@@ -4,6 +4,12 @@ use clap::Parser;
 use genlab::cli::{Cli, Cmd};
 
 fn main() -> ExitCode {
+    // candle sizes its element-wise thread pool once, from this variable, and its idle threads
+    // spin; matmuls follow each run's own thread setting instead. One element-wise thread
+    // measured faster here and leaves the UI its core.
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
     let cli = Cli::parse();
     match cli.command {
         None => open(None),

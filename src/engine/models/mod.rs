@@ -362,6 +362,40 @@ impl ModelConfig {
             }
         }
     }
+
+    /// A GAN's [`forward_macs`](Self::forward_macs) split into (generator, discriminator), per
+    /// image; `None` for the other families. A GAN step runs the two different numbers of
+    /// times, so a FLOP count needs them apart.
+    pub fn gan_forward_macs(&self) -> Option<(u64, u64)> {
+        if self.family != Family::Gan {
+            return None;
+        }
+        let mlp = |dims: &[usize]| dims.windows(2).map(|w| (w[0] * w[1]) as u64).sum::<u64>();
+        let d = self.input.len();
+        let l = self.latent_dim;
+        Some(match self.arch {
+            Arch::Mlp => {
+                let g: Vec<usize> =
+                    std::iter::once(l).chain(self.hidden.iter().copied()).chain([d]).collect();
+                let dd: Vec<usize> =
+                    std::iter::once(d).chain(self.disc_hidden.iter().copied()).chain([1]).collect();
+                (mlp(&g), mlp(&dd))
+            }
+            Arch::Conv => {
+                let (mut h, mut w, mut c) = (self.input.height, self.input.width, self.input.channels);
+                let mut convs = 0u64;
+                for &co in &self.hidden {
+                    h /= 2;
+                    w /= 2;
+                    convs += (h * w * co * c * 16) as u64;
+                    c = co;
+                }
+                let feat = (h * w * c) as u64;
+                // G: latent → feature map, then transposed convs mirroring D's convs.
+                (feat * l as u64 + convs, convs + feat)
+            }
+        })
+    }
 }
 
 /// Loss components of one step or one evaluation, per image in nats.

@@ -1,0 +1,379 @@
+#!/usr/bin/env python3
+"""PyTorch reference for `genlab bench`: the same four presets, the same schedule, the same
+JSON lines.
+
+The networks copy genlab's (src/engine/models/{layers,vae,gan}.rs, src/engine/config.rs):
+
+- mnist_vae: 784-400 ReLU -> mu, logvar (20); decoder 20-400 ReLU-784 logits; loss = per-image
+  sum of BCE-with-logits + KL, mean over the batch; Adam 1e-3.
+- mnist_mlp_gan: G 100-256-512-784, D 784-512-256-1, LeakyReLU(0.2) on every hidden layer,
+  sigmoid on G's output; non-saturating loss; Adam 2e-4, beta1 0.5.
+- conv_vae: conv 1->32->64 (4x4, stride 2, padding 1) ReLU, linear mu/logvar heads (16);
+  decoder linear 16->64x7x7 ReLU, deconv 64->32 ReLU, deconv 32->1 logits.
+- mnist_dcgan: G linear 100->128x7x7, BN, LeakyReLU, deconv 128->64, BN, LeakyReLU,
+  deconv 64->1, sigmoid; D conv 1->64 LeakyReLU, conv 64->128, BN, LeakyReLU, linear -> 1.
+  (genlab uses the preset's activation, LeakyReLU(0.2), in the generator too.)
+
+A GAN step is genlab's: G forward once; D on real and on detached fake, D update; D again on the
+(attached) fake for G's loss, G update. Batch 128 of the built-in digits (the 8,000 training
+images of assets/mnist10k); `warmup` untimed steps then `steps` timed ones, `repeats` times with
+a fresh model, the median images/s reported. FLOPs are counted from layer shapes exactly as
+genlab counts them (src/bench.rs).
+"""
+
+import argparse
+import gzip
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+MODELS = ["mnist_vae", "mnist_mlp_gan", "conv_vae", "mnist_dcgan"]
+BATCH = 128
+# (warm-up, timed) steps per model: genlab's table (src/bench.rs, `schedule`).
+SCHEDULE = {"mnist_vae": (5, 30), "mnist_mlp_gan": (3, 20), "conv_vae": (2, 10), "mnist_dcgan": (1, 4)}
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--models", default=",".join(MODELS))
+    p.add_argument("--steps", type=int)
+    p.add_argument("--warmup", type=int)
+    p.add_argument("--repeats", type=int)
+    p.add_argument("--quick", action="store_true", help="a smoke run: fewer steps and repeats")
+    p.add_argument("--train-only", action="store_true", help="skip the sgemm peak")
+    p.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "assets" / "mnist10k"))
+    a = p.parse_args()
+    if a.repeats is None:
+        a.repeats = 1 if a.quick else 3
+    a.models = [m for m in a.models.split(",") if m]
+    unknown = [m for m in a.models if m not in MODELS]
+    if unknown:
+        p.error(f"unknown model(s) {unknown}; models: {', '.join(MODELS)}")
+    return a
+
+
+ARGS = parse_args()
+# Thread counts are read when the libraries load: set them before importing torch.
+for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_NUM_THREADS"):
+    os.environ[var] = str(ARGS.threads)
+# Idle OpenMP threads sleep instead of spinning. On a shared 2-core machine the default spinning
+# made 2 threads 5-40x slower than 1 (a spinning thread holds a core another thread of the same
+# team needs); PASSIVE measured the same as 1 thread. Set OMP_WAIT_POLICY to override.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+torch.set_num_threads(ARGS.threads)
+
+
+def utc_now():
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def emit(obj):
+    print(json.dumps(obj), flush=True)
+
+
+def rss_mb(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def reset_peak_rss():
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+def read_idx_images(path):
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    return data.reshape(dims[0], -1).astype(np.float32) / 255.0
+
+
+# --- the networks ------------------------------------------------------------------------------
+
+def act(name):
+    return nn.ReLU() if name == "relu" else nn.LeakyReLU(0.2)
+
+
+class MlpVae(nn.Module):
+    def __init__(self, d=784, hidden=400, latent=20):
+        super().__init__()
+        self.enc = nn.Sequential(nn.Linear(d, hidden), nn.ReLU())
+        self.mu = nn.Linear(hidden, latent)
+        self.logvar = nn.Linear(hidden, latent)
+        self.dec = nn.Sequential(nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, d))
+        self.latent = latent
+
+    def forward(self, x):
+        h = self.enc(x)
+        return self.mu(h), self.logvar(h)
+
+
+class ConvVae(nn.Module):
+    def __init__(self, latent=16):
+        super().__init__()
+        self.enc = nn.Sequential(
+            nn.Conv2d(1, 32, 4, 2, 1), nn.ReLU(),
+            nn.Conv2d(32, 64, 4, 2, 1), nn.ReLU(),
+            nn.Flatten(),
+        )
+        self.mu = nn.Linear(64 * 7 * 7, latent)
+        self.logvar = nn.Linear(64 * 7 * 7, latent)
+        self.dec = nn.Sequential(
+            nn.Linear(latent, 64 * 7 * 7), nn.Unflatten(1, (64, 7, 7)), nn.ReLU(),
+            nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.ReLU(),
+            nn.ConvTranspose2d(32, 1, 4, 2, 1), nn.Flatten(),
+        )
+        self.latent = latent
+
+    def forward(self, x):
+        h = self.enc(x.view(-1, 1, 28, 28))
+        return self.mu(h), self.logvar(h)
+
+
+def mlp_gan():
+    g = nn.Sequential(
+        nn.Linear(100, 256), act("leaky"), nn.Linear(256, 512), act("leaky"), nn.Linear(512, 784)
+    )
+    d = nn.Sequential(
+        nn.Linear(784, 512), act("leaky"), nn.Linear(512, 256), act("leaky"), nn.Linear(256, 1)
+    )
+    return g, d
+
+
+def dcgan():
+    g = nn.Sequential(
+        nn.Linear(100, 128 * 7 * 7), nn.Unflatten(1, (128, 7, 7)), nn.BatchNorm2d(128), act("leaky"),
+        nn.ConvTranspose2d(128, 64, 4, 2, 1), nn.BatchNorm2d(64), act("leaky"),
+        nn.ConvTranspose2d(64, 1, 4, 2, 1), nn.Flatten(),
+    )
+    d = nn.Sequential(
+        nn.Unflatten(1, (1, 28, 28)),
+        nn.Conv2d(1, 64, 4, 2, 1), act("leaky"),
+        nn.Conv2d(64, 128, 4, 2, 1), nn.BatchNorm2d(128), act("leaky"),
+        nn.Flatten(), nn.Linear(128 * 7 * 7, 1),
+    )
+    return g, d
+
+
+# --- FLOPs per image, counted as genlab counts them (src/bench.rs) --------------------------------
+
+def mlp_macs(dims):
+    return sum(a * b for a, b in zip(dims, dims[1:]))
+
+
+def conv_macs(channels, side=28, cin=1):
+    macs = 0
+    for co in channels:
+        side //= 2
+        macs += side * side * co * cin * 16
+        cin = co
+    return macs, side * side * cin
+
+
+def flop_per_image(model):
+    if model == "mnist_vae":
+        fwd = mlp_macs([784, 400]) + 2 * 400 * 20 + mlp_macs([20, 400, 784])
+        return 2 * 3 * fwd
+    if model == "conv_vae":
+        convs, feat = conv_macs([32, 64])
+        return 2 * 3 * (convs + 2 * feat * 16 + feat * 16 + convs)
+    if model == "mnist_mlp_gan":
+        g, d = mlp_macs([100, 256, 512, 784]), mlp_macs([784, 512, 256, 1])
+    else:
+        convs, feat = conv_macs([64, 128])
+        g, d = feat * 100 + convs, convs + feat
+    return 2 * (3 * g + 9 * d)
+
+
+# --- training steps ----------------------------------------------------------------------------
+
+class VaeTrainer:
+    def __init__(self, net, lr=1e-3):
+        self.net = net
+        self.opt = torch.optim.Adam(net.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8)
+
+    def step(self, x):
+        mu, logvar = self.net(x)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        logits = self.net.dec(z)
+        b = x.shape[0]
+        recon = F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / b
+        kl = 0.5 * (logvar.exp() + mu.pow(2) - 1.0 - logvar).sum() / b
+        loss = recon + kl
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return loss.item(), recon.item(), kl.item()
+
+
+class GanTrainer:
+    def __init__(self, g, d, latent=100, lr=2e-4):
+        self.g, self.d, self.latent = g, d, latent
+        self.opt_g = torch.optim.Adam(g.parameters(), lr=lr, betas=(0.5, 0.999), eps=1e-8)
+        self.opt_d = torch.optim.Adam(d.parameters(), lr=lr, betas=(0.5, 0.999), eps=1e-8)
+
+    def step(self, x):
+        z = torch.randn(x.shape[0], self.latent)
+        fake = torch.sigmoid(self.g(z))
+        real_l = self.d(x).squeeze(1)
+        fake_l = self.d(fake.detach()).squeeze(1)
+        d_loss = F.softplus(-real_l).mean() + F.softplus(fake_l).mean()
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt_d.step()
+        g_l = self.d(fake).squeeze(1)
+        g_loss = F.softplus(-g_l).mean()
+        self.opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.opt_g.step()
+        return d_loss.item(), g_loss.item()
+
+
+def make_trainer(model):
+    if model == "mnist_vae":
+        return VaeTrainer(MlpVae())
+    if model == "conv_vae":
+        return VaeTrainer(ConvVae())
+    if model == "mnist_mlp_gan":
+        return GanTrainer(*mlp_gan())
+    return GanTrainer(*dcgan())
+
+
+def schedule(model):
+    warmup, steps = (1, 3) if ARGS.quick else SCHEDULE[model]
+    return (ARGS.warmup if ARGS.warmup is not None else warmup,
+            ARGS.steps if ARGS.steps is not None else steps)
+
+
+def train_model(model, data, gen):
+    flop = flop_per_image(model)
+    warmup, steps = schedule(model)
+    reset_peak_rss()
+    rss_before = rss_mb("VmRSS:")
+    runs = []
+    n = data.shape[0]
+    for _ in range(ARGS.repeats):
+        trainer = make_trainer(model)
+        order = torch.randperm(n, generator=gen)
+        cursor = 0
+
+        def batch():
+            nonlocal cursor, order
+            if cursor + BATCH > n:
+                order, cursor = torch.randperm(n, generator=gen), 0
+            idx = order[cursor: cursor + BATCH]
+            cursor += BATCH
+            return data[idx]
+
+        for _ in range(warmup):
+            trainer.step(batch())
+        secs = 0.0
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            trainer.step(batch())
+            secs += time.perf_counter() - t0
+        runs.append(steps * BATCH / max(secs, 1e-9))
+    ips = statistics.median(runs)
+    peak = rss_mb("VmHWM:")
+    return {
+        "kind": "train",
+        "framework": "pytorch",
+        "model": model,
+        "threads": ARGS.threads,
+        "batch": BATCH,
+        "images_per_sec": ips,
+        "runs": runs,
+        "gflops": ips * flop / 1e9,
+        "flop_per_image": flop,
+        "peak_rss_mb": peak,
+        "rss_increase_mb": max(peak - rss_before, 0.0),
+        "steps": steps,
+        "warmup": warmup,
+        "repeats": ARGS.repeats,
+        "date": utc_now(),
+    }
+
+
+def sgemm(n, threads):
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(2):
+        a @ b
+    rates = []
+    start = time.perf_counter()
+    while len(rates) < 7 or (time.perf_counter() - start < 0.5 and len(rates) < 200):
+        t0 = time.perf_counter()
+        a @ b
+        rates.append(2 * n**3 / max(time.perf_counter() - t0, 1e-9) / 1e9)
+    torch.set_num_threads(ARGS.threads)
+    return {
+        "kind": "sgemm",
+        "framework": "pytorch",
+        "threads": threads,
+        "n": n,
+        "gflops": max(rates),
+        "gflops_median": statistics.median(rates),
+        "date": utc_now(),
+    }
+
+
+def main():
+    emit({
+        "kind": "machine",
+        "framework": "pytorch",
+        "version": torch.__version__,
+        "cpu": cpu_model(),
+        "nproc": os.cpu_count(),
+        "threads": ARGS.threads,
+        "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
+        "date": utc_now(),
+    })
+    peak = None
+    if not ARGS.train_only:
+        n = 512 if ARGS.quick else 1024
+        for t in sorted({1, ARGS.threads}):
+            r = sgemm(n, t)
+            if t == ARGS.threads:
+                peak = r["gflops"]
+            emit(r)
+    data = torch.from_numpy(read_idx_images(Path(ARGS.data) / "train-images-idx3-ubyte.gz"))
+    gen = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    for model in ARGS.models:
+        r = train_model(model, data, gen)
+        r["pct_of_sgemm_peak"] = 100.0 * r["gflops"] / peak if peak else None
+        emit(r)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
