@@ -58,7 +58,7 @@ impl Default for SamplesTab {
             auto_refresh: true,
             test_indices: None,
             zoom: None,
-            export_path: "genlab-samples.png".into(),
+            export_path: String::new(),
             overwrite: false,
             exporting: None,
             export_message: None,
@@ -238,8 +238,12 @@ impl SamplesTab {
         ui.strong("Export");
         ui.horizontal(|ui| {
             let label = ui.label("Export path");
-            ui.add(egui::TextEdit::singleline(&mut self.export_path).desired_width(f32::INFINITY))
-                .labelled_by(label.id);
+            ui.add(
+                egui::TextEdit::singleline(&mut self.export_path)
+                    .hint_text("/path/to/file.png or .gif")
+                    .desired_width(f32::INFINITY),
+            )
+            .labelled_by(label.id);
         });
         ui.checkbox(&mut self.overwrite, "Overwrite an existing file");
         let busy = self.exporting.is_some();
