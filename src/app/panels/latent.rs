@@ -41,6 +41,8 @@ pub struct LatentTab {
     z: Vec<f32>,
     request: u64,
     derived: Option<Derived>,
+    /// The fixed-noise step the live image was last decoded after (it follows training).
+    decoded_after: Option<u64>,
 }
 
 impl Tab for LatentTab {
@@ -59,6 +61,14 @@ impl Tab for LatentTab {
             self.z = vec![0.0; dim];
             self.derived = None;
             self.decode_live(cx);
+        }
+        let step = run.fixed_noise.as_ref().map(|(s, _)| *s);
+        if run.is_active() && step != self.decoded_after {
+            self.decoded_after = step;
+            self.decode_live(cx);
+        }
+        if !run.is_active() {
+            ended_note(ui);
         }
         let gan = run.config.model.family == Family::Gan;
         self.derive(run, cx);
@@ -129,20 +139,21 @@ impl LatentTab {
         };
         let mut changed = false;
         egui::ScrollArea::vertical().id_salt("latent_sliders").show(ui, |ui| {
-            for i in order {
-                let Some(v) = self.z.get_mut(i) else { continue };
-                let kl = self.derived.as_ref().and_then(|d| d.kl.get(i)).map(|k| format!("  KL {k:.2}"));
-                ui.horizontal(|ui| {
+            egui::Grid::new("latent_slider_grid").num_columns(3).spacing([8.0, 2.0]).show(ui, |ui| {
+                for i in order {
+                    let Some(v) = self.z.get_mut(i) else { continue };
                     let label = ui.label(format!("z{i}"));
                     changed |= ui
                         .add(egui::Slider::new(v, -3.0..=3.0).fixed_decimals(2))
                         .labelled_by(label.id)
                         .changed();
-                    if let Some(kl) = kl {
-                        ui.label(RichText::new(kl).weak().small());
-                    }
-                });
-            }
+                    match self.derived.as_ref().and_then(|d| d.kl.get(i)) {
+                        Some(k) => ui.label(RichText::new(format!("KL {k:.2}")).weak().small()),
+                        None => ui.label(""),
+                    };
+                    ui.end_row();
+                }
+            });
         });
         if changed {
             self.decode_live(cx);
@@ -268,6 +279,14 @@ impl LatentTab {
             }
         }
     }
+}
+
+/// The worker keeps a model only while its run lives.
+pub fn ended_note(ui: &mut egui::Ui) {
+    ui.label(
+        RichText::new("This run has ended and its model is gone: what is shown stays, but new requests need a running (or paused) run. Train again to explore.")
+            .color(theme::error_text(ui)),
+    );
 }
 
 /// `n` standard normal draws from a small seeded generator (Box–Muller).

@@ -58,6 +58,9 @@ impl Tab for OutliersTab {
             ui.label(RichText::new("No run yet. Train a model, then score the test set here.").weak());
             return;
         };
+        if !run.is_active() {
+            super::latent::ended_note(ui);
+        }
         egui::ScrollArea::vertical().id_salt("outliers_scroll").show(ui, |ui| {
             self.likelihood_note(ui, run);
             self.score_controls(ui, cx, run);

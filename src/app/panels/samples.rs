@@ -38,6 +38,8 @@ pub struct SamplesTab {
     /// (run, fixed-noise step) of the last automatic reconstruction request.
     recon_for: Option<(u64, u64)>,
     auto_refresh: bool,
+    /// The run samples were first asked for automatically.
+    sampled_for: Option<u64>,
     /// Test indices of the run whose reconstructions are asked for.
     test_indices: Option<(u64, Vec<usize>)>,
     zoom: Option<(Source, usize)>,
@@ -56,6 +58,7 @@ impl Default for SamplesTab {
             history_step: None,
             recon_for: None,
             auto_refresh: true,
+            sampled_for: None,
             test_indices: None,
             zoom: None,
             export_path: String::new(),
@@ -77,6 +80,18 @@ impl Tab for SamplesTab {
             ui.label(RichText::new("No run yet. Train a model: its samples appear here.").weak());
             return;
         };
+        if !run.is_active() {
+            super::latent::ended_note(ui);
+        }
+        if run.is_active() && run.explore.samples.is_none() && self.sampled_for != Some(run.id) {
+            // First visit: show some samples without asking.
+            self.sampled_for = Some(run.id);
+            cx.actions.push(Action::Worker(Command::Sample {
+                n: SAMPLE_COUNT,
+                temperature: self.temperature,
+                seed: self.seed,
+            }));
+        }
         let avail = ui.available_size();
         let col_w = ((avail.x - 24.0) / 3.0).max(160.0);
         egui::ScrollArea::vertical().id_salt("samples_scroll").show(ui, |ui| {
