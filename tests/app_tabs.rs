@@ -66,7 +66,9 @@ fn moving_a_latent_slider_changes_the_decoded_image() {
     h.get_by_role_and_label(Role::Slider, "z0").set_value_accesskit(2.5);
     h.get_by_role_and_label(Role::Slider, "z1").set_value_accesskit(-2.5);
     wait_for(&mut h, "a decode answering the slider move", 500, |a| {
-        run(a).and_then(|r| r.explore.decoded.get(&0)).is_some_and(|d| d.value.0 > before.0)
+        run(a)
+            .and_then(|r| r.explore.decoded.get(&0))
+            .is_some_and(|d| d.value.0 > before.0 && d.value.1.pixels != before.1.pixels)
     });
     let after =
         run(h.state()).and_then(|r| r.explore.decoded.get(&0)).map(|d| d.value.clone()).expect("decoded");
@@ -135,4 +137,26 @@ fn scoring_the_test_set_fills_the_histogram() {
     h.get_by_label("Anomaly score histogram (higher = less likely)");
     h.get_by_label("Most likely test images (lowest score)");
     h.get_by_label("Least likely test images (highest score)");
+}
+
+#[test]
+fn rewind_goes_back_to_a_kept_step() {
+    let mut h = harness();
+    wait_for(&mut h, "the built-in dataset to load", 500, |a| a.dataset().is_some() && !a.is_loading());
+    h.state_mut().persisted.config.train.keep_every = 20;
+    h.run();
+    h.get_by_label("Train").click();
+    wait_for(&mut h, "two rewind points and a few steps past them", 3000, |a| {
+        run(a).is_some_and(|r| {
+            r.rewind_points.len() >= 2 && r.rewind_points.last().is_some_and(|p| r.step > p + 5)
+        })
+    });
+    h.get_by_label("Pause").click();
+    wait_for(&mut h, "the worker to confirm the pause", 500, |a| a.run_view.status() == Status::Paused);
+    let before = run(h.state()).expect("a run").step;
+    h.get_by_role_and_label(Role::Button, "Rewind").click();
+    wait_for(&mut h, "the run to go back to a rewind point", 500, |a| {
+        run(a).is_some_and(|r| r.step < before && r.rewind_points.contains(&r.step))
+    });
+    assert_eq!(h.state().run_view.status(), Status::Paused);
 }

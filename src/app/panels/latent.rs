@@ -60,6 +60,7 @@ impl Tab for LatentTab {
             self.run = Some(run.id);
             self.z = vec![0.0; dim];
             self.derived = None;
+            self.decoded_after = run.fixed_noise.as_ref().map(|(s, _)| *s);
             self.decode_live(cx);
         }
         let step = run.fixed_noise.as_ref().map(|(s, _)| *s);

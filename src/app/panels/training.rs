@@ -67,6 +67,8 @@ impl TrainingTab {
         let Some(run) = cx.run_view.active() else { return };
         let points = &run.rewind_points;
         if points.is_empty() {
+            let every = run.config.train.keep_every;
+            ui.label(RichText::new(format!("Rewind points are kept every {every} steps.")).weak().small());
             return;
         }
         if self.rewind_to.is_none_or(|s| !points.contains(&s)) {
