@@ -117,6 +117,16 @@ fn history_slider_shows_an_older_grid_and_export_writes_a_png() {
     h.get_by_label("Save grid PNG").click();
     h.run();
     h.get_by_label_contains("exists already");
+
+    // Allowed to overwrite, the history goes out as an animated GIF.
+    h.get_by_label("Overwrite an existing file").click();
+    h.run();
+    h.get_by_label("Save history GIF").click();
+    wait_for(&mut h, "the GIF to be written", 500, |_| {
+        std::fs::read(&path).is_ok_and(|b| {
+            b.starts_with(b"GIF8") && image::load_from_memory_with_format(&b, image::ImageFormat::Gif).is_ok()
+        })
+    });
 }
 
 #[test]

@@ -632,4 +632,38 @@ mod tests {
         assert!(matches!(v.status(), Status::Failed(_)));
         assert!(v.active().is_none());
     }
+
+    #[test]
+    fn exploring_events_are_folded_per_run() {
+        use crate::engine::data::ImageShape;
+        use crate::engine::scoring::ScoredSet;
+        let t = Instant::now();
+        let mut v = RunView::default();
+        v.apply(started(1, Family::Vae), t);
+        let grid = |x: u8| ImageBatch { shape: ImageShape::new(1, 2, 2), pixels: vec![x; 8] };
+        v.apply(Event::FixedNoise { run: 1, step: 50, images: grid(1) }, t);
+        v.apply(Event::FixedNoise { run: 1, step: 100, images: grid(2) }, t);
+        v.apply(Event::Decoded { run: 1, channel: 0, request: 3, images: grid(3) }, t);
+        v.apply(Event::ScoreProgress { run: 1, request: 1, done: 10, total: 20 }, t);
+        let ex = &v.current().unwrap().explore;
+        assert_eq!(ex.history.steps(), vec![50, 100]);
+        assert_eq!(ex.history.at_step(70).unwrap().1.pixels[0], 1);
+        assert_eq!(ex.decoded[&0].value.0, 3);
+        assert_eq!(ex.score_progress, Some((1, 10, 20)));
+        let set = ScoredSet {
+            family: Family::Vae,
+            likelihood: None,
+            k: 1,
+            dims: 4,
+            notice: None,
+            samples: Vec::new(),
+        };
+        v.apply(Event::Scored { run: 1, request: 1, name: "test".into(), set: Box::new(set) }, t);
+        let ex = &v.current().unwrap().explore;
+        assert!(ex.score_progress.is_none());
+        assert!(ex.scored.is_some());
+        let first = ex.decoded[&0].version;
+        v.apply(Event::Decoded { run: 1, channel: 0, request: 4, images: grid(4) }, t);
+        assert!(v.current().unwrap().explore.decoded[&0].version > first, "new data, new version");
+    }
 }

@@ -370,18 +370,24 @@ impl SamplesTab {
             }
         };
         let mut open = true;
-        egui::Window::new("Zoom").open(&mut open).resizable(false).collapsible(false).show(ui.ctx(), |ui| {
-            single_image(
-                ui,
-                cx.textures,
-                "zoom",
-                version ^ ((index as u64) << 32) ^ source as u64,
-                &batch,
-                index,
-                320.0,
-            );
-            ui.label(RichText::new(format!("image {}", index + 1)).weak());
-        });
+        egui::Window::new("Zoom")
+            .open(&mut open)
+            .pivot(egui::Align2::CENTER_CENTER)
+            .default_pos(ui.ctx().content_rect().center())
+            .resizable(false)
+            .collapsible(false)
+            .show(ui.ctx(), |ui| {
+                single_image(
+                    ui,
+                    cx.textures,
+                    "zoom",
+                    version ^ ((index as u64) << 32) ^ source as u64,
+                    &batch,
+                    index,
+                    320.0,
+                );
+                ui.label(RichText::new(format!("image {}", index + 1)).weak());
+            });
         if !open {
             self.zoom = None;
         }

@@ -23,6 +23,8 @@ pub struct TrainingTab {
     newest: Option<u64>,
     /// The rewind point chosen in the list.
     rewind_to: Option<u64>,
+    /// Whether the user picked it (otherwise it follows the newest point).
+    rewind_picked: bool,
 }
 
 impl Tab for TrainingTab {
@@ -71,8 +73,9 @@ impl TrainingTab {
             ui.label(RichText::new(format!("Rewind points are kept every {every} steps.")).weak().small());
             return;
         }
-        if self.rewind_to.is_none_or(|s| !points.contains(&s)) {
+        if !self.rewind_picked || self.rewind_to.is_none_or(|s| !points.contains(&s)) {
             self.rewind_to = points.last().copied();
+            self.rewind_picked = false;
         }
         ui.strong("Rewind");
         ui.horizontal(|ui| {
@@ -82,7 +85,9 @@ impl TrainingTab {
                 .selected_text(shown)
                 .show_ui(ui, |ui| {
                     for &s in points.iter().rev() {
-                        ui.selectable_value(&mut self.rewind_to, Some(s), format!("step {s}"));
+                        if ui.selectable_value(&mut self.rewind_to, Some(s), format!("step {s}")).clicked() {
+                            self.rewind_picked = true;
+                        }
                     }
                 })
                 .response
