@@ -2,10 +2,11 @@
 //! frame is drawn, so no panel mutates app-wide state or talks to a thread.
 
 use crate::engine::data::DataSource;
+use crate::engine::protocol::Command;
 
 use super::state::ThemeChoice;
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub enum Action {
     /// Start a run with the current configuration and dataset.
     Train,
@@ -31,4 +32,6 @@ pub enum Action {
     DismissNotice(u64),
     SetTheme(ThemeChoice),
     SelectTab(String),
+    /// Pass a command to the worker as it is (samples, decoding, scoring, rewinding).
+    Worker(Command),
 }

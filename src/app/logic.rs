@@ -181,8 +181,11 @@ impl App {
                 if self.dialog.is_some() {
                     return;
                 }
-                let kind =
-                    if action == Action::OpenFileDialog { DialogKind::File } else { DialogKind::Folder };
+                let kind = if matches!(action, Action::OpenFileDialog) {
+                    DialogKind::File
+                } else {
+                    DialogKind::Folder
+                };
                 let start_dir = match &self.persisted.last_dataset {
                     Some(DataSource::Path(p)) => p.parent().map(|d| d.to_path_buf()),
                     _ => None,
@@ -210,6 +213,9 @@ impl App {
                 theme::apply(ctx, t);
             }
             Action::SelectTab(t) => self.persisted.tab = t,
+            Action::Worker(cmd) => {
+                self.send(cmd);
+            }
         }
     }
 

@@ -2,13 +2,66 @@
 //! history, markers, the latest sample grid) and the list of this session's runs. No drawing
 //! and no threads here, so it is tested with plain events.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::engine::config::RunConfig;
+use crate::engine::explore::GridHistory;
 use crate::engine::images::ImageBatch;
 use crate::engine::models::{Family, Losses};
 use crate::engine::protocol::{DatasetInfo, Event, FinishReason, StepMetrics};
-use crate::engine::session::EpochSummary;
+use crate::engine::scoring::{HoldOutReport, ScoredSet};
+use crate::engine::session::{Encoding, EpochSummary};
+
+/// Memory the fixed-noise history of one run may take.
+pub const HISTORY_BUDGET: usize = 64 * 1024 * 1024;
+
+/// A value with the sequence number of the event that brought it (changes whenever it does;
+/// texture caches key on it).
+#[derive(Clone, Debug)]
+pub struct Versioned<T> {
+    pub version: u64,
+    pub value: T,
+}
+
+/// Test images and their reconstructions.
+#[derive(Clone, Debug)]
+pub struct Reconstructions {
+    pub indices: Vec<usize>,
+    pub originals: ImageBatch,
+    pub reconstructions: ImageBatch,
+}
+
+/// What the exploring tabs (samples, latent space, outliers) receive for a run.
+#[derive(Clone, Debug)]
+pub struct Explore {
+    /// Every fixed-noise grid, thinned to [`HISTORY_BUDGET`].
+    pub history: GridHistory,
+    pub samples: Option<Versioned<ImageBatch>>,
+    pub reconstructions: Option<Versioned<Reconstructions>>,
+    /// The newest decoded batch per channel, with its request number.
+    pub decoded: BTreeMap<u32, Versioned<(u64, ImageBatch)>>,
+    pub encoded: Option<Versioned<Encoding>>,
+    /// A score or hold-out request under way: (request, done, total).
+    pub score_progress: Option<(u64, usize, usize)>,
+    pub scored: Option<Versioned<ScoredSet>>,
+    pub hold_out: Option<Versioned<HoldOutReport>>,
+}
+
+impl Default for Explore {
+    fn default() -> Self {
+        Self {
+            history: GridHistory::new(HISTORY_BUDGET),
+            samples: None,
+            reconstructions: None,
+            decoded: BTreeMap::new(),
+            encoded: None,
+            score_progress: None,
+            scored: None,
+            hold_out: None,
+        }
+    }
+}
 
 /// Weight of the past in the smoothed images-per-second figure.
 const RATE_SMOOTHING: f64 = 0.9;
@@ -113,6 +166,7 @@ pub struct RunRecord {
     pub collapse: Option<(u64, String)>,
     /// Steps the run can be rewound to.
     pub rewind_points: Vec<u64>,
+    pub explore: Explore,
     pub end: Option<RunEnd>,
     pub started_at: Instant,
     pub ended_at: Option<Instant>,
@@ -214,6 +268,8 @@ pub struct RunView {
     starting: bool,
     /// Messages for the user (errors, failed starts) not yet shown; the app takes them.
     messages: Vec<String>,
+    /// Counts events, to version what they bring.
+    seq: u64,
 }
 
 impl RunView {
@@ -267,6 +323,8 @@ impl RunView {
 
     /// Folds one event in; `now` stamps starts and ends.
     pub fn apply(&mut self, event: Event, now: Instant) {
+        self.seq += 1;
+        let version = self.seq;
         match event {
             Event::Started {
                 run,
@@ -302,6 +360,7 @@ impl RunView {
                     diverged: None,
                     collapse: None,
                     rewind_points: Vec::new(),
+                    explore: Explore::default(),
                     end: None,
                     started_at: now,
                     ended_at: None,
@@ -332,6 +391,7 @@ impl RunView {
             }
             Event::FixedNoise { run, step, images } => {
                 if let Some(r) = self.record_mut(run) {
+                    r.explore.history.push(step, images.clone());
                     r.fixed_noise = Some((step, images));
                 }
             }
@@ -400,16 +460,50 @@ impl RunView {
                 }
             }
             Event::Error { message } => self.messages.push(message),
-            // Later tabs (samples, latent space, outliers) fold these.
-            Event::Samples { .. }
-            | Event::Reconstructions { .. }
-            | Event::Decoded { .. }
-            | Event::Encoded { .. }
-            | Event::ScoreProgress { .. }
-            | Event::Scored { .. }
-            | Event::HoldOutDone { .. }
-            | Event::ScoreCancelled { .. }
-            | Event::CheckpointSaved { .. } => {}
+            Event::Samples { run, images } => {
+                if let Some(r) = self.record_mut(run) {
+                    r.explore.samples = Some(Versioned { version, value: images });
+                }
+            }
+            Event::Reconstructions { run, indices, originals, reconstructions } => {
+                if let Some(r) = self.record_mut(run) {
+                    let value = Reconstructions { indices, originals, reconstructions };
+                    r.explore.reconstructions = Some(Versioned { version, value });
+                }
+            }
+            Event::Decoded { run, channel, request, images } => {
+                if let Some(r) = self.record_mut(run) {
+                    r.explore.decoded.insert(channel, Versioned { version, value: (request, images) });
+                }
+            }
+            Event::Encoded { run, encoding } => {
+                if let Some(r) = self.record_mut(run) {
+                    r.explore.encoded = Some(Versioned { version, value: encoding });
+                }
+            }
+            Event::ScoreProgress { run, request, done, total } => {
+                if let Some(r) = self.record_mut(run) {
+                    r.explore.score_progress = Some((request, done, total));
+                }
+            }
+            Event::Scored { run, set, .. } => {
+                if let Some(r) = self.record_mut(run) {
+                    r.explore.score_progress = None;
+                    r.explore.scored = Some(Versioned { version, value: *set });
+                }
+            }
+            Event::HoldOutDone { run, report, .. } => {
+                if let Some(r) = self.record_mut(run) {
+                    r.explore.score_progress = None;
+                    r.explore.hold_out = Some(Versioned { version, value: *report });
+                }
+            }
+            Event::ScoreCancelled { run, .. } => {
+                if let Some(r) = self.record_mut(run) {
+                    r.explore.score_progress = None;
+                }
+            }
+            Event::CheckpointSaved { .. } => {}
         }
     }
 }
@@ -537,5 +631,39 @@ mod tests {
         v.apply(Event::Failed { run: Some(2), message: "panic".into() }, t);
         assert!(matches!(v.status(), Status::Failed(_)));
         assert!(v.active().is_none());
+    }
+
+    #[test]
+    fn exploring_events_are_folded_per_run() {
+        use crate::engine::data::ImageShape;
+        use crate::engine::scoring::ScoredSet;
+        let t = Instant::now();
+        let mut v = RunView::default();
+        v.apply(started(1, Family::Vae), t);
+        let grid = |x: u8| ImageBatch { shape: ImageShape::new(1, 2, 2), pixels: vec![x; 8] };
+        v.apply(Event::FixedNoise { run: 1, step: 50, images: grid(1) }, t);
+        v.apply(Event::FixedNoise { run: 1, step: 100, images: grid(2) }, t);
+        v.apply(Event::Decoded { run: 1, channel: 0, request: 3, images: grid(3) }, t);
+        v.apply(Event::ScoreProgress { run: 1, request: 1, done: 10, total: 20 }, t);
+        let ex = &v.current().unwrap().explore;
+        assert_eq!(ex.history.steps(), vec![50, 100]);
+        assert_eq!(ex.history.at_step(70).unwrap().1.pixels[0], 1);
+        assert_eq!(ex.decoded[&0].value.0, 3);
+        assert_eq!(ex.score_progress, Some((1, 10, 20)));
+        let set = ScoredSet {
+            family: Family::Vae,
+            likelihood: None,
+            k: 1,
+            dims: 4,
+            notice: None,
+            samples: Vec::new(),
+        };
+        v.apply(Event::Scored { run: 1, request: 1, name: "test".into(), set: Box::new(set) }, t);
+        let ex = &v.current().unwrap().explore;
+        assert!(ex.score_progress.is_none());
+        assert!(ex.scored.is_some());
+        let first = ex.decoded[&0].version;
+        v.apply(Event::Decoded { run: 1, channel: 0, request: 4, images: grid(4) }, t);
+        assert!(v.current().unwrap().explore.decoded[&0].version > first, "new data, new version");
     }
 }

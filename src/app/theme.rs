@@ -107,3 +107,12 @@ pub fn marker_color(ui: &egui::Ui, kind: &super::run_view::MarkerKind) -> Color3
         MarkerKind::Diverged => error_text(ui),
     }
 }
+
+/// A distinct colour per class label (grey for unlabelled, `u32::MAX`).
+pub fn label_color(label: u32) -> Color32 {
+    if label == u32::MAX {
+        return Color32::GRAY;
+    }
+    let hue = (label as f32 * 0.618_034).fract();
+    egui::ecolor::Hsva::new(hue, 0.75, 0.9, 1.0).into()
+}

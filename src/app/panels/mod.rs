@@ -4,6 +4,9 @@
 pub mod architecture;
 pub mod controls;
 pub mod dataset;
+pub mod latent;
+pub mod outliers;
+pub mod samples;
 pub mod training;
 
 use super::actions::Action;
@@ -30,5 +33,10 @@ pub trait Tab {
 
 /// Every central tab, in display order.
 pub fn all_tabs() -> Vec<Box<dyn Tab>> {
-    vec![Box::new(training::TrainingTab::default())]
+    vec![
+        Box::new(training::TrainingTab::default()),
+        Box::new(samples::SamplesTab::default()),
+        Box::new(latent::LatentTab::default()),
+        Box::new(outliers::OutliersTab::default()),
+    ]
 }

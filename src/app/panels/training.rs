@@ -7,11 +7,12 @@ use std::time::Instant;
 use egui::{RichText, Vec2};
 
 use super::{Tab, TabCtx};
+use crate::app::actions::Action;
 use crate::app::run_view::{RunEnd, RunRecord};
 use crate::app::theme;
 use crate::app::widgets::image_grid::image_grid;
 use crate::app::widgets::loss_plot::{loss_plot, SmoothCache};
-use crate::engine::protocol::FinishReason;
+use crate::engine::protocol::{Command, FinishReason};
 
 #[derive(Default)]
 pub struct TrainingTab {
@@ -20,6 +21,10 @@ pub struct TrainingTab {
     smooth: SmoothCache,
     /// The newest run seen, to overlay the previous one when a new run starts.
     newest: Option<u64>,
+    /// The rewind point chosen in the list.
+    rewind_to: Option<u64>,
+    /// Whether the user picked it (otherwise it follows the newest point).
+    rewind_picked: bool,
 }
 
 impl Tab for TrainingTab {
@@ -45,6 +50,8 @@ impl Tab for TrainingTab {
             ui.vertical(|ui| {
                 ui.set_width(side_w);
                 fixed_noise(ui, cx, side_w);
+                ui.add_space(8.0);
+                self.rewind(ui, cx);
             });
         });
         if list_h > 0.0 {
@@ -57,6 +64,46 @@ impl Tab for TrainingTab {
 }
 
 impl TrainingTab {
+    /// The steps the live run can go back to, and a button to go.
+    fn rewind(&mut self, ui: &mut egui::Ui, cx: &mut TabCtx<'_>) {
+        let Some(run) = cx.run_view.active() else { return };
+        let points = &run.rewind_points;
+        if points.is_empty() {
+            let every = run.config.train.keep_every;
+            ui.label(RichText::new(format!("Rewind points are kept every {every} steps.")).weak().small());
+            return;
+        }
+        if !self.rewind_picked || self.rewind_to.is_none_or(|s| !points.contains(&s)) {
+            self.rewind_to = points.last().copied();
+            self.rewind_picked = false;
+        }
+        ui.strong("Rewind");
+        ui.horizontal(|ui| {
+            let label = ui.label("Rewind point");
+            let shown = self.rewind_to.map_or("–".to_string(), |s| format!("step {s}"));
+            egui::ComboBox::from_id_salt("rewind_point")
+                .selected_text(shown)
+                .show_ui(ui, |ui| {
+                    for &s in points.iter().rev() {
+                        if ui.selectable_value(&mut self.rewind_to, Some(s), format!("step {s}")).clicked() {
+                            self.rewind_picked = true;
+                        }
+                    }
+                })
+                .response
+                .labelled_by(label.id);
+            if let Some(step) = self.rewind_to {
+                if ui
+                    .button("Rewind")
+                    .on_hover_text("Go back to this step and continue from there, paused")
+                    .clicked()
+                {
+                    cx.actions.push(Action::Worker(Command::Rewind { step }));
+                }
+            }
+        });
+    }
+
     fn plot_options(&mut self, ui: &mut egui::Ui, cx: &mut TabCtx<'_>) {
         ui.horizontal(|ui| {
             let label = ui.label("Smoothing");

@@ -1,0 +1,395 @@
+//! The Samples tab: test images with their reconstructions, fresh draws from the prior, and
+//! the history of the fixed-noise grid (scrubbed by step, exported as PNG or GIF).
+
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver};
+
+use egui::{RichText, Vec2};
+
+use super::{Tab, TabCtx};
+use crate::app::actions::Action;
+use crate::app::run_view::RunRecord;
+use crate::app::theme;
+use crate::app::widgets::image_grid::{clickable_grid, single_image};
+use crate::engine::data::Dataset;
+use crate::engine::export;
+use crate::engine::images::ImageBatch;
+use crate::engine::models::Family;
+use crate::engine::protocol::Command;
+
+/// Test images reconstructed at a time.
+const RECON_COUNT: usize = 10;
+/// Prior samples per click.
+const SAMPLE_COUNT: usize = 64;
+
+/// Which grid an image to zoom into comes from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Source {
+    Reconstructions,
+    Samples,
+    History,
+}
+
+pub struct SamplesTab {
+    temperature: f32,
+    seed: u64,
+    /// The history step shown; `None` follows the newest grid.
+    history_step: Option<u64>,
+    /// (run, fixed-noise step) of the last automatic reconstruction request.
+    recon_for: Option<(u64, u64)>,
+    auto_refresh: bool,
+    /// The run samples were first asked for automatically.
+    sampled_for: Option<u64>,
+    /// Test indices of the run whose reconstructions are asked for.
+    test_indices: Option<(u64, Vec<usize>)>,
+    zoom: Option<(Source, usize)>,
+    export_path: String,
+    overwrite: bool,
+    /// A running export: its result arrives here.
+    exporting: Option<Receiver<Result<String, String>>>,
+    export_message: Option<Result<String, String>>,
+}
+
+impl Default for SamplesTab {
+    fn default() -> Self {
+        Self {
+            temperature: 1.0,
+            seed: 1,
+            history_step: None,
+            recon_for: None,
+            auto_refresh: true,
+            sampled_for: None,
+            test_indices: None,
+            zoom: None,
+            export_path: String::new(),
+            overwrite: false,
+            exporting: None,
+            export_message: None,
+        }
+    }
+}
+
+impl Tab for SamplesTab {
+    fn title(&self) -> &'static str {
+        "Samples"
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, cx: &mut TabCtx<'_>) {
+        self.poll_export(ui.ctx());
+        let Some(run) = cx.run_view.current() else {
+            ui.label(RichText::new("No run yet. Train a model: its samples appear here.").weak());
+            return;
+        };
+        if !run.is_active() {
+            super::latent::ended_note(ui);
+        }
+        if run.is_active() && run.explore.samples.is_none() && self.sampled_for != Some(run.id) {
+            // First visit: show some samples without asking.
+            self.sampled_for = Some(run.id);
+            cx.actions.push(Action::Worker(Command::Sample {
+                n: SAMPLE_COUNT,
+                temperature: self.temperature,
+                seed: self.seed,
+            }));
+        }
+        let avail = ui.available_size();
+        let col_w = ((avail.x - 24.0) / 3.0).max(160.0);
+        egui::ScrollArea::vertical().id_salt("samples_scroll").show(ui, |ui| {
+            ui.horizontal_top(|ui| {
+                ui.vertical(|ui| {
+                    ui.set_width(col_w);
+                    self.reconstructions(ui, cx, run, col_w);
+                });
+                ui.separator();
+                ui.vertical(|ui| {
+                    ui.set_width(col_w);
+                    self.prior_samples(ui, cx, run, col_w);
+                });
+                ui.separator();
+                ui.vertical(|ui| {
+                    ui.set_width(col_w);
+                    self.history(ui, cx, run, col_w);
+                });
+            });
+        });
+        self.zoom_window(ui, cx, run);
+    }
+}
+
+impl SamplesTab {
+    fn reconstructions(&mut self, ui: &mut egui::Ui, cx: &mut TabCtx<'_>, run: &RunRecord, width: f32) {
+        ui.strong("Reconstructions");
+        if run.config.model.family == Family::Gan {
+            ui.label(RichText::new("A GAN has no encoder, so it cannot reconstruct images.").weak());
+            return;
+        }
+        let mut refresh = false;
+        ui.horizontal(|ui| {
+            refresh = ui.button("Refresh reconstructions").clicked();
+            ui.checkbox(&mut self.auto_refresh, "Refresh as it trains");
+        });
+        if let Some((step, _)) = &run.fixed_noise {
+            let key = (run.id, *step);
+            if self.auto_refresh && self.recon_for != Some(key) {
+                self.recon_for = Some(key);
+                refresh = true;
+            }
+        }
+        if refresh {
+            if let Some(indices) = self.test_indices(run, cx.dataset) {
+                cx.actions.push(Action::Worker(Command::Reconstruct { indices }));
+            }
+        }
+        match &run.explore.reconstructions {
+            Some(r) => {
+                let v = &r.value;
+                let cols = v.originals.len().max(1);
+                if let Some(both) = ImageBatch::concat(&[&v.originals, &v.reconstructions]) {
+                    let max = Vec2::new(width, width);
+                    if let Some(i) = clickable_grid(
+                        ui,
+                        cx.textures,
+                        "reconstructions",
+                        r.version,
+                        &both,
+                        cols,
+                        max,
+                        "Reconstructions grid",
+                    ) {
+                        self.zoom = Some((Source::Reconstructions, i));
+                    }
+                }
+                ui.label(RichText::new("Top: test images. Bottom: their reconstructions.").weak().small());
+            }
+            None => {
+                ui.label(RichText::new("waiting for the first reconstructions…").weak());
+            }
+        }
+    }
+
+    /// The first [`RECON_COUNT`] test images of the run's split (computed once per run).
+    fn test_indices(&mut self, run: &RunRecord, data: Option<&Dataset>) -> Option<Vec<usize>> {
+        if self.test_indices.as_ref().is_none_or(|(id, _)| *id != run.id) {
+            let data = data?;
+            let split = data.split(run.config.train.test_fraction, run.config.train.seed);
+            let mut idx: Vec<usize> = split.test.iter().copied().take(RECON_COUNT).collect();
+            if idx.is_empty() {
+                idx = split.train.iter().copied().take(RECON_COUNT).collect();
+            }
+            self.test_indices = Some((run.id, idx));
+        }
+        self.test_indices.as_ref().map(|(_, v)| v.clone()).filter(|v| !v.is_empty())
+    }
+
+    fn prior_samples(&mut self, ui: &mut egui::Ui, cx: &mut TabCtx<'_>, run: &RunRecord, width: f32) {
+        ui.strong("Samples from the prior");
+        ui.horizontal(|ui| {
+            if ui.button("New samples").clicked() {
+                self.seed = self.seed.wrapping_add(1);
+                cx.actions.push(Action::Worker(Command::Sample {
+                    n: SAMPLE_COUNT,
+                    temperature: self.temperature,
+                    seed: self.seed,
+                }));
+            }
+            let label = ui.label("Temperature");
+            ui.add(egui::Slider::new(&mut self.temperature, 0.1..=2.0).fixed_decimals(2))
+                .on_hover_text("Scales the prior's σ: low = typical, high = varied")
+                .labelled_by(label.id);
+        });
+        match &run.explore.samples {
+            Some(s) => {
+                let max = Vec2::new(width, width);
+                if let Some(i) =
+                    clickable_grid(ui, cx.textures, "samples", s.version, &s.value, 8, max, "Samples grid")
+                {
+                    self.zoom = Some((Source::Samples, i));
+                }
+            }
+            None => {
+                ui.label(RichText::new("Click New samples to decode fresh draws from the prior.").weak());
+            }
+        }
+    }
+
+    fn history(&mut self, ui: &mut egui::Ui, cx: &mut TabCtx<'_>, run: &RunRecord, width: f32) {
+        ui.strong("Fixed noise through training");
+        let h = &run.explore.history;
+        let (Some((first, _)), Some((last, _))) = (h.get(0), h.latest()) else {
+            ui.label(RichText::new("waiting for the first grid…").weak());
+            return;
+        };
+        let mut step = self.history_step.unwrap_or(last).clamp(first, last);
+        ui.horizontal(|ui| {
+            let label = ui.label("History step");
+            let resp = ui.add(egui::Slider::new(&mut step, first..=last)).labelled_by(label.id);
+            if resp.changed() {
+                self.history_step = if step >= last { None } else { Some(step) };
+            }
+        });
+        let Some((shown, grid)) = h.at_step(step) else { return };
+        let version = (run.id << 40) ^ shown;
+        if let Some(i) = clickable_grid(
+            ui,
+            cx.textures,
+            "history",
+            version,
+            grid,
+            8,
+            Vec2::new(width, width),
+            "History grid",
+        ) {
+            self.zoom = Some((Source::History, i));
+        }
+        let follow = if self.history_step.is_none() { " (following the newest)" } else { "" };
+        ui.label(
+            RichText::new(format!("after step {shown}{follow} · {} grids kept", h.len())).weak().small(),
+        );
+        ui.add_space(8.0);
+        self.export_ui(ui, run, grid);
+    }
+
+    fn export_ui(&mut self, ui: &mut egui::Ui, run: &RunRecord, grid: &ImageBatch) {
+        ui.strong("Export");
+        ui.horizontal(|ui| {
+            let label = ui.label("Export path");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.export_path)
+                    .hint_text("/path/to/file.png or .gif")
+                    .desired_width(f32::INFINITY),
+            )
+            .labelled_by(label.id);
+        });
+        ui.checkbox(&mut self.overwrite, "Overwrite an existing file");
+        let busy = self.exporting.is_some();
+        ui.horizontal(|ui| {
+            if ui.add_enabled(!busy, egui::Button::new("Save grid PNG")).clicked() {
+                let grid = grid.clone();
+                self.start_export(ui.ctx(), move |path| {
+                    grid.save_grid_png(path, 8).map_err(|e| e.to_string())?;
+                    Ok(format!("Saved {}", path.display()))
+                });
+            }
+            if ui.add_enabled(!busy, egui::Button::new("Save history GIF")).clicked() {
+                let h = &run.explore.history;
+                let frames: Vec<ImageBatch> =
+                    (0..h.len()).filter_map(|i| h.get(i)).map(|(_, g)| g.clone()).collect();
+                self.start_export(ui.ctx(), move |path| {
+                    export::save_gif(path, &frames, 8, 200).map_err(|e| e.to_string())?;
+                    Ok(format!("Saved {} ({} frames)", path.display(), frames.len()))
+                });
+            }
+            if busy {
+                ui.spinner();
+            }
+        });
+        match &self.export_message {
+            Some(Ok(m)) => {
+                ui.label(RichText::new(m).color(theme::ok_text(ui)));
+            }
+            Some(Err(m)) => {
+                ui.add(egui::Label::new(RichText::new(m).color(theme::error_text(ui))).wrap());
+            }
+            None => {}
+        }
+    }
+
+    /// Checks the target (never replacing a file unless asked), then writes on its own thread.
+    fn start_export(
+        &mut self,
+        ctx: &egui::Context,
+        write: impl FnOnce(&std::path::Path) -> Result<String, String> + Send + 'static,
+    ) {
+        let path = PathBuf::from(self.export_path.trim());
+        if path.as_os_str().is_empty() {
+            self.export_message = Some(Err("Type a file path into Export path first.".into()));
+            return;
+        }
+        if let Err(e) = export::check_target(&path, self.overwrite) {
+            self.export_message = Some(Err(e.to_string()));
+            return;
+        }
+        let (tx, rx) = mpsc::channel();
+        let ctx = ctx.clone();
+        let spawned = std::thread::Builder::new().name("export".into()).spawn(move || {
+            let _ = tx.send(write(&path));
+            ctx.request_repaint();
+        });
+        match spawned {
+            Ok(_) => {
+                self.exporting = Some(rx);
+                self.export_message = None;
+            }
+            Err(e) => self.export_message = Some(Err(format!("could not start the export: {e}"))),
+        }
+    }
+
+    fn poll_export(&mut self, ctx: &egui::Context) {
+        let Some(rx) = &self.exporting else { return };
+        match rx.try_recv() {
+            Ok(result) => {
+                self.export_message = Some(result);
+                self.exporting = None;
+            }
+            Err(mpsc::TryRecvError::Empty) => {
+                ctx.request_repaint_after(std::time::Duration::from_millis(100))
+            }
+            Err(mpsc::TryRecvError::Disconnected) => {
+                self.export_message = Some(Err("the export stopped unexpectedly".into()));
+                self.exporting = None;
+            }
+        }
+    }
+
+    /// Whether an export is being written (for tests).
+    pub fn is_exporting(&self) -> bool {
+        self.exporting.is_some()
+    }
+
+    fn zoom_window(&mut self, ui: &mut egui::Ui, cx: &mut TabCtx<'_>, run: &RunRecord) {
+        let Some((source, index)) = self.zoom else { return };
+        let ex = &run.explore;
+        let (batch, version) = match source {
+            Source::Reconstructions => match &ex.reconstructions {
+                Some(r) => match ImageBatch::concat(&[&r.value.originals, &r.value.reconstructions]) {
+                    Some(b) => (b, r.version),
+                    None => return,
+                },
+                None => return,
+            },
+            Source::Samples => match &ex.samples {
+                Some(s) => (s.value.clone(), s.version),
+                None => return,
+            },
+            Source::History => {
+                let step = self.history_step.or(ex.history.latest().map(|(s, _)| s)).unwrap_or(0);
+                match ex.history.at_step(step) {
+                    Some((s, g)) => (g.clone(), (run.id << 40) ^ s),
+                    None => return,
+                }
+            }
+        };
+        let mut open = true;
+        egui::Window::new("Zoom")
+            .open(&mut open)
+            .pivot(egui::Align2::CENTER_CENTER)
+            .default_pos(ui.ctx().content_rect().center())
+            .resizable(false)
+            .collapsible(false)
+            .show(ui.ctx(), |ui| {
+                single_image(
+                    ui,
+                    cx.textures,
+                    "zoom",
+                    version ^ ((index as u64) << 32) ^ source as u64,
+                    &batch,
+                    index,
+                    320.0,
+                );
+                ui.label(RichText::new(format!("image {}", index + 1)).weak());
+            });
+        if !open {
+            self.zoom = None;
+        }
+    }
+}

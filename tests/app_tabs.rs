@@ -1,0 +1,172 @@
+//! The exploring tabs (Samples, Latent space, Outliers) driven through the real app and the
+//! real worker: widgets are found by label, background work is waited for with bounded frame
+//! loops and a clear message.
+
+use std::time::Duration;
+
+use egui::accesskit::Role;
+use egui_kittest::kittest::Queryable;
+use egui_kittest::Harness;
+use genlab::app::run_view::{RunRecord, Status};
+use genlab::app::App;
+
+fn harness() -> Harness<'static, App> {
+    Harness::builder()
+        .with_size(egui::vec2(1440.0, 900.0))
+        .build_ui_state(|ui, app: &mut App| app.show(ui), App::new_for_test())
+}
+
+/// Steps frames (sleeping a little between them) until `done` holds; panics naming `what`.
+fn wait_for(h: &mut Harness<'_, App>, what: &str, max_frames: usize, done: impl Fn(&App) -> bool) {
+    for _ in 0..max_frames {
+        h.step();
+        if done(h.state()) {
+            h.step();
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("gave up after {max_frames} frames waiting for: {what}");
+}
+
+fn run(app: &App) -> Option<&RunRecord> {
+    app.run_view.current()
+}
+
+/// Loads the built-in data, trains until `grids` fixed-noise grids have arrived, then pauses.
+fn trained_and_paused(grids: usize) -> Harness<'static, App> {
+    let mut h = harness();
+    wait_for(&mut h, "the built-in dataset to load", 500, |a| a.dataset().is_some() && !a.is_loading());
+    h.run();
+    h.get_by_label("Train").click();
+    wait_for(&mut h, &format!("{grids} fixed-noise grids while training"), 3000, |a| {
+        run(a).is_some_and(|r| r.explore.history.len() >= grids)
+    });
+    h.get_by_label("Pause").click();
+    wait_for(&mut h, "the worker to confirm the pause", 500, |a| a.run_view.status() == Status::Paused);
+    h
+}
+
+fn select_tab(h: &mut Harness<'_, App>, title: &str) {
+    h.get_by_label(title).click();
+    h.run();
+    assert_eq!(h.state().persisted.tab, title);
+}
+
+#[test]
+fn moving_a_latent_slider_changes_the_decoded_image() {
+    let mut h = trained_and_paused(1);
+    select_tab(&mut h, "Latent space");
+    wait_for(&mut h, "the first live decode", 500, |a| {
+        run(a).is_some_and(|r| r.explore.decoded.contains_key(&0))
+    });
+    let before =
+        run(h.state()).and_then(|r| r.explore.decoded.get(&0)).map(|d| d.value.clone()).expect("decoded");
+
+    h.get_by_role_and_label(Role::Slider, "z0").set_value_accesskit(2.5);
+    h.get_by_role_and_label(Role::Slider, "z1").set_value_accesskit(-2.5);
+    wait_for(&mut h, "a decode answering the slider move", 500, |a| {
+        run(a)
+            .and_then(|r| r.explore.decoded.get(&0))
+            .is_some_and(|d| d.value.0 > before.0 && d.value.1.pixels != before.1.pixels)
+    });
+    let after =
+        run(h.state()).and_then(|r| r.explore.decoded.get(&0)).map(|d| d.value.clone()).expect("decoded");
+    assert_eq!(after.1.len(), 1, "one latent vector gives one image");
+    assert_ne!(before.1.pixels, after.1.pixels, "moving z0 and z1 to ±2.5 did not change the image");
+
+    // The encoder side: encode the test set, which brings the traversal grid and the map.
+    h.get_by_label("Encode test set").click();
+    wait_for(&mut h, "the test set's encoding and its traversal", 1500, |a| {
+        run(a).is_some_and(|r| r.explore.encoded.is_some() && r.explore.decoded.contains_key(&1))
+    });
+    h.run();
+    let r = run(h.state()).expect("a run");
+    let traversal = &r.explore.decoded[&1].value.1;
+    assert_eq!(traversal.len() % 9, 0, "traversal rows of 9 values");
+    assert!(traversal.len() >= 9);
+}
+
+#[test]
+fn history_slider_shows_an_older_grid_and_export_writes_a_png() {
+    let mut h = trained_and_paused(2);
+    select_tab(&mut h, "Samples");
+    let steps = run(h.state()).expect("a run").explore.history.steps();
+    let (first, last) = (steps[0], steps[steps.len() - 1]);
+    assert!(first < last);
+    h.get_by_label_contains(&format!("after step {last} "));
+
+    h.get_by_role_and_label(Role::Slider, "History step").set_value_accesskit(first as f64);
+    h.run();
+    h.get_by_label_contains(&format!("after step {first} ·"));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("grid.png");
+    h.get_by_role_and_label(Role::TextInput, "Export path").click();
+    h.run();
+    h.get_by_role_and_label(Role::TextInput, "Export path").type_text(&path.display().to_string());
+    h.run();
+    h.get_by_label("Save grid PNG").click();
+    wait_for(&mut h, "the PNG to be written", 500, |_| image::open(&path).is_ok());
+    let img = image::open(&path).expect("a readable PNG");
+    assert!(img.width() > 28 * 8 && img.height() > 28 * 8, "an 8×8 grid of 28-pixel digits");
+    wait_for(&mut h, "the export to report", 200, |_| true);
+    h.get_by_label_contains("Saved");
+
+    // A second export to the same path is refused, not silently overwritten.
+    h.get_by_label("Save grid PNG").click();
+    h.run();
+    h.get_by_label_contains("exists already");
+
+    // Allowed to overwrite, the history goes out as an animated GIF.
+    h.get_by_label("Overwrite an existing file").click();
+    h.run();
+    h.get_by_label("Save history GIF").click();
+    wait_for(&mut h, "the GIF to be written", 500, |_| {
+        std::fs::read(&path).is_ok_and(|b| {
+            b.starts_with(b"GIF8") && image::load_from_memory_with_format(&b, image::ImageFormat::Gif).is_ok()
+        })
+    });
+}
+
+#[test]
+fn scoring_the_test_set_fills_the_histogram() {
+    let mut h = trained_and_paused(1);
+    select_tab(&mut h, "Outliers");
+    h.get_by_label_contains("Bernoulli on grey levels");
+    h.get_by_role_and_label(Role::Slider, "K").set_value_accesskit(2.0);
+    h.run();
+    h.get_by_label("Score test set").click();
+    wait_for(&mut h, "the test set's scores", 3000, |a| run(a).is_some_and(|r| r.explore.scored.is_some()));
+    h.run();
+    let r = run(h.state()).expect("a run");
+    let set = &r.explore.scored.as_ref().expect("scores").value;
+    assert_eq!(set.samples.len(), 2000, "every test image scored");
+    assert_eq!(set.k, 2);
+    assert!(set.anomaly_scores().iter().all(|v| v.is_finite()));
+    h.get_by_label("Anomaly score histogram (higher = less likely)");
+    h.get_by_label("Most likely test images (lowest score)");
+    h.get_by_label("Least likely test images (highest score)");
+}
+
+#[test]
+fn rewind_goes_back_to_a_kept_step() {
+    let mut h = harness();
+    wait_for(&mut h, "the built-in dataset to load", 500, |a| a.dataset().is_some() && !a.is_loading());
+    h.state_mut().persisted.config.train.keep_every = 20;
+    h.run();
+    h.get_by_label("Train").click();
+    wait_for(&mut h, "two rewind points and a few steps past them", 3000, |a| {
+        run(a).is_some_and(|r| {
+            r.rewind_points.len() >= 2 && r.rewind_points.last().is_some_and(|p| r.step > p + 5)
+        })
+    });
+    h.get_by_label("Pause").click();
+    wait_for(&mut h, "the worker to confirm the pause", 500, |a| a.run_view.status() == Status::Paused);
+    let before = run(h.state()).expect("a run").step;
+    h.get_by_role_and_label(Role::Button, "Rewind").click();
+    wait_for(&mut h, "the run to go back to a rewind point", 500, |a| {
+        run(a).is_some_and(|r| r.step < before && r.rewind_points.contains(&r.step))
+    });
+    assert_eq!(h.state().run_view.status(), Status::Paused);
+}
