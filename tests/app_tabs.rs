@@ -1,3 +1,4 @@
+#![cfg(feature = "app")]
 //! The exploring tabs (Samples, Latent space, Outliers) driven through the real app and the
 //! real worker: widgets are found by label, background work is waited for with bounded frame
 //! loops and a clear message.
