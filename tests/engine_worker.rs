@@ -458,3 +458,19 @@ fn a_collapsed_gan_raises_one_warning() {
     assert!((200..=600).contains(&step), "warned at step {step}");
     assert!(message.contains("collapsed") && message.contains("200 steps"), "{message}");
 }
+
+#[test]
+fn a_finished_run_still_answers_exploring_requests_but_does_not_train() {
+    let w = Worker::spawn(Arc::new(|| {}));
+    let (cfg, data) = small_vae();
+    start(&w, &cfg, data, false);
+    collect_until(&w, Duration::from_secs(120), |e| matches!(e, Event::Finished { .. }));
+    w.send(Command::Sample { n: 4, temperature: 1.0, seed: 0 });
+    let evs = collect_until(&w, Duration::from_secs(30), |e| {
+        matches!(e, Event::Samples { .. } | Event::Error { .. })
+    });
+    assert!(matches!(evs.last(), Some(Event::Samples { .. })), "{:?}", names(&evs));
+    w.send(Command::Step(1));
+    let evs = collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::Error { .. }));
+    assert!(steps_in(&evs).is_empty(), "an ended run takes no steps");
+}

@@ -177,6 +177,12 @@ impl RunRecord {
         self.end.is_none()
     }
 
+    /// Whether the worker still holds this run's model: a finished or stopped run keeps it
+    /// for exploring (until the next run starts); a failed one does not.
+    pub fn has_model(&self) -> bool {
+        !matches!(self.end, Some(RunEnd::Failed(_)) | Some(RunEnd::Finished(FinishReason::Replaced)))
+    }
+
     /// Wall time from start to end (or to `now` while it runs).
     pub fn duration(&self, now: Instant) -> Duration {
         self.ended_at.unwrap_or(now).saturating_duration_since(self.started_at)
@@ -207,6 +213,11 @@ impl RunRecord {
 
     /// Forgets everything after `step` (the run went back to it).
     pub fn rewind_to(&mut self, step: u64) {
+        // A finished run that is rewound trains on.
+        if matches!(self.end, Some(RunEnd::Finished(_))) {
+            self.end = None;
+            self.ended_at = None;
+        }
         let keep = self.series.steps.partition_point(|&s| s <= step as f64);
         self.series.steps.truncate(keep);
         for col in &mut self.series.values {

@@ -169,6 +169,9 @@ struct Run {
     metrics: MetricsLog,
     low_d_loss_steps: u32,
     rewind: RewindStore,
+    /// The run has finished (or was stopped): it no longer trains, but its model still
+    /// answers samples, decodes, encodings, scores, saves and rewinds until the next start.
+    ended: bool,
     /// Holds the thread pool the run's maths uses.
     pool: rayon::ThreadPool,
 }
@@ -305,6 +308,13 @@ impl WorkerLoop {
                     return;
                 };
                 let (id, step) = (run.id, run.session.step_count());
+                if run.ended && matches!(other, Command::Resume | Command::Step(_)) {
+                    self.error("this run has ended: rewind it or start a new one".into());
+                    return;
+                }
+                if run.ended && matches!(other, Command::Pause | Command::Stop) {
+                    return;
+                }
                 match other {
                     Command::Pause => {
                         if !run.paused {
@@ -394,6 +404,7 @@ impl WorkerLoop {
                             Ok(()) => {
                                 run.rewind.truncate_after(to);
                                 run.metrics.rows.retain(|r| r.step <= to);
+                                run.ended = false;
                                 run.paused = true;
                                 run.steps_left = None;
                                 let steps = run.rewind.steps().to_vec();
@@ -512,10 +523,19 @@ impl WorkerLoop {
     }
 
     /// Ends the current run, if any, with `Finished`.
+    /// Ends the current run with `Finished`. A completed or stopped run's model stays for
+    /// exploring; a replaced one is dropped.
     fn finish(&mut self, reason: FinishReason) {
-        if let Some(run) = self.run.take() {
-            let step = run.session.step_count();
-            self.emit(Event::Finished { run: run.id, step, reason });
+        let Some(run) = self.run.as_mut() else { return };
+        if !run.ended {
+            run.ended = true;
+            run.paused = true;
+            run.steps_left = None;
+            let (id, step) = (run.id, run.session.step_count());
+            self.emit(Event::Finished { run: id, step, reason });
+        }
+        if reason == FinishReason::Replaced {
+            self.run = None;
         }
     }
 
@@ -703,6 +723,7 @@ fn start_run(
         metrics: MetricsLog::default(),
         low_d_loss_steps: 0,
         rewind,
+        ended: false,
         pool,
     };
     Ok((run, started))

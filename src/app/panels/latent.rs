@@ -68,7 +68,7 @@ impl Tab for LatentTab {
             self.decoded_after = step;
             self.decode_live(cx);
         }
-        if !run.is_active() {
+        if !run.has_model() {
             ended_note(ui);
         }
         let gan = run.config.model.family == Family::Gan;
@@ -282,10 +282,10 @@ impl LatentTab {
     }
 }
 
-/// The worker keeps a model only while its run lives.
+/// The worker drops a run's model when the run fails or a new one replaces it.
 pub fn ended_note(ui: &mut egui::Ui) {
     ui.label(
-        RichText::new("This run has ended and its model is gone: what is shown stays, but new requests need a running (or paused) run. Train again to explore.")
+        RichText::new("This run failed and its model is gone: what is shown stays, but new requests need a model. Train again to explore.")
             .color(theme::error_text(ui)),
     );
 }

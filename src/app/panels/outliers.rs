@@ -58,7 +58,7 @@ impl Tab for OutliersTab {
             ui.label(RichText::new("No run yet. Train a model, then score the test set here.").weak());
             return;
         };
-        if !run.is_active() {
+        if !run.has_model() {
             super::latent::ended_note(ui);
         }
         egui::ScrollArea::vertical().id_salt("outliers_scroll").show(ui, |ui| {

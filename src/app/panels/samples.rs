@@ -80,10 +80,10 @@ impl Tab for SamplesTab {
             ui.label(RichText::new("No run yet. Train a model: its samples appear here.").weak());
             return;
         };
-        if !run.is_active() {
+        if !run.has_model() {
             super::latent::ended_note(ui);
         }
-        if run.is_active() && run.explore.samples.is_none() && self.sampled_for != Some(run.id) {
+        if run.has_model() && run.explore.samples.is_none() && self.sampled_for != Some(run.id) {
             // First visit: show some samples without asking.
             self.sampled_for = Some(run.id);
             cx.actions.push(Action::Worker(Command::Sample {
