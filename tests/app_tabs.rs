@@ -171,3 +171,31 @@ fn rewind_goes_back_to_a_kept_step() {
     });
     assert_eq!(h.state().run_view.status(), Status::Paused);
 }
+
+#[test]
+fn save_checkpoint_writes_a_folder_the_engine_loads() {
+    let mut h = trained_and_paused(1);
+    select_tab(&mut h, "Training");
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck");
+    h.get_by_label("Checkpoint folder").click();
+    h.run();
+    h.get_by_label("Checkpoint folder").type_text(ck.to_str().unwrap());
+    h.run();
+    h.get_by_label("Save checkpoint").click();
+    for _ in 0..300 {
+        h.step();
+        if run(h.state()).is_some_and(|r| r.saved_checkpoint.is_some()) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        run(h.state()).is_some_and(|r| r.saved_checkpoint.is_some()),
+        "no checkpoint saved; errors: {:?}",
+        h.state().errors()
+    );
+    let loaded = genlab::engine::checkpoint::load(&ck).expect("the saved checkpoint loads");
+    let step = run(h.state()).map(|r| r.step).unwrap_or(0);
+    assert_eq!(loaded.meta.step, step);
+}

@@ -166,6 +166,8 @@ pub struct RunRecord {
     pub collapse: Option<(u64, String)>,
     /// Steps the run can be rewound to.
     pub rewind_points: Vec<u64>,
+    /// The last checkpoint written for this run (step, folder).
+    pub saved_checkpoint: Option<(u64, std::path::PathBuf)>,
     pub explore: Explore,
     pub end: Option<RunEnd>,
     pub started_at: Instant,
@@ -371,6 +373,7 @@ impl RunView {
                     diverged: None,
                     collapse: None,
                     rewind_points: Vec::new(),
+                    saved_checkpoint: None,
                     explore: Explore::default(),
                     end: None,
                     started_at: now,
@@ -514,7 +517,11 @@ impl RunView {
                     r.explore.score_progress = None;
                 }
             }
-            Event::CheckpointSaved { .. } => {}
+            Event::CheckpointSaved { run, step, dir } => {
+                if let Some(r) = self.record_mut(run) {
+                    r.saved_checkpoint = Some((step, dir));
+                }
+            }
         }
     }
 }

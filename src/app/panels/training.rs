@@ -23,6 +23,8 @@ pub struct TrainingTab {
     newest: Option<u64>,
     /// The rewind point chosen in the list.
     rewind_to: Option<u64>,
+    /// Folder typed for "Save checkpoint".
+    checkpoint_dir: String,
     /// Whether the user picked it (otherwise it follows the newest point).
     rewind_picked: bool,
 }
@@ -52,6 +54,7 @@ impl Tab for TrainingTab {
                 fixed_noise(ui, cx, side_w);
                 ui.add_space(8.0);
                 self.rewind(ui, cx);
+                self.save_checkpoint(ui, cx);
             });
         });
         if list_h > 0.0 {
@@ -64,6 +67,35 @@ impl Tab for TrainingTab {
 }
 
 impl TrainingTab {
+    /// Saves the current weights, optimiser state and metrics to a folder the CLI and a later
+    /// run can load (`genlab sample --checkpoint DIR`, …).
+    fn save_checkpoint(&mut self, ui: &mut egui::Ui, cx: &mut TabCtx<'_>) {
+        let Some(run) = cx.run_view.current().filter(|r| r.has_model()) else { return };
+        ui.strong("Checkpoint");
+        ui.horizontal(|ui| {
+            let label = ui.label("Checkpoint folder");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.checkpoint_dir)
+                    .hint_text("a folder, e.g. runs/vae")
+                    .desired_width(150.0),
+            )
+            .labelled_by(label.id);
+        });
+        ui.horizontal(|ui| {
+            let dir = self.checkpoint_dir.trim();
+            if ui
+                .add_enabled(!dir.is_empty(), egui::Button::new("Save checkpoint"))
+                .on_hover_text("Weights, optimiser state, config.json and metrics.csv, written atomically")
+                .clicked()
+            {
+                cx.actions.push(Action::Worker(Command::SaveCheckpoint { dir: dir.into() }));
+            }
+        });
+        if let Some((step, dir)) = &run.saved_checkpoint {
+            ui.label(RichText::new(format!("Saved step {step} to {}", dir.display())).weak().small());
+        }
+    }
+
     /// The steps the live run can go back to, and a button to go.
     fn rewind(&mut self, ui: &mut egui::Ui, cx: &mut TabCtx<'_>) {
         let Some(run) = cx.run_view.active() else { return };
