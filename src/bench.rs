@@ -26,6 +26,13 @@
 //!   share of what the matmul alone reaches.
 //! - **Dataset loads**: a generated 60,000-image IDX file (raw and gzip, the built-in digits
 //!   repeated) and a 10,000-PNG class folder, each loaded through [`data::load`].
+//!
+//! `genlab bench memory` ([`memory`]) and `genlab bench ui` ([`ui`], with the app) measure
+//! resident memory over a long run and the app's frame times with a live run.
+
+pub mod memory;
+#[cfg(feature = "app")]
+pub mod ui;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -46,3 +46,60 @@ fn unknown_model_is_a_one_line_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown model `nope`"), "{err}");
 }
+
+fn json_lines(args: &[&str]) -> Vec<serde_json::Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_genlab")).args(args).output().expect("the binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+fn positive(v: &serde_json::Value, keys: &[&str]) {
+    for key in keys {
+        let x = v[key].as_f64().unwrap_or_else(|| panic!("{key} missing: {v}"));
+        assert!(x.is_finite() && x > 0.0, "{key} = {x}: {v}");
+    }
+}
+
+#[cfg(feature = "app")]
+#[test]
+fn ui_bench_reports_frame_times_and_latency() {
+    let lines = json_lines(&["bench", "ui", "--frames", "30", "--json"]);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let u = &lines[0];
+    assert_eq!(u["kind"], "ui");
+    assert_eq!(u["frames"], 30);
+    assert_eq!(u["history_points"], 100_000);
+    assert_eq!(u["gallery_images"], 64);
+    // The app trains on one thread and leaves the other core to the UI.
+    assert_eq!(u["train_threads"], 1);
+    assert_eq!(u["candle_num_threads"], "1");
+    positive(u, &["frame_cpu_ms_p50", "frame_cpu_ms_p95", "frame_cpu_ms_p99", "frame_wall_ms_p95"]);
+    positive(u, &["update_cpu_ms_p50", "target_frame_p95_ms", "target_latency_ms"]);
+    assert!(u["frame_cpu_ms_p50"].as_f64() <= u["frame_cpu_ms_p99"].as_f64());
+    for key in ["latency_ms_p50", "latency_ms_p95", "latency_samples", "live_steps", "trainer_cores"] {
+        assert!(u[key].as_f64().is_some_and(|x| x.is_finite() && x >= 0.0), "{key}: {u}");
+    }
+    assert!(u["meets_frame"].is_boolean() && u["meets_latency"].is_boolean());
+}
+
+#[test]
+fn memory_bench_samples_rss_and_reports_the_slope() {
+    let lines = json_lines(&["bench", "memory", "--steps", "300", "--json"]);
+    let samples: Vec<_> = lines.iter().filter(|v| v["kind"] == "memory_sample").collect();
+    assert!(samples.len() >= 10, "RSS sampled through the run: {lines:?}");
+    assert_eq!(samples[0]["step"], 0);
+    assert!(samples.windows(2).all(|w| w[0]["step"].as_u64() < w[1]["step"].as_u64()));
+    let summary: Vec<_> = lines.iter().filter(|v| v["kind"] == "memory").collect();
+    assert_eq!(summary.len(), 1, "{lines:?}");
+    let m = summary[0];
+    assert_eq!(m["model"], "mnist_vae");
+    assert!(m["steps"].as_u64().is_some_and(|s| s >= 300), "{m}");
+    positive(m, &["peak_rss_mb", "rss_at_10pct_mb", "rss_end_mb", "seconds", "steps_per_sec"]);
+    assert!(m["slope_mb_per_10k_steps"].as_f64().is_some_and(f64::is_finite), "{m}");
+    assert!(m["peak_rss_mb"].as_f64() >= m["rss_end_mb"].as_f64(), "{m}");
+    assert!(m["flat"].is_boolean() && m["meets_peak"].is_boolean());
+}

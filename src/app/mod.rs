@@ -71,15 +71,21 @@ impl App {
         let ctx = cc.egui_ctx.clone();
         let waker: Waker = Arc::new(move || ctx.request_repaint());
         theme::apply(&cc.egui_ctx, persisted.theme);
-        Self::build(persisted, waker, open)
+        Self::build(persisted, waker, open, None)
     }
 
     /// The app with fresh state, the built-in data and no repaint waker (for tests).
     pub fn new_for_test() -> Self {
-        Self::build(Persisted::default(), Arc::new(|| {}), None)
+        Self::build(Persisted::default(), Arc::new(|| {}), None, None)
     }
 
-    fn build(persisted: Persisted, waker: Waker, open: Option<OpenArgs>) -> Self {
+    /// The app with fresh state and the built-in data, driving `worker` (which may already be
+    /// running something; `genlab bench ui` hands in one with a step hook).
+    pub fn with_worker(worker: Worker) -> Self {
+        Self::build(Persisted::default(), Arc::new(|| {}), None, Some(worker))
+    }
+
+    fn build(persisted: Persisted, waker: Waker, open: Option<OpenArgs>, worker: Option<Worker>) -> Self {
         let (source, fallback) = match &open {
             Some(a) => (DataSource::parse(&a.data), false),
             None => match &persisted.last_dataset {
@@ -90,7 +96,7 @@ impl App {
         let mut app = Self {
             persisted,
             run_view: RunView::default(),
-            worker: Worker::spawn(waker.clone()),
+            worker: worker.unwrap_or_else(|| Worker::spawn(waker.clone())),
             params: ParamCounter::new(waker.clone()),
             waker,
             dataset: None,

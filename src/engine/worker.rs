@@ -22,6 +22,10 @@ use super::session::TrainingSession;
 /// Called after events are sent (the app passes `ctx.request_repaint`).
 pub type Waker = Arc<dyn Fn() + Send + Sync>;
 
+/// Called on the worker thread with (run, step) right after a step's metrics are queued for
+/// sending (`genlab bench ui` times the way from there to the run view).
+pub type StepHook = Arc<dyn Fn(u64, u64) + Send + Sync>;
+
 /// Capacity of the event channel; beyond it events wait in the worker's outbox.
 const EVENT_CAPACITY: usize = 256;
 /// Metrics are sent at most this often (and whenever another event goes out).
@@ -41,11 +45,20 @@ pub struct Worker {
 impl Worker {
     /// Spawns the worker thread (named `genlab-worker`).
     pub fn spawn(waker: Waker) -> Self {
+        Self::spawn_with_hook(waker, None)
+    }
+
+    /// [`Worker::spawn`], calling `step_hook` after every training step.
+    pub fn spawn_with_hook(waker: Waker, step_hook: Option<StepHook>) -> Self {
         let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
         let (ev_tx, ev_rx) = crossbeam_channel::bounded(EVENT_CAPACITY);
         let handle = std::thread::Builder::new()
             .name("genlab-worker".into())
-            .spawn(move || WorkerLoop::new(cmd_rx, ev_tx, waker).run())
+            .spawn(move || {
+                let mut w = WorkerLoop::new(cmd_rx, ev_tx, waker);
+                w.step_hook = step_hook;
+                w.run()
+            })
             .ok();
         Self { commands: cmd_tx, events: ev_rx, handle }
     }
@@ -185,6 +198,7 @@ struct WorkerLoop {
     next_run: u64,
     /// Commands that arrived while a long request (scoring) ran, handled next.
     stash: VecDeque<Command>,
+    step_hook: Option<StepHook>,
 }
 
 impl WorkerLoop {
@@ -195,7 +209,16 @@ impl WorkerLoop {
             metrics_run: 0,
             last_metrics: Instant::now(),
         };
-        Self { commands, events, waker, outbox, run: None, next_run: 1, stash: VecDeque::new() }
+        Self {
+            commands,
+            events,
+            waker,
+            outbox,
+            run: None,
+            next_run: 1,
+            stash: VecDeque::new(),
+            step_hook: None,
+        }
     }
 
     fn run(mut self) {
@@ -598,6 +621,9 @@ impl WorkerLoop {
             });
         }
         self.outbox.push_metrics(id, m);
+        if let Some(hook) = &self.step_hook {
+            hook(id, m.step);
+        }
         match rewind_update {
             Some(Ok(steps)) => self.emit(Event::RewindPoints { run: id, steps }),
             Some(Err(message)) => self.error(message),
