@@ -202,7 +202,7 @@ fn prefill(app: &mut App, run: u64, history: u64, steps_per_epoch: u64, lr: f64)
             .collect();
         let last = steps.last().map(|m| m.losses);
         app.run_view.apply(Event::Metrics { run, steps }, now);
-        if end % spe == 0 {
+        if end.is_multiple_of(spe) {
             let train = last.unwrap_or_default();
             let test = Losses { loss: train.loss + 2.0, ..train };
             let summary = EpochSummary { epoch: (end / spe - 1) as usize, train, test: Some(test) };
