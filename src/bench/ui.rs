@@ -18,7 +18,7 @@
 //!   is not included. `update_cpu_ms` is [`App::show`] alone.
 //! - **Latency**: the worker calls a hook right after a step's metrics are queued; a step's
 //!   latency runs from there to the end of the first frame whose run view holds it (its metrics
-//!   drained, folded and drawn). It includes the worker's metrics batching (30 ms at most), the
+//!   drained, folded and drawn). It includes the worker's metrics batching (16 ms at most), the
 //!   channel and the wait for the next frame.
 //! - **Cores**: the process's CPU time minus the UI thread's over the measured frames, per
 //!   second of wall time, is what the trainer (worker, maths pool, candle's element-wise pool)
