@@ -32,6 +32,9 @@ pub enum Action {
     DismissNotice(u64),
     SetTheme(ThemeChoice),
     SelectTab(String),
+    /// Read a checkpoint folder, take its configuration and start a paused run from it on the
+    /// loaded dataset (the current run stays if the folder does not fit).
+    LoadCheckpoint(std::path::PathBuf),
     /// Pass a command to the worker as it is (samples, decoding, scoring, rewinding).
     Worker(Command),
 }

@@ -5,11 +5,12 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use super::actions::Action;
-use super::loader::{DialogJob, DialogKind, DialogResult, LoadJob};
+use super::loader::{CheckpointJob, DialogJob, DialogKind, DialogResult, LoadJob};
 use super::panels::dataset::LoadedDataset;
 use super::theme;
 use super::widgets::notices::NoticeKind;
 use super::App;
+use crate::engine::checkpoint::CheckpointMeta;
 use crate::engine::config::preset;
 use crate::engine::data::{DataError, DataSource, LoadOptions};
 use crate::engine::protocol::{Command, DataSpec};
@@ -29,6 +30,11 @@ impl App {
         if let Some(result) = self.loading.as_mut().and_then(|job| job.poll()) {
             let source = self.loading.take().map(|j| j.source).unwrap_or(DataSource::Builtin);
             self.finish_load(source, result);
+        }
+
+        if let Some(result) = self.checkpoint_job.as_mut().and_then(|j| j.poll()) {
+            let dir = self.checkpoint_job.take().map(|j| j.dir).unwrap_or_default();
+            self.finish_checkpoint_load(dir, result);
         }
 
         if let Some(result) = self.dialog.as_mut().and_then(|d| d.poll()) {
@@ -108,6 +114,56 @@ impl App {
                 }
             }
         }
+    }
+
+    /// Starts a paused run from a checkpoint that was read and checked, if it fits the loaded
+    /// data; otherwise says why and changes nothing (the current run and settings stay).
+    fn finish_checkpoint_load(&mut self, dir: PathBuf, result: Result<CheckpointMeta, String>) {
+        let fail = |why: String| format!("Could not load the checkpoint {}: {why}", dir.display());
+        let meta = match result {
+            Ok(m) => m,
+            Err(e) => return self.notices.error(fail(e)),
+        };
+        let Some(d) = &self.dataset else {
+            return self.notices.error(fail("load a dataset to continue on first".into()));
+        };
+        let data = d.data.clone();
+        let mut config = meta.config;
+        if config.model.input != data.shape {
+            return self.notices.error(fail(format!(
+                "its model reads {} images but the loaded dataset ({}) has {}; load the data it was trained on ({})",
+                config.model.input, data.name, data.shape, meta.data_source
+            )));
+        }
+        let train = data.split(config.train.test_fraction, config.train.seed).train.len();
+        if config.train.batch_size > train {
+            return self.notices.error(fail(format!(
+                "its batch size {} is larger than the {train} training images of {}",
+                config.train.batch_size, data.name
+            )));
+        }
+        // How many threads to use is this machine's choice, not the checkpoint's.
+        config.train.threads = self.persisted.config.train.threads;
+        let cmd = Command::Start {
+            config: Box::new(config.clone()),
+            data: DataSpec::Loaded(data.clone()),
+            checkpoint: Some(dir.clone()),
+            paused: true,
+        };
+        if !self.send(cmd) {
+            return self.notices.error(fail("the training thread is not running".into()));
+        }
+        self.persisted.config = config;
+        self.run_view.start_requested();
+        let elsewhere = if meta.data_source != data.source {
+            format!(" It was trained on {}; it continues on {}.", meta.data_source, data.name)
+        } else {
+            String::new()
+        };
+        self.notices.push(
+            NoticeKind::Info,
+            format!("Loaded {} at step {} (paused: Resume continues training).{elsewhere}", dir.display(), meta.step),
+        );
     }
 
     /// Sends a command, restarting the worker once if it has gone away.
@@ -213,6 +269,19 @@ impl App {
                 theme::apply(ctx, t);
             }
             Action::SelectTab(t) => self.persisted.tab = t,
+            Action::LoadCheckpoint(dir) => {
+                if self.checkpoint_job.is_some() {
+                    return;
+                }
+                if self.loading.is_some() {
+                    self.notices.error("Wait for the dataset to load before loading a checkpoint.");
+                    return;
+                }
+                match CheckpointJob::spawn(dir, self.waker.clone()) {
+                    Ok(job) => self.checkpoint_job = Some(job),
+                    Err(e) => self.notices.error(e),
+                }
+            }
             Action::Worker(cmd) => {
                 self.send(cmd);
             }

@@ -3,6 +3,7 @@
 //! out the [`Action`]s the panels pushed. No frame ever waits on another thread.
 
 pub mod actions;
+pub mod export_target;
 pub mod loader;
 mod logic;
 pub mod panels;
@@ -24,7 +25,7 @@ use crate::engine::config::{preset, PRESETS};
 use crate::engine::data::{DataSource, Dataset, ImageShape};
 use crate::engine::worker::{Waker, Worker};
 use actions::Action;
-use loader::{DialogJob, LoadJob};
+use loader::{CheckpointJob, DialogJob, LoadJob};
 use panels::architecture::{architecture_ui, ArchitectureCtx};
 use panels::controls::{controls_ui, ControlsCtx};
 use panels::dataset::{DatasetCtx, DatasetPanel, LoadedDataset};
@@ -50,6 +51,8 @@ pub struct App {
     split_cache: Option<((u64, u64), (usize, usize))>,
     loading: Option<LoadJob>,
     dialog: Option<DialogJob>,
+    /// A checkpoint being read before a run starts from it.
+    checkpoint_job: Option<CheckpointJob>,
     params: ParamCounter,
     textures: Textures,
     notices: Notices,
@@ -98,6 +101,7 @@ impl App {
             split_cache: None,
             loading: None,
             dialog: None,
+            checkpoint_job: None,
             textures: Textures::default(),
             notices: Notices::default(),
             tabs: panels::all_tabs(),
@@ -118,6 +122,11 @@ impl App {
     /// Whether a dataset is being loaded.
     pub fn is_loading(&self) -> bool {
         self.loading.is_some()
+    }
+
+    /// Whether a checkpoint is being read.
+    pub fn is_loading_checkpoint(&self) -> bool {
+        self.checkpoint_job.is_some()
     }
 
     /// The error messages on screen.
@@ -212,7 +221,10 @@ impl App {
         for a in actions {
             self.act(a, &ctx);
         }
-        let busy = self.loading.is_some() || self.dialog.is_some() || self.run_view.active().is_some();
+        let busy = self.loading.is_some()
+            || self.dialog.is_some()
+            || self.checkpoint_job.is_some()
+            || self.run_view.active().is_some();
         if busy || counting {
             ctx.request_repaint_after(POLL_INTERVAL);
         }
