@@ -170,6 +170,12 @@ fn rewind_goes_back_to_a_kept_step() {
         run(a).is_some_and(|r| r.step < before && r.rewind_points.contains(&r.step))
     });
     assert_eq!(h.state().run_view.status(), Status::Paused);
+    let r = run(h.state()).expect("a run");
+    let grids = r.explore.history.steps();
+    assert!(
+        !grids.is_empty() && grids.iter().all(|s| *s <= r.step),
+        "grids after the rewind point: {grids:?}"
+    );
 }
 
 #[test]

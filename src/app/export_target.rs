@@ -87,7 +87,11 @@ impl ExportTarget {
             folder @ SaveDialog::Folder { .. } => folder.clone(),
         };
         let typed = PathBuf::from(self.path.trim());
-        let start = if typed.is_dir() { Some(typed) } else { typed.parent().filter(|p| p.is_dir()).map(Path::to_path_buf) };
+        let start = if typed.is_dir() {
+            Some(typed)
+        } else {
+            typed.parent().filter(|p| p.is_dir()).map(Path::to_path_buf)
+        };
         let ctx = ctx.clone();
         match DialogJob::spawn_save(what, start, Arc::new(move || ctx.request_repaint())) {
             Ok(d) => self.dialog = Some(d),
@@ -97,7 +101,12 @@ impl ExportTarget {
 
     /// Writes on a thread of its own; `write` returns the message to show on success. The
     /// caller has checked the target (see [`crate::engine::export::check_target`]).
-    pub fn start(&mut self, ctx: &egui::Context, path: PathBuf, write: impl FnOnce(&Path) -> Outcome + Send + 'static) {
+    pub fn start(
+        &mut self,
+        ctx: &egui::Context,
+        path: PathBuf,
+        write: impl FnOnce(&Path) -> Outcome + Send + 'static,
+    ) {
         let (tx, rx) = mpsc::channel();
         let ctx = ctx.clone();
         let spawned = std::thread::Builder::new().name("genlab-export".into()).spawn(move || {

@@ -133,7 +133,9 @@ impl DialogJob {
                 dialog = dialog.set_directory(dir);
             }
             let picked = match kind {
-                DialogKind::File => pollster::block_on(dialog.set_title("Open an IDX or CSV file").pick_file()),
+                DialogKind::File => {
+                    pollster::block_on(dialog.set_title("Open an IDX or CSV file").pick_file())
+                }
                 DialogKind::Folder => {
                     pollster::block_on(dialog.set_title("Open a folder of images").pick_folder())
                 }

@@ -162,7 +162,11 @@ impl App {
         };
         self.notices.push(
             NoticeKind::Info,
-            format!("Loaded {} at step {} (paused: Resume continues training).{elsewhere}", dir.display(), meta.step),
+            format!(
+                "Loaded {} at step {} (paused: Resume continues training).{elsewhere}",
+                dir.display(),
+                meta.step
+            ),
         );
     }
 

@@ -91,7 +91,8 @@ pub fn traversal_frames(grid: &ImageBatch, rows: usize, cols: usize) -> Vec<Imag
     }
     (0..cols)
         .filter_map(|k| {
-            let parts: Vec<ImageBatch> = (0..rows).map(|r| grid.slice(r * cols + k, r * cols + k + 1)).collect();
+            let parts: Vec<ImageBatch> =
+                (0..rows).map(|r| grid.slice(r * cols + k, r * cols + k + 1)).collect();
             ImageBatch::concat(&parts.iter().collect::<Vec<_>>())
         })
         .collect()

@@ -327,7 +327,12 @@ impl LatentTab {
         let busy = self.export.is_busy();
         // The traversal decoded for the current encoding (rows × values), if it has arrived.
         let rows = self.derived.as_ref().map_or(0, |d| d.rows);
-        let traversal = run.explore.decoded.get(&TRAVERSAL).map(|t| &t.value.1).filter(|t| rows > 0 && t.len() == rows * TRAVERSAL_COLS);
+        let traversal = run
+            .explore
+            .decoded
+            .get(&TRAVERSAL)
+            .map(|t| &t.value.1)
+            .filter(|t| rows > 0 && t.len() == rows * TRAVERSAL_COLS);
         ui.horizontal(|ui| {
             let gif = ui
                 .add_enabled(!busy && traversal.is_some(), egui::Button::new("Save traversal GIF"))
@@ -347,7 +352,12 @@ impl LatentTab {
                 let enc = enc.value.clone();
                 self.start_export(ui.ctx(), move |path| {
                     export::save_encoding_csv(path, &enc).map_err(|e| e.to_string())?;
-                    Ok(format!("Saved {} ({} images, {} dimensions)", path.display(), enc.indices.len(), enc.dim))
+                    Ok(format!(
+                        "Saved {} ({} images, {} dimensions)",
+                        path.display(),
+                        enc.indices.len(),
+                        enc.dim
+                    ))
                 });
             }
         });

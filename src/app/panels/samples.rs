@@ -243,11 +243,16 @@ impl SamplesTab {
                     let images = s.value.clone();
                     self.pngs.start(ui.ctx(), dir, move |dir| {
                         let n = export::save_pngs(dir, PNG_PREFIX, &images).map_err(|e| e.to_string())?;
-                        Ok(format!("Saved {n} PNGs ({}…) in {}", export::png_name(PNG_PREFIX, 0), dir.display()))
+                        Ok(format!(
+                            "Saved {n} PNGs ({}…) in {}",
+                            export::png_name(PNG_PREFIX, 0),
+                            dir.display()
+                        ))
                     });
                 }
                 _ if !run.has_model() => {
-                    self.pngs.message = Some(Err("The run's model is gone: train again to draw samples.".into()))
+                    self.pngs.message =
+                        Some(Err("The run's model is gone: train again to draw samples.".into()))
                 }
                 _ => self.pending_pngs = Some((before, n, dir)),
             }
@@ -258,7 +263,9 @@ impl SamplesTab {
             ui.add(egui::DragValue::new(&mut self.png_count).range(1..=MAX_PNGS)).labelled_by(label.id);
             let save = ui
                 .add_enabled(!busy && run.has_model(), egui::Button::new("Save sample PNGs"))
-                .on_hover_text("Draws this many samples from the prior (at the temperature above) and writes one PNG each");
+                .on_hover_text(
+                "Draws this many samples from the prior (at the temperature above) and writes one PNG each",
+            );
             if save.clicked() {
                 self.save_pngs(cx, shown);
             }
@@ -278,7 +285,11 @@ impl SamplesTab {
         }
         self.pngs.message = None;
         self.pending_pngs = Some((shown, n, dir));
-        cx.actions.push(Action::Worker(Command::Sample { n, temperature: self.temperature, seed: self.seed }));
+        cx.actions.push(Action::Worker(Command::Sample {
+            n,
+            temperature: self.temperature,
+            seed: self.seed,
+        }));
     }
 
     fn history(&mut self, ui: &mut egui::Ui, cx: &mut TabCtx<'_>, run: &RunRecord, width: f32) {

@@ -60,7 +60,11 @@ impl Default for TrainingTab {
             metrics: ExportTarget::new(
                 "Metrics CSV path",
                 "/path/to/metrics.csv",
-                SaveDialog::File { title: "Save the metrics (CSV)", file_name: String::new(), extensions: &["csv"] },
+                SaveDialog::File {
+                    title: "Save the metrics (CSV)",
+                    file_name: String::new(),
+                    extensions: &["csv"],
+                },
             ),
         }
     }
@@ -175,7 +179,11 @@ impl TrainingTab {
         let typed = PathBuf::from(self.checkpoint_dir.trim());
         let start = if typed.is_dir() { typed.parent().map(|p| p.to_path_buf()) } else { None };
         let ctx = ctx.clone();
-        match DialogJob::spawn_save(SaveDialog::Folder { title }, start, Arc::new(move || ctx.request_repaint())) {
+        match DialogJob::spawn_save(
+            SaveDialog::Folder { title },
+            start,
+            Arc::new(move || ctx.request_repaint()),
+        ) {
             Ok(d) => {
                 self.folder_dialog = Some((purpose, d));
                 self.checkpoint_note = None;
@@ -218,7 +226,10 @@ impl TrainingTab {
         self.metrics.path_ui(ui, &format!("metrics-run-{}.csv", run.id), "Overwrite an existing file");
         ui.horizontal(|ui| {
             let save = ui
-                .add_enabled(!self.metrics.is_busy() && !run.series.is_empty(), egui::Button::new("Save metrics CSV"))
+                .add_enabled(
+                    !self.metrics.is_busy() && !run.series.is_empty(),
+                    egui::Button::new("Save metrics CSV"),
+                )
                 .on_hover_text("step, epoch, every loss, learning rate and images/s, one row per step");
             if save.clicked() {
                 if let Some(path) = self.metrics.target() {
