@@ -274,4 +274,33 @@ fn load_checkpoint_restores_a_saved_run_and_a_bad_folder_changes_nothing() {
     // And it trains on from there.
     h.get_by_label("Step").click();
     wait_for(&mut h, "one more step", 500, |a| run(a).is_some_and(|r| r.step == saved_step + 1));
+
+    // Data of another shape (4×4 images): refused, naming the folder; run and settings stay.
+    h.get_by_label("Stop").click();
+    wait_for(&mut h, "the run to stop", 500, |a| a.run_view.active().is_none());
+    let restored_id = run(h.state()).expect("a run").id;
+    let tiny = dir.path().join("tiny.csv");
+    let mut text = format!("label,{}\n", (0..16).map(|i| format!("p{i}")).collect::<Vec<_>>().join(","));
+    for r in 0..60 {
+        let pixels: Vec<String> = (0..16).map(|i| ((r * 7 + i * 13) % 256).to_string()).collect();
+        text.push_str(&format!("{},{}\n", r % 3, pixels.join(",")));
+    }
+    std::fs::write(&tiny, text).expect("write");
+    select_tab(&mut h, "Training");
+    set_text(&mut h, "Path", &tiny.display().to_string());
+    h.get_by_label("Load").click();
+    wait_for(&mut h, "the 4×4 dataset to load", 500, |a| {
+        !a.is_loading() && a.dataset().is_some_and(|d| d.shape.height == 4)
+    });
+    let errors_before = h.state().errors().len();
+    set_text(&mut h, "Checkpoint folder", &ck.display().to_string());
+    h.get_by_label("Load from folder").click();
+    wait_for(&mut h, "the mismatched load to report", 500, |a| {
+        !a.is_loading_checkpoint() && a.errors().len() > errors_before
+    });
+    let errors = h.state().errors();
+    let last = errors.last().expect("an error");
+    assert!(last.contains(&ck.display().to_string()) && last.contains("1×4×4"), "{last}");
+    assert_eq!(run(h.state()).map(|r| r.id), Some(restored_id), "no run was started");
+    assert_eq!(h.state().persisted.config.model.input.height, 4, "the settings still fit the data");
 }
