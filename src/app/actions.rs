@@ -4,6 +4,7 @@
 use crate::engine::data::DataSource;
 use crate::engine::protocol::Command;
 
+use super::loader::DialogKind;
 use super::state::ThemeChoice;
 
 #[derive(Clone, Debug)]
@@ -27,6 +28,11 @@ pub enum Action {
     /// Open the system file picker for a file / a folder.
     OpenFileDialog,
     OpenFolderDialog,
+    /// Load a second dataset to score against the current model (the Outliers tab).
+    LoadOther(DataSource),
+    CancelOtherLoad,
+    /// Open the system file picker for that second dataset.
+    OpenOtherDialog(DialogKind),
     /// Replace the configuration with a preset adapted to the loaded images.
     ApplyPreset(String),
     DismissNotice(u64),

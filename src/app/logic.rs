@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use super::actions::Action;
 use super::loader::{CheckpointJob, DialogJob, DialogKind, DialogResult, LoadJob};
+use super::other_data::OtherDataNews;
 use super::panels::dataset::LoadedDataset;
 use super::theme;
 use super::widgets::notices::NoticeKind;
@@ -47,6 +48,16 @@ impl App {
                     "No file dialog is available here (it needs a desktop portal or zenity). Type the path into the Path field and click Load.",
                 ),
             }
+        }
+
+        match self.other.poll(&self.waker) {
+            Some(OtherDataNews::Failed(msg)) => self.notices.error(msg),
+            Some(OtherDataNews::Cancelled) => self.notices.push(NoticeKind::Info, "Loading cancelled."),
+            Some(OtherDataNews::NoDialog) => self.notices.push(
+                NoticeKind::Warning,
+                "No file dialog is available here (it needs a desktop portal or zenity). Type the path into the Outliers tab's path field and click Load and score.",
+            ),
+            Some(OtherDataNews::Loaded(_)) | None => {}
         }
 
         let dropped: Vec<PathBuf> =
@@ -253,6 +264,17 @@ impl App {
                 match DialogJob::spawn(kind, start_dir, self.waker.clone()) {
                     Ok(d) => self.dialog = Some(d),
                     Err(e) => self.notices.error(format!("{e}. Type the path into the Path field instead.")),
+                }
+            }
+            Action::LoadOther(src) => {
+                if let Err(e) = self.other.start_load(src, self.waker.clone()) {
+                    self.notices.error(e);
+                }
+            }
+            Action::CancelOtherLoad => self.other.cancel(),
+            Action::OpenOtherDialog(kind) => {
+                if let Err(e) = self.other.open_dialog(kind, self.waker.clone()) {
+                    self.notices.error(format!("{e}. Type the path into the path field instead."));
                 }
             }
             Action::ApplyPreset(name) => {

@@ -32,6 +32,19 @@ pub struct Reconstructions {
     pub reconstructions: ImageBatch,
 }
 
+/// Scored sets kept per run: the newest, by request number.
+pub const SCORED_KEEP: usize = 8;
+
+/// One answered [`Event::Scored`].
+#[derive(Clone, Debug)]
+pub struct Scored {
+    /// Which set: a split ("test", "train") or another dataset's name.
+    pub name: String,
+    /// The run's step when the scores arrived (sets are comparable only at the same step).
+    pub step: u64,
+    pub set: ScoredSet,
+}
+
 /// What the exploring tabs (samples, latent space, outliers) receive for a run.
 #[derive(Clone, Debug)]
 pub struct Explore {
@@ -44,7 +57,8 @@ pub struct Explore {
     pub encoded: Option<Versioned<Encoding>>,
     /// A score or hold-out request under way: (request, done, total).
     pub score_progress: Option<(u64, usize, usize)>,
-    pub scored: Option<Versioned<ScoredSet>>,
+    /// Answered score requests by request number (at most [`SCORED_KEEP`], the newest).
+    pub scored: BTreeMap<u64, Versioned<Scored>>,
     pub hold_out: Option<Versioned<HoldOutReport>>,
 }
 
@@ -57,7 +71,7 @@ impl Default for Explore {
             decoded: BTreeMap::new(),
             encoded: None,
             score_progress: None,
-            scored: None,
+            scored: BTreeMap::new(),
             hold_out: None,
         }
     }
@@ -512,7 +526,14 @@ impl RunView {
                     None => self.messages.push(format!("Could not start training: {message}")),
                 }
             }
-            Event::Error { message } => self.messages.push(message),
+            Event::Error { message } => {
+                // A score request that fails answers with an error only: do not leave the
+                // tab waiting for it (a request still running reports progress again).
+                if let Some(r) = self.runs.last_mut() {
+                    r.explore.score_progress = None;
+                }
+                self.messages.push(message)
+            }
             Event::Samples { run, images } => {
                 if let Some(r) = self.record_mut(run) {
                     r.explore.samples = Some(Versioned { version, value: images });
@@ -539,10 +560,14 @@ impl RunView {
                     r.explore.score_progress = Some((request, done, total));
                 }
             }
-            Event::Scored { run, set, .. } => {
+            Event::Scored { run, request, name, set } => {
                 if let Some(r) = self.record_mut(run) {
                     r.explore.score_progress = None;
-                    r.explore.scored = Some(Versioned { version, value: *set });
+                    let value = Scored { name, step: r.step, set: *set };
+                    r.explore.scored.insert(request, Versioned { version, value });
+                    while r.explore.scored.len() > SCORED_KEEP {
+                        r.explore.scored.pop_first();
+                    }
                 }
             }
             Event::HoldOutDone { run, report, .. } => {
@@ -719,7 +744,14 @@ mod tests {
         v.apply(Event::Scored { run: 1, request: 1, name: "test".into(), set: Box::new(set) }, t);
         let ex = &v.current().unwrap().explore;
         assert!(ex.score_progress.is_none());
-        assert!(ex.scored.is_some());
+        assert_eq!(ex.scored[&1].value.name, "test");
+        for request in 2..20 {
+            let set = ex.scored[&1].value.set.clone();
+            v.apply(Event::Scored { run: 1, request, name: "x".into(), set: Box::new(set) }, t);
+        }
+        let ex = &v.current().unwrap().explore;
+        assert_eq!(ex.scored.len(), SCORED_KEEP, "only the newest score sets are kept");
+        assert!(ex.scored.contains_key(&19) && !ex.scored.contains_key(&1));
         let first = ex.decoded[&0].version;
         v.apply(Event::Decoded { run: 1, channel: 0, request: 4, images: grid(4) }, t);
         assert!(v.current().unwrap().explore.decoded[&0].version > first, "new data, new version");
