@@ -23,8 +23,6 @@ pub struct OtherData {
     pub loaded: Option<Versioned<Arc<Dataset>>>,
     pub loading: Option<LoadJob>,
     dialog: Option<DialogJob>,
-    /// Why the last load failed, until the next one starts.
-    pub error: Option<String>,
     version: u64,
 }
 
@@ -42,7 +40,6 @@ impl OtherData {
         if self.loading.is_some() {
             return Ok(());
         }
-        self.error = None;
         self.loading = Some(LoadJob::spawn(source, LoadOptions::default(), waker)?);
         Ok(())
     }
@@ -89,13 +86,12 @@ impl OtherData {
         })
     }
 
-    fn failed(&mut self, message: String) -> OtherDataNews {
+    /// The message of a failed load (shown once, as the app's error notice).
+    fn failed(&self, message: String) -> OtherDataNews {
         let keep = match &self.loaded {
             Some(d) => format!(" {} stays loaded.", d.value.name),
             None => String::new(),
         };
-        let message = format!("Could not load the dataset to compare: {message}.{keep}");
-        self.error = Some(message.clone());
-        OtherDataNews::Failed(message)
+        OtherDataNews::Failed(format!("Could not load the dataset to compare: {message}.{keep}"))
     }
 }

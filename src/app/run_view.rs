@@ -745,14 +745,18 @@ mod tests {
         let ex = &v.current().unwrap().explore;
         assert!(ex.score_progress.is_none());
         assert_eq!(ex.scored[&1].value.name, "test");
+        let set = ex.scored[&1].value.set.clone();
         for request in 2..20 {
-            let set = ex.scored[&1].value.set.clone();
+            let set = set.clone();
             v.apply(Event::Scored { run: 1, request, name: "x".into(), set: Box::new(set) }, t);
         }
         let ex = &v.current().unwrap().explore;
         assert_eq!(ex.scored.len(), SCORED_KEEP, "only the newest score sets are kept");
         assert!(ex.scored.contains_key(&19) && !ex.scored.contains_key(&1));
-        let first = ex.decoded[&0].version;
+        v.apply(Event::ScoreProgress { run: 1, request: 20, done: 1, total: 20 }, t);
+        v.apply(Event::Error { message: "scoring x failed".into() }, t);
+        assert!(v.current().unwrap().explore.score_progress.is_none(), "a failed score ends the wait");
+        let first = v.current().unwrap().explore.decoded[&0].version;
         v.apply(Event::Decoded { run: 1, channel: 0, request: 4, images: grid(4) }, t);
         assert!(v.current().unwrap().explore.decoded[&0].version > first, "new data, new version");
     }

@@ -199,11 +199,10 @@ impl OutliersTab {
             Family::Vae | Family::BetaVae => {
                 let lik = match (m.recon_loss, self.continuous_bernoulli) {
                     (ReconLoss::Bce, false) => {
-                        "This model was trained with BCE, so its likelihood is a Bernoulli likelihood on \
-                         grey levels: p(x|z) treats each pixel's brightness as a probability, which is \
-                         not a normalised density for continuous pixels in [0, 1]. Compare scores \
-                         between images, not with other model types; tick Continuous Bernoulli to add \
-                         the normaliser and score with a proper density."
+                        "This model was trained with BCE, so its likelihood is a Bernoulli on grey levels: \
+                         p(x|z) treats each pixel's brightness as a probability, and is not a normalised \
+                         density for continuous pixels in [0, 1]. Compare scores between images, not with \
+                         other model types; tick Continuous Bernoulli to add the normaliser and score with a proper density."
                     }
                     (ReconLoss::Bce, true) => {
                         "This model was trained with BCE; scored with the continuous Bernoulli \
@@ -301,9 +300,6 @@ impl OutliersTab {
                     cx.actions.push(Action::CancelOtherLoad);
                 }
             });
-        }
-        if let Some(e) = &other.error {
-            ui.add(egui::Label::new(RichText::new(e).color(theme::error_text(ui))).wrap());
         }
         if let Some(d) = &other.loaded {
             let d = d.value.clone();
@@ -607,4 +603,45 @@ fn rank(version: u64, set: &ScoredSet, data: Option<&Dataset>) -> Ranked {
     let likely = gallery(order.iter().take(GALLERY).copied().collect());
     let unlikely = gallery(order.iter().rev().take(GALLERY).copied().collect());
     Ranked { version, likely, unlikely }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::scoring::SampleScore;
+
+    fn scored(version: u64, name: &str, values: &[f64]) -> Versioned<Scored> {
+        let samples = values
+            .iter()
+            .enumerate()
+            .map(|(index, &v)| SampleScore {
+                index,
+                label: None,
+                recon: Some(v),
+                kl: None,
+                neg_elbo: None,
+                neg_log_px: None,
+                bits_per_dim: None,
+                disc_logit: None,
+            })
+            .collect();
+        let set =
+            ScoredSet { family: Family::Autoencoder, likelihood: None, k: 0, dims: 4, notice: None, samples };
+        Versioned { version, value: Scored { name: name.into(), step: 1, set } }
+    }
+
+    #[test]
+    fn overlay_shares_bins_and_normalises_each_set() {
+        let (a, b) = (scored(1, "test", &[0.0, 1.0, 1.0, 2.0]), scored(2, "test", &[10.0, f64::NAN]));
+        let o = overlay(vec![1, 2], &[(SetKind::Test, &a), (SetKind::Other, &b)]);
+        assert_eq!(o.sets.len(), 2);
+        assert_eq!(o.sets[1].1, "test (loaded)", "a loaded set named like a split is told apart");
+        assert!((o.bin_width - 10.0 / BINS as f64).abs() < 1e-12, "bins span both sets");
+        for (_, _, bins) in &o.sets {
+            assert_eq!(bins.len(), BINS);
+            assert!((bins.iter().map(|b| b.1).sum::<f64>() - 1.0).abs() < 1e-12, "shares sum to 1");
+            assert_eq!(bins[0].0, o.sets[0].2[0].0, "the same bin centres");
+        }
+        assert_eq!(o.sets[1].2[BINS - 1].1, 1.0, "the maximum falls in the last bin, NaN is left out");
+    }
 }
