@@ -52,8 +52,16 @@ struct Overlay {
     /// Versions of the sets it was built from.
     key: Vec<u64>,
     bin_width: f64,
-    /// Per set: which, its name and (bin centre, share of the set's images) per bin.
-    sets: Vec<(SetKind, String, Vec<(f64, f64)>)>,
+    sets: Vec<SetHistogram>,
+}
+
+/// One set's histogram in an [`Overlay`].
+struct SetHistogram {
+    kind: SetKind,
+    /// As shown in the legend.
+    name: String,
+    /// (bin centre, share of the set's images) per bin.
+    bins: Vec<(f64, f64)>,
 }
 
 /// Test (inliers) against the loaded set (outliers).
@@ -343,11 +351,11 @@ impl OutliersTab {
             .x_axis_label(sets[0].1.value.set.anomaly_name())
             .y_axis_label("share of the set")
             .show(ui, |p| {
-                for (kind, name, bins) in &o.sets {
+                for h in &o.sets {
                     let bars: Vec<Bar> =
-                        bins.iter().map(|&(x, c)| Bar::new(x, c).width(o.bin_width)).collect();
-                    let color = colors[SET_KINDS.iter().position(|k| k == kind).unwrap_or(0)];
-                    p.bar_chart(BarChart::new(name.clone(), bars).color(color));
+                        h.bins.iter().map(|&(x, c)| Bar::new(x, c).width(o.bin_width)).collect();
+                    let color = colors[SET_KINDS.iter().position(|k| *k == h.kind).unwrap_or(0)];
+                    p.bar_chart(BarChart::new(h.name.clone(), bars).color(color));
                 }
             });
     }
@@ -577,7 +585,7 @@ fn overlay(key: Vec<u64>, sets: &[(SetKind, &Versioned<Scored>)]) -> Overlay {
                 .enumerate()
                 .map(|(i, &c)| (lo + (i as f64 + 0.5) * bin_width, c as f64 / n))
                 .collect();
-            (kind, name, bins)
+            SetHistogram { kind, name, bins }
         })
         .collect();
     Overlay { key, bin_width, sets }
@@ -635,13 +643,13 @@ mod tests {
         let (a, b) = (scored(1, "test", &[0.0, 1.0, 1.0, 2.0]), scored(2, "test", &[10.0, f64::NAN]));
         let o = overlay(vec![1, 2], &[(SetKind::Test, &a), (SetKind::Other, &b)]);
         assert_eq!(o.sets.len(), 2);
-        assert_eq!(o.sets[1].1, "test (loaded)", "a loaded set named like a split is told apart");
+        assert_eq!(o.sets[1].name, "test (loaded)", "a loaded set named like a split is told apart");
         assert!((o.bin_width - 10.0 / BINS as f64).abs() < 1e-12, "bins span both sets");
-        for (_, _, bins) in &o.sets {
-            assert_eq!(bins.len(), BINS);
-            assert!((bins.iter().map(|b| b.1).sum::<f64>() - 1.0).abs() < 1e-12, "shares sum to 1");
-            assert_eq!(bins[0].0, o.sets[0].2[0].0, "the same bin centres");
+        for h in &o.sets {
+            assert_eq!(h.bins.len(), BINS);
+            assert!((h.bins.iter().map(|b| b.1).sum::<f64>() - 1.0).abs() < 1e-12, "shares sum to 1");
+            assert_eq!(h.bins[0].0, o.sets[0].bins[0].0, "the same bin centres");
         }
-        assert_eq!(o.sets[1].2[BINS - 1].1, 1.0, "the maximum falls in the last bin, NaN is left out");
+        assert_eq!(o.sets[1].bins[BINS - 1].1, 1.0, "the maximum falls in the last bin, NaN is left out");
     }
 }
