@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use egui::{RichText, Vec2};
-use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints};
+use egui_plot::{Bar, BarChart, Corner, Legend, Line, Plot, PlotPoints};
 
 use super::{Tab, TabCtx};
 use crate::app::actions::Action;
@@ -21,7 +21,7 @@ use crate::engine::data::{DataSource, Dataset, SplitKind};
 use crate::engine::images::ImageBatch;
 use crate::engine::models::{Family, ReconLoss};
 use crate::engine::protocol::{Command, ScoreTarget};
-use crate::engine::scoring::{auroc, roc_curve, RocPoint, ScoreOptions, ScoredSet, Stat};
+use crate::engine::scoring::{auroc, roc_curve, Likelihood, RocPoint, ScoreOptions, ScoredSet, Stat};
 
 /// Histogram bins of the anomaly score.
 const BINS: usize = 40;
@@ -88,7 +88,8 @@ pub struct OutliersTab {
     other_request: Option<(u64, Arc<Dataset>)>,
     /// The version of the loaded set last sent for scoring.
     other_sent: u64,
-    gallery: SetKind,
+    /// The set the gallery shows, once picked (until then the newest scored one).
+    gallery: Option<SetKind>,
     ranked: Option<Ranked>,
     overlay: Option<Overlay>,
     comparison: Option<Comparison>,
@@ -107,7 +108,7 @@ impl Default for OutliersTab {
             test_request: None,
             other_request: None,
             other_sent: 0,
-            gallery: SetKind::Test,
+            gallery: None,
             ranked: None,
             overlay: None,
             comparison: None,
@@ -175,10 +176,21 @@ impl OutliersTab {
         }
     }
 
-    /// Scores the loaded set, and the test set with it when the run has no test scores yet
-    /// (the AUROC needs both).
+    /// Whether `set` was scored with the current options.
+    fn same_options(&self, run: &RunRecord, set: &ScoredSet) -> bool {
+        let m = &run.config.model;
+        let k = if m.family.is_variational() { self.k } else { 0 };
+        let cb = self.continuous_bernoulli && m.family.is_variational() && m.recon_loss == ReconLoss::Bce;
+        set.k == k && (set.likelihood == Some(Likelihood::ContinuousBernoulli)) == cb
+    }
+
+    /// Scores the loaded set, and the test set with it unless the test scores are from this
+    /// step and these options (the AUROC compares like with like).
     fn score_other(&mut self, cx: &mut TabCtx<'_>, run: &RunRecord, data: Arc<Dataset>) {
-        if self.scored(run, SetKind::Test).is_none() {
+        let test_current = self
+            .scored(run, SetKind::Test)
+            .is_some_and(|t| t.value.step == run.step && self.same_options(run, &t.value.set));
+        if !test_current {
             self.score_split(cx, SplitKind::Test);
         }
         let request = self.send_score(cx, ScoreTarget::Dataset(data.clone()));
@@ -320,7 +332,10 @@ impl OutliersTab {
                     );
                 }
                 let free = run.explore.score_progress.is_none() && run.has_model();
-                if ui.add_enabled(free, egui::Button::new("Score it again")).clicked() {
+                let again = ui.add_enabled(free, egui::Button::new("Score it again")).on_hover_text(
+                    "Score it under the model as it is now (with the test set, unless that was just scored)",
+                );
+                if again.clicked() {
                     self.score_other(cx, run, d);
                 }
             });
@@ -404,11 +419,8 @@ impl OutliersTab {
     fn galleries(&mut self, ui: &mut egui::Ui, cx: &mut TabCtx<'_>, run: &RunRecord) {
         let present: Vec<(SetKind, &Versioned<Scored>)> =
             SET_KINDS.iter().filter_map(|&k| self.scored(run, k).map(|s| (k, s))).collect();
-        let Some(&(first, _)) = present.first() else { return };
-        if !present.iter().any(|(k, _)| *k == self.gallery) {
-            self.gallery =
-                if present.iter().any(|(k, _)| *k == SetKind::Test) { SetKind::Test } else { first };
-        }
+        let Some(&(newest, _)) = present.iter().max_by_key(|(_, s)| s.version) else { return };
+        let mut chosen = self.gallery.filter(|g| present.iter().any(|(k, _)| k == g)).unwrap_or(newest);
         ui.add_space(4.0);
         ui.horizontal(|ui| {
             let name = |k: SetKind| {
@@ -417,15 +429,17 @@ impl OutliersTab {
                     .find(|(p, _)| *p == k)
                     .map_or(String::new(), |(_, s)| display_name(k, &s.value.name))
             };
-            egui::ComboBox::from_label("Gallery set").selected_text(name(self.gallery)).show_ui(ui, |ui| {
+            egui::ComboBox::from_label("Gallery set").selected_text(name(chosen)).show_ui(ui, |ui| {
                 for (k, _) in &present {
-                    ui.selectable_value(&mut self.gallery, *k, name(*k));
+                    if ui.selectable_value(&mut chosen, *k, name(*k)).clicked() {
+                        self.gallery = Some(*k);
+                    }
                 }
             });
         });
-        let Some((_, s)) = present.iter().find(|(k, _)| *k == self.gallery) else { return };
+        let Some((_, s)) = present.iter().find(|(k, _)| *k == chosen) else { return };
         if self.ranked.as_ref().is_none_or(|r| r.version != s.version) {
-            let data = match self.gallery {
+            let data = match chosen {
                 SetKind::Other => self.other_request.as_ref().map(|(_, d)| d.as_ref()),
                 _ => cx.dataset,
             };
@@ -433,7 +447,7 @@ impl OutliersTab {
         }
         let Some(r) = &self.ranked else { return };
         let w = ui.available_width().min(700.0);
-        let name = display_name(self.gallery, &s.value.name);
+        let name = display_name(chosen, &s.value.name);
         for (title, key, part) in [
             (format!("Most likely {name} images (lowest score)"), "outliers_likely", &r.likely),
             (format!("Least likely {name} images (highest score)"), "outliers_unlikely", &r.unlikely),
@@ -553,7 +567,7 @@ fn roc_plot(ui: &mut egui::Ui, id: &str, roc: &[RocPoint]) {
         .height(260.0)
         .width(300.0)
         .data_aspect(1.0)
-        .legend(Legend::default())
+        .legend(Legend::default().position(Corner::RightBottom))
         .x_axis_label("false positive rate")
         .y_axis_label("true positive rate")
         .show(ui, |p| {
