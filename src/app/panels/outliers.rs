@@ -14,7 +14,7 @@ use super::{Tab, TabCtx};
 use crate::app::actions::Action;
 use crate::app::loader::DialogKind;
 use crate::app::other_data::OtherData;
-use crate::app::run_view::{RunRecord, Scored, Versioned};
+use crate::app::run_view::{RunRecord, Scored, Versioned, SCORED_KEEP};
 use crate::app::theme;
 use crate::app::widgets::image_grid::image_grid;
 use crate::engine::data::{DataSource, Dataset, SplitKind};
@@ -38,6 +38,14 @@ enum SetKind {
 }
 
 const SET_KINDS: [SetKind; 3] = [SetKind::Train, SetKind::Test, SetKind::Other];
+
+/// A score request this tab sent.
+struct Sent {
+    request: u64,
+    kind: SetKind,
+    /// The loaded set it scored (its images show in the gallery even after another is loaded).
+    data: Option<Arc<Dataset>>,
+}
 
 /// The gallery built from one scored set.
 struct Ranked {
@@ -81,11 +89,8 @@ pub struct OutliersTab {
     inliers: BTreeSet<u32>,
     /// The typed path of a dataset to compare with.
     path: String,
-    /// The newest score request per set; for the loaded set also the data it scored (the
-    /// gallery shows its images even after another set is loaded).
-    train_request: Option<u64>,
-    test_request: Option<u64>,
-    other_request: Option<(u64, Arc<Dataset>)>,
+    /// The score requests sent, oldest first (the last [`SCORED_KEEP`]).
+    sent: Vec<Sent>,
     /// The version of the loaded set last sent for scoring.
     other_sent: u64,
     /// The set the gallery shows, once picked (until then the newest scored one).
@@ -104,9 +109,7 @@ impl Default for OutliersTab {
             steps: 300,
             inliers: (0..5).collect(),
             path: String::new(),
-            train_request: None,
-            test_request: None,
-            other_request: None,
+            sent: Vec::new(),
             other_sent: 0,
             gallery: None,
             ranked: None,
@@ -148,32 +151,53 @@ impl OutliersTab {
         ScoreOptions { k: self.k, continuous_bernoulli: self.continuous_bernoulli, ..ScoreOptions::default() }
     }
 
-    /// The newest scores of `kind` for this run, if they arrived.
-    fn scored<'a>(&self, run: &'a RunRecord, kind: SetKind) -> Option<&'a Versioned<Scored>> {
-        let request = match kind {
-            SetKind::Train => self.train_request?,
-            SetKind::Test => self.test_request?,
-            SetKind::Other => self.other_request.as_ref()?.0,
-        };
-        run.explore.scored.get(&request)
+    /// The newest scores of `kind` that arrived for this run (older ones stay on show while
+    /// a new request is under way), with its index in `sent`.
+    fn answered<'r>(&self, run: &'r RunRecord, kind: SetKind) -> Option<(usize, &'r Versioned<Scored>)> {
+        self.sent
+            .iter()
+            .enumerate()
+            .rev()
+            .filter(|(_, s)| s.kind == kind)
+            .find_map(|(i, s)| run.explore.scored.get(&s.request).map(|v| (i, v)))
     }
 
-    fn send_score(&mut self, cx: &mut TabCtx<'_>, target: ScoreTarget) -> u64 {
+    fn scored<'r>(&self, run: &'r RunRecord, kind: SetKind) -> Option<&'r Versioned<Scored>> {
+        self.answered(run, kind).map(|(_, v)| v)
+    }
+
+    fn send_score(&mut self, cx: &mut TabCtx<'_>, kind: SetKind, target: ScoreTarget) {
         self.request += 1;
+        let data = match &target {
+            ScoreTarget::Dataset(d) => Some(d.clone()),
+            ScoreTarget::Split(_) => None,
+        };
         cx.actions.push(Action::Worker(Command::Score {
             request: self.request,
             target,
             options: self.options(),
         }));
-        self.request
+        self.sent.push(Sent { request: self.request, kind, data });
+        if self.sent.len() > SCORED_KEEP {
+            self.sent.remove(0);
+        }
+        // Hold on to the images of the newest two loaded sets only (the one shown, the one
+        // being scored).
+        let mut others = 0;
+        for s in self.sent.iter_mut().rev().filter(|s| s.kind == SetKind::Other) {
+            others += 1;
+            if others > 2 {
+                s.data = None;
+            }
+        }
     }
 
-    fn score_split(&mut self, cx: &mut TabCtx<'_>, kind: SplitKind) {
-        let request = self.send_score(cx, ScoreTarget::Split(kind));
-        match kind {
-            SplitKind::Train => self.train_request = Some(request),
-            SplitKind::Test => self.test_request = Some(request),
-        }
+    fn score_split(&mut self, cx: &mut TabCtx<'_>, split: SplitKind) {
+        let kind = match split {
+            SplitKind::Train => SetKind::Train,
+            SplitKind::Test => SetKind::Test,
+        };
+        self.send_score(cx, kind, ScoreTarget::Split(split));
     }
 
     /// Whether `set` was scored with the current options.
@@ -193,8 +217,7 @@ impl OutliersTab {
         if !test_current {
             self.score_split(cx, SplitKind::Test);
         }
-        let request = self.send_score(cx, ScoreTarget::Dataset(data.clone()));
-        self.other_request = Some((request, data));
+        self.send_score(cx, SetKind::Other, ScoreTarget::Dataset(data));
     }
 
     /// A newly loaded set is scored at once (when there is a model to score it with).
@@ -439,10 +462,11 @@ impl OutliersTab {
         });
         let Some((_, s)) = present.iter().find(|(k, _)| *k == chosen) else { return };
         if self.ranked.as_ref().is_none_or(|r| r.version != s.version) {
-            let data = match chosen {
-                SetKind::Other => self.other_request.as_ref().map(|(_, d)| d.as_ref()),
-                _ => cx.dataset,
+            let loaded = match chosen {
+                SetKind::Other => self.answered(run, chosen).and_then(|(i, _)| self.sent[i].data.clone()),
+                _ => None,
             };
+            let data = if chosen == SetKind::Other { loaded.as_deref() } else { cx.dataset };
             self.ranked = Some(rank(s.version, &s.value.set, data));
         }
         let Some(r) = &self.ranked else { return };
