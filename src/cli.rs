@@ -727,15 +727,7 @@ fn traverse(a: TraverseArgs) -> anyhow::Result<()> {
     let is_gif = a.out.extension().is_some_and(|e| e.eq_ignore_ascii_case("gif"));
     if is_gif {
         // Frame k shows every dimension at values[k].
-        let frames: Vec<ImageBatch> = (0..values.len())
-            .map(|k| {
-                let parts: Vec<ImageBatch> = (0..dims.len())
-                    .map(|r| grid.slice(r * values.len() + k, r * values.len() + k + 1))
-                    .collect();
-                let refs: Vec<&ImageBatch> = parts.iter().collect();
-                ImageBatch::concat(&refs).unwrap_or_else(|| grid.slice(0, 1))
-            })
-            .collect();
+        let frames = export::traversal_frames(&grid, dims.len(), values.len());
         export::save_gif(&a.out, &frames, dims.len(), 120)?;
     } else {
         grid.save_grid_png(&a.out, values.len())?;

@@ -138,10 +138,10 @@ fn scoring_the_test_set_fills_the_histogram() {
     h.get_by_role_and_label(Role::Slider, "K").set_value_accesskit(2.0);
     h.run();
     h.get_by_label("Score test set").click();
-    wait_for(&mut h, "the test set's scores", 3000, |a| run(a).is_some_and(|r| r.explore.scored.is_some()));
+    wait_for(&mut h, "the test set's scores", 3000, |a| run(a).is_some_and(|r| !r.explore.scored.is_empty()));
     h.run();
     let r = run(h.state()).expect("a run");
-    let set = &r.explore.scored.as_ref().expect("scores").value;
+    let set = &r.explore.scored.values().last().expect("scores").value.set;
     assert_eq!(set.samples.len(), 2000, "every test image scored");
     assert_eq!(set.k, 2);
     assert!(set.anomaly_scores().iter().all(|v| v.is_finite()));
@@ -170,6 +170,12 @@ fn rewind_goes_back_to_a_kept_step() {
         run(a).is_some_and(|r| r.step < before && r.rewind_points.contains(&r.step))
     });
     assert_eq!(h.state().run_view.status(), Status::Paused);
+    let r = run(h.state()).expect("a run");
+    let grids = r.explore.history.steps();
+    assert!(
+        !grids.is_empty() && grids.iter().all(|s| *s <= r.step),
+        "grids after the rewind point: {grids:?}"
+    );
 }
 
 #[test]

@@ -4,6 +4,7 @@
 use crate::engine::data::DataSource;
 use crate::engine::protocol::Command;
 
+use super::loader::DialogKind;
 use super::state::ThemeChoice;
 
 #[derive(Clone, Debug)]
@@ -27,11 +28,19 @@ pub enum Action {
     /// Open the system file picker for a file / a folder.
     OpenFileDialog,
     OpenFolderDialog,
+    /// Load a second dataset to score against the current model (the Outliers tab).
+    LoadOther(DataSource),
+    CancelOtherLoad,
+    /// Open the system file picker for that second dataset.
+    OpenOtherDialog(DialogKind),
     /// Replace the configuration with a preset adapted to the loaded images.
     ApplyPreset(String),
     DismissNotice(u64),
     SetTheme(ThemeChoice),
     SelectTab(String),
+    /// Read a checkpoint folder, take its configuration and start a paused run from it on the
+    /// loaded dataset (the current run stays if the folder does not fit).
+    LoadCheckpoint(std::path::PathBuf),
     /// Pass a command to the worker as it is (samples, decoding, scoring, rewinding).
     Worker(Command),
 }

@@ -1,6 +1,7 @@
 //! Background jobs that must never block a frame: loading a dataset (named thread
-//! `genlab-loader`, with progress and cancel) and the system file picker (named thread
-//! `genlab-file-dialog`). Each job hands its result back over a channel the app polls.
+//! `genlab-loader`, with progress and cancel), the system file picker (named thread
+//! `genlab-file-dialog`) and reading a checkpoint (`genlab-checkpoint`). Each job hands its
+//! result back over a channel the app polls.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, TryRecvError};
 
+use crate::engine::checkpoint::{self, CheckpointMeta};
 use crate::engine::data::{self, DataError, DataSource, Dataset, LoadOptions};
 use crate::engine::worker::Waker;
 
@@ -114,26 +116,71 @@ pub struct DialogJob {
     rx: Receiver<(Option<PathBuf>, Duration)>,
 }
 
+/// What a dialog for writing asks for.
+#[derive(Clone, Debug)]
+pub enum SaveDialog {
+    /// A file to write: the dialog's title, a suggested name and the extensions it offers.
+    File { title: &'static str, file_name: String, extensions: &'static [&'static str] },
+    /// A folder to write into (or a checkpoint folder to read).
+    Folder { title: &'static str },
+}
+
 impl DialogJob {
     pub fn spawn(kind: DialogKind, start_dir: Option<PathBuf>, waker: Waker) -> Result<Self, String> {
+        Self::spawn_with(kind, waker, move || {
+            let mut dialog = rfd::AsyncFileDialog::new();
+            if let Some(dir) = start_dir {
+                dialog = dialog.set_directory(dir);
+            }
+            let picked = match kind {
+                DialogKind::File => {
+                    pollster::block_on(dialog.set_title("Open an IDX or CSV file").pick_file())
+                }
+                DialogKind::Folder => {
+                    pollster::block_on(dialog.set_title("Open a folder of images").pick_folder())
+                }
+            };
+            picked.map(|h| h.path().to_path_buf())
+        })
+    }
+
+    /// A save dialog (or a folder picker) for an export or a checkpoint.
+    pub fn spawn_save(what: SaveDialog, start_dir: Option<PathBuf>, waker: Waker) -> Result<Self, String> {
+        let kind = match what {
+            SaveDialog::File { .. } => DialogKind::File,
+            SaveDialog::Folder { .. } => DialogKind::Folder,
+        };
+        Self::spawn_with(kind, waker, move || {
+            let mut dialog = rfd::AsyncFileDialog::new();
+            if let Some(dir) = start_dir {
+                dialog = dialog.set_directory(dir);
+            }
+            let picked = match what {
+                SaveDialog::File { title, file_name, extensions } => pollster::block_on(
+                    dialog
+                        .set_title(title)
+                        .set_file_name(file_name)
+                        .add_filter(extensions.join(", ").to_uppercase(), extensions)
+                        .save_file(),
+                ),
+                SaveDialog::Folder { title } => pollster::block_on(dialog.set_title(title).pick_folder()),
+            };
+            picked.map(|h| h.path().to_path_buf())
+        })
+    }
+
+    fn spawn_with(
+        kind: DialogKind,
+        waker: Waker,
+        pick: impl FnOnce() -> Option<PathBuf> + Send + 'static,
+    ) -> Result<Self, String> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         std::thread::Builder::new()
             .name("genlab-file-dialog".into())
             .spawn(move || {
                 let t0 = Instant::now();
-                let mut dialog = rfd::AsyncFileDialog::new();
-                if let Some(dir) = start_dir {
-                    dialog = dialog.set_directory(dir);
-                }
-                let picked = match kind {
-                    DialogKind::File => {
-                        pollster::block_on(dialog.set_title("Open an IDX or CSV file").pick_file())
-                    }
-                    DialogKind::Folder => {
-                        pollster::block_on(dialog.set_title("Open a folder of images").pick_folder())
-                    }
-                };
-                let _ = tx.send((picked.map(|h| h.path().to_path_buf()), t0.elapsed()));
+                let picked = pick();
+                let _ = tx.send((picked, t0.elapsed()));
                 waker();
             })
             .map_err(|e| format!("could not start the file dialog thread: {e}"))?;
@@ -148,6 +195,38 @@ impl DialogJob {
             Ok((None, _)) => Some(DialogResult::Cancelled),
             Err(TryRecvError::Empty) => None,
             Err(TryRecvError::Disconnected) => Some(DialogResult::Unavailable),
+        }
+    }
+}
+
+/// A checkpoint read and checked on its own thread before a run is started from it: the
+/// configuration, the weights' checksum, and that the weights fit the model it describes.
+pub struct CheckpointJob {
+    pub dir: PathBuf,
+    rx: Receiver<Result<CheckpointMeta, String>>,
+}
+
+impl CheckpointJob {
+    pub fn spawn(dir: PathBuf, waker: Waker) -> Result<Self, String> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let d = dir.clone();
+        std::thread::Builder::new()
+            .name("genlab-checkpoint".into())
+            .spawn(move || {
+                let result = checkpoint::load(&d).map(|loaded| loaded.meta).map_err(|e| e.to_string());
+                let _ = tx.send(result);
+                waker();
+            })
+            .map_err(|e| format!("could not start the checkpoint reader thread: {e}"))?;
+        Ok(Self { dir, rx })
+    }
+
+    /// `Some` once the checkpoint has been read.
+    pub fn poll(&mut self) -> Option<Result<CheckpointMeta, String>> {
+        match self.rx.try_recv() {
+            Ok(r) => Some(r),
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Disconnected) => Some(Err("the checkpoint reader stopped unexpectedly".into())),
         }
     }
 }

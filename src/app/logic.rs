@@ -5,11 +5,13 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use super::actions::Action;
-use super::loader::{DialogJob, DialogKind, DialogResult, LoadJob};
+use super::loader::{CheckpointJob, DialogJob, DialogKind, DialogResult, LoadJob};
+use super::other_data::OtherDataNews;
 use super::panels::dataset::LoadedDataset;
 use super::theme;
 use super::widgets::notices::NoticeKind;
 use super::App;
+use crate::engine::checkpoint::CheckpointMeta;
 use crate::engine::config::preset;
 use crate::engine::data::{DataError, DataSource, LoadOptions};
 use crate::engine::protocol::{Command, DataSpec};
@@ -31,6 +33,11 @@ impl App {
             self.finish_load(source, result);
         }
 
+        if let Some(result) = self.checkpoint_job.as_mut().and_then(|j| j.poll()) {
+            let dir = self.checkpoint_job.take().map(|j| j.dir).unwrap_or_default();
+            self.finish_checkpoint_load(dir, result);
+        }
+
         if let Some(result) = self.dialog.as_mut().and_then(|d| d.poll()) {
             self.dialog = None;
             match result {
@@ -41,6 +48,16 @@ impl App {
                     "No file dialog is available here (it needs a desktop portal or zenity). Type the path into the Path field and click Load.",
                 ),
             }
+        }
+
+        match self.other.poll(&self.waker) {
+            Some(OtherDataNews::Failed(msg)) => self.notices.error(msg),
+            Some(OtherDataNews::Cancelled) => self.notices.push(NoticeKind::Info, "Loading cancelled."),
+            Some(OtherDataNews::NoDialog) => self.notices.push(
+                NoticeKind::Warning,
+                "No file dialog is available here (it needs a desktop portal or zenity). Type the path into the Outliers tab's path field and click Load and score.",
+            ),
+            Some(OtherDataNews::Loaded(_)) | None => {}
         }
 
         let dropped: Vec<PathBuf> =
@@ -108,6 +125,60 @@ impl App {
                 }
             }
         }
+    }
+
+    /// Starts a paused run from a checkpoint that was read and checked, if it fits the loaded
+    /// data; otherwise says why and changes nothing (the current run and settings stay).
+    fn finish_checkpoint_load(&mut self, dir: PathBuf, result: Result<CheckpointMeta, String>) {
+        let fail = |why: String| format!("Could not load the checkpoint {}: {why}", dir.display());
+        let meta = match result {
+            Ok(m) => m,
+            Err(e) => return self.notices.error(fail(e)),
+        };
+        let Some(d) = &self.dataset else {
+            return self.notices.error(fail("load a dataset to continue on first".into()));
+        };
+        let data = d.data.clone();
+        let mut config = meta.config;
+        if config.model.input != data.shape {
+            return self.notices.error(fail(format!(
+                "its model reads {} images but the loaded dataset ({}) has {}; load the data it was trained on ({})",
+                config.model.input, data.name, data.shape, meta.data_source
+            )));
+        }
+        let train = data.split(config.train.test_fraction, config.train.seed).train.len();
+        if config.train.batch_size > train {
+            return self.notices.error(fail(format!(
+                "its batch size {} is larger than the {train} training images of {}",
+                config.train.batch_size, data.name
+            )));
+        }
+        // How many threads to use is this machine's choice, not the checkpoint's.
+        config.train.threads = self.persisted.config.train.threads;
+        let cmd = Command::Start {
+            config: Box::new(config.clone()),
+            data: DataSpec::Loaded(data.clone()),
+            checkpoint: Some(dir.clone()),
+            paused: true,
+        };
+        if !self.send(cmd) {
+            return self.notices.error(fail("the training thread is not running".into()));
+        }
+        self.persisted.config = config;
+        self.run_view.start_requested();
+        let elsewhere = if meta.data_source != data.source {
+            format!(" It was trained on {}; it continues on {}.", meta.data_source, data.name)
+        } else {
+            String::new()
+        };
+        self.notices.push(
+            NoticeKind::Info,
+            format!(
+                "Loaded {} at step {} (paused: Resume continues training).{elsewhere}",
+                dir.display(),
+                meta.step
+            ),
+        );
     }
 
     /// Sends a command, restarting the worker once if it has gone away.
@@ -195,6 +266,17 @@ impl App {
                     Err(e) => self.notices.error(format!("{e}. Type the path into the Path field instead.")),
                 }
             }
+            Action::LoadOther(src) => {
+                if let Err(e) = self.other.start_load(src, self.waker.clone()) {
+                    self.notices.error(e);
+                }
+            }
+            Action::CancelOtherLoad => self.other.cancel(),
+            Action::OpenOtherDialog(kind) => {
+                if let Err(e) = self.other.open_dialog(kind, self.waker.clone()) {
+                    self.notices.error(format!("{e}. Type the path into the path field instead."));
+                }
+            }
             Action::ApplyPreset(name) => {
                 let shape = self.persisted.config.model.input;
                 match preset(&name, shape) {
@@ -213,6 +295,19 @@ impl App {
                 theme::apply(ctx, t);
             }
             Action::SelectTab(t) => self.persisted.tab = t,
+            Action::LoadCheckpoint(dir) => {
+                if self.checkpoint_job.is_some() {
+                    return;
+                }
+                if self.loading.is_some() {
+                    self.notices.error("Wait for the dataset to load before loading a checkpoint.");
+                    return;
+                }
+                match CheckpointJob::spawn(dir, self.waker.clone()) {
+                    Ok(job) => self.checkpoint_job = Some(job),
+                    Err(e) => self.notices.error(e),
+                }
+            }
             Action::Worker(cmd) => {
                 self.send(cmd);
             }

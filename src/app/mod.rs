@@ -3,8 +3,10 @@
 //! out the [`Action`]s the panels pushed. No frame ever waits on another thread.
 
 pub mod actions;
+pub mod export_target;
 pub mod loader;
 mod logic;
+pub mod other_data;
 pub mod panels;
 pub mod params;
 pub mod run_view;
@@ -24,7 +26,8 @@ use crate::engine::config::{preset, PRESETS};
 use crate::engine::data::{DataSource, Dataset, ImageShape};
 use crate::engine::worker::{Waker, Worker};
 use actions::Action;
-use loader::{DialogJob, LoadJob};
+use loader::{CheckpointJob, DialogJob, LoadJob};
+use other_data::OtherData;
 use panels::architecture::{architecture_ui, ArchitectureCtx};
 use panels::controls::{controls_ui, ControlsCtx};
 use panels::dataset::{DatasetCtx, DatasetPanel, LoadedDataset};
@@ -50,6 +53,10 @@ pub struct App {
     split_cache: Option<((u64, u64), (usize, usize))>,
     loading: Option<LoadJob>,
     dialog: Option<DialogJob>,
+    /// A checkpoint being read before a run starts from it.
+    checkpoint_job: Option<CheckpointJob>,
+    /// A second dataset to score against the model (the Outliers tab).
+    other: OtherData,
     params: ParamCounter,
     textures: Textures,
     notices: Notices,
@@ -104,6 +111,8 @@ impl App {
             split_cache: None,
             loading: None,
             dialog: None,
+            checkpoint_job: None,
+            other: OtherData::default(),
             textures: Textures::default(),
             notices: Notices::default(),
             tabs: panels::all_tabs(),
@@ -124,6 +133,21 @@ impl App {
     /// Whether a dataset is being loaded.
     pub fn is_loading(&self) -> bool {
         self.loading.is_some()
+    }
+
+    /// Whether a checkpoint is being read.
+    pub fn is_loading_checkpoint(&self) -> bool {
+        self.checkpoint_job.is_some()
+    }
+
+    /// The second dataset loaded for scoring, if any.
+    pub fn other_dataset(&self) -> Option<&Dataset> {
+        self.other.loaded.as_ref().map(|d| d.value.as_ref())
+    }
+
+    /// Whether that second dataset is being loaded.
+    pub fn is_loading_other(&self) -> bool {
+        self.other.loading.is_some()
     }
 
     /// The error messages on screen.
@@ -206,6 +230,7 @@ impl App {
                 let mut cx = TabCtx {
                     run_view: &self.run_view,
                     dataset: self.dataset.as_ref().map(|d| d.data.as_ref()),
+                    other: &self.other,
                     plot: &mut self.persisted.plot,
                     textures: &mut self.textures,
                     actions: &mut actions,
@@ -218,7 +243,11 @@ impl App {
         for a in actions {
             self.act(a, &ctx);
         }
-        let busy = self.loading.is_some() || self.dialog.is_some() || self.run_view.active().is_some();
+        let busy = self.loading.is_some()
+            || self.dialog.is_some()
+            || self.checkpoint_job.is_some()
+            || self.other.is_busy()
+            || self.run_view.active().is_some();
         if busy || counting {
             ctx.request_repaint_after(POLL_INTERVAL);
         }

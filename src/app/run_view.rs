@@ -42,6 +42,19 @@ pub struct Reconstructions {
     pub reconstructions: ImageBatch,
 }
 
+/// Scored sets kept per run: the newest, by request number.
+pub const SCORED_KEEP: usize = 8;
+
+/// One answered [`Event::Scored`].
+#[derive(Clone, Debug)]
+pub struct Scored {
+    /// Which set: a split ("test", "train") or another dataset's name.
+    pub name: String,
+    /// The run's step when the scores arrived (sets are comparable only at the same step).
+    pub step: u64,
+    pub set: ScoredSet,
+}
+
 /// What the exploring tabs (samples, latent space, outliers) receive for a run.
 #[derive(Clone, Debug)]
 pub struct Explore {
@@ -54,7 +67,8 @@ pub struct Explore {
     pub encoded: Option<Versioned<Encoding>>,
     /// A score or hold-out request under way: (request, done, total).
     pub score_progress: Option<(u64, usize, usize)>,
-    pub scored: Option<Versioned<ScoredSet>>,
+    /// Answered score requests by request number (at most [`SCORED_KEEP`], the newest).
+    pub scored: BTreeMap<u64, Versioned<Scored>>,
     pub hold_out: Option<Versioned<HoldOutReport>>,
 }
 
@@ -67,7 +81,7 @@ impl Default for Explore {
             decoded: BTreeMap::new(),
             encoded: None,
             score_progress: None,
-            scored: None,
+            scored: BTreeMap::new(),
             hold_out: None,
         }
     }
@@ -90,26 +104,67 @@ pub fn component(l: &Losses, name: &str) -> Option<f64> {
     }
 }
 
-/// Per-step values of every loss component of a family, column by column.
+/// Per-step values of every loss component of a family, column by column, with each step's
+/// epoch, learning rate and throughput.
 #[derive(Clone, Debug, Default)]
 pub struct Series {
     pub names: &'static [&'static str],
     pub steps: Vec<f64>,
     /// One column per name, each as long as `steps` (NaN where a value was missing).
     pub values: Vec<Vec<f64>>,
+    /// 0-based epoch of each step.
+    pub epochs: Vec<usize>,
+    pub learning_rates: Vec<f64>,
+    /// Images per second at each step (unsmoothed, as the worker measured it).
+    pub images_per_sec: Vec<f64>,
 }
 
 impl Series {
     pub fn new(family: Family) -> Self {
         let names = Losses::names_for(family);
-        Self { names, steps: Vec::new(), values: vec![Vec::new(); names.len()] }
+        Self { names, values: vec![Vec::new(); names.len()], ..Default::default() }
     }
 
-    pub fn push(&mut self, step: u64, losses: &Losses) {
-        self.steps.push(step as f64);
+    pub fn push(&mut self, m: &StepMetrics) {
+        self.steps.push(m.step as f64);
         for (col, name) in self.values.iter_mut().zip(self.names) {
-            col.push(component(losses, name).unwrap_or(f64::NAN));
+            col.push(component(&m.losses, name).unwrap_or(f64::NAN));
         }
+        self.epochs.push(m.epoch);
+        self.learning_rates.push(m.learning_rate);
+        self.images_per_sec.push(m.images_per_sec);
+    }
+
+    /// Keeps the first `n` steps.
+    pub fn truncate(&mut self, n: usize) {
+        self.steps.truncate(n);
+        for col in &mut self.values {
+            col.truncate(n);
+        }
+        self.epochs.truncate(n);
+        self.learning_rates.truncate(n);
+        self.images_per_sec.truncate(n);
+    }
+
+    /// CSV text: `step,epoch,<loss components>,lr,images_per_sec`, one row per step (empty
+    /// cells where a value is missing).
+    pub fn to_csv(&self) -> String {
+        let mut s = format!("step,epoch,{},lr,images_per_sec\n", self.names.join(","));
+        let cell = |v: f64| if v.is_finite() { v.to_string() } else { String::new() };
+        for i in 0..self.steps.len() {
+            let epoch = self.epochs.get(i).map_or(String::new(), |e| e.to_string());
+            s.push_str(&format!("{},{epoch}", self.steps[i]));
+            for col in &self.values {
+                s.push(',');
+                s.push_str(&cell(col.get(i).copied().unwrap_or(f64::NAN)));
+            }
+            for col in [&self.learning_rates, &self.images_per_sec] {
+                s.push(',');
+                s.push_str(&cell(col.get(i).copied().unwrap_or(f64::NAN)));
+            }
+            s.push('\n');
+        }
+        s
     }
 
     pub fn len(&self) -> usize {
@@ -231,10 +286,8 @@ impl RunRecord {
             self.ended_at = None;
         }
         let keep = self.series.steps.partition_point(|&s| s <= step as f64);
-        self.series.steps.truncate(keep);
-        for col in &mut self.series.values {
-            col.truncate(keep);
-        }
+        self.series.truncate(keep);
+        self.explore.history.truncate_after(step);
         self.epochs.retain(|(s, _)| *s <= step);
         self.markers.retain(|m| m.step <= step);
         self.fixed_noise = self.fixed_noise.take().filter(|(s, _)| *s <= step);
@@ -393,7 +446,7 @@ impl RunView {
             Event::Metrics { run, steps } => {
                 let Some(r) = self.record_mut(run) else { return };
                 for m in steps {
-                    r.series.push(m.step, &m.losses);
+                    r.series.push(&m);
                     r.step = m.step;
                     r.epoch = m.epoch;
                     r.learning_rate = m.learning_rate;
@@ -485,7 +538,14 @@ impl RunView {
                     None => self.messages.push(format!("Could not start training: {message}")),
                 }
             }
-            Event::Error { message } => self.messages.push(message),
+            Event::Error { message } => {
+                // A score request that fails answers with an error only: do not leave the
+                // tab waiting for it (a request still running reports progress again).
+                if let Some(r) = self.runs.last_mut() {
+                    r.explore.score_progress = None;
+                }
+                self.messages.push(message)
+            }
             Event::Samples { run, images } => {
                 if let Some(r) = self.record_mut(run) {
                     r.explore.samples = Some(Versioned { version, value: images });
@@ -512,10 +572,14 @@ impl RunView {
                     r.explore.score_progress = Some((request, done, total));
                 }
             }
-            Event::Scored { run, set, .. } => {
+            Event::Scored { run, request, name, set } => {
                 if let Some(r) = self.record_mut(run) {
                     r.explore.score_progress = None;
-                    r.explore.scored = Some(Versioned { version, value: *set });
+                    let value = Scored { name, step: r.step, set: *set };
+                    r.explore.scored.insert(request, Versioned { version, value });
+                    while r.explore.scored.len() > SCORED_KEEP {
+                        r.explore.scored.pop_first();
+                    }
                 }
             }
             Event::HoldOutDone { run, report, .. } => {
@@ -623,6 +687,7 @@ mod tests {
         v.apply(Event::Rewound { run: 1, step: 7 }, t);
         let r = v.current().unwrap();
         assert_eq!((r.series.len(), r.step, r.epochs.len()), (7, 7, 0));
+        assert_eq!(r.series.learning_rates.len(), 7);
         assert_eq!(r.rewind_points, vec![0, 7]);
         assert_eq!(r.markers.len(), 1, "the lr change at step 5 stays");
         v.apply(metrics(1, 8..11, 1e-4), t);
@@ -691,8 +756,19 @@ mod tests {
         v.apply(Event::Scored { run: 1, request: 1, name: "test".into(), set: Box::new(set) }, t);
         let ex = &v.current().unwrap().explore;
         assert!(ex.score_progress.is_none());
-        assert!(ex.scored.is_some());
-        let first = ex.decoded[&0].version;
+        assert_eq!(ex.scored[&1].value.name, "test");
+        let set = ex.scored[&1].value.set.clone();
+        for request in 2..20 {
+            let set = set.clone();
+            v.apply(Event::Scored { run: 1, request, name: "x".into(), set: Box::new(set) }, t);
+        }
+        let ex = &v.current().unwrap().explore;
+        assert_eq!(ex.scored.len(), SCORED_KEEP, "only the newest score sets are kept");
+        assert!(ex.scored.contains_key(&19) && !ex.scored.contains_key(&1));
+        v.apply(Event::ScoreProgress { run: 1, request: 20, done: 1, total: 20 }, t);
+        v.apply(Event::Error { message: "scoring x failed".into() }, t);
+        assert!(v.current().unwrap().explore.score_progress.is_none(), "a failed score ends the wait");
+        let first = v.current().unwrap().explore.decoded[&0].version;
 
         // A long run's history stops at HISTORY_GRIDS grids (small images) however many come.
         for k in 3..2_000u64 {
@@ -706,5 +782,37 @@ mod tests {
         assert_eq!(history_budget(3 * 64 * 64 * 64), HISTORY_BUDGET, "large grids: the byte budget");
         v.apply(Event::Decoded { run: 1, channel: 0, request: 4, images: grid(4) }, t);
         assert!(v.current().unwrap().explore.decoded[&0].version > first, "new data, new version");
+    }
+
+    #[test]
+    fn rewinding_drops_the_grids_logged_after_the_step() {
+        use crate::engine::data::ImageShape;
+        let t = Instant::now();
+        let mut v = RunView::default();
+        v.apply(started(1, Family::Vae), t);
+        let grid = |x: u8| ImageBatch { shape: ImageShape::new(1, 2, 2), pixels: vec![x; 4] };
+        for step in [0, 5, 10, 15] {
+            v.apply(Event::FixedNoise { run: 1, step, images: grid(step as u8) }, t);
+        }
+        v.apply(Event::Rewound { run: 1, step: 7 }, t);
+        let r = v.current().unwrap();
+        assert_eq!(r.explore.history.steps(), vec![0, 5]);
+        assert!(r.fixed_noise.is_none(), "the grid of step 15 came after the rewind point");
+        v.apply(Event::FixedNoise { run: 1, step: 7, images: grid(77) }, t);
+        assert_eq!(v.current().unwrap().explore.history.steps(), vec![0, 5, 7]);
+    }
+
+    #[test]
+    fn metrics_csv_has_a_row_per_step_with_epoch_lr_and_rate() {
+        let t = Instant::now();
+        let mut v = RunView::default();
+        v.apply(started(1, Family::Vae), t);
+        v.apply(metrics(1, 1..13, 1e-3), t);
+        let csv = v.current().unwrap().series.to_csv();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[0], "step,epoch,loss,recon,kl,lr,images_per_sec");
+        assert_eq!(lines.len(), 13);
+        assert_eq!(lines[1], "1,0,100,90,10,0.001,1000");
+        assert!(lines[12].starts_with("12,1,"), "{}", lines[12]);
     }
 }

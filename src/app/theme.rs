@@ -98,6 +98,16 @@ pub fn bar_color(ui: &egui::Ui) -> Color32 {
     }
 }
 
+/// The scored sets overlaid in the Outliers tab's histogram: "train", "test", or any other
+/// name (a loaded dataset).
+pub fn scored_set_color(ui: &egui::Ui, set: &str) -> Color32 {
+    match set {
+        "test" => bar_color(ui),
+        "train" => series_color(ui, "kl"),
+        _ => series_color(ui, "recon"),
+    }
+}
+
 /// Vertical markers in the loss plot.
 pub fn marker_color(ui: &egui::Ui, kind: &super::run_view::MarkerKind) -> Color32 {
     use super::run_view::MarkerKind;

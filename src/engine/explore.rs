@@ -256,4 +256,43 @@ impl GridHistory {
         self.entries.clear();
         self.bytes = 0;
     }
+
+    /// Drops the grids logged after `step` (the run went back to it).
+    pub fn truncate_after(&mut self, step: u64) {
+        let keep = self.entries.partition_point(|(s, _)| *s <= step);
+        for (_, g) in self.entries.drain(keep..) {
+            self.bytes -= g.pixels.len();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::data::ImageShape;
+
+    fn grid(x: u8) -> ImageBatch {
+        ImageBatch { shape: ImageShape::new(1, 2, 2), pixels: vec![x; 8] }
+    }
+
+    #[test]
+    fn truncate_after_drops_later_grids_and_their_bytes() {
+        let mut h = GridHistory::new(1 << 20);
+        for (i, step) in [0u64, 50, 100, 150, 200].into_iter().enumerate() {
+            h.push(step, grid(i as u8));
+        }
+        h.truncate_after(120);
+        assert_eq!(h.steps(), vec![0, 50, 100]);
+        assert_eq!(h.bytes(), 3 * 8);
+        assert_eq!(h.latest().map(|(s, g)| (s, g.pixels[0])), Some((100, 2)));
+        // A grid logged exactly at the step stays; nothing before the first goes either way.
+        h.truncate_after(50);
+        assert_eq!(h.steps(), vec![0, 50]);
+        h.truncate_after(1000);
+        assert_eq!(h.steps(), vec![0, 50]);
+        // Training on after the rewind logs new grids after the kept ones.
+        h.push(100, grid(9));
+        assert_eq!(h.at_step(100).map(|(_, g)| g.pixels[0]), Some(9));
+        assert_eq!(h.bytes(), 3 * 8);
+    }
 }

@@ -7,11 +7,14 @@ use egui_plot::{Bar, BarChart, Legend, Plot, PlotPoints, Points};
 
 use super::{Tab, TabCtx};
 use crate::app::actions::Action;
+use crate::app::export_target::ExportTarget;
+use crate::app::loader::SaveDialog;
 use crate::app::run_view::RunRecord;
 use crate::app::theme;
 use crate::app::widgets::image_grid::image_grid;
 use crate::engine::data::SplitKind;
 use crate::engine::explore::{dims_by_kl, kl_per_dim, linspace, Pca2};
+use crate::engine::export;
 use crate::engine::models::Family;
 use crate::engine::protocol::Command;
 
@@ -25,17 +28,21 @@ const TRAVERSAL_ROWS: usize = 10;
 /// At most this many points per label on the map.
 const MAP_POINTS: usize = 4000;
 
+/// Milliseconds per frame of the traversal GIF.
+const GIF_FRAME_MS: u32 = 150;
+
 /// What is derived from one encoding of the test set.
 struct Derived {
     version: u64,
     kl: Vec<f64>,
+    /// The traversal's dimensions, by decreasing KL (one row each).
+    dims: Vec<usize>,
     rows: usize,
     pca: Pca2,
     /// Map points per label (`u32::MAX` = unlabelled).
     points: Vec<(u32, Vec<[f64; 2]>)>,
 }
 
-#[derive(Default)]
 pub struct LatentTab {
     run: Option<u64>,
     z: Vec<f32>,
@@ -43,6 +50,29 @@ pub struct LatentTab {
     derived: Option<Derived>,
     /// The fixed-noise step the live image was last decoded after (it follows training).
     decoded_after: Option<u64>,
+    /// The traversal GIF and the encoding CSV.
+    export: ExportTarget,
+}
+
+impl Default for LatentTab {
+    fn default() -> Self {
+        Self {
+            run: None,
+            z: Vec::new(),
+            request: 0,
+            derived: None,
+            decoded_after: None,
+            export: ExportTarget::new(
+                "Export path",
+                "/path/to/traversal.gif or encoding.csv",
+                SaveDialog::File {
+                    title: "Save the traversal (GIF) or the encoding (CSV)",
+                    file_name: String::new(),
+                    extensions: &["gif", "csv"],
+                },
+            ),
+        }
+    }
 }
 
 impl Tab for LatentTab {
@@ -200,7 +230,8 @@ impl LatentTab {
             points[at].1.push([p[0] as f64, p[1] as f64]);
         }
         points.sort_by_key(|(l, _)| *l);
-        self.derived = Some(Derived { version: enc.version, kl, rows, pca, points });
+        let dims = dims.into_iter().take(rows).collect();
+        self.derived = Some(Derived { version: enc.version, kl, dims, rows, pca, points });
     }
 
     fn explore(&mut self, ui: &mut egui::Ui, cx: &mut TabCtx<'_>, run: &RunRecord) {
@@ -214,6 +245,10 @@ impl LatentTab {
                     .small(),
             );
         });
+        if self.derived.is_none() {
+            return;
+        }
+        self.export_ui(ui, run);
         let Some(d) = &self.derived else { return };
         let width = ui.available_width();
 
@@ -279,6 +314,67 @@ impl LatentTab {
                 self.decode_live(cx);
             }
         }
+    }
+}
+
+impl LatentTab {
+    /// Saves the traversal shown as an animated GIF (one frame per value, every dimension side
+    /// by side, as `genlab traverse` does) or the test set's encoding as CSV.
+    fn export_ui(&mut self, ui: &mut egui::Ui, run: &RunRecord) {
+        ui.add_space(6.0);
+        ui.strong("Export");
+        self.export.path_ui(ui, "traversal.gif", "Overwrite an existing file");
+        let busy = self.export.is_busy();
+        // The traversal decoded for the current encoding (rows × values), if it has arrived.
+        let rows = self.derived.as_ref().map_or(0, |d| d.rows);
+        let traversal = run
+            .explore
+            .decoded
+            .get(&TRAVERSAL)
+            .map(|t| &t.value.1)
+            .filter(|t| rows > 0 && t.len() == rows * TRAVERSAL_COLS);
+        ui.horizontal(|ui| {
+            let gif = ui
+                .add_enabled(!busy && traversal.is_some(), egui::Button::new("Save traversal GIF"))
+                .on_hover_text("One frame per value from −3 to 3; the traversal's dimensions side by side");
+            if let (true, Some(t), Some(d)) = (gif.clicked(), traversal, &self.derived) {
+                let frames = export::traversal_frames(t, rows, TRAVERSAL_COLS);
+                let dims = d.dims.clone();
+                self.start_export(ui.ctx(), move |path| {
+                    export::save_gif(path, &frames, dims.len(), GIF_FRAME_MS).map_err(|e| e.to_string())?;
+                    Ok(format!("Saved {} ({} frames, dimensions {dims:?})", path.display(), frames.len()))
+                });
+            }
+            let csv = ui
+                .add_enabled(!busy && run.explore.encoded.is_some(), egui::Button::new("Save encoding CSV"))
+                .on_hover_text("index, label, μ and log σ² of every test image");
+            if let (true, Some(enc)) = (csv.clicked(), &run.explore.encoded) {
+                let enc = enc.value.clone();
+                self.start_export(ui.ctx(), move |path| {
+                    export::save_encoding_csv(path, &enc).map_err(|e| e.to_string())?;
+                    Ok(format!(
+                        "Saved {} ({} images, {} dimensions)",
+                        path.display(),
+                        enc.indices.len(),
+                        enc.dim
+                    ))
+                });
+            }
+        });
+        self.export.message_ui(ui);
+    }
+
+    fn start_export(
+        &mut self,
+        ctx: &egui::Context,
+        write: impl FnOnce(&std::path::Path) -> Result<String, String> + Send + 'static,
+    ) {
+        let Some(path) = self.export.target() else { return };
+        if let Err(e) = export::check_target(&path, self.export.overwrite) {
+            self.export.message = Some(Err(e.to_string()));
+            return;
+        }
+        self.export.start(ctx, path, write);
     }
 }
 

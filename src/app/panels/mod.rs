@@ -10,6 +10,7 @@ pub mod samples;
 pub mod training;
 
 use super::actions::Action;
+use super::other_data::OtherData;
 use super::run_view::RunView;
 use super::state::PlotPrefs;
 use super::textures::Textures;
@@ -19,6 +20,8 @@ use crate::engine::data::Dataset;
 pub struct TabCtx<'a> {
     pub run_view: &'a RunView,
     pub dataset: Option<&'a Dataset>,
+    /// A second dataset loaded to be scored against the model.
+    pub other: &'a OtherData,
     pub plot: &'a mut PlotPrefs,
     pub textures: &'a mut Textures,
     pub actions: &'a mut Vec<Action>,

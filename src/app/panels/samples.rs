@@ -2,14 +2,14 @@
 //! the history of the fixed-noise grid (scrubbed by step, exported as PNG or GIF).
 
 use std::path::PathBuf;
-use std::sync::mpsc::{self, Receiver};
 
 use egui::{RichText, Vec2};
 
 use super::{Tab, TabCtx};
 use crate::app::actions::Action;
+use crate::app::export_target::ExportTarget;
+use crate::app::loader::SaveDialog;
 use crate::app::run_view::RunRecord;
-use crate::app::theme;
 use crate::app::widgets::image_grid::{clickable_grid, single_image};
 use crate::engine::data::Dataset;
 use crate::engine::export;
@@ -21,6 +21,10 @@ use crate::engine::protocol::Command;
 const RECON_COUNT: usize = 10;
 /// Prior samples per click.
 const SAMPLE_COUNT: usize = 64;
+/// Most prior samples written as PNGs at once (the worker draws at most this many).
+const MAX_PNGS: usize = 1024;
+/// File names of the sample PNGs: `sample-0000.png` ….
+const PNG_PREFIX: &str = "sample";
 
 /// Which grid an image to zoom into comes from.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -43,11 +47,13 @@ pub struct SamplesTab {
     /// Test indices of the run whose reconstructions are asked for.
     test_indices: Option<(u64, Vec<usize>)>,
     zoom: Option<(Source, usize)>,
-    export_path: String,
-    overwrite: bool,
-    /// A running export: its result arrives here.
-    exporting: Option<Receiver<Result<String, String>>>,
-    export_message: Option<Result<String, String>>,
+    /// The grid PNG and the history GIF.
+    export: ExportTarget,
+    /// Individual prior samples as PNGs.
+    pngs: ExportTarget,
+    png_count: usize,
+    /// Samples asked for to write as PNGs: (version of the samples shown before, count, folder).
+    pending_pngs: Option<(u64, usize, PathBuf)>,
 }
 
 impl Default for SamplesTab {
@@ -61,10 +67,22 @@ impl Default for SamplesTab {
             sampled_for: None,
             test_indices: None,
             zoom: None,
-            export_path: String::new(),
-            overwrite: false,
-            exporting: None,
-            export_message: None,
+            export: ExportTarget::new(
+                "Export path",
+                "/path/to/file.png or .gif",
+                SaveDialog::File {
+                    title: "Save the grid (PNG) or the history (GIF)",
+                    file_name: String::new(),
+                    extensions: &["png", "gif"],
+                },
+            ),
+            pngs: ExportTarget::new(
+                "Samples folder",
+                "a folder for sample-0000.png …",
+                SaveDialog::Folder { title: "Folder for the sample PNGs" },
+            ),
+            png_count: SAMPLE_COUNT,
+            pending_pngs: None,
         }
     }
 }
@@ -75,7 +93,6 @@ impl Tab for SamplesTab {
     }
 
     fn ui(&mut self, ui: &mut egui::Ui, cx: &mut TabCtx<'_>) {
-        self.poll_export(ui.ctx());
         let Some(run) = cx.run_view.current() else {
             ui.label(RichText::new("No run yet. Train a model: its samples appear here.").weak());
             return;
@@ -210,6 +227,69 @@ impl SamplesTab {
                 ui.label(RichText::new("Click New samples to decode fresh draws from the prior.").weak());
             }
         }
+        ui.add_space(8.0);
+        self.pngs_ui(ui, cx, run);
+    }
+
+    /// Writes N prior samples as `sample-0000.png` … into a folder: asks the worker for N
+    /// draws at the current temperature and seed, and writes them when they arrive.
+    fn pngs_ui(&mut self, ui: &mut egui::Ui, cx: &mut TabCtx<'_>, run: &RunRecord) {
+        ui.strong("Samples as PNG files");
+        self.pngs.path_ui(ui, "", "Overwrite existing PNGs");
+        let shown = run.explore.samples.as_ref().map_or(0, |s| s.version);
+        if let Some((before, n, dir)) = self.pending_pngs.take() {
+            match &run.explore.samples {
+                Some(s) if s.version > before && s.value.len() == n => {
+                    let images = s.value.clone();
+                    self.pngs.start(ui.ctx(), dir, move |dir| {
+                        let n = export::save_pngs(dir, PNG_PREFIX, &images).map_err(|e| e.to_string())?;
+                        Ok(format!(
+                            "Saved {n} PNGs ({}…) in {}",
+                            export::png_name(PNG_PREFIX, 0),
+                            dir.display()
+                        ))
+                    });
+                }
+                _ if !run.has_model() => {
+                    self.pngs.message =
+                        Some(Err("The run's model is gone: train again to draw samples.".into()))
+                }
+                _ => self.pending_pngs = Some((before, n, dir)),
+            }
+        }
+        let busy = self.pngs.is_busy() || self.pending_pngs.is_some();
+        ui.horizontal(|ui| {
+            let label = ui.label("Count");
+            ui.add(egui::DragValue::new(&mut self.png_count).range(1..=MAX_PNGS)).labelled_by(label.id);
+            let save = ui
+                .add_enabled(!busy && run.has_model(), egui::Button::new("Save sample PNGs"))
+                .on_hover_text(
+                "Draws this many samples from the prior (at the temperature above) and writes one PNG each",
+            );
+            if save.clicked() {
+                self.save_pngs(cx, shown);
+            }
+            if self.pending_pngs.is_some() {
+                ui.spinner();
+            }
+        });
+        self.pngs.message_ui(ui);
+    }
+
+    fn save_pngs(&mut self, cx: &mut TabCtx<'_>, shown: u64) {
+        let Some(dir) = self.pngs.target() else { return };
+        let n = self.png_count.clamp(1, MAX_PNGS);
+        if let Err(e) = export::check_pngs_target(&dir, PNG_PREFIX, n, self.pngs.overwrite) {
+            self.pngs.message = Some(Err(e.to_string()));
+            return;
+        }
+        self.pngs.message = None;
+        self.pending_pngs = Some((shown, n, dir));
+        cx.actions.push(Action::Worker(Command::Sample {
+            n,
+            temperature: self.temperature,
+            seed: self.seed,
+        }));
     }
 
     fn history(&mut self, ui: &mut egui::Ui, cx: &mut TabCtx<'_>, run: &RunRecord, width: f32) {
@@ -246,22 +326,13 @@ impl SamplesTab {
             RichText::new(format!("after step {shown}{follow} · {} grids kept", h.len())).weak().small(),
         );
         ui.add_space(8.0);
-        self.export_ui(ui, run, grid);
+        self.export_ui(ui, run, grid, shown);
     }
 
-    fn export_ui(&mut self, ui: &mut egui::Ui, run: &RunRecord, grid: &ImageBatch) {
+    fn export_ui(&mut self, ui: &mut egui::Ui, run: &RunRecord, grid: &ImageBatch, shown: u64) {
         ui.strong("Export");
-        ui.horizontal(|ui| {
-            let label = ui.label("Export path");
-            ui.add(
-                egui::TextEdit::singleline(&mut self.export_path)
-                    .hint_text("/path/to/file.png or .gif")
-                    .desired_width(f32::INFINITY),
-            )
-            .labelled_by(label.id);
-        });
-        ui.checkbox(&mut self.overwrite, "Overwrite an existing file");
-        let busy = self.exporting.is_some();
+        self.export.path_ui(ui, &format!("grid-step-{shown}.png"), "Overwrite an existing file");
+        let busy = self.export.is_busy();
         ui.horizontal(|ui| {
             if ui.add_enabled(!busy, egui::Button::new("Save grid PNG")).clicked() {
                 let grid = grid.clone();
@@ -270,7 +341,11 @@ impl SamplesTab {
                     Ok(format!("Saved {}", path.display()))
                 });
             }
-            if ui.add_enabled(!busy, egui::Button::new("Save history GIF")).clicked() {
+            if ui
+                .add_enabled(!busy, egui::Button::new("Save history GIF"))
+                .on_hover_text("Every kept grid, in step order, one frame each")
+                .clicked()
+            {
                 let h = &run.explore.history;
                 let frames: Vec<ImageBatch> =
                     (0..h.len()).filter_map(|i| h.get(i)).map(|(_, g)| g.clone()).collect();
@@ -279,19 +354,8 @@ impl SamplesTab {
                     Ok(format!("Saved {} ({} frames)", path.display(), frames.len()))
                 });
             }
-            if busy {
-                ui.spinner();
-            }
         });
-        match &self.export_message {
-            Some(Ok(m)) => {
-                ui.label(RichText::new(m).color(theme::ok_text(ui)));
-            }
-            Some(Err(m)) => {
-                ui.add(egui::Label::new(RichText::new(m).color(theme::error_text(ui))).wrap());
-            }
-            None => {}
-        }
+        self.export.message_ui(ui);
     }
 
     /// Checks the target (never replacing a file unless asked), then writes on its own thread.
@@ -300,50 +364,17 @@ impl SamplesTab {
         ctx: &egui::Context,
         write: impl FnOnce(&std::path::Path) -> Result<String, String> + Send + 'static,
     ) {
-        let path = PathBuf::from(self.export_path.trim());
-        if path.as_os_str().is_empty() {
-            self.export_message = Some(Err("Type a file path into Export path first.".into()));
+        let Some(path) = self.export.target() else { return };
+        if let Err(e) = export::check_target(&path, self.export.overwrite) {
+            self.export.message = Some(Err(e.to_string()));
             return;
         }
-        if let Err(e) = export::check_target(&path, self.overwrite) {
-            self.export_message = Some(Err(e.to_string()));
-            return;
-        }
-        let (tx, rx) = mpsc::channel();
-        let ctx = ctx.clone();
-        let spawned = std::thread::Builder::new().name("export".into()).spawn(move || {
-            let _ = tx.send(write(&path));
-            ctx.request_repaint();
-        });
-        match spawned {
-            Ok(_) => {
-                self.exporting = Some(rx);
-                self.export_message = None;
-            }
-            Err(e) => self.export_message = Some(Err(format!("could not start the export: {e}"))),
-        }
-    }
-
-    fn poll_export(&mut self, ctx: &egui::Context) {
-        let Some(rx) = &self.exporting else { return };
-        match rx.try_recv() {
-            Ok(result) => {
-                self.export_message = Some(result);
-                self.exporting = None;
-            }
-            Err(mpsc::TryRecvError::Empty) => {
-                ctx.request_repaint_after(std::time::Duration::from_millis(100))
-            }
-            Err(mpsc::TryRecvError::Disconnected) => {
-                self.export_message = Some(Err("the export stopped unexpectedly".into()));
-                self.exporting = None;
-            }
-        }
+        self.export.start(ctx, path, write);
     }
 
     /// Whether an export is being written (for tests).
     pub fn is_exporting(&self) -> bool {
-        self.exporting.is_some()
+        self.export.is_busy() || self.pngs.is_busy() || self.pending_pngs.is_some()
     }
 
     fn zoom_window(&mut self, ui: &mut egui::Ui, cx: &mut TabCtx<'_>, run: &RunRecord) {

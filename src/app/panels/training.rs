@@ -2,19 +2,30 @@
 //! session's runs (any of which can be overlaid on the plot).
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use egui::{RichText, Vec2};
 
 use super::{Tab, TabCtx};
 use crate::app::actions::Action;
+use crate::app::export_target::ExportTarget;
+use crate::app::loader::{DialogJob, DialogResult, SaveDialog};
 use crate::app::run_view::{RunEnd, RunRecord};
 use crate::app::theme;
 use crate::app::widgets::image_grid::image_grid;
 use crate::app::widgets::loss_plot::{loss_plot, SmoothCache};
+use crate::engine::export;
 use crate::engine::protocol::{Command, FinishReason};
 
-#[derive(Default)]
+/// What the open folder dialog is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FolderFor {
+    Save,
+    Load,
+}
+
 pub struct TrainingTab {
     /// Runs overlaid on the current plot.
     overlays: BTreeSet<u64>,
@@ -27,6 +38,36 @@ pub struct TrainingTab {
     checkpoint_dir: String,
     /// Whether the user picked it (otherwise it follows the newest point).
     rewind_picked: bool,
+    /// A folder dialog for saving or loading a checkpoint.
+    folder_dialog: Option<(FolderFor, DialogJob)>,
+    /// The last dialog problem, shown under the checkpoint buttons.
+    checkpoint_note: Option<String>,
+    /// The run's metrics as CSV.
+    metrics: ExportTarget,
+}
+
+impl Default for TrainingTab {
+    fn default() -> Self {
+        Self {
+            overlays: BTreeSet::new(),
+            smooth: SmoothCache::default(),
+            newest: None,
+            rewind_to: None,
+            checkpoint_dir: String::new(),
+            rewind_picked: false,
+            folder_dialog: None,
+            checkpoint_note: None,
+            metrics: ExportTarget::new(
+                "Metrics CSV path",
+                "/path/to/metrics.csv",
+                SaveDialog::File {
+                    title: "Save the metrics (CSV)",
+                    file_name: String::new(),
+                    extensions: &["csv"],
+                },
+            ),
+        }
+    }
 }
 
 impl Tab for TrainingTab {
@@ -51,10 +92,14 @@ impl Tab for TrainingTab {
             });
             ui.vertical(|ui| {
                 ui.set_width(side_w);
-                fixed_noise(ui, cx, side_w);
-                ui.add_space(8.0);
-                self.rewind(ui, cx);
-                self.save_checkpoint(ui, cx);
+                egui::ScrollArea::vertical().id_salt("training_side").max_height(plot_h).show(ui, |ui| {
+                    fixed_noise(ui, cx, side_w);
+                    ui.add_space(8.0);
+                    self.rewind(ui, cx);
+                    self.checkpoint(ui, cx);
+                    ui.add_space(8.0);
+                    self.metrics_csv(ui, cx);
+                });
             });
         });
         if list_h > 0.0 {
@@ -68,32 +113,141 @@ impl Tab for TrainingTab {
 
 impl TrainingTab {
     /// Saves the current weights, optimiser state and metrics to a folder the CLI and a later
-    /// run can load (`genlab sample --checkpoint DIR`, …).
-    fn save_checkpoint(&mut self, ui: &mut egui::Ui, cx: &mut TabCtx<'_>) {
-        let Some(run) = cx.run_view.current().filter(|r| r.has_model()) else { return };
+    /// run can load (`genlab sample --checkpoint DIR`, …), and loads such a folder: its
+    /// configuration replaces the model panel's and a paused run continues from it.
+    fn checkpoint(&mut self, ui: &mut egui::Ui, cx: &mut TabCtx<'_>) {
+        self.poll_dialog(ui.ctx(), cx);
+        let has_model = cx.run_view.current().is_some_and(|r| r.has_model());
+        let dialog_open = self.folder_dialog.is_some();
         ui.strong("Checkpoint");
         ui.horizontal(|ui| {
             let label = ui.label("Checkpoint folder");
             ui.add(
                 egui::TextEdit::singleline(&mut self.checkpoint_dir)
                     .hint_text("a folder, e.g. runs/vae")
-                    .desired_width(150.0),
+                    .desired_width(f32::INFINITY),
             )
             .labelled_by(label.id);
         });
-        ui.horizontal(|ui| {
-            let dir = self.checkpoint_dir.trim();
+        let dir = self.checkpoint_dir.trim().to_string();
+        ui.horizontal_wrapped(|ui| {
+            if has_model {
+                if ui
+                    .add_enabled(!dir.is_empty(), egui::Button::new("Save checkpoint"))
+                    .on_hover_text("Weights, optimiser state, config.json and metrics.csv, written atomically")
+                    .clicked()
+                {
+                    cx.actions.push(Action::Worker(Command::SaveCheckpoint { dir: dir.clone().into() }));
+                }
+                if ui
+                    .add_enabled(!dialog_open, egui::Button::new("Save to…"))
+                    .on_hover_text("Pick the folder to save the checkpoint in")
+                    .clicked()
+                {
+                    self.open_dialog(ui.ctx(), FolderFor::Save);
+                }
+            }
             if ui
-                .add_enabled(!dir.is_empty(), egui::Button::new("Save checkpoint"))
-                .on_hover_text("Weights, optimiser state, config.json and metrics.csv, written atomically")
+                .add_enabled(!dialog_open, egui::Button::new("Load checkpoint…"))
+                .on_hover_text("Pick a checkpoint folder: its configuration goes into the model panel and a paused run continues from it on the loaded dataset")
                 .clicked()
             {
-                cx.actions.push(Action::Worker(Command::SaveCheckpoint { dir: dir.into() }));
+                self.open_dialog(ui.ctx(), FolderFor::Load);
+            }
+            if ui
+                .add_enabled(!dir.is_empty(), egui::Button::new("Load from folder"))
+                .on_hover_text("Load the checkpoint in the folder typed above")
+                .clicked()
+            {
+                self.checkpoint_note = None;
+                cx.actions.push(Action::LoadCheckpoint(PathBuf::from(&dir)));
             }
         });
-        if let Some((step, dir)) = &run.saved_checkpoint {
+        if let Some(note) = &self.checkpoint_note {
+            ui.add(egui::Label::new(RichText::new(note).color(theme::error_text(ui)).small()).wrap());
+        }
+        if let Some((step, dir)) = cx.run_view.current().and_then(|r| r.saved_checkpoint.as_ref()) {
             ui.label(RichText::new(format!("Saved step {step} to {}", dir.display())).weak().small());
         }
+    }
+
+    fn open_dialog(&mut self, ctx: &egui::Context, purpose: FolderFor) {
+        let title = match purpose {
+            FolderFor::Save => "Folder to save the checkpoint in",
+            FolderFor::Load => "Checkpoint folder to load",
+        };
+        let typed = PathBuf::from(self.checkpoint_dir.trim());
+        let start = if typed.is_dir() { typed.parent().map(|p| p.to_path_buf()) } else { None };
+        let ctx = ctx.clone();
+        match DialogJob::spawn_save(
+            SaveDialog::Folder { title },
+            start,
+            Arc::new(move || ctx.request_repaint()),
+        ) {
+            Ok(d) => {
+                self.folder_dialog = Some((purpose, d));
+                self.checkpoint_note = None;
+            }
+            Err(e) => self.checkpoint_note = Some(format!("{e}. Type the folder above instead.")),
+        }
+    }
+
+    fn poll_dialog(&mut self, ctx: &egui::Context, cx: &mut TabCtx<'_>) {
+        let Some((purpose, job)) = self.folder_dialog.as_mut() else { return };
+        let purpose = *purpose;
+        let Some(result) = job.poll() else {
+            ctx.request_repaint_after(std::time::Duration::from_millis(100));
+            return;
+        };
+        self.folder_dialog = None;
+        match result {
+            DialogResult::Picked(dir) => {
+                self.checkpoint_dir = dir.display().to_string();
+                match purpose {
+                    FolderFor::Save => cx.actions.push(Action::Worker(Command::SaveCheckpoint { dir })),
+                    FolderFor::Load => cx.actions.push(Action::LoadCheckpoint(dir)),
+                }
+            }
+            DialogResult::Cancelled => {}
+            DialogResult::Unavailable => {
+                let button = if purpose == FolderFor::Save { "Save checkpoint" } else { "Load from folder" };
+                self.checkpoint_note = Some(format!(
+                    "No folder dialog is available here (it needs a desktop portal or zenity): type the folder into Checkpoint folder and click {button}."
+                ));
+            }
+        }
+    }
+
+    /// The current run's per-step metrics (step, epoch, every loss, learning rate, images/s)
+    /// as a CSV file.
+    fn metrics_csv(&mut self, ui: &mut egui::Ui, cx: &mut TabCtx<'_>) {
+        let Some(run) = cx.run_view.current() else { return };
+        ui.strong("Metrics");
+        self.metrics.path_ui(ui, &format!("metrics-run-{}.csv", run.id), "Overwrite an existing file");
+        ui.horizontal(|ui| {
+            let save = ui
+                .add_enabled(
+                    !self.metrics.is_busy() && !run.series.is_empty(),
+                    egui::Button::new("Save metrics CSV"),
+                )
+                .on_hover_text("step, epoch, every loss, learning rate and images/s, one row per step");
+            if save.clicked() {
+                if let Some(path) = self.metrics.target() {
+                    match export::check_target(&path, self.metrics.overwrite) {
+                        Ok(()) => {
+                            let csv = run.series.to_csv();
+                            let rows = run.series.len();
+                            self.metrics.start(ui.ctx(), path, move |path| {
+                                std::fs::write(path, csv).map_err(|e| e.to_string())?;
+                                Ok(format!("Saved {} ({rows} steps)", path.display()))
+                            });
+                        }
+                        Err(e) => self.metrics.message = Some(Err(e.to_string())),
+                    }
+                }
+            }
+        });
+        self.metrics.message_ui(ui);
     }
 
     /// The steps the live run can go back to, and a button to go.

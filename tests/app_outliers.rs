@@ -1,0 +1,157 @@
+#![cfg(feature = "app")]
+//! The Outliers tab's "compare with another dataset", driven through the real app, the real
+//! loader thread and the real worker: load a second set from a temporary folder, score it
+//! against the model being trained, see it overlaid and compared (AUROC); a bad file gives an
+//! error naming it while the run and the data stay.
+
+use std::path::Path;
+use std::time::Duration;
+
+use egui::accesskit::Role;
+use egui_kittest::kittest::{NodeT, Queryable};
+use egui_kittest::Harness;
+use genlab::app::run_view::{RunRecord, Status};
+use genlab::app::App;
+use genlab::engine::data::Dataset;
+
+fn harness() -> Harness<'static, App> {
+    Harness::builder()
+        .with_size(egui::vec2(1440.0, 1400.0))
+        .build_ui_state(|ui, app: &mut App| app.show(ui), App::new_for_test())
+}
+
+/// Steps frames (sleeping a little between them) until `done` holds; panics naming `what`.
+fn wait_for(h: &mut Harness<'_, App>, what: &str, max_frames: usize, done: impl Fn(&App) -> bool) {
+    for _ in 0..max_frames {
+        h.step();
+        if done(h.state()) {
+            h.step();
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("gave up after {max_frames} frames waiting for: {what}; errors: {:?}", h.state().errors());
+}
+
+fn run(app: &App) -> Option<&RunRecord> {
+    app.run_view.current()
+}
+
+/// Loads the built-in data, trains until the first fixed-noise grid, pauses, opens Outliers.
+fn trained_on_outliers_tab() -> Harness<'static, App> {
+    let mut h = harness();
+    wait_for(&mut h, "the built-in dataset to load", 500, |a| a.dataset().is_some() && !a.is_loading());
+    h.run();
+    h.get_by_label("Train").click();
+    wait_for(&mut h, "a fixed-noise grid while training", 3000, |a| {
+        run(a).is_some_and(|r| !r.explore.history.is_empty())
+    });
+    h.get_by_label("Pause").click();
+    wait_for(&mut h, "the worker to confirm the pause", 500, |a| a.run_view.status() == Status::Paused);
+    h.get_by_label("Outliers").click();
+    h.run();
+    assert_eq!(h.state().persisted.tab, "Outliers");
+    h
+}
+
+/// Writes the first `n` images of `data`, inverted and padded by 2 white pixels on each side
+/// (so they also need converting to the model's 28×28), as PNGs.
+fn write_inverted_pngs(data: &Dataset, n: usize, dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let (h, w) = (data.shape.height as u32, data.shape.width as u32);
+    for i in 0..n {
+        let px = data.image(i);
+        let img = image::GrayImage::from_fn(w + 4, h + 4, |x, y| {
+            let inside = (2..w + 2).contains(&x) && (2..h + 2).contains(&y);
+            let v = if inside { px[((y - 2) * w + x - 2) as usize].clamp(0.0, 1.0) } else { 0.0 };
+            image::Luma([255 - (v * 255.0).round() as u8])
+        });
+        img.save(dir.join(format!("inv_{i:03}.png"))).unwrap();
+    }
+}
+
+fn set_compare_path(h: &mut Harness<'_, App>, path: &Path) {
+    h.get_by_role_and_label(Role::TextInput, "Compare path")
+        .set_text_value_accesskit(&path.display().to_string());
+    h.run();
+}
+
+fn label_text(h: &Harness<'_, App>, contains: &str) -> String {
+    let node = h.get_by_label_contains(contains);
+    node.value().or_else(|| node.accesskit_node().label()).unwrap_or_default()
+}
+
+#[test]
+fn a_loaded_dataset_is_scored_overlaid_and_compared() {
+    let mut h = trained_on_outliers_tab();
+    let run_id = run(h.state()).expect("a run").id;
+    h.get_by_label_contains("not a normalised density for continuous pixels");
+    h.get_by_label("Continuous Bernoulli");
+    h.get_by_role_and_label(Role::Slider, "K").set_value_accesskit(2.0);
+    h.run();
+
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inv");
+    write_inverted_pngs(h.state().dataset().expect("built-in data"), 60, &inv);
+
+    // A file that is no dataset: a clear message naming it; the run and the data stay.
+    let bad = dir.path().join("broken.idx");
+    std::fs::write(&bad, b"this is not an IDX file").unwrap();
+    set_compare_path(&mut h, &bad);
+    h.get_by_label("Load and score").click();
+    wait_for(&mut h, "the bad file to be refused", 500, |a| !a.is_loading_other() && !a.errors().is_empty());
+    let errors = h.state().errors();
+    assert!(errors.iter().any(|e| e.contains("broken.idx")), "the error names the file: {errors:?}");
+    h.get_by_label_contains("Could not load the dataset to compare");
+    assert!(h.state().other_dataset().is_none());
+    assert_eq!(run(h.state()).map(|r| r.id), Some(run_id), "the run survives");
+    assert_eq!(h.state().dataset().map(|d| d.len()), Some(10_000), "the training data survives");
+    let before = run(h.state()).expect("a run").step;
+    h.get_by_label("Resume").click();
+    wait_for(&mut h, "training to go on after the failed load", 3000, |a| {
+        run(a).is_some_and(|r| r.step > before + 2)
+    });
+    h.get_by_label("Pause").click();
+    wait_for(&mut h, "the worker to confirm the pause", 500, |a| a.run_view.status() == Status::Paused);
+
+    // The inverted digits: loaded, converted, scored with the test set, overlaid, compared.
+    set_compare_path(&mut h, &inv);
+    h.get_by_label("Load and score").click();
+    wait_for(&mut h, "the test set and the loaded set to be scored", 3000, |a| {
+        run(a).is_some_and(|r| {
+            let names: Vec<&str> = r.explore.scored.values().map(|s| s.value.name.as_str()).collect();
+            names.contains(&"test") && names.contains(&"inv") && r.explore.score_progress.is_none()
+        })
+    });
+    h.run();
+    let r = run(h.state()).expect("a run");
+    let other = r.explore.scored.values().find(|s| s.value.name == "inv").expect("the loaded set's scores");
+    assert_eq!(other.value.set.samples.len(), 60, "every loaded image scored");
+    assert_eq!(other.value.set.k, 2);
+    assert!(other.value.set.notice.as_deref().is_some_and(|n| n.contains("converting 60 images")));
+    assert!(h.state().errors().iter().all(|e| !e.contains("scoring")), "{:?}", h.state().errors());
+
+    h.get_by_label_contains("inv: 60 images scored at step");
+    h.get_by_label_contains("test: 2000 images scored at step");
+    h.get_by_label_contains("inv: converting 60 images of 1×32×32");
+    h.get_by_label("Anomaly score histogram (higher = less likely)");
+    let text = label_text(&h, "test (inliers) vs inv (outliers)");
+    let auroc: f64 = text
+        .strip_prefix("AUROC ")
+        .and_then(|t| t.split(':').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no AUROC number in {text:?}"));
+    eprintln!("AUROC, test vs inverted digits: {auroc:.3}");
+    assert!((0.0..=1.0).contains(&auroc), "AUROC {auroc} outside [0, 1]");
+    // Inverted digits are far less likely than digits even under a barely trained VAE.
+    assert!(auroc > 0.9, "AUROC {auroc}: the score does not flag inverted digits");
+
+    // The gallery shows the newest set's extremes, and any other scored set's when picked.
+    h.get_by_label("Most likely inv images (lowest score)");
+    h.get_by_label("Least likely inv images (highest score)");
+    h.get_by_role_and_label(Role::ComboBox, "Gallery set").click();
+    h.run();
+    h.get_by_role_and_label(Role::Button, "test").click();
+    h.run();
+    h.get_by_label("Most likely test images (lowest score)");
+}
