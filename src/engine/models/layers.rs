@@ -9,7 +9,7 @@ use rand::rngs::StdRng;
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-use super::{conv_ops, Activation, Arch, ModelConfig};
+use super::{conv_ops, fused, Activation, Arch, ModelConfig};
 use crate::engine::data::ImageShape;
 
 /// Named trainable variables of one network (a GAN has two sets).
@@ -59,7 +59,7 @@ impl Activation {
     pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
         match self {
             Activation::Relu => x.relu(),
-            Activation::LeakyRelu => candle_nn::ops::leaky_relu(x, 0.2),
+            Activation::LeakyRelu => candle_nn::ops::leaky_relu(x, fused::LEAKY_SLOPE as f64),
             Activation::Tanh => x.tanh(),
             Activation::Gelu => x.gelu_erf(),
             Activation::Silu => x.silu(),
@@ -89,7 +89,24 @@ impl Linear {
 
     /// `[B, in] → [B, out]`
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.matmul(&self.w.t()?)?.broadcast_add(&self.b)
+        self.forward_act(x, None)
+    }
+
+    /// `[B, in] → [B, out]` followed by `act`: one fused op ([`fused::linear`]) where the
+    /// activation allows it.
+    pub fn forward_act(&self, x: &Tensor, act: Option<Activation>) -> Result<Tensor> {
+        match fused::fusable(act) {
+            Some(epilogue) if x.dtype() == DType::F32 && x.device().is_cpu() => {
+                fused::linear(x, &self.w, &self.b, epilogue)
+            }
+            _ => {
+                let h = x.matmul(&self.w.t()?)?.broadcast_add(&self.b)?;
+                match act {
+                    Some(act) => act.apply(&h),
+                    None => Ok(h),
+                }
+            }
+        }
     }
 }
 
@@ -262,7 +279,7 @@ impl Trunk {
             Trunk::Mlp { layers, act } => {
                 let mut h = x.clone();
                 for l in layers {
-                    h = act.apply(&l.forward(&h)?)?;
+                    h = l.forward_act(&h, Some(*act))?;
                 }
                 Ok(h)
             }
@@ -344,10 +361,7 @@ impl Expand {
                 let mut h = z.clone();
                 let last = layers.len() - 1;
                 for (i, l) in layers.iter().enumerate() {
-                    h = l.forward(&h)?;
-                    if i < last {
-                        h = act.apply(&h)?;
-                    }
+                    h = l.forward_act(&h, (i < last).then_some(*act))?;
                 }
                 Ok(h)
             }
