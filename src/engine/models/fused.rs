@@ -42,7 +42,7 @@ pub fn fusable(act: Option<Activation>) -> Option<Epilogue> {
 
 impl Epilogue {
     #[inline(always)]
-    fn apply(self, v: f32) -> f32 {
+    pub(super) fn apply(self, v: f32) -> f32 {
         match self {
             Epilogue::Identity => v,
             Epilogue::Relu => v.max(0.0),
@@ -59,7 +59,7 @@ impl Epilogue {
 
     /// The derivative at the pre-activation whose output is `y`, times `g`.
     #[inline(always)]
-    fn grad(self, y: f32, g: f32) -> f32 {
+    pub(super) fn grad(self, y: f32, g: f32) -> f32 {
         match self {
             Epilogue::Identity => g,
             Epilogue::Relu => {
@@ -91,7 +91,7 @@ struct LinearOp {
 }
 
 /// A contiguous f32 slice of a tensor's storage.
-fn f32s<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+pub(super) fn f32s<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
     let CpuStorage::F32(v) = s else { bail!("fused linear: {what} must be f32") };
     match l.contiguous_offsets() {
         Some((lo, hi)) => Ok(&v[lo..hi]),
@@ -108,7 +108,7 @@ fn threads() -> Parallelism {
 
 /// `dst [m, n] = lhs · rhs` over `k`, each operand given by its row and column strides.
 #[allow(clippy::too_many_arguments)]
-fn matmul(
+pub(super) fn matmul(
     (m, n, k): (usize, usize, usize),
     dst: &mut [f32],
     lhs: &[f32],

@@ -183,13 +183,12 @@ impl ConvDown {
         Ok(Self { w, b, bn })
     }
 
-    /// `[B, Cin, H, W] → [B, Cout, H/2, W/2]`
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let y = conv_ops::conv2d(x, &self.w, Some(&self.b), 2, 1)?;
-        match &self.bn {
-            Some(bn) => bn.forward(&y, train),
-            None => Ok(y),
-        }
+    /// `[B, Cin, H, W] → [B, Cout, H/2, W/2]`, then batch norm and `act`.
+    fn forward(&self, x: &Tensor, train: bool, act: Option<Activation>) -> Result<Tensor> {
+        conv_block(x, train, act, self.bn.as_ref(), |x, e| match e {
+            Some(e) => conv_ops::conv2d_act(x, &self.w, &self.b, GEOM, e),
+            None => conv_ops::conv2d(x, &self.w, Some(&self.b), GEOM.stride, GEOM.pad),
+        })
     }
 }
 
@@ -210,13 +209,41 @@ impl ConvUp {
         Ok(Self { w, b, bn })
     }
 
-    /// `[B, Cin, H, W] → [B, Cout, 2H, 2W]`
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let y = conv_ops::conv_transpose2d(x, &self.w, Some(&self.b), 2, 1)?;
-        match &self.bn {
-            Some(bn) => bn.forward(&y, train),
-            None => Ok(y),
-        }
+    /// `[B, Cin, H, W] → [B, Cout, 2H, 2W]`, then batch norm and `act`.
+    fn forward(&self, x: &Tensor, train: bool, act: Option<Activation>) -> Result<Tensor> {
+        conv_block(x, train, act, self.bn.as_ref(), |x, e| match e {
+            Some(e) => conv_ops::conv_transpose2d_act(x, &self.w, &self.b, GEOM, e),
+            None => conv_ops::conv_transpose2d(x, &self.w, Some(&self.b), GEOM.stride, GEOM.pad),
+        })
+    }
+}
+
+/// Every conv layer here: 4×4 kernels, stride 2, padding 1.
+const GEOM: conv_ops::Geometry = conv_ops::Geometry { kernel: 4, stride: 2, pad: 1 };
+
+/// A convolution (`conv(x, epilogue)`; `None`: the stock ops), then batch norm and `act`. The
+/// activation is fused into the convolution when nothing comes between them and it can be;
+/// the bias always is (f32 on the CPU).
+fn conv_block(
+    x: &Tensor,
+    train: bool,
+    act: Option<Activation>,
+    bn: Option<&BatchNorm>,
+    conv: impl Fn(&Tensor, Option<fused::Epilogue>) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let fast = x.dtype() == DType::F32 && x.device().is_cpu();
+    let (fused_act, rest) = match (bn, fused::fusable(act)) {
+        (None, Some(e)) if fast => (Some(e), None),
+        _ if fast => (Some(fused::Epilogue::Identity), act),
+        _ => (None, act),
+    };
+    let mut y = conv(x, fused_act)?;
+    if let Some(bn) = bn {
+        y = bn.forward(&y, train)?;
+    }
+    match rest {
+        Some(act) => act.apply(&y),
+        None => Ok(y),
     }
 }
 
@@ -287,7 +314,7 @@ impl Trunk {
                 let b = x.dim(0)?;
                 let mut h = x.reshape((b, input.channels, input.height, input.width))?; // [B, C, H, W]
                 for l in layers {
-                    h = act.apply(&l.forward(&h, train)?)?;
+                    h = l.forward(&h, train, Some(*act))?;
                 }
                 h.flatten_from(1) // [B, C_last · H/2ᵏ · W/2ᵏ]
             }
@@ -374,10 +401,7 @@ impl Expand {
                 h = act.apply(&h)?;
                 let last = layers.len() - 1;
                 for (i, l) in layers.iter().enumerate() {
-                    h = l.forward(&h, train)?;
-                    if i < last {
-                        h = act.apply(&h)?;
-                    }
+                    h = l.forward(&h, train, (i < last).then_some(*act))?;
                 }
                 h.flatten_from(1) // [B, C·H·W]
             }
