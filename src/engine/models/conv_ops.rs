@@ -362,9 +362,16 @@ fn epilogue_grad(y: &Tensor, grad: &Tensor, e: Epilogue, c: usize, l: usize) -> 
         with_f32(&grad, "conv: gradient", |gv| {
             let mut g = vec![0f32; yv.len()];
             let mut db = vec![0f32; c];
-            for (i, ((g, &gy), &yv)) in g.iter_mut().zip(gv).zip(yv).enumerate() {
-                *g = e.grad(yv, gy);
-                db[i / l.max(1) % c.max(1)] += *g;
+            let l = l.max(1);
+            for (plane, ((g, gy), yv)) in
+                g.chunks_exact_mut(l).zip(gv.chunks_exact(l)).zip(yv.chunks_exact(l)).enumerate()
+            {
+                let mut sum = 0f32;
+                for ((g, &gy), &yv) in g.iter_mut().zip(gy).zip(yv) {
+                    *g = e.grad(yv, gy);
+                    sum += *g;
+                }
+                db[plane % c] += sum;
             }
             Ok((g, db))
         })

@@ -110,6 +110,9 @@ impl Linear {
     }
 }
 
+/// The ε of batch normalisation (PyTorch's default).
+const EPS: f64 = 1e-5;
+
 /// Batch normalisation over (N, H, W) per channel, with running statistics for evaluation.
 pub struct BatchNorm {
     gamma: Tensor,
@@ -129,6 +132,24 @@ impl BatchNorm {
     /// `[B, C, H, W] → [B, C, H, W]`; batch statistics when training (and the running ones are
     /// updated with momentum 0.1), running statistics otherwise.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_act(x, train, None)
+    }
+
+    /// [`BatchNorm::forward`] then `act`; in training on f32 CPU tensors one fused op
+    /// ([`fused::batch_norm_act`]) where the activation allows it.
+    pub fn forward_act(&self, x: &Tensor, train: bool, act: Option<Activation>) -> Result<Tensor> {
+        let fast = x.dtype() == DType::F32 && x.device().is_cpu();
+        if let (true, true, Some(epilogue)) = (train, fast, fused::fusable(act)) {
+            let (y, stats) = fused::batch_norm_act(x, &self.gamma, &self.beta, EPS as f32, epilogue)?;
+            let (mean, var) = stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let shape = self.gamma.shape().clone();
+            let (mean, var) =
+                (Tensor::from_vec(mean, &shape, x.device())?, Tensor::from_vec(var, &shape, x.device())?);
+            let mut r = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            r.0 = ((&r.0 * 0.9)? + (mean * 0.1)?)?;
+            r.1 = ((&r.1 * 0.9)? + (var * 0.1)?)?;
+            return Ok(y);
+        }
         let (mean, var) = if train {
             let mean = x.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
             let centred = x.broadcast_sub(&mean)?;
@@ -140,8 +161,12 @@ impl BatchNorm {
         } else {
             self.running.lock().unwrap_or_else(|p| p.into_inner()).clone()
         };
-        let xhat = x.broadcast_sub(&mean)?.broadcast_div(&(var + 1e-5)?.sqrt()?)?;
-        xhat.broadcast_mul(&self.gamma)?.broadcast_add(&self.beta)
+        let xhat = x.broadcast_sub(&mean)?.broadcast_div(&(var + EPS)?.sqrt()?)?;
+        let y = xhat.broadcast_mul(&self.gamma)?.broadcast_add(&self.beta)?;
+        match act {
+            Some(act) => act.apply(&y),
+            None => Ok(y),
+        }
     }
 
     pub fn running_stats(&self) -> (Tensor, Tensor) {
@@ -237,13 +262,11 @@ fn conv_block(
         _ if fast => (Some(fused::Epilogue::Identity), act),
         _ => (None, act),
     };
-    let mut y = conv(x, fused_act)?;
-    if let Some(bn) = bn {
-        y = bn.forward(&y, train)?;
-    }
-    match rest {
-        Some(act) => act.apply(&y),
-        None => Ok(y),
+    let y = conv(x, fused_act)?;
+    match (bn, rest) {
+        (Some(bn), act) => bn.forward_act(&y, train, act),
+        (None, Some(act)) => act.apply(&y),
+        (None, None) => Ok(y),
     }
 }
 
@@ -394,11 +417,11 @@ impl Expand {
             }
             Expand::Conv { fc, fc_bn, start, layers, act } => {
                 let b = z.dim(0)?;
-                let mut h = fc.forward(z)?.reshape((b, start.channels, start.height, start.width))?; // [B, C0, H/2ᵏ, W/2ᵏ]
-                if let Some(bn) = fc_bn {
-                    h = bn.forward(&h, train)?;
-                }
-                h = act.apply(&h)?;
+                let shape = (b, start.channels, start.height, start.width); // [B, C0, H/2ᵏ, W/2ᵏ]
+                let mut h = match fc_bn {
+                    Some(bn) => bn.forward_act(&fc.forward(z)?.reshape(shape)?, train, Some(*act))?,
+                    None => fc.forward_act(z, Some(*act))?.reshape(shape)?,
+                };
                 let last = layers.len() - 1;
                 for (i, l) in layers.iter().enumerate() {
                     h = l.forward(&h, train, (i < last).then_some(*act))?;
