@@ -7,16 +7,18 @@
 //!   times and the median images/s is reported. A step that ends an epoch (a partial batch plus the test-split
 //!   evaluation) is not timed; another step is taken in its place.
 //! - **FLOPs** come from the layer shapes ([`ModelConfig::forward_macs`]), one multiply-add = 2
-//!   FLOPs, a backward pass = 2 forward passes (input and weight gradients):
-//!   - AE / VAE: `2 · 3 · forward_macs` per image.
+//!   FLOPs; a layer's backward pass is its weight gradient (one forward's worth) and its input
+//!   gradient (another), and the input gradient of a layer fed by data (the images, the
+//!   generator's noise, detached fakes) is not needed, so it is not counted ([`first_layer_macs`]:
+//!   `E₁` the encoder's / discriminator's first layer, `G₁` the generator's):
+//!   - AE / VAE: `2 · (3 · forward_macs − E₁)` per image.
 //!   - GAN, with `G` and `D` the forward MACs of generator and discriminator per image
-//!     ([`ModelConfig::gan_forward_macs`]): G forward (G); D on real and on fake, forward and
-//!     backward (2·3·D); D again on the fake for G's loss, forward (D) and backward through D and
-//!     G (2·D + 2·G). In all `2 · (3·G + 9·D)` per image, about twice `6 · forward_macs`.
+//!     ([`ModelConfig::gan_forward_macs`]): G forward (G); D on real and on detached fake,
+//!     forward and backward (2·(3·D − D₁)); D again on the fake for G's loss, forward (D) and
+//!     backward through D and G (2·D + 2·G − G₁). In all `2 · (3·G − G₁ + 9·D − 2·D₁)`.
 //!
-//!   Element-wise work (activations, losses, batch norm, Adam) is not counted, nor is the
-//!   gradient with respect to the input images, which candle's backprop computes (every matmul
-//!   backward forms both operands' gradients) but no update needs.
+//!   Element-wise work (activations, losses, batch norm, Adam) is not counted. The PyTorch
+//!   reference (`bench/reference/torch_bench.py`) counts the same way.
 //! - **Memory**: `peak_rss_mb` is the process's VmHWM while the preset trained (the high-water
 //!   mark is reset before each preset where the kernel allows it); it is process-wide, so it
 //!   includes the dataset and what earlier presets left in the allocator. `rss_increase_mb` is
@@ -44,7 +46,7 @@ use serde::Serialize;
 use crate::engine::config::{preset, PRESETS};
 use crate::engine::data::{self, builtin, idx, DataSource, Dataset, LoadOptions};
 use crate::engine::error::{EngineError, Result};
-use crate::engine::models::ModelConfig;
+use crate::engine::models::{Arch, Family, ModelConfig};
 use crate::engine::session::{tune_allocator, TrainingSession};
 
 /// The presets `genlab bench` measures by default.
@@ -303,11 +305,37 @@ pub fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> Result<R> + Send) ->
 
 /// FLOPs of one training step per image (see the module docs).
 pub fn step_flop_per_image(cfg: &ModelConfig) -> u64 {
+    let (e1, g1) = first_layer_macs(cfg);
     let macs = match cfg.gan_forward_macs() {
-        Some((g, d)) => 3 * g + 9 * d,
-        None => 3 * cfg.forward_macs(),
+        Some((g, d)) => 3 * g - g1 + 9 * d - 2 * e1,
+        None => 3 * cfg.forward_macs() - e1,
     };
     2 * macs
+}
+
+/// Forward MACs per image of the layers fed by data: the encoder's (or discriminator's) first
+/// layer, and the generator's first layer (0 for the other families).
+pub fn first_layer_macs(cfg: &ModelConfig) -> (u64, u64) {
+    let widths = if cfg.family == Family::Gan { &cfg.disc_hidden } else { &cfg.hidden };
+    let input = cfg.input;
+    let (first_in, latent) = (widths.first().copied(), cfg.latent_dim as u64);
+    match cfg.arch {
+        Arch::Mlp => {
+            let e1 = (input.len() * first_in.unwrap_or(1)) as u64;
+            let g1 = latent * cfg.hidden.first().copied().unwrap_or(input.len()) as u64;
+            (e1, if cfg.family == Family::Gan { g1 } else { 0 })
+        }
+        Arch::Conv => {
+            // Conv GANs use `hidden` for both networks (see `gan_forward_macs`).
+            let c0 = cfg.hidden.first().copied().unwrap_or(input.channels);
+            let e1 = ((input.height / 2) * (input.width / 2) * c0 * input.channels * 16) as u64;
+            // The generator's first layer maps the noise to the smallest feature map.
+            let s = 1usize << cfg.hidden.len();
+            let c_last = cfg.hidden.last().copied().unwrap_or(input.channels);
+            let feat = ((input.height / s) * (input.width / s) * c_last) as u64;
+            (e1, if cfg.family == Family::Gan { feat * latent } else { 0 })
+        }
+    }
 }
 
 /// Trains preset `name` on `data` and measures it (call inside the pool).
@@ -580,12 +608,19 @@ mod tests {
         // 784·400 + 2·400·20 + 20·400 + 400·784 multiply-adds forward.
         let fwd = 784 * 400 + 2 * 400 * 20 + 20 * 400 + 400 * 784;
         assert_eq!(vae.forward_macs(), fwd);
-        assert_eq!(step_flop_per_image(&vae), 6 * fwd);
+        // No input gradient for the first layer, which reads the images.
+        assert_eq!(step_flop_per_image(&vae), 2 * (3 * fwd - 784 * 400));
         let gan = preset("mnist_mlp_gan", builtin_shape()).unwrap().model;
         let g = 100 * 256 + 256 * 512 + 512 * 784;
         let d = 784 * 512 + 512 * 256 + 256;
         assert_eq!(gan.gan_forward_macs(), Some((g, d)));
-        assert_eq!(step_flop_per_image(&gan), 2 * (3 * g + 9 * d));
+        // Neither the generator's first layer (noise) nor D's first layer on data needs an
+        // input gradient; D's first layer does on the G step.
+        assert_eq!(step_flop_per_image(&gan), 2 * (3 * g - 100 * 256 + 9 * d - 2 * 784 * 512));
+        let conv = preset("conv_vae", builtin_shape()).unwrap().model;
+        assert_eq!(first_layer_macs(&conv), (14 * 14 * 32 * 16, 0));
+        let dcgan = preset("mnist_dcgan", builtin_shape()).unwrap().model;
+        assert_eq!(first_layer_macs(&dcgan), (14 * 14 * 64 * 16, 7 * 7 * 128 * 100));
     }
 
     #[test]

@@ -200,18 +200,23 @@ def conv_macs(channels, side=28, cin=1):
 
 
 def flop_per_image(model):
+    """genlab's count (src/bench.rs): forward, weight gradients, and the input gradients that
+    are needed (none for a layer fed by data: e1 / g1 are the first layers)."""
     if model == "mnist_vae":
         fwd = mlp_macs([784, 400]) + 2 * 400 * 20 + mlp_macs([20, 400, 784])
-        return 2 * 3 * fwd
+        return 2 * (3 * fwd - 784 * 400)
     if model == "conv_vae":
         convs, feat = conv_macs([32, 64])
-        return 2 * 3 * (convs + 2 * feat * 16 + feat * 16 + convs)
+        e1, _ = conv_macs([32])
+        return 2 * (3 * (convs + 2 * feat * 16 + feat * 16 + convs) - e1)
     if model == "mnist_mlp_gan":
         g, d = mlp_macs([100, 256, 512, 784]), mlp_macs([784, 512, 256, 1])
+        g1, d1 = 100 * 256, 784 * 512
     else:
         convs, feat = conv_macs([64, 128])
         g, d = feat * 100 + convs, convs + feat
-    return 2 * (3 * g + 9 * d)
+        g1, (d1, _) = feat * 100, conv_macs([64])
+    return 2 * (3 * g - g1 + 9 * d - 2 * d1)
 
 
 # --- training steps ----------------------------------------------------------------------------

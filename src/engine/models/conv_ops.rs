@@ -22,6 +22,8 @@ use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::fused::{self, Epilogue};
+
 /// Kernel size, stride and padding of a square convolution (no dilation, no groups).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Geometry {
@@ -317,6 +319,260 @@ pub fn conv_transpose2d(
     }
 }
 
+/// `[R, B·L]` (channel-major columns) → `[B, R, L]` (batch-major images), `f` applied on the way.
+fn to_batch_major(
+    src: &[f32],
+    (r, b, l): (usize, usize, usize),
+    mut f: impl FnMut(usize, f32) -> f32,
+) -> Vec<f32> {
+    let mut dst = vec![0f32; r * b * l];
+    for (bi, img) in dst.chunks_exact_mut(r * l.max(1)).enumerate().take(b) {
+        for (ri, row) in img.chunks_exact_mut(l.max(1)).enumerate() {
+            for (d, &v) in row.iter_mut().zip(&src[ri * b * l + bi * l..][..l]) {
+                *d = f(ri, v);
+            }
+        }
+    }
+    dst
+}
+
+/// `[B, R, L]` → `[R, B·L]`, the inverse of [`to_batch_major`].
+fn to_channel_major(src: &[f32], (b, r, l): (usize, usize, usize)) -> Vec<f32> {
+    let mut dst = vec![0f32; r * b * l];
+    for bi in 0..b {
+        for ri in 0..r {
+            dst[ri * b * l + bi * l..][..l].copy_from_slice(&src[(bi * r + ri) * l..][..l]);
+        }
+    }
+    dst
+}
+
+/// Reads a CPU tensor's contiguous f32 values inside `f`.
+fn with_f32<R>(t: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+    let (s, l) = t.storage_and_layout();
+    let candle_core::Storage::Cpu(s) = &*s else { bail!("{what}: CPU only") };
+    f(fused::f32s(s, l, what)?)
+}
+
+/// `g = grad ⊙ act′(y)` for a `[B, C, L]` output, and the per-channel sums of `g` (the bias
+/// gradient).
+fn epilogue_grad(y: &Tensor, grad: &Tensor, e: Epilogue, c: usize, l: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+    let grad = grad.contiguous()?;
+    with_f32(y, "conv: output", |yv| {
+        with_f32(&grad, "conv: gradient", |gv| {
+            let mut g = vec![0f32; yv.len()];
+            let mut db = vec![0f32; c];
+            let l = l.max(1);
+            for (plane, ((g, gy), yv)) in
+                g.chunks_exact_mut(l).zip(gv.chunks_exact(l)).zip(yv.chunks_exact(l)).enumerate()
+            {
+                let mut sum = 0f32;
+                for ((g, &gy), &yv) in g.iter_mut().zip(gy).zip(yv) {
+                    *g = e.grad(yv, gy);
+                    sum += *g;
+                }
+                db[plane % c] += sum;
+            }
+            Ok((g, db))
+        })
+    })
+}
+
+/// [`conv2d`] followed by an activation, as one op ([`Conv2dAct`]).
+pub fn conv2d_act(x: &Tensor, w: &Tensor, b: &Tensor, geom: Geometry, epilogue: Epilogue) -> Result<Tensor> {
+    x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, Conv2dAct { geom, epilogue })
+}
+
+/// [`conv_transpose2d`] followed by an activation, as one op ([`ConvTranspose2dAct`]).
+pub fn conv_transpose2d_act(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    geom: Geometry,
+    epilogue: Epilogue,
+) -> Result<Tensor> {
+    x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, ConvTranspose2dAct { geom, epilogue })
+}
+
+/// `act(conv2d(x, w) + b)` for f32 on the CPU: im2col, one gemm, then bias, activation and
+/// the `[Cout, B·L] → [B, Cout, L]` rearrangement in one pass. Backward: the activation's
+/// derivative and the bias gradient in one pass, the weight gradient as one gemm against the
+/// recomputed columns, and the input gradient (one gemm and a col2im) only when the input
+/// depends on a variable.
+struct Conv2dAct {
+    geom: Geometry,
+    epilogue: Epilogue,
+}
+
+/// `act(conv_transpose2d(x, w) + b)` for f32 on the CPU, the mirror of [`Conv2dAct`].
+struct ConvTranspose2dAct {
+    geom: Geometry,
+    epilogue: Epilogue,
+}
+
+impl candle_core::CustomOp3 for Conv2dAct {
+    fn name(&self) -> &'static str {
+        "fused-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (batch, cin, h, wd) = xl.shape().dims4()?;
+        let (cout, wcin, k, k2) = wl.shape().dims4()?;
+        if wcin != cin || k != k2 || k != self.geom.kernel || bl.dims() != [cout] {
+            bail!(
+                "conv2d: weight {:?} / bias {:?} do not fit an input of {cin} channels",
+                wl.dims(),
+                bl.dims()
+            )
+        }
+        let (x, w, b) = (fused::f32s(xs, xl, "x")?, fused::f32s(ws, wl, "w")?, fused::f32s(bs, bl, "b")?);
+        let (cols, _) = unfold_cpu(x, (batch, cin, h, wd), self.geom)?; // [Cin·k·k, B·L]
+        let (ho, wo) = (self.geom.out_len(h)?, self.geom.out_len(wd)?);
+        let (l, ckk) = (ho * wo, cin * k * k);
+        let mut y = vec![0f32; cout * batch * l];
+        fused::matmul((cout, batch * l, ckk), &mut y, w, (ckk, 1), &cols, (batch * l, 1));
+        let e = self.epilogue;
+        let out = to_batch_major(&y, (cout, batch, l), |co, v| e.apply(v + b[co]));
+        Ok((CpuStorage::F32(out), Shape::from((batch, cout, ho, wo))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        y: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (batch, cin, h, wd) = x.dims4()?;
+        let (cout, _, k, _) = w.dims4()?;
+        let (_, _, ho, wo) = y.dims4()?;
+        let (l, ckk, n) = (ho * wo, cin * k * k, batch * ho * wo);
+        let (g, db) = epilogue_grad(y, grad, self.epilogue, cout, l)?;
+        let g = to_channel_major(&g, (batch, cout, l)); // [Cout, B·L]
+        let mut dw = vec![0f32; cout * ckk];
+        let dx = with_f32(x, "conv2d: x", |xv| {
+            let (cols, _) = unfold_cpu(xv, (batch, cin, h, wd), self.geom)?;
+            // dW [Cout, Cin·k·k] = g · colsᵀ
+            fused::matmul((cout, ckk, n), &mut dw, &g, (n, 1), &cols, (1, n));
+            Ok(())
+        })
+        .and_then(|()| {
+            if !x.track_op() {
+                return Ok(None);
+            }
+            with_f32(w, "conv2d: w", |wv| {
+                // dcols [Cin·k·k, B·L] = Wᵀ · g, folded back onto the input.
+                let mut dcols = vec![0f32; ckk * n];
+                fused::matmul((ckk, n, cout), &mut dcols, wv, (1, ckk), &g, (n, 1));
+                let (dx, _) = fold_cpu(&dcols, &[ckk, n], self.geom, (h, wd))?;
+                Ok(Some(dx))
+            })
+        })?;
+        let cpu = candle_core::Device::Cpu;
+        Ok((
+            dx.map(|dx| Tensor::from_vec(dx, (batch, cin, h, wd), &cpu)).transpose()?,
+            Some(Tensor::from_vec(dw, w.dims(), &cpu)?),
+            Some(Tensor::from_vec(db, cout, &cpu)?),
+        ))
+    }
+}
+
+impl candle_core::CustomOp3 for ConvTranspose2dAct {
+    fn name(&self) -> &'static str {
+        "fused-conv-transpose2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (batch, cin, h, wd) = xl.shape().dims4()?;
+        let (wcin, cout, k, k2) = wl.shape().dims4()?;
+        if wcin != cin || k != k2 || k != self.geom.kernel || bl.dims() != [cout] {
+            bail!(
+                "conv_transpose2d: weight {:?} / bias {:?} do not fit an input of {cin} channels",
+                wl.dims(),
+                bl.dims()
+            )
+        }
+        let (s, p) = (self.geom.stride, self.geom.pad);
+        let out = |n: usize| match n.checked_sub(1).map(|m| m * s + k).and_then(|m| m.checked_sub(2 * p)) {
+            Some(m) if m > 0 => Ok(m),
+            _ => bail!("conv_transpose2d: an input side of {n} gives an empty output"),
+        };
+        let (ho, wo) = (out(h)?, out(wd)?);
+        let (x, w, b) = (fused::f32s(xs, xl, "x")?, fused::f32s(ws, wl, "w")?, fused::f32s(bs, bl, "b")?);
+        let n = batch * h * wd;
+        let ckk = cout * k * k;
+        let xt = to_channel_major(x, (batch, cin, h * wd)); // [Cin, B·H·W]
+        let mut cols = vec![0f32; ckk * n];
+        // cols [Cout·k·k, B·H·W] = Wᵀ · x, W viewed as [Cin, Cout·k·k].
+        fused::matmul((ckk, n, cin), &mut cols, w, (1, ckk), &xt, (n, 1));
+        let (mut y, _) = fold_cpu(&cols, &[ckk, n], self.geom, (ho, wo))?; // [B, Cout, Ho, Wo]
+        let (e, l) = (self.epilogue, ho * wo);
+        for (i, plane) in y.chunks_exact_mut(l).enumerate() {
+            let bias = b[i % cout];
+            for v in plane {
+                *v = e.apply(*v + bias);
+            }
+        }
+        Ok((CpuStorage::F32(y), Shape::from((batch, cout, ho, wo))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        y: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (batch, cin, h, wd) = x.dims4()?;
+        let (_, cout, k, _) = w.dims4()?;
+        let (_, _, ho, wo) = y.dims4()?;
+        let (n, ckk) = (batch * h * wd, cout * k * k);
+        let (g, db) = epilogue_grad(y, grad, self.epilogue, cout, ho * wo)?;
+        let (gcols, _) = unfold_cpu(&g, (batch, cout, ho, wo), self.geom)?; // [Cout·k·k, B·H·W]
+        let mut dw = vec![0f32; cin * ckk];
+        with_f32(x, "conv_transpose2d: x", |xv| {
+            let xt = to_channel_major(xv, (batch, cin, h * wd));
+            // dW [Cin, Cout·k·k] = x · gcolsᵀ
+            fused::matmul((cin, ckk, n), &mut dw, &xt, (n, 1), &gcols, (1, n));
+            Ok(())
+        })?;
+        let dx = if x.track_op() {
+            with_f32(w, "conv_transpose2d: w", |wv| {
+                // dx [Cin, B·H·W] = W · gcols, back to [B, Cin, H, W].
+                let mut dxt = vec![0f32; cin * n];
+                fused::matmul((cin, n, ckk), &mut dxt, wv, (ckk, 1), &gcols, (n, 1));
+                Ok(Some(to_batch_major(&dxt, (cin, batch, h * wd), |_, v| v)))
+            })?
+        } else {
+            None
+        };
+        let cpu = candle_core::Device::Cpu;
+        Ok((
+            dx.map(|dx| Tensor::from_vec(dx, (batch, cin, h, wd), &cpu)).transpose()?,
+            Some(Tensor::from_vec(dw, w.dims(), &cpu)?),
+            Some(Tensor::from_vec(db, cout, &cpu)?),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -481,6 +737,59 @@ mod tests {
             for (name, v) in [("input", &x), ("weight", &wt), ("bias", &bias)] {
                 let (ga, gb) = (g_ours.get(v).unwrap(), g_theirs.get(v).unwrap());
                 assert!(max_rel_diff(ga, gb) < 1e-3, "{name} gradient, {case:?}");
+            }
+        }
+    }
+
+    /// The fused ops ([`conv2d_act`], [`conv_transpose2d_act`]) against candle's stock
+    /// convolutions plus bias and activation, forward and all three gradients, for every
+    /// epilogue; with a plain-data input, no input gradient is formed.
+    #[test]
+    fn fused_convs_match_candle() {
+        let mut rng = StdRng::seed_from_u64(6);
+        let stock_act = |t: Tensor, e: Epilogue| match e {
+            Epilogue::Identity => t,
+            Epilogue::Relu => t.relu().unwrap(),
+            Epilogue::LeakyRelu => candle_nn::ops::leaky_relu(&t, fused::LEAKY_SLOPE as f64).unwrap(),
+            Epilogue::Tanh => t.tanh().unwrap(),
+        };
+        for e in [Epilogue::Identity, Epilogue::Relu, Epilogue::LeakyRelu, Epilogue::Tanh] {
+            for case in CASES {
+                let Case { batch: b, cin, cout, h, w, k, s, p } = case;
+                let geom = Geometry { kernel: k, stride: s, pad: p };
+                for transpose in [false, true] {
+                    let x = Var::from_tensor(&rand_tensor(&[b, cin, h, w], &mut rng)).unwrap();
+                    let wshape = if transpose { [cin, cout, k, k] } else { [cout, cin, k, k] };
+                    let wt = Var::from_tensor(&rand_tensor(&wshape, &mut rng)).unwrap();
+                    let bias = Var::from_tensor(&rand_tensor(&[cout], &mut rng)).unwrap();
+                    let (ours, conv) = if transpose {
+                        (
+                            conv_transpose2d_act(&x, &wt, &bias, geom, e).unwrap(),
+                            x.conv_transpose2d(&wt, p, 0, s, 1).unwrap(),
+                        )
+                    } else {
+                        (conv2d_act(&x, &wt, &bias, geom, e).unwrap(), x.conv2d(&wt, p, s, 1, 1).unwrap())
+                    };
+                    let theirs =
+                        stock_act(conv.broadcast_add(&bias.reshape((1, cout, 1, 1)).unwrap()).unwrap(), e);
+                    let what = format!("{e:?}, transpose {transpose}, {case:?}");
+                    assert!(max_abs_diff(&ours, &theirs) < 1e-4, "forward, {what}");
+                    let probe = rand_tensor(ours.dims(), &mut rng);
+                    let g_ours = (ours * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+                    let g_theirs = (theirs * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+                    for (name, v) in [("input", &x), ("weight", &wt), ("bias", &bias)] {
+                        let (ga, gb) = (g_ours.get(v).unwrap(), g_theirs.get(v).unwrap());
+                        assert!(max_rel_diff(ga, gb) < 1e-3, "{name} gradient, {what}");
+                    }
+                    let data = x.as_tensor().detach();
+                    let y = if transpose {
+                        conv_transpose2d_act(&data, &wt, &bias, geom, e).unwrap()
+                    } else {
+                        conv2d_act(&data, &wt, &bias, geom, e).unwrap()
+                    };
+                    let g = y.sum_all().unwrap().backward().unwrap();
+                    assert!(g.get(&data).is_none() && g.get(&wt).is_some(), "{what}");
+                }
             }
         }
     }

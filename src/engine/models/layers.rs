@@ -9,7 +9,7 @@ use rand::rngs::StdRng;
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-use super::{conv_ops, Activation, Arch, ModelConfig};
+use super::{conv_ops, fused, Activation, Arch, ModelConfig};
 use crate::engine::data::ImageShape;
 
 /// Named trainable variables of one network (a GAN has two sets).
@@ -59,7 +59,7 @@ impl Activation {
     pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
         match self {
             Activation::Relu => x.relu(),
-            Activation::LeakyRelu => candle_nn::ops::leaky_relu(x, 0.2),
+            Activation::LeakyRelu => candle_nn::ops::leaky_relu(x, fused::LEAKY_SLOPE as f64),
             Activation::Tanh => x.tanh(),
             Activation::Gelu => x.gelu_erf(),
             Activation::Silu => x.silu(),
@@ -89,9 +89,29 @@ impl Linear {
 
     /// `[B, in] → [B, out]`
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.matmul(&self.w.t()?)?.broadcast_add(&self.b)
+        self.forward_act(x, None)
+    }
+
+    /// `[B, in] → [B, out]` followed by `act`: one fused op ([`fused::linear`]) where the
+    /// activation allows it.
+    pub fn forward_act(&self, x: &Tensor, act: Option<Activation>) -> Result<Tensor> {
+        match fused::fusable(act) {
+            Some(epilogue) if x.dtype() == DType::F32 && x.device().is_cpu() => {
+                fused::linear(x, &self.w, &self.b, epilogue)
+            }
+            _ => {
+                let h = x.matmul(&self.w.t()?)?.broadcast_add(&self.b)?;
+                match act {
+                    Some(act) => act.apply(&h),
+                    None => Ok(h),
+                }
+            }
+        }
     }
 }
+
+/// The ε of batch normalisation (PyTorch's default).
+const EPS: f64 = 1e-5;
 
 /// Batch normalisation over (N, H, W) per channel, with running statistics for evaluation.
 pub struct BatchNorm {
@@ -112,6 +132,24 @@ impl BatchNorm {
     /// `[B, C, H, W] → [B, C, H, W]`; batch statistics when training (and the running ones are
     /// updated with momentum 0.1), running statistics otherwise.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_act(x, train, None)
+    }
+
+    /// [`BatchNorm::forward`] then `act`; in training on f32 CPU tensors one fused op
+    /// ([`fused::batch_norm_act`]) where the activation allows it.
+    pub fn forward_act(&self, x: &Tensor, train: bool, act: Option<Activation>) -> Result<Tensor> {
+        let fast = x.dtype() == DType::F32 && x.device().is_cpu();
+        if let (true, true, Some(epilogue)) = (train, fast, fused::fusable(act)) {
+            let (y, stats) = fused::batch_norm_act(x, &self.gamma, &self.beta, EPS as f32, epilogue)?;
+            let (mean, var) = stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let shape = self.gamma.shape().clone();
+            let (mean, var) =
+                (Tensor::from_vec(mean, &shape, x.device())?, Tensor::from_vec(var, &shape, x.device())?);
+            let mut r = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            r.0 = ((&r.0 * 0.9)? + (mean * 0.1)?)?;
+            r.1 = ((&r.1 * 0.9)? + (var * 0.1)?)?;
+            return Ok(y);
+        }
         let (mean, var) = if train {
             let mean = x.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
             let centred = x.broadcast_sub(&mean)?;
@@ -123,8 +161,12 @@ impl BatchNorm {
         } else {
             self.running.lock().unwrap_or_else(|p| p.into_inner()).clone()
         };
-        let xhat = x.broadcast_sub(&mean)?.broadcast_div(&(var + 1e-5)?.sqrt()?)?;
-        xhat.broadcast_mul(&self.gamma)?.broadcast_add(&self.beta)
+        let xhat = x.broadcast_sub(&mean)?.broadcast_div(&(var + EPS)?.sqrt()?)?;
+        let y = xhat.broadcast_mul(&self.gamma)?.broadcast_add(&self.beta)?;
+        match act {
+            Some(act) => act.apply(&y),
+            None => Ok(y),
+        }
     }
 
     pub fn running_stats(&self) -> (Tensor, Tensor) {
@@ -166,13 +208,12 @@ impl ConvDown {
         Ok(Self { w, b, bn })
     }
 
-    /// `[B, Cin, H, W] → [B, Cout, H/2, W/2]`
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let y = conv_ops::conv2d(x, &self.w, Some(&self.b), 2, 1)?;
-        match &self.bn {
-            Some(bn) => bn.forward(&y, train),
-            None => Ok(y),
-        }
+    /// `[B, Cin, H, W] → [B, Cout, H/2, W/2]`, then batch norm and `act`.
+    fn forward(&self, x: &Tensor, train: bool, act: Option<Activation>) -> Result<Tensor> {
+        conv_block(x, train, act, self.bn.as_ref(), |x, e| match e {
+            Some(e) => conv_ops::conv2d_act(x, &self.w, &self.b, GEOM, e),
+            None => conv_ops::conv2d(x, &self.w, Some(&self.b), GEOM.stride, GEOM.pad),
+        })
     }
 }
 
@@ -193,13 +234,39 @@ impl ConvUp {
         Ok(Self { w, b, bn })
     }
 
-    /// `[B, Cin, H, W] → [B, Cout, 2H, 2W]`
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let y = conv_ops::conv_transpose2d(x, &self.w, Some(&self.b), 2, 1)?;
-        match &self.bn {
-            Some(bn) => bn.forward(&y, train),
-            None => Ok(y),
-        }
+    /// `[B, Cin, H, W] → [B, Cout, 2H, 2W]`, then batch norm and `act`.
+    fn forward(&self, x: &Tensor, train: bool, act: Option<Activation>) -> Result<Tensor> {
+        conv_block(x, train, act, self.bn.as_ref(), |x, e| match e {
+            Some(e) => conv_ops::conv_transpose2d_act(x, &self.w, &self.b, GEOM, e),
+            None => conv_ops::conv_transpose2d(x, &self.w, Some(&self.b), GEOM.stride, GEOM.pad),
+        })
+    }
+}
+
+/// Every conv layer here: 4×4 kernels, stride 2, padding 1.
+const GEOM: conv_ops::Geometry = conv_ops::Geometry { kernel: 4, stride: 2, pad: 1 };
+
+/// A convolution (`conv(x, epilogue)`; `None`: the stock ops), then batch norm and `act`. The
+/// activation is fused into the convolution when nothing comes between them and it can be;
+/// the bias always is (f32 on the CPU).
+fn conv_block(
+    x: &Tensor,
+    train: bool,
+    act: Option<Activation>,
+    bn: Option<&BatchNorm>,
+    conv: impl Fn(&Tensor, Option<fused::Epilogue>) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let fast = x.dtype() == DType::F32 && x.device().is_cpu();
+    let (fused_act, rest) = match (bn, fused::fusable(act)) {
+        (None, Some(e)) if fast => (Some(e), None),
+        _ if fast => (Some(fused::Epilogue::Identity), act),
+        _ => (None, act),
+    };
+    let y = conv(x, fused_act)?;
+    match (bn, rest) {
+        (Some(bn), act) => bn.forward_act(&y, train, act),
+        (None, Some(act)) => act.apply(&y),
+        (None, None) => Ok(y),
     }
 }
 
@@ -262,7 +329,7 @@ impl Trunk {
             Trunk::Mlp { layers, act } => {
                 let mut h = x.clone();
                 for l in layers {
-                    h = act.apply(&l.forward(&h)?)?;
+                    h = l.forward_act(&h, Some(*act))?;
                 }
                 Ok(h)
             }
@@ -270,7 +337,7 @@ impl Trunk {
                 let b = x.dim(0)?;
                 let mut h = x.reshape((b, input.channels, input.height, input.width))?; // [B, C, H, W]
                 for l in layers {
-                    h = act.apply(&l.forward(&h, train)?)?;
+                    h = l.forward(&h, train, Some(*act))?;
                 }
                 h.flatten_from(1) // [B, C_last · H/2ᵏ · W/2ᵏ]
             }
@@ -344,26 +411,20 @@ impl Expand {
                 let mut h = z.clone();
                 let last = layers.len() - 1;
                 for (i, l) in layers.iter().enumerate() {
-                    h = l.forward(&h)?;
-                    if i < last {
-                        h = act.apply(&h)?;
-                    }
+                    h = l.forward_act(&h, (i < last).then_some(*act))?;
                 }
                 Ok(h)
             }
             Expand::Conv { fc, fc_bn, start, layers, act } => {
                 let b = z.dim(0)?;
-                let mut h = fc.forward(z)?.reshape((b, start.channels, start.height, start.width))?; // [B, C0, H/2ᵏ, W/2ᵏ]
-                if let Some(bn) = fc_bn {
-                    h = bn.forward(&h, train)?;
-                }
-                h = act.apply(&h)?;
+                let shape = (b, start.channels, start.height, start.width); // [B, C0, H/2ᵏ, W/2ᵏ]
+                let mut h = match fc_bn {
+                    Some(bn) => bn.forward_act(&fc.forward(z)?.reshape(shape)?, train, Some(*act))?,
+                    None => fc.forward_act(z, Some(*act))?.reshape(shape)?,
+                };
                 let last = layers.len() - 1;
                 for (i, l) in layers.iter().enumerate() {
-                    h = l.forward(&h, train)?;
-                    if i < last {
-                        h = act.apply(&h)?;
-                    }
+                    h = l.forward(&h, train, (i < last).then_some(*act))?;
                 }
                 h.flatten_from(1) // [B, C·H·W]
             }

@@ -7,8 +7,9 @@ use candle_core::Tensor;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
+use super::fused::{row_loss, RowLoss};
 use super::layers::{normal_tensor, Expand, Linear, ParamSet, Trunk};
-use super::losses::{bce_with_logits_rows, kl_rows, squared_error_rows};
+use super::losses::kl_rows;
 use super::optim::{grads_finite, Adam, AdamConfig};
 use super::{
     collect_state, restore_state, scalar, GenerativeModel, Losses, ModelConfig, ReconLoss, StepOutcome,
@@ -76,8 +77,8 @@ impl Vae {
         };
         let logits = self.decoder.forward(&z, true)?; // [B, D]
         let recon_rows = match self.cfg.recon_loss {
-            ReconLoss::Bce => bce_with_logits_rows(&logits, x)?,
-            ReconLoss::Mse => squared_error_rows(&logits, x)?,
+            ReconLoss::Bce => row_loss(&logits, x, RowLoss::BceWithLogits)?,
+            ReconLoss::Mse => row_loss(&logits, x, RowLoss::SquaredError)?,
         };
         let recon = recon_rows.mean(0)?;
         let (loss, kl_v) = if variational {

@@ -1,0 +1,664 @@
+//! A fully connected layer and its activation as one candle op: `y = act(x Wᵀ + b)`.
+//!
+//! Through candle's stock ops the same layer is a matmul, a broadcast add and an activation,
+//! three passes forward and more backward (each op's gradient, plus candle's zero-filled
+//! accumulator for every intermediate). Here the forward pass is one gemm and one pass that adds
+//! the bias and applies the activation in place; the backward pass is one pass for the
+//! activation's derivative and the bias gradient, and one gemm per needed gradient. The
+//! gradient with respect to `x` is skipped when `x` does not depend on a variable (a layer fed
+//! by the data), which a stock matmul's backward always computes.
+//!
+//! The activation's derivative is read from the output (`y > 0` for (leaky) ReLU, `1 − y²` for
+//! tanh), so no pre-activation is kept. GELU and SiLU need it and go the stock way
+//! ([`fusable`]).
+
+use candle_core::{bail, CpuStorage, CustomOp3, Device, Layout, Result, Shape, Storage, Tensor};
+use gemm::Parallelism;
+
+use super::Activation;
+
+/// The leaky ReLU's slope for negative inputs ([`Activation::LeakyRelu`]).
+pub const LEAKY_SLOPE: f32 = 0.2;
+
+/// What follows the affine map in a fused layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Epilogue {
+    Identity,
+    Relu,
+    LeakyRelu,
+    Tanh,
+}
+
+/// The epilogue for `act` (`None`: no activation), or `None` when it cannot be fused.
+pub fn fusable(act: Option<Activation>) -> Option<Epilogue> {
+    match act {
+        None => Some(Epilogue::Identity),
+        Some(Activation::Relu) => Some(Epilogue::Relu),
+        Some(Activation::LeakyRelu) => Some(Epilogue::LeakyRelu),
+        Some(Activation::Tanh) => Some(Epilogue::Tanh),
+        Some(Activation::Gelu | Activation::Silu) => None,
+    }
+}
+
+impl Epilogue {
+    #[inline(always)]
+    pub(super) fn apply(self, v: f32) -> f32 {
+        match self {
+            Epilogue::Identity => v,
+            Epilogue::Relu => v.max(0.0),
+            Epilogue::LeakyRelu => {
+                if v > 0.0 {
+                    v
+                } else {
+                    LEAKY_SLOPE * v
+                }
+            }
+            Epilogue::Tanh => v.tanh(),
+        }
+    }
+
+    /// The derivative at the pre-activation whose output is `y`, times `g`.
+    #[inline(always)]
+    pub(super) fn grad(self, y: f32, g: f32) -> f32 {
+        match self {
+            Epilogue::Identity => g,
+            Epilogue::Relu => {
+                if y > 0.0 {
+                    g
+                } else {
+                    0.0
+                }
+            }
+            Epilogue::LeakyRelu => {
+                if y > 0.0 {
+                    g
+                } else {
+                    LEAKY_SLOPE * g
+                }
+            }
+            Epilogue::Tanh => g * (1.0 - y * y),
+        }
+    }
+}
+
+/// `act(x Wᵀ + b)` for `x [B, in]`, `w [out, in]`, `b [out]` (f32 on the CPU).
+pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor, epilogue: Epilogue) -> Result<Tensor> {
+    x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, LinearOp { epilogue })
+}
+
+struct LinearOp {
+    epilogue: Epilogue,
+}
+
+/// A contiguous f32 slice of a tensor's storage.
+pub(super) fn f32s<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    let CpuStorage::F32(v) = s else { bail!("fused linear: {what} must be f32") };
+    match l.contiguous_offsets() {
+        Some((lo, hi)) => Ok(&v[lo..hi]),
+        None => bail!("fused linear: {what} must be contiguous"),
+    }
+}
+
+fn threads() -> Parallelism {
+    match candle_core::utils::get_num_threads() {
+        0 | 1 => Parallelism::None,
+        n => Parallelism::Rayon(n),
+    }
+}
+
+/// `dst [m, n] = lhs · rhs` over `k`, each operand given by its row and column strides.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn matmul(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    lhs: &[f32],
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: &[f32],
+    (rhs_rs, rhs_cs): (usize, usize),
+) {
+    assert!(dst.len() >= m * n, "matmul: destination too small");
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(lhs.len() > (m - 1) * lhs_rs + k.saturating_sub(1) * lhs_cs || k == 0);
+    assert!(rhs.len() > k.saturating_sub(1) * rhs_rs + (n - 1) * rhs_cs || k == 0);
+    if k == 0 {
+        dst[..m * n].fill(0.0);
+        return;
+    }
+    // SAFETY: the asserts above keep every index the kernel reads or writes inside the slices;
+    // `read_dst = false` overwrites `dst` (alpha is then ignored).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            threads(),
+        )
+    }
+}
+
+impl CustomOp3 for LinearOp {
+    fn name(&self) -> &'static str {
+        "fused-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (&[rows, fan_in], &[fan_out, w_in], &[b_len]) = (xl.dims(), wl.dims(), bl.dims()) else {
+            bail!("fused linear: expected x [B, in], w [out, in], b [out]")
+        };
+        if w_in != fan_in || b_len != fan_out {
+            bail!("fused linear: x [{rows}, {fan_in}], w [{fan_out}, {w_in}], b [{b_len}] do not fit")
+        }
+        let (x, w, b) = (f32s(xs, xl, "x")?, f32s(ws, wl, "w")?, f32s(bs, bl, "b")?);
+        let mut y = vec![0f32; rows * fan_out];
+        // y = x · wᵀ: wᵀ[k, n] = w[n, k], so its row stride is 1 and its column stride `in`.
+        matmul((rows, fan_out, fan_in), &mut y, x, (fan_in, 1), w, (1, fan_in));
+        let e = self.epilogue;
+        for row in y.chunks_exact_mut(fan_out.max(1)) {
+            for (v, &bias) in row.iter_mut().zip(b) {
+                *v = e.apply(*v + bias);
+            }
+        }
+        Ok((CpuStorage::F32(y), Shape::from((rows, fan_out))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        y: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (rows, fan_in) = x.dims2()?;
+        let fan_out = w.dim(0)?;
+        let grad = grad.contiguous()?;
+
+        // g = dL/d(pre-activation), and the bias gradient (its column sums) in the same pass.
+        let e = self.epilogue;
+        let cols = fan_out.max(1);
+        let mut g = vec![0f32; rows * fan_out];
+        let mut db = vec![0f32; fan_out];
+        {
+            let (gs, gl) = grad.storage_and_layout();
+            let (ys, yl) = y.storage_and_layout();
+            let (Storage::Cpu(gs), Storage::Cpu(ys)) = (&*gs, &*ys) else { bail!("fused linear: CPU only") };
+            let (gy, yv) = (f32s(gs, gl, "grad")?, f32s(ys, yl, "y")?);
+            for ((g, gy), yv) in
+                g.chunks_exact_mut(cols).zip(gy.chunks_exact(cols)).zip(yv.chunks_exact(cols))
+            {
+                for (((g, &gy), &yv), db) in g.iter_mut().zip(gy).zip(yv).zip(db.iter_mut()) {
+                    *g = e.grad(yv, gy);
+                    *db += *g;
+                }
+            }
+        }
+
+        let mut dw = vec![0f32; fan_out * fan_in];
+        let mut dx = x.track_op().then(|| vec![0f32; rows * fan_in]);
+        {
+            let (xs, xl) = x.storage_and_layout();
+            let (ws, wl) = w.storage_and_layout();
+            let (Storage::Cpu(xs), Storage::Cpu(ws)) = (&*xs, &*ws) else { bail!("fused linear: CPU only") };
+            let (xv, wv) = (f32s(xs, xl, "x")?, f32s(ws, wl, "w")?);
+            // dW [out, in] = gᵀ · x: gᵀ[o, r] = g[r, o] (row stride 1, column stride `out`).
+            matmul((fan_out, fan_in, rows), &mut dw, &g, (1, fan_out), xv, (fan_in, 1));
+            // dx [B, in] = g · w, only when something upstream needs it.
+            if let Some(dx) = dx.as_mut() {
+                matmul((rows, fan_in, fan_out), dx, &g, (fan_out, 1), wv, (fan_in, 1));
+            }
+        }
+
+        let cpu = Device::Cpu;
+        Ok((
+            dx.map(|dx| Tensor::from_vec(dx, (rows, fan_in), &cpu)).transpose()?,
+            Some(Tensor::from_vec(dw, (fan_out, fan_in), &cpu)?),
+            Some(Tensor::from_vec(db, fan_out, &cpu)?),
+        ))
+    }
+}
+
+/// The per-row reconstruction losses of [`row_loss`], between logits `l` and targets `x`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowLoss {
+    /// Binary cross-entropy from logits, `softplus(l) − x·l` (never overflows).
+    BceWithLogits,
+    /// `(σ(l) − x)²`.
+    SquaredError,
+}
+
+/// `Σ_j loss(l[b, j], x[b, j])` per row: `[B, D], [B, D] → [B]`, one pass forward and one
+/// backward (the stock ops take seven passes and their gradients for the BCE).
+pub fn row_loss(logits: &Tensor, target: &Tensor, kind: RowLoss) -> Result<Tensor> {
+    logits.contiguous()?.apply_op2(&target.contiguous()?, RowLossOp { kind })
+}
+
+struct RowLossOp {
+    kind: RowLoss,
+}
+
+#[inline(always)]
+fn sigmoid(l: f32) -> f32 {
+    1.0 / (1.0 + (-l).exp())
+}
+
+impl RowLossOp {
+    #[inline(always)]
+    fn value(&self, l: f32, x: f32) -> f32 {
+        match self.kind {
+            RowLoss::BceWithLogits => l.max(0.0) + (-l.abs()).exp().ln_1p() - x * l,
+            RowLoss::SquaredError => {
+                let d = sigmoid(l) - x;
+                d * d
+            }
+        }
+    }
+
+    /// `(∂/∂l, ∂/∂x)` of one term.
+    #[inline(always)]
+    fn grads(&self, l: f32, x: f32) -> (f32, f32) {
+        match self.kind {
+            RowLoss::BceWithLogits => (sigmoid(l) - x, -l),
+            RowLoss::SquaredError => {
+                let s = sigmoid(l);
+                let d = 2.0 * (s - x);
+                (d * s * (1.0 - s), -d)
+            }
+        }
+    }
+}
+
+impl candle_core::CustomOp2 for RowLossOp {
+    fn name(&self) -> &'static str {
+        "fused-row-loss"
+    }
+
+    fn cpu_fwd(
+        &self,
+        ls: &CpuStorage,
+        ll: &Layout,
+        xs: &CpuStorage,
+        xl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let &[rows, cols] = ll.dims() else { bail!("row loss: logits must be [B, D]") };
+        if xl.dims() != ll.dims() {
+            bail!("row loss: logits {:?} and targets {:?} differ in shape", ll.dims(), xl.dims())
+        }
+        let (l, x) = (f32s(ls, ll, "logits")?, f32s(xs, xl, "targets")?);
+        let out = if cols == 0 {
+            vec![0f32; rows]
+        } else {
+            l.chunks_exact(cols)
+                .zip(x.chunks_exact(cols))
+                .map(|(l, x)| l.iter().zip(x).map(|(&l, &x)| self.value(l, x)).sum())
+                .collect()
+        };
+        Ok((CpuStorage::F32(out), Shape::from(rows)))
+    }
+
+    fn bwd(
+        &self,
+        logits: &Tensor,
+        target: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (rows, cols) = logits.dims2()?;
+        let grad = grad.contiguous()?;
+        let want_x = target.track_op();
+        let mut dl = vec![0f32; rows * cols];
+        let mut dx = if want_x { vec![0f32; rows * cols] } else { Vec::new() };
+        {
+            let (gs, gl) = grad.storage_and_layout();
+            let (ls, ll) = logits.storage_and_layout();
+            let (xs, xl) = target.storage_and_layout();
+            let (Storage::Cpu(gs), Storage::Cpu(ls), Storage::Cpu(xs)) = (&*gs, &*ls, &*xs) else {
+                bail!("row loss: CPU only")
+            };
+            let (g, l, x) = (f32s(gs, gl, "grad")?, f32s(ls, ll, "logits")?, f32s(xs, xl, "targets")?);
+            for (r, &g) in g.iter().enumerate().take(rows) {
+                let span = r * cols..(r + 1) * cols;
+                for (j, (&l, &x)) in l[span.clone()].iter().zip(&x[span.clone()]).enumerate() {
+                    let (a, b) = self.grads(l, x);
+                    dl[r * cols + j] = g * a;
+                    if want_x {
+                        dx[r * cols + j] = g * b;
+                    }
+                }
+            }
+        }
+        let cpu = Device::Cpu;
+        let dx = if want_x { Some(Tensor::from_vec(dx, (rows, cols), &cpu)?) } else { None };
+        Ok((Some(Tensor::from_vec(dl, (rows, cols), &cpu)?), dx))
+    }
+}
+
+/// Batch statistics of one [`batch_norm_act`] call: per-channel mean and (biased) variance.
+pub type BatchStats = std::sync::Arc<std::sync::Mutex<(Vec<f32>, Vec<f32>)>>;
+
+/// Training-mode batch normalisation over (B, H, W) per channel followed by an activation, as
+/// one op: `act((x − μ) / √(σ² + ε) · γ + β)` for `x [B, C, H, W]`, `γ, β [1, C, 1, 1]`. Returns
+/// the output and the batch statistics (for the running averages). The stock ops take a
+/// dozen passes, three of them strided reductions over the batch; here the forward pass is
+/// three passes (mean, variance, output) and the backward pass two.
+pub fn batch_norm_act(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f32,
+    epilogue: Epilogue,
+) -> Result<(Tensor, BatchStats)> {
+    let stats = BatchStats::default();
+    let op = BatchNormOp { eps, epilogue, stats: stats.clone() };
+    let y = x.contiguous()?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?;
+    Ok((y, stats))
+}
+
+struct BatchNormOp {
+    eps: f32,
+    epilogue: Epilogue,
+    stats: BatchStats,
+}
+
+/// `(batch, channels, plane size)` of a `[B, C, H, W]` layout.
+fn bn_dims(dims: &[usize]) -> Result<(usize, usize, usize)> {
+    match dims {
+        &[b, c, h, w] => Ok((b, c, h * w)),
+        _ => bail!("batch norm: expected [B, C, H, W], got {dims:?}"),
+    }
+}
+
+/// The planes (one image's one channel) of channel `c`: `&x[(bi·C + c)·L ..][..L]` for each `bi`.
+fn planes(x: &[f32], (b, c, l): (usize, usize, usize), ch: usize) -> impl Iterator<Item = &[f32]> {
+    (0..b).map(move |bi| &x[(bi * c + ch) * l..][..l])
+}
+
+impl CustomOp3 for BatchNormOp {
+    fn name(&self) -> &'static str {
+        "fused-batch-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (b, c, l) = bn_dims(xl.dims())?;
+        if gl.shape().elem_count() != c || bl.shape().elem_count() != c {
+            bail!("batch norm: γ {:?} and β {:?} must have {c} values", gl.dims(), bl.dims())
+        }
+        let (x, gamma, beta) = (f32s(xs, xl, "x")?, f32s(gs, gl, "γ")?, f32s(bs, bl, "β")?);
+        let n = (b * l).max(1) as f64;
+        let mut mean = vec![0f32; c];
+        let mut var = vec![0f32; c];
+        let mut y = vec![0f32; x.len()];
+        for ch in 0..c {
+            let m =
+                planes(x, (b, c, l), ch).map(|p| p.iter().map(|&v| v as f64).sum::<f64>()).sum::<f64>() / n;
+            let v = planes(x, (b, c, l), ch)
+                .map(|p| p.iter().map(|&v| (v as f64 - m).powi(2)).sum::<f64>())
+                .sum::<f64>()
+                / n;
+            mean[ch] = m as f32;
+            var[ch] = v as f32;
+            let scale = gamma[ch] / (var[ch] + self.eps).sqrt();
+            let shift = beta[ch] - mean[ch] * scale;
+            for bi in 0..b {
+                let at = (bi * c + ch) * l;
+                for (o, &v) in y[at..at + l].iter_mut().zip(&x[at..at + l]) {
+                    *o = self.epilogue.apply(v * scale + shift);
+                }
+            }
+        }
+        *self.stats.lock().unwrap_or_else(|p| p.into_inner()) = (mean, var);
+        Ok((CpuStorage::F32(y), xl.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        _beta: &Tensor,
+        y: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (b, c, l) = bn_dims(x.dims())?;
+        let (mean, var) = self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if mean.len() != c {
+            bail!("batch norm: no batch statistics for the backward pass")
+        }
+        let grad = grad.contiguous()?;
+        let n = (b * l).max(1) as f32;
+        let mut dx = x.track_op().then(|| vec![0f32; b * c * l]);
+        let mut dgamma = vec![0f32; c];
+        let mut dbeta = vec![0f32; c];
+        {
+            let (xs, xl) = x.storage_and_layout();
+            let (ys, yl) = y.storage_and_layout();
+            let (gs, gl) = grad.storage_and_layout();
+            let (ms, ml) = gamma.storage_and_layout();
+            let (Storage::Cpu(xs), Storage::Cpu(ys), Storage::Cpu(gs), Storage::Cpu(ms)) =
+                (&*xs, &*ys, &*gs, &*ms)
+            else {
+                bail!("batch norm: CPU only")
+            };
+            let (xv, yv, gv, gam) =
+                (f32s(xs, xl, "x")?, f32s(ys, yl, "y")?, f32s(gs, gl, "grad")?, f32s(ms, ml, "γ")?);
+            // dz = dL/d(normalised·γ + β) through the activation, recomputed per element.
+            for ch in 0..c {
+                let inv = 1.0 / (var[ch] + self.eps).sqrt();
+                let (mut sum_dz, mut sum_dz_xhat) = (0f64, 0f64);
+                for bi in 0..b {
+                    let at = (bi * c + ch) * l;
+                    for ((&xv, &yv), &g) in xv[at..at + l].iter().zip(&yv[at..at + l]).zip(&gv[at..at + l]) {
+                        let dz = self.epilogue.grad(yv, g);
+                        sum_dz += dz as f64;
+                        sum_dz_xhat += (dz * (xv - mean[ch]) * inv) as f64;
+                    }
+                }
+                dbeta[ch] = sum_dz as f32;
+                dgamma[ch] = sum_dz_xhat as f32;
+                if let Some(dx) = dx.as_mut() {
+                    // dx = γ/σ · (dz − mean(dz) − x̂ · mean(dz · x̂))
+                    let (m_dz, m_dzx) = (sum_dz as f32 / n, sum_dz_xhat as f32 / n);
+                    let k = gam[ch] * inv;
+                    for bi in 0..b {
+                        let at = (bi * c + ch) * l;
+                        let rows = xv[at..at + l].iter().zip(&yv[at..at + l]).zip(&gv[at..at + l]);
+                        for (d, ((&xv, &yv), &g)) in dx[at..at + l].iter_mut().zip(rows) {
+                            let xhat = (xv - mean[ch]) * inv;
+                            *d = k * (self.epilogue.grad(yv, g) - m_dz - xhat * m_dzx);
+                        }
+                    }
+                }
+            }
+        }
+        let cpu = Device::Cpu;
+        let param_shape = gamma.dims().to_vec();
+        Ok((
+            dx.map(|dx| Tensor::from_vec(dx, x.dims(), &cpu)).transpose()?,
+            Some(Tensor::from_vec(dgamma, param_shape.as_slice(), &cpu)?),
+            Some(Tensor::from_vec(dbeta, param_shape.as_slice(), &cpu)?),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Var;
+
+    fn randn(shape: &[usize], seed: u64) -> Tensor {
+        let n: usize = shape.iter().product();
+        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let v: Vec<f32> = (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn stock(x: &Tensor, w: &Tensor, b: &Tensor, e: Epilogue) -> Tensor {
+        let h = x.matmul(&w.t().unwrap()).unwrap().broadcast_add(b).unwrap();
+        match e {
+            Epilogue::Identity => h,
+            Epilogue::Relu => h.relu().unwrap(),
+            Epilogue::LeakyRelu => candle_nn::ops::leaky_relu(&h, LEAKY_SLOPE as f64).unwrap(),
+            Epilogue::Tanh => h.tanh().unwrap(),
+        }
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
+    }
+
+    /// Values and all three gradients equal candle's stock ops, for every epilogue, with `x`
+    /// a variable (its gradient needed) and a plain tensor (skipped).
+    #[test]
+    fn matches_stock_ops_forward_and_backward() {
+        for e in [Epilogue::Identity, Epilogue::Relu, Epilogue::LeakyRelu, Epilogue::Tanh] {
+            for (rows, fan_in, fan_out) in [(7, 13, 5), (32, 64, 48), (1, 3, 1)] {
+                let x = Var::from_tensor(&randn(&[rows, fan_in], 1)).unwrap();
+                let w = Var::from_tensor(&randn(&[fan_out, fan_in], 2)).unwrap();
+                let b = Var::from_tensor(&randn(&[fan_out], 3)).unwrap();
+                let up = randn(&[rows, fan_out], 4); // a weighting so the loss's gradient is not uniform
+
+                let ours = linear(&x, &w, &b, e).unwrap();
+                let theirs = stock(&x, &w, &b, e);
+                assert!(max_diff(&ours, &theirs) < 1e-5, "{e:?} forward");
+
+                let g1 = (ours * &up).unwrap().sum_all().unwrap().backward().unwrap();
+                let g2 = (theirs * &up).unwrap().sum_all().unwrap().backward().unwrap();
+                for (v, name) in [(&x, "x"), (&w, "w"), (&b, "b")] {
+                    let (a, c) = (g1.get(v).unwrap(), g2.get(v).unwrap());
+                    assert!(max_diff(a, c) < 1e-4, "{e:?} {rows}x{fan_in}x{fan_out}: grad {name}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn input_gradient_skipped_for_data() {
+        let x = randn(&[4, 6], 1); // not a variable: data
+        let w = Var::from_tensor(&randn(&[3, 6], 2)).unwrap();
+        let b = Var::from_tensor(&randn(&[3], 3)).unwrap();
+        let grads = linear(&x, &w, &b, Epilogue::Relu).unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(grads.get(&x).is_none());
+        assert!(grads.get(&w).is_some() && grads.get(&b).is_some());
+    }
+
+    /// Values and gradients equal the stock-op formulas of `losses.rs`, for both losses, with
+    /// the targets a variable and plain data; extreme logits stay finite.
+    #[test]
+    fn row_losses_match_stock_ops() {
+        use crate::engine::models::losses::{bce_with_logits_rows, squared_error_rows};
+        for kind in [RowLoss::BceWithLogits, RowLoss::SquaredError] {
+            let mut l = randn(&[5, 9], 7).affine(8.0, 0.0).unwrap().to_vec2::<f32>().unwrap();
+            l[0][0] = 80.0;
+            l[0][1] = -80.0;
+            let l = Var::from_tensor(&Tensor::new(l, &Device::Cpu).unwrap()).unwrap();
+            let x = Var::from_tensor(&randn(&[5, 9], 8).affine(0.5, 0.5).unwrap()).unwrap();
+            let up = randn(&[5], 9);
+            let ours = row_loss(&l, &x, kind).unwrap();
+            let theirs = match kind {
+                RowLoss::BceWithLogits => bce_with_logits_rows(&l, &x).unwrap(),
+                RowLoss::SquaredError => squared_error_rows(&l, &x).unwrap(),
+            };
+            assert!(max_diff(&ours, &theirs) < 1e-4, "{kind:?} forward");
+            let g1 = (ours * &up).unwrap().sum_all().unwrap().backward().unwrap();
+            let g2 = (theirs * &up).unwrap().sum_all().unwrap().backward().unwrap();
+            for (v, name) in [(&l, "logits"), (&x, "targets")] {
+                let (a, c) = (g1.get(v).unwrap(), g2.get(v).unwrap());
+                assert!(max_diff(a, c) < 1e-4, "{kind:?}: grad {name}");
+            }
+            let plain = x.as_tensor().detach();
+            let g = row_loss(&l, &plain, kind).unwrap().sum_all().unwrap().backward().unwrap();
+            assert!(g.get(&plain).is_none() && g.get(&l).is_some());
+        }
+    }
+
+    /// Batch norm + activation against the stock formula (batch statistics, biased variance),
+    /// forward, statistics and all three gradients.
+    #[test]
+    fn batch_norm_matches_stock_ops() {
+        for e in [Epilogue::Identity, Epilogue::Relu, Epilogue::LeakyRelu, Epilogue::Tanh] {
+            let x = Var::from_tensor(&randn(&[3, 4, 5, 2], 11).affine(3.0, 1.0).unwrap()).unwrap();
+            let gamma = Var::from_tensor(&randn(&[1, 4, 1, 1], 12).affine(1.0, 1.5).unwrap()).unwrap();
+            let beta = Var::from_tensor(&randn(&[1, 4, 1, 1], 13)).unwrap();
+            let up = randn(&[3, 4, 5, 2], 14);
+            let (ours, stats) = batch_norm_act(&x, &gamma, &beta, 1e-5, e).unwrap();
+            let mean = x.mean_keepdim(0).unwrap().mean_keepdim(2).unwrap().mean_keepdim(3).unwrap();
+            let centred = x.broadcast_sub(&mean).unwrap();
+            let var = centred
+                .sqr()
+                .unwrap()
+                .mean_keepdim(0)
+                .unwrap()
+                .mean_keepdim(2)
+                .unwrap()
+                .mean_keepdim(3)
+                .unwrap();
+            let z = centred
+                .broadcast_div(&(&var + 1e-5).unwrap().sqrt().unwrap())
+                .unwrap()
+                .broadcast_mul(&gamma)
+                .unwrap()
+                .broadcast_add(&beta)
+                .unwrap();
+            let theirs = match e {
+                Epilogue::Identity => z,
+                Epilogue::Relu => z.relu().unwrap(),
+                Epilogue::LeakyRelu => candle_nn::ops::leaky_relu(&z, LEAKY_SLOPE as f64).unwrap(),
+                Epilogue::Tanh => z.tanh().unwrap(),
+            };
+            assert!(max_diff(&ours, &theirs) < 1e-5, "{e:?} forward");
+            let (m, v) = stats.lock().unwrap().clone();
+            assert!(max_diff(&Tensor::new(m, &Device::Cpu).unwrap(), &mean.flatten_all().unwrap()) < 1e-5);
+            assert!(max_diff(&Tensor::new(v, &Device::Cpu).unwrap(), &var.flatten_all().unwrap()) < 1e-4);
+            let g1 = (ours * &up).unwrap().sum_all().unwrap().backward().unwrap();
+            let g2 = (theirs * &up).unwrap().sum_all().unwrap().backward().unwrap();
+            for (t, name) in [(&x, "x"), (&gamma, "gamma"), (&beta, "beta")] {
+                let (a, c) = (g1.get(t).unwrap(), g2.get(t).unwrap());
+                assert!(max_diff(a, c) < 1e-4, "{e:?}: grad {name}");
+            }
+        }
+    }
+
+    #[test]
+    fn mismatched_shapes_are_an_error() {
+        let x = randn(&[4, 6], 1);
+        let w = randn(&[3, 5], 2);
+        let b = randn(&[3], 3);
+        assert!(linear(&x, &w, &b, Epilogue::Identity).is_err());
+    }
+}
