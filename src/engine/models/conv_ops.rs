@@ -380,7 +380,11 @@ fn epilogue_grad(y: &Tensor, grad: &Tensor, e: Epilogue, c: usize, l: usize) -> 
 
 /// [`conv2d`] followed by an activation, as one op ([`Conv2dAct`]).
 pub fn conv2d_act(x: &Tensor, w: &Tensor, b: &Tensor, geom: Geometry, epilogue: Epilogue) -> Result<Tensor> {
-    x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, Conv2dAct { geom, epilogue })
+    x.contiguous()?.apply_op3(
+        &w.contiguous()?,
+        &b.contiguous()?,
+        Conv2dAct { geom, epilogue, cols: Default::default() },
+    )
 }
 
 /// [`conv_transpose2d`] followed by an activation, as one op ([`ConvTranspose2dAct`]).
@@ -402,6 +406,8 @@ pub fn conv_transpose2d_act(
 struct Conv2dAct {
     geom: Geometry,
     epilogue: Epilogue,
+    /// The forward pass's im2col columns, kept for the weight gradient.
+    cols: std::sync::Mutex<Option<Vec<f32>>>,
 }
 
 /// `act(conv_transpose2d(x, w) + b)` for f32 on the CPU, the mirror of [`Conv2dAct`].
@@ -437,10 +443,10 @@ impl candle_core::CustomOp3 for Conv2dAct {
         let (cols, _) = unfold_cpu(x, (batch, cin, h, wd), self.geom)?; // [Cin·k·k, B·L]
         let (ho, wo) = (self.geom.out_len(h)?, self.geom.out_len(wd)?);
         let (l, ckk) = (ho * wo, cin * k * k);
-        let mut y = vec![0f32; cout * batch * l];
-        fused::matmul((cout, batch * l, ckk), &mut y, w, (ckk, 1), &cols, (batch * l, 1));
+        let y = fused::matmul((cout, batch * l, ckk), w, (ckk, 1), &cols, (batch * l, 1));
         let e = self.epilogue;
         let out = to_batch_major(&y, (cout, batch, l), |co, v| e.apply(v + b[co]));
+        *self.cols.lock().unwrap_or_else(|p| p.into_inner()) = Some(cols);
         Ok((CpuStorage::F32(out), Shape::from((batch, cout, ho, wo))))
     }
 
@@ -458,25 +464,24 @@ impl candle_core::CustomOp3 for Conv2dAct {
         let (l, ckk, n) = (ho * wo, cin * k * k, batch * ho * wo);
         let (g, db) = epilogue_grad(y, grad, self.epilogue, cout, l)?;
         let g = to_channel_major(&g, (batch, cout, l)); // [Cout, B·L]
-        let mut dw = vec![0f32; cout * ckk];
-        let dx = with_f32(x, "conv2d: x", |xv| {
-            let (cols, _) = unfold_cpu(xv, (batch, cin, h, wd), self.geom)?;
-            // dW [Cout, Cin·k·k] = g · colsᵀ
-            fused::matmul((cout, ckk, n), &mut dw, &g, (n, 1), &cols, (1, n));
-            Ok(())
-        })
-        .and_then(|()| {
-            if !x.track_op() {
-                return Ok(None);
-            }
+                                                        // The forward pass's columns, or the same recomputed.
+        let kept = self.cols.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let cols = match kept {
+            Some(cols) if cols.len() == ckk * n => cols,
+            _ => with_f32(x, "conv2d: x", |xv| Ok(unfold_cpu(xv, (batch, cin, h, wd), self.geom)?.0))?,
+        };
+        // dW [Cout, Cin·k·k] = g · colsᵀ
+        let dw = fused::matmul((cout, ckk, n), &g, (n, 1), &cols, (1, n));
+        drop(cols);
+        let dx = if x.track_op() {
             with_f32(w, "conv2d: w", |wv| {
                 // dcols [Cin·k·k, B·L] = Wᵀ · g, folded back onto the input.
-                let mut dcols = vec![0f32; ckk * n];
-                fused::matmul((ckk, n, cout), &mut dcols, wv, (1, ckk), &g, (n, 1));
-                let (dx, _) = fold_cpu(&dcols, &[ckk, n], self.geom, (h, wd))?;
-                Ok(Some(dx))
-            })
-        })?;
+                let dcols = fused::matmul((ckk, n, cout), wv, (1, ckk), &g, (n, 1));
+                Ok(Some(fold_cpu(&dcols, &[ckk, n], self.geom, (h, wd))?.0))
+            })?
+        } else {
+            None
+        };
         let cpu = candle_core::Device::Cpu;
         Ok((
             dx.map(|dx| Tensor::from_vec(dx, (batch, cin, h, wd), &cpu)).transpose()?,
@@ -519,9 +524,8 @@ impl candle_core::CustomOp3 for ConvTranspose2dAct {
         let n = batch * h * wd;
         let ckk = cout * k * k;
         let xt = to_channel_major(x, (batch, cin, h * wd)); // [Cin, B·H·W]
-        let mut cols = vec![0f32; ckk * n];
-        // cols [Cout·k·k, B·H·W] = Wᵀ · x, W viewed as [Cin, Cout·k·k].
-        fused::matmul((ckk, n, cin), &mut cols, w, (1, ckk), &xt, (n, 1));
+                                                            // cols [Cout·k·k, B·H·W] = Wᵀ · x, W viewed as [Cin, Cout·k·k].
+        let cols = fused::matmul((ckk, n, cin), w, (1, ckk), &xt, (n, 1));
         let (mut y, _) = fold_cpu(&cols, &[ckk, n], self.geom, (ho, wo))?; // [B, Cout, Ho, Wo]
         let (e, l) = (self.epilogue, ho * wo);
         for (i, plane) in y.chunks_exact_mut(l).enumerate() {
@@ -547,18 +551,15 @@ impl candle_core::CustomOp3 for ConvTranspose2dAct {
         let (n, ckk) = (batch * h * wd, cout * k * k);
         let (g, db) = epilogue_grad(y, grad, self.epilogue, cout, ho * wo)?;
         let (gcols, _) = unfold_cpu(&g, (batch, cout, ho, wo), self.geom)?; // [Cout·k·k, B·H·W]
-        let mut dw = vec![0f32; cin * ckk];
-        with_f32(x, "conv_transpose2d: x", |xv| {
+        let dw = with_f32(x, "conv_transpose2d: x", |xv| {
             let xt = to_channel_major(xv, (batch, cin, h * wd));
             // dW [Cin, Cout·k·k] = x · gcolsᵀ
-            fused::matmul((cin, ckk, n), &mut dw, &xt, (n, 1), &gcols, (1, n));
-            Ok(())
+            Ok(fused::matmul((cin, ckk, n), &xt, (n, 1), &gcols, (1, n)))
         })?;
         let dx = if x.track_op() {
             with_f32(w, "conv_transpose2d: w", |wv| {
                 // dx [Cin, B·H·W] = W · gcols, back to [B, Cin, H, W].
-                let mut dxt = vec![0f32; cin * n];
-                fused::matmul((cin, n, ckk), &mut dxt, wv, (ckk, 1), &gcols, (n, 1));
+                let dxt = fused::matmul((cin, n, ckk), wv, (ckk, 1), &gcols, (n, 1));
                 Ok(Some(to_batch_major(&dxt, (cin, batch, h * wd), |_, v| v)))
             })?
         } else {

@@ -106,28 +106,24 @@ fn threads() -> Parallelism {
     }
 }
 
-/// `dst [m, n] = lhs · rhs` over `k`, each operand given by its row and column strides.
-#[allow(clippy::too_many_arguments)]
+/// `lhs · rhs` over `k` as a fresh row-major `[m, n]` buffer, each operand given by its row and
+/// column strides.
 pub(super) fn matmul(
     (m, n, k): (usize, usize, usize),
-    dst: &mut [f32],
     lhs: &[f32],
     (lhs_rs, lhs_cs): (usize, usize),
     rhs: &[f32],
     (rhs_rs, rhs_cs): (usize, usize),
-) {
-    assert!(dst.len() >= m * n, "matmul: destination too small");
-    if m == 0 || n == 0 {
-        return;
+) -> Vec<f32> {
+    if m == 0 || n == 0 || k == 0 {
+        return vec![0f32; m * n];
     }
-    assert!(lhs.len() > (m - 1) * lhs_rs + k.saturating_sub(1) * lhs_cs || k == 0);
-    assert!(rhs.len() > k.saturating_sub(1) * rhs_rs + (n - 1) * rhs_cs || k == 0);
-    if k == 0 {
-        dst[..m * n].fill(0.0);
-        return;
-    }
-    // SAFETY: the asserts above keep every index the kernel reads or writes inside the slices;
-    // `read_dst = false` overwrites `dst` (alpha is then ignored).
+    assert!(lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs, "matmul: left operand too small");
+    assert!(rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs, "matmul: right operand too small");
+    let mut dst = Vec::<f32>::with_capacity(m * n);
+    // SAFETY: the asserts keep every read inside `lhs` and `rhs`; the kernel writes each of the
+    // `m · n` values of `dst`'s allocation exactly once and, with `read_dst = false`, never
+    // reads it, so every value is initialised before `set_len`.
     unsafe {
         gemm::gemm(
             m,
@@ -149,8 +145,10 @@ pub(super) fn matmul(
             false,
             false,
             threads(),
-        )
+        );
+        dst.set_len(m * n);
     }
+    dst
 }
 
 impl CustomOp3 for LinearOp {
@@ -174,9 +172,8 @@ impl CustomOp3 for LinearOp {
             bail!("fused linear: x [{rows}, {fan_in}], w [{fan_out}, {w_in}], b [{b_len}] do not fit")
         }
         let (x, w, b) = (f32s(xs, xl, "x")?, f32s(ws, wl, "w")?, f32s(bs, bl, "b")?);
-        let mut y = vec![0f32; rows * fan_out];
         // y = x · wᵀ: wᵀ[k, n] = w[n, k], so its row stride is 1 and its column stride `in`.
-        matmul((rows, fan_out, fan_in), &mut y, x, (fan_in, 1), w, (1, fan_in));
+        let mut y = matmul((rows, fan_out, fan_in), x, (fan_in, 1), w, (1, fan_in));
         let e = self.epilogue;
         for row in y.chunks_exact_mut(fan_out.max(1)) {
             for (v, &bias) in row.iter_mut().zip(b) {
@@ -218,20 +215,17 @@ impl CustomOp3 for LinearOp {
             }
         }
 
-        let mut dw = vec![0f32; fan_out * fan_in];
-        let mut dx = x.track_op().then(|| vec![0f32; rows * fan_in]);
-        {
+        let (dw, dx) = {
             let (xs, xl) = x.storage_and_layout();
             let (ws, wl) = w.storage_and_layout();
             let (Storage::Cpu(xs), Storage::Cpu(ws)) = (&*xs, &*ws) else { bail!("fused linear: CPU only") };
             let (xv, wv) = (f32s(xs, xl, "x")?, f32s(ws, wl, "w")?);
             // dW [out, in] = gᵀ · x: gᵀ[o, r] = g[r, o] (row stride 1, column stride `out`).
-            matmul((fan_out, fan_in, rows), &mut dw, &g, (1, fan_out), xv, (fan_in, 1));
+            let dw = matmul((fan_out, fan_in, rows), &g, (1, fan_out), xv, (fan_in, 1));
             // dx [B, in] = g · w, only when something upstream needs it.
-            if let Some(dx) = dx.as_mut() {
-                matmul((rows, fan_in, fan_out), dx, &g, (fan_out, 1), wv, (fan_in, 1));
-            }
-        }
+            let dx = x.track_op().then(|| matmul((rows, fan_in, fan_out), &g, (fan_out, 1), wv, (fan_in, 1)));
+            (dw, dx)
+        };
 
         let cpu = Device::Cpu;
         Ok((
