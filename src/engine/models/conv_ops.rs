@@ -22,7 +22,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::fused::{self, Epilogue};
+use super::fused::{self, Epilogue, SideGrads};
 
 /// Kernel size, stride and padding of a square convolution (no dilation, no groups).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -378,24 +378,32 @@ fn epilogue_grad(y: &Tensor, grad: &Tensor, e: Epilogue, c: usize, l: usize) -> 
     })
 }
 
-/// [`conv2d`] followed by an activation, as one op ([`Conv2dAct`]).
-pub fn conv2d_act(x: &Tensor, w: &Tensor, b: &Tensor, geom: Geometry, epilogue: Epilogue) -> Result<Tensor> {
-    x.contiguous()?.apply_op3(
-        &w.contiguous()?,
-        &b.contiguous()?,
-        Conv2dAct { geom, epilogue, cols: Default::default() },
-    )
+/// [`conv2d`] followed by an activation, as one op ([`Conv2dAct`]); with a `sink`, the weight
+/// and bias gradients go there ([`SideGrads`]).
+pub fn conv2d_act(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    geom: Geometry,
+    epilogue: Epilogue,
+    sink: Option<&SideGrads>,
+) -> Result<Tensor> {
+    let op = Conv2dAct { geom, epilogue, cols: Default::default(), sink: sink.cloned() };
+    x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, op)
 }
 
-/// [`conv_transpose2d`] followed by an activation, as one op ([`ConvTranspose2dAct`]).
+/// [`conv_transpose2d`] followed by an activation, as one op ([`ConvTranspose2dAct`]); with a
+/// `sink`, the weight and bias gradients go there ([`SideGrads`]).
 pub fn conv_transpose2d_act(
     x: &Tensor,
     w: &Tensor,
     b: &Tensor,
     geom: Geometry,
     epilogue: Epilogue,
+    sink: Option<&SideGrads>,
 ) -> Result<Tensor> {
-    x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, ConvTranspose2dAct { geom, epilogue })
+    let op = ConvTranspose2dAct { geom, epilogue, sink: sink.cloned() };
+    x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, op)
 }
 
 /// `act(conv2d(x, w) + b)` for f32 on the CPU: im2col, one gemm, then bias, activation and
@@ -408,12 +416,14 @@ struct Conv2dAct {
     epilogue: Epilogue,
     /// The forward pass's im2col columns, kept for the weight gradient.
     cols: std::sync::Mutex<Option<Vec<f32>>>,
+    sink: Option<SideGrads>,
 }
 
 /// `act(conv_transpose2d(x, w) + b)` for f32 on the CPU, the mirror of [`Conv2dAct`].
 struct ConvTranspose2dAct {
     geom: Geometry,
     epilogue: Epilogue,
+    sink: Option<SideGrads>,
 }
 
 impl candle_core::CustomOp3 for Conv2dAct {
@@ -454,7 +464,7 @@ impl candle_core::CustomOp3 for Conv2dAct {
         &self,
         x: &Tensor,
         w: &Tensor,
-        _b: &Tensor,
+        b: &Tensor,
         y: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
@@ -482,11 +492,11 @@ impl candle_core::CustomOp3 for Conv2dAct {
         } else {
             None
         };
-        let cpu = candle_core::Device::Cpu;
+        let sink = self.sink.as_ref();
         Ok((
-            dx.map(|dx| Tensor::from_vec(dx, (batch, cin, h, wd), &cpu)).transpose()?,
-            Some(Tensor::from_vec(dw, w.dims(), &cpu)?),
-            Some(Tensor::from_vec(db, cout, &cpu)?),
+            dx.map(|dx| Tensor::from_vec(dx, (batch, cin, h, wd), x.device())).transpose()?,
+            SideGrads::give(sink, w, dw)?,
+            SideGrads::give(sink, b, db)?,
         ))
     }
 }
@@ -541,7 +551,7 @@ impl candle_core::CustomOp3 for ConvTranspose2dAct {
         &self,
         x: &Tensor,
         w: &Tensor,
-        _b: &Tensor,
+        b: &Tensor,
         y: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
@@ -565,11 +575,11 @@ impl candle_core::CustomOp3 for ConvTranspose2dAct {
         } else {
             None
         };
-        let cpu = candle_core::Device::Cpu;
+        let sink = self.sink.as_ref();
         Ok((
-            dx.map(|dx| Tensor::from_vec(dx, (batch, cin, h, wd), &cpu)).transpose()?,
-            Some(Tensor::from_vec(dw, w.dims(), &cpu)?),
-            Some(Tensor::from_vec(db, cout, &cpu)?),
+            dx.map(|dx| Tensor::from_vec(dx, (batch, cin, h, wd), x.device())).transpose()?,
+            SideGrads::give(sink, w, dw)?,
+            SideGrads::give(sink, b, db)?,
         ))
     }
 }
@@ -765,11 +775,14 @@ mod tests {
                     let bias = Var::from_tensor(&rand_tensor(&[cout], &mut rng)).unwrap();
                     let (ours, conv) = if transpose {
                         (
-                            conv_transpose2d_act(&x, &wt, &bias, geom, e).unwrap(),
+                            conv_transpose2d_act(&x, &wt, &bias, geom, e, None).unwrap(),
                             x.conv_transpose2d(&wt, p, 0, s, 1).unwrap(),
                         )
                     } else {
-                        (conv2d_act(&x, &wt, &bias, geom, e).unwrap(), x.conv2d(&wt, p, s, 1, 1).unwrap())
+                        (
+                            conv2d_act(&x, &wt, &bias, geom, e, None).unwrap(),
+                            x.conv2d(&wt, p, s, 1, 1).unwrap(),
+                        )
                     };
                     let theirs =
                         stock_act(conv.broadcast_add(&bias.reshape((1, cout, 1, 1)).unwrap()).unwrap(), e);
@@ -784,9 +797,9 @@ mod tests {
                     }
                     let data = x.as_tensor().detach();
                     let y = if transpose {
-                        conv_transpose2d_act(&data, &wt, &bias, geom, e).unwrap()
+                        conv_transpose2d_act(&data, &wt, &bias, geom, e, None).unwrap()
                     } else {
-                        conv2d_act(&data, &wt, &bias, geom, e).unwrap()
+                        conv2d_act(&data, &wt, &bias, geom, e, None).unwrap()
                     };
                     let g = y.sum_all().unwrap().backward().unwrap();
                     assert!(g.get(&data).is_none() && g.get(&wt).is_some(), "{what}");

@@ -12,13 +12,73 @@
 //! tanh), so no pre-activation is kept. GELU and SiLU need it and go the stock way
 //! ([`fusable`]).
 
-use candle_core::{bail, CpuStorage, CustomOp3, Device, Layout, Result, Shape, Storage, Tensor};
+use candle_core::backprop::GradStore;
+use candle_core::{
+    bail, CpuStorage, CustomOp3, Device, Layout, Result, Shape, Storage, Tensor, TensorId, Var,
+};
 use gemm::Parallelism;
 
 use super::Activation;
 
 /// The leaky ReLU's slope for negative inputs ([`Activation::LeakyRelu`]).
 pub const LEAKY_SLOPE: f32 = 0.2;
+
+/// Parameter gradients that fused ops hand over directly instead of through candle's
+/// autograd, which would add each into a fresh zero tensor (a zero-fill and an extra pass over
+/// every weight per step). Keyed by the parameter tensor's id; a parameter used twice in one
+/// graph gets the sum. After `backward()`, [`SideGrads::drain_into`] moves them into the
+/// gradient store so the optimiser sees one set.
+#[derive(Clone, Default)]
+pub struct SideGrads(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<TensorId, Vec<f32>>>>);
+
+impl SideGrads {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<TensorId, Vec<f32>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Hands over `grad` for `param`, or returns it as a tensor for candle when `param` is not
+    /// a variable (or there is no sink).
+    pub(super) fn give(sink: Option<&SideGrads>, param: &Tensor, grad: Vec<f32>) -> Result<Option<Tensor>> {
+        match sink {
+            Some(sink) if param.is_variable() => {
+                let mut map = sink.lock();
+                match map.get_mut(&param.id()) {
+                    Some(sum) if sum.len() == grad.len() => {
+                        sum.iter_mut().zip(&grad).for_each(|(s, g)| *s += g)
+                    }
+                    _ => {
+                        map.insert(param.id(), grad);
+                    }
+                }
+                Ok(None)
+            }
+            _ => Ok(Some(Tensor::from_vec(grad, param.shape(), param.device())?)),
+        }
+    }
+
+    /// Forgets every gradient handed over (before a backward pass, or to discard one).
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    /// Moves the gradients of `vars` into `grads` (added to any already there).
+    pub fn drain_into<'a>(&self, vars: impl Iterator<Item = &'a Var>, grads: &mut GradStore) -> Result<()> {
+        let mut map = self.lock();
+        for var in vars {
+            let t = var.as_tensor();
+            if let Some(g) = map.remove(&t.id()) {
+                let g = Tensor::from_vec(g, t.shape(), t.device())?;
+                let sum = match grads.get(t) {
+                    Some(prev) => (prev + g)?,
+                    None => g,
+                };
+                grads.insert(t, sum);
+            }
+        }
+        map.clear();
+        Ok(())
+    }
+}
 
 /// What follows the affine map in a fused layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,13 +141,22 @@ impl Epilogue {
     }
 }
 
-/// `act(x Wᵀ + b)` for `x [B, in]`, `w [out, in]`, `b [out]` (f32 on the CPU).
-pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor, epilogue: Epilogue) -> Result<Tensor> {
-    x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, LinearOp { epilogue })
+/// `act(x Wᵀ + b)` for `x [B, in]`, `w [out, in]`, `b [out]` (f32 on the CPU). With a `sink`,
+/// the gradients of `w` and `b` go there ([`SideGrads`]).
+pub fn linear(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    epilogue: Epilogue,
+    sink: Option<&SideGrads>,
+) -> Result<Tensor> {
+    let op = LinearOp { epilogue, sink: sink.cloned() };
+    x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, op)
 }
 
 struct LinearOp {
     epilogue: Epilogue,
+    sink: Option<SideGrads>,
 }
 
 /// A contiguous f32 slice of a tensor's storage.
@@ -187,7 +256,7 @@ impl CustomOp3 for LinearOp {
         &self,
         x: &Tensor,
         w: &Tensor,
-        _b: &Tensor,
+        b: &Tensor,
         y: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
@@ -227,11 +296,11 @@ impl CustomOp3 for LinearOp {
             (dw, dx)
         };
 
-        let cpu = Device::Cpu;
+        let sink = self.sink.as_ref();
         Ok((
-            dx.map(|dx| Tensor::from_vec(dx, (rows, fan_in), &cpu)).transpose()?,
-            Some(Tensor::from_vec(dw, (fan_out, fan_in), &cpu)?),
-            Some(Tensor::from_vec(db, fan_out, &cpu)?),
+            dx.map(|dx| Tensor::from_vec(dx, (rows, fan_in), &Device::Cpu)).transpose()?,
+            SideGrads::give(sink, w, dw)?,
+            SideGrads::give(sink, b, db)?,
         ))
     }
 }
@@ -547,7 +616,7 @@ mod tests {
                 let b = Var::from_tensor(&randn(&[fan_out], 3)).unwrap();
                 let up = randn(&[rows, fan_out], 4); // a weighting so the loss's gradient is not uniform
 
-                let ours = linear(&x, &w, &b, e).unwrap();
+                let ours = linear(&x, &w, &b, e, None).unwrap();
                 let theirs = stock(&x, &w, &b, e);
                 assert!(max_diff(&ours, &theirs) < 1e-5, "{e:?} forward");
 
@@ -561,12 +630,35 @@ mod tests {
         }
     }
 
+    /// Through a sink, the parameter gradients leave candle's store and come back by
+    /// `drain_into` equal to the plain path's, summed over two uses of the same layer.
+    #[test]
+    fn side_gradients_equal_the_autograd_ones() {
+        let x = randn(&[6, 5], 1);
+        let w = Var::from_tensor(&randn(&[4, 5], 2)).unwrap();
+        let b = Var::from_tensor(&randn(&[4], 3)).unwrap();
+        let twice = |sink: Option<&SideGrads>| {
+            let h = linear(&x, &w, &b, Epilogue::Tanh, sink).unwrap();
+            let h2 = linear(&x.affine(0.5, 0.1).unwrap(), &w, &b, Epilogue::Relu, sink).unwrap();
+            (h.sum_all().unwrap() + h2.sqr().unwrap().sum_all().unwrap()).unwrap().backward().unwrap()
+        };
+        let plain = twice(None);
+        let sink = SideGrads::default();
+        let mut side = twice(Some(&sink));
+        assert!(side.get(&w).is_none() && side.get(&b).is_none());
+        sink.drain_into([&w, &b].into_iter(), &mut side).unwrap();
+        for v in [&w, &b] {
+            assert!(max_diff(plain.get(v).unwrap(), side.get(v).unwrap()) < 1e-5);
+        }
+        assert!(sink.lock().is_empty());
+    }
+
     #[test]
     fn input_gradient_skipped_for_data() {
         let x = randn(&[4, 6], 1); // not a variable: data
         let w = Var::from_tensor(&randn(&[3, 6], 2)).unwrap();
         let b = Var::from_tensor(&randn(&[3], 3)).unwrap();
-        let grads = linear(&x, &w, &b, Epilogue::Relu).unwrap().sum_all().unwrap().backward().unwrap();
+        let grads = linear(&x, &w, &b, Epilogue::Relu, None).unwrap().sum_all().unwrap().backward().unwrap();
         assert!(grads.get(&x).is_none());
         assert!(grads.get(&w).is_some() && grads.get(&b).is_some());
     }
@@ -653,6 +745,6 @@ mod tests {
         let x = randn(&[4, 6], 1);
         let w = randn(&[3, 5], 2);
         let b = randn(&[3], 3);
-        assert!(linear(&x, &w, &b, Epilogue::Identity).is_err());
+        assert!(linear(&x, &w, &b, Epilogue::Identity, None).is_err());
     }
 }

@@ -105,7 +105,7 @@ impl GenerativeModel for Gan {
         if !losses.is_finite() {
             return Ok(StepOutcome::NonFinite(losses));
         }
-        let d_grads = d_loss.backward()?;
+        let d_grads = self.d_params.backward(&d_loss)?;
         if !grads_finite(&self.d_params, &d_grads) {
             return Ok(StepOutcome::NonFinite(losses));
         }
@@ -120,7 +120,8 @@ impl GenerativeModel for Gan {
         if !losses.is_finite() {
             return Ok(StepOutcome::NonFinite(losses));
         }
-        let g_grads = g_loss.backward()?;
+        let g_grads = self.g_params.backward(&g_loss)?;
+        self.d_params.side.clear(); // D's gradients from the G step are not used
         if !grads_finite(&self.g_params, &g_grads) {
             return Ok(StepOutcome::NonFinite(losses));
         }

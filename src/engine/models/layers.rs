@@ -4,6 +4,7 @@
 
 use std::sync::Mutex;
 
+use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Result, Tensor, Var};
 use rand::rngs::StdRng;
 use rand::Rng;
@@ -16,11 +17,22 @@ use crate::engine::data::ImageShape;
 #[derive(Default)]
 pub struct ParamSet {
     pub params: Vec<(String, Var)>,
+    /// Where the fused layers of this network hand their parameter gradients
+    /// ([`ParamSet::backward`] collects them).
+    pub side: fused::SideGrads,
 }
 
 impl ParamSet {
     pub fn vars(&self) -> impl Iterator<Item = &Var> {
         self.params.iter().map(|(_, v)| v)
+    }
+
+    /// `loss.backward()` with the gradients the fused layers handed over added in.
+    pub fn backward(&self, loss: &Tensor) -> Result<GradStore> {
+        self.side.clear();
+        let mut grads = loss.backward()?;
+        self.side.drain_into(self.vars(), &mut grads)?;
+        Ok(grads)
     }
 
     /// Number of scalar parameters.
@@ -71,6 +83,7 @@ impl Activation {
 pub struct Linear {
     w: Tensor,
     b: Tensor,
+    sink: fused::SideGrads,
 }
 
 impl Linear {
@@ -84,7 +97,7 @@ impl Linear {
         let bound = 1.0 / (fan_in as f64).sqrt();
         let w = ps.uniform(format!("{name}.weight"), &[fan_out, fan_in], bound, rng)?;
         let b = ps.uniform(format!("{name}.bias"), &[fan_out], bound, rng)?;
-        Ok(Self { w, b })
+        Ok(Self { w, b, sink: ps.side.clone() })
     }
 
     /// `[B, in] → [B, out]`
@@ -97,7 +110,7 @@ impl Linear {
     pub fn forward_act(&self, x: &Tensor, act: Option<Activation>) -> Result<Tensor> {
         match fused::fusable(act) {
             Some(epilogue) if x.dtype() == DType::F32 && x.device().is_cpu() => {
-                fused::linear(x, &self.w, &self.b, epilogue)
+                fused::linear(x, &self.w, &self.b, epilogue, Some(&self.sink))
             }
             _ => {
                 let h = x.matmul(&self.w.t()?)?.broadcast_add(&self.b)?;
@@ -183,6 +196,7 @@ pub struct ConvDown {
     w: Tensor,
     b: Tensor,
     bn: Option<BatchNorm>,
+    sink: fused::SideGrads,
 }
 
 /// A 4×4, stride-2, padding-1 transposed convolution (doubles H and W).
@@ -190,6 +204,7 @@ pub struct ConvUp {
     w: Tensor,
     b: Tensor,
     bn: Option<BatchNorm>,
+    sink: fused::SideGrads,
 }
 
 impl ConvDown {
@@ -205,13 +220,13 @@ impl ConvDown {
         let w = ps.uniform(format!("{name}.weight"), &[cout, cin, 4, 4], bound, rng)?;
         let b = ps.uniform(format!("{name}.bias"), &[cout], bound, rng)?;
         let bn = if bn { Some(BatchNorm::new(ps, &format!("{name}.bn"), cout)?) } else { None };
-        Ok(Self { w, b, bn })
+        Ok(Self { w, b, bn, sink: ps.side.clone() })
     }
 
     /// `[B, Cin, H, W] → [B, Cout, H/2, W/2]`, then batch norm and `act`.
     fn forward(&self, x: &Tensor, train: bool, act: Option<Activation>) -> Result<Tensor> {
         conv_block(x, train, act, self.bn.as_ref(), |x, e| match e {
-            Some(e) => conv_ops::conv2d_act(x, &self.w, &self.b, GEOM, e),
+            Some(e) => conv_ops::conv2d_act(x, &self.w, &self.b, GEOM, e, Some(&self.sink)),
             None => conv_ops::conv2d(x, &self.w, Some(&self.b), GEOM.stride, GEOM.pad),
         })
     }
@@ -231,13 +246,13 @@ impl ConvUp {
         let w = ps.uniform(format!("{name}.weight"), &[cin, cout, 4, 4], bound, rng)?;
         let b = ps.uniform(format!("{name}.bias"), &[cout], bound, rng)?;
         let bn = if bn { Some(BatchNorm::new(ps, &format!("{name}.bn"), cout)?) } else { None };
-        Ok(Self { w, b, bn })
+        Ok(Self { w, b, bn, sink: ps.side.clone() })
     }
 
     /// `[B, Cin, H, W] → [B, Cout, 2H, 2W]`, then batch norm and `act`.
     fn forward(&self, x: &Tensor, train: bool, act: Option<Activation>) -> Result<Tensor> {
         conv_block(x, train, act, self.bn.as_ref(), |x, e| match e {
-            Some(e) => conv_ops::conv_transpose2d_act(x, &self.w, &self.b, GEOM, e),
+            Some(e) => conv_ops::conv_transpose2d_act(x, &self.w, &self.b, GEOM, e, Some(&self.sink)),
             None => conv_ops::conv_transpose2d(x, &self.w, Some(&self.b), GEOM.stride, GEOM.pad),
         })
     }

@@ -108,7 +108,7 @@ impl GenerativeModel for Vae {
         if !f.losses.is_finite() {
             return Ok(StepOutcome::NonFinite(f.losses));
         }
-        let grads = f.loss.backward()?;
+        let grads = self.params.backward(&f.loss)?;
         if !grads_finite(&self.params, &grads) {
             return Ok(StepOutcome::NonFinite(f.losses));
         }
