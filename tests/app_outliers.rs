@@ -39,9 +39,20 @@ fn run(app: &App) -> Option<&RunRecord> {
 
 /// Loads the built-in data, trains until the first fixed-noise grid, pauses, opens Outliers.
 fn trained_on_outliers_tab() -> Harness<'static, App> {
+    trained_on_outliers_tab_with(None)
+}
+
+/// [`trained_on_outliers_tab`], with a model preset chosen first.
+fn trained_on_outliers_tab_with(preset: Option<&str>) -> Harness<'static, App> {
     let mut h = harness();
     wait_for(&mut h, "the built-in dataset to load", 500, |a| a.dataset().is_some() && !a.is_loading());
     h.run();
+    if let Some(p) = preset {
+        h.get_by_label("Preset").click();
+        h.run();
+        h.get_by_label(p).click();
+        h.run();
+    }
     h.get_by_label("Train").click();
     wait_for(&mut h, "a fixed-noise grid while training", 3000, |a| {
         run(a).is_some_and(|r| !r.explore.history.is_empty())
@@ -210,4 +221,30 @@ fn a_gallery_image_zooms_with_its_reconstruction_and_the_score_chooser_reranks()
     let by_bits = scores_line(&h);
     assert_ne!(by_iwae, by_bits, "the gallery shows the chosen score's values");
     assert!(label_text(&h, "test: 2000 images scored").contains("bits/dim (IWAE) mean"));
+}
+
+#[test]
+fn a_gan_gallery_image_shows_its_discriminator_score_and_no_reconstruction() {
+    let mut h = trained_on_outliers_tab_with(Some("mnist_mlp_gan"));
+    assert_eq!(run(h.state()).expect("a run").config.model.family, genlab::engine::models::Family::Gan);
+    h.get_by_label("Score: −discriminator logit");
+    h.get_by_label("Score test set").click();
+    wait_for(&mut h, "the test set to be scored", 3000, |a| {
+        run(a).is_some_and(|r| !r.explore.scored.is_empty() && r.explore.score_progress.is_none())
+    });
+    h.get_by_label("Histogram of −discriminator logit (higher = less likely)");
+    h.get_by_label("Gallery: most likely test images").click();
+    h.run();
+    h.get_by_label_contains("most likely of 2000 by −discriminator logit");
+    h.get_by_label_contains("A GAN has no encoder: there is no reconstruction.");
+    h.get_by_label("−discriminator logit (chosen)");
+    h.get_by_label("discriminator logit");
+    for _ in 0..5 {
+        h.step();
+    }
+    assert!(
+        run(h.state()).unwrap().explore.images_reconstructed.is_none(),
+        "nothing was asked of the worker"
+    );
+    assert!(h.state().errors().is_empty(), "{:?}", h.state().errors());
 }

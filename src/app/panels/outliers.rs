@@ -635,10 +635,12 @@ impl OutliersTab {
         let chosen = self.chosen(run);
         let answer = run.explore.images_reconstructed.as_ref().filter(|a| Some(a.value.request) == z.request);
         let mut open = true;
+        // At the right, so the chooser and the gallery stay in view.
+        let corner = ui.ctx().content_rect().right_top() + Vec2::new(-24.0, 80.0);
         egui::Window::new("Outlier zoom")
             .open(&mut open)
-            .pivot(egui::Align2::CENTER_CENTER)
-            .default_pos(ui.ctx().content_rect().center())
+            .pivot(egui::Align2::RIGHT_TOP)
+            .default_pos(corner)
             .resizable(false)
             .collapsible(false)
             .show(ui.ctx(), |ui| {
