@@ -39,9 +39,20 @@ fn run(app: &App) -> Option<&RunRecord> {
 
 /// Loads the built-in data, trains until the first fixed-noise grid, pauses, opens Outliers.
 fn trained_on_outliers_tab() -> Harness<'static, App> {
+    trained_on_outliers_tab_with(None)
+}
+
+/// [`trained_on_outliers_tab`], with a model preset chosen first.
+fn trained_on_outliers_tab_with(preset: Option<&str>) -> Harness<'static, App> {
     let mut h = harness();
     wait_for(&mut h, "the built-in dataset to load", 500, |a| a.dataset().is_some() && !a.is_loading());
     h.run();
+    if let Some(p) = preset {
+        h.get_by_label("Preset").click();
+        h.run();
+        h.get_by_label(p).click();
+        h.run();
+    }
     h.get_by_label("Train").click();
     wait_for(&mut h, "a fixed-noise grid while training", 3000, |a| {
         run(a).is_some_and(|r| !r.explore.history.is_empty())
@@ -134,8 +145,8 @@ fn a_loaded_dataset_is_scored_overlaid_and_compared() {
     h.get_by_label_contains("inv: 60 images scored at step");
     h.get_by_label_contains("test: 2000 images scored at step");
     h.get_by_label_contains("inv: converting 60 images of 1×32×32");
-    h.get_by_label("Anomaly score histogram (higher = less likely)");
-    let text = label_text(&h, "test (inliers) vs inv (outliers)");
+    h.get_by_label("Histogram of −log p(x) (IWAE, nats) (higher = less likely)");
+    let text = label_text(&h, "test (inliers) vs inv (outliers), by −log p(x) (IWAE, nats)");
     let auroc: f64 = text
         .strip_prefix("AUROC ")
         .and_then(|t| t.split(':').next())
@@ -149,9 +160,91 @@ fn a_loaded_dataset_is_scored_overlaid_and_compared() {
     // The gallery shows the newest set's extremes, and any other scored set's when picked.
     h.get_by_label("Most likely inv images (lowest score)");
     h.get_by_label("Least likely inv images (highest score)");
+
+    // A loaded image opens converted to the model's shape, as scored, and is reconstructed.
+    h.get_by_label("Gallery: least likely inv images").click();
+    h.step(); // the click
+    h.step(); // the window (a spinner keeps repainting until the worker answers)
+    h.get_by_label_contains("least likely of 60 by −log p(x)");
+    h.get_by_label("converted from 1×32×32 to the model's 1×28×28, as it was scored");
+    wait_for(&mut h, "the loaded image's reconstruction", 500, |a| {
+        run(a).is_some_and(|r| r.explore.images_reconstructed.is_some())
+    });
+    h.get_by_label("reconstruction");
+    let rec = &run(h.state()).expect("a run").explore.images_reconstructed.as_ref().unwrap().value;
+    assert_eq!(rec.reconstructions.shape.to_string(), "1×28×28");
+    assert!(run(h.state()).unwrap().explore.reconstructions.is_none(), "the Samples tab's grid is untouched");
+    h.get_by_label("Close window").click();
+    h.run();
+    assert!(h.query_by_label("reconstruction").is_none(), "the zoom window closes");
     h.get_by_role_and_label(Role::ComboBox, "Gallery set").click();
     h.run();
     h.get_by_role_and_label(Role::Button, "test").click();
     h.run();
     h.get_by_label("Most likely test images (lowest score)");
+}
+
+#[test]
+fn a_gallery_image_zooms_with_its_reconstruction_and_the_score_chooser_reranks() {
+    let mut h = trained_on_outliers_tab();
+    h.get_by_role_and_label(Role::Slider, "K").set_value_accesskit(2.0);
+    h.run();
+    h.get_by_label("Score test set").click();
+    wait_for(&mut h, "the test set to be scored", 3000, |a| {
+        run(a).is_some_and(|r| !r.explore.scored.is_empty() && r.explore.score_progress.is_none())
+    });
+    h.get_by_label("Histogram of −log p(x) (IWAE, nats) (higher = less likely)");
+    let scores_line = |h: &Harness<'_, App>| label_text(h, "least likely scores: ");
+    let by_iwae = scores_line(&h);
+
+    h.get_by_label("Gallery: least likely test images").click();
+    h.step();
+    h.step();
+    h.get_by_label_contains("least likely of 2000 by −log p(x) (IWAE, nats)");
+    h.get_by_label("−log p(x) (IWAE, nats) (chosen)");
+    h.get_by_label("−ELBO (nats)");
+    let waiting = h.query_by_label("Reconstructing…").is_some();
+    assert!(waiting || h.query_by_label("reconstruction").is_some(), "neither a spinner nor the image");
+    wait_for(&mut h, "the reconstruction of the clicked image", 500, |a| {
+        run(a).is_some_and(|r| r.explore.images_reconstructed.is_some())
+    });
+    h.get_by_label("reconstruction");
+    assert!(h.query_by_label("Reconstructing…").is_none());
+
+    // Another score: the histogram, the gallery's ranking and the zoom window follow it.
+    h.get_by_role_and_label(Role::ComboBox, "Score").click();
+    h.run();
+    h.get_by_role_and_label(Role::Button, "bits/dim (IWAE)").click();
+    h.run();
+    h.get_by_label("Histogram of bits/dim (IWAE) (higher = less likely)");
+    h.get_by_label("bits/dim (IWAE) (chosen)");
+    let by_bits = scores_line(&h);
+    assert_ne!(by_iwae, by_bits, "the gallery shows the chosen score's values");
+    assert!(label_text(&h, "test: 2000 images scored").contains("bits/dim (IWAE) mean"));
+}
+
+#[test]
+fn a_gan_gallery_image_shows_its_discriminator_score_and_no_reconstruction() {
+    let mut h = trained_on_outliers_tab_with(Some("mnist_mlp_gan"));
+    assert_eq!(run(h.state()).expect("a run").config.model.family, genlab::engine::models::Family::Gan);
+    h.get_by_label("Score: −discriminator logit");
+    h.get_by_label("Score test set").click();
+    wait_for(&mut h, "the test set to be scored", 3000, |a| {
+        run(a).is_some_and(|r| !r.explore.scored.is_empty() && r.explore.score_progress.is_none())
+    });
+    h.get_by_label("Histogram of −discriminator logit (higher = less likely)");
+    h.get_by_label("Gallery: most likely test images").click();
+    h.run();
+    h.get_by_label_contains("most likely of 2000 by −discriminator logit");
+    h.get_by_label_contains("A GAN has no encoder: there is no reconstruction.");
+    h.get_by_label("−discriminator logit (chosen)");
+    h.get_by_label("discriminator logit");
+    for _ in 0..5 {
+        h.step();
+    }
+    assert!(
+        run(h.state()).unwrap().explore.images_reconstructed.is_none(),
+        "nothing was asked of the worker"
+    );
+    assert!(h.state().errors().is_empty(), "{:?}", h.state().errors());
 }

@@ -145,7 +145,7 @@ fn scoring_the_test_set_fills_the_histogram() {
     assert_eq!(set.samples.len(), 2000, "every test image scored");
     assert_eq!(set.k, 2);
     assert!(set.anomaly_scores().iter().all(|v| v.is_finite()));
-    h.get_by_label("Anomaly score histogram (higher = less likely)");
+    h.get_by_label("Histogram of −log p(x) (IWAE, nats) (higher = less likely)");
     h.get_by_label("Most likely test images (lowest score)");
     h.get_by_label("Least likely test images (highest score)");
 }

@@ -474,3 +474,45 @@ fn a_finished_run_still_answers_exploring_requests_but_does_not_train() {
     let evs = collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::Error { .. }));
     assert!(steps_in(&evs).is_empty(), "an ended run takes no steps");
 }
+
+/// Images sent by their pixels reconstruct exactly as the same dataset images sent by index;
+/// a wrong length is an error and the run goes on.
+#[test]
+fn images_given_by_pixels_reconstruct_like_the_same_dataset_images() {
+    let data = Arc::new(builtin::load().unwrap());
+    let mut cfg = preset("mnist_vae", data.shape).unwrap();
+    cfg.train.batch_size = 500;
+    let w = Worker::spawn(Arc::new(|| {}));
+    start(&w, &cfg, DataSpec::Loaded(data.clone()), true);
+    w.send(Command::Step(3));
+    collect_until(&w, Duration::from_secs(60), |e| matches!(e, Event::Paused { step: 3, .. }));
+    let indices = vec![8000, 8003, 17];
+    w.send(Command::Reconstruct { indices: indices.clone() });
+    w.send(Command::ReconstructImages { request: 41, images: data.gather(&indices) });
+    w.send(Command::ReconstructImages { request: 42, images: vec![0.5; 100] });
+    w.send(Command::Step(1));
+    let (mut by_index, mut by_pixels, mut error, mut stepped) = (None, None, None, false);
+    collect_until(&w, Duration::from_secs(60), |e| {
+        match e {
+            Event::Reconstructions { originals, reconstructions, .. } => {
+                by_index = Some((originals.clone(), reconstructions.clone()))
+            }
+            Event::ImagesReconstructed { request, originals, reconstructions, .. } => {
+                assert_eq!(*request, 41, "only the well-formed request is answered");
+                by_pixels = Some((originals.clone(), reconstructions.clone()))
+            }
+            Event::Error { message } => error = Some(message.clone()),
+            Event::Paused { step: 4, .. } => stepped = true,
+            Event::Failed { message, .. } => panic!("the run failed: {message}"),
+            _ => {}
+        }
+        by_index.is_some() && by_pixels.is_some() && error.is_some() && stepped
+    });
+    let (by_index, by_pixels) = (by_index.unwrap(), by_pixels.unwrap());
+    assert_eq!(by_pixels.1.len(), 3);
+    assert_eq!(by_pixels.0, by_index.0, "the same originals");
+    assert_eq!(by_pixels.1, by_index.1, "the same reconstructions");
+    assert_ne!(by_pixels.0, by_pixels.1, "a reconstruction is not a copy of its input");
+    let error = error.unwrap();
+    assert!(error.contains("100 values are not whole images of 1×28×28"), "{error}");
+}

@@ -42,6 +42,15 @@ pub struct Reconstructions {
     pub reconstructions: ImageBatch,
 }
 
+/// The answer to one [`crate::engine::protocol::Command::ReconstructImages`].
+#[derive(Clone, Debug)]
+pub struct ImagesReconstructed {
+    /// The request it answers.
+    pub request: u64,
+    pub originals: ImageBatch,
+    pub reconstructions: ImageBatch,
+}
+
 /// Scored sets kept per run: the newest, by request number.
 pub const SCORED_KEEP: usize = 8;
 
@@ -62,6 +71,8 @@ pub struct Explore {
     pub history: GridHistory,
     pub samples: Option<Versioned<ImageBatch>>,
     pub reconstructions: Option<Versioned<Reconstructions>>,
+    /// The newest images reconstructed from their pixels (the Outliers tab's zoom window).
+    pub images_reconstructed: Option<Versioned<ImagesReconstructed>>,
     /// The newest decoded batch per channel, with its request number.
     pub decoded: BTreeMap<u32, Versioned<(u64, ImageBatch)>>,
     pub encoded: Option<Versioned<Encoding>>,
@@ -78,6 +89,7 @@ impl Default for Explore {
             history: GridHistory::new(HISTORY_BUDGET),
             samples: None,
             reconstructions: None,
+            images_reconstructed: None,
             decoded: BTreeMap::new(),
             encoded: None,
             score_progress: None,
@@ -557,6 +569,12 @@ impl RunView {
                     r.explore.reconstructions = Some(Versioned { version, value });
                 }
             }
+            Event::ImagesReconstructed { run, request, originals, reconstructions } => {
+                if let Some(r) = self.record_mut(run) {
+                    let value = ImagesReconstructed { request, originals, reconstructions };
+                    r.explore.images_reconstructed = Some(Versioned { version, value });
+                }
+            }
             Event::Decoded { run, channel, request, images } => {
                 if let Some(r) = self.record_mut(run) {
                     r.explore.decoded.insert(channel, Versioned { version, value: (request, images) });
@@ -739,6 +757,11 @@ mod tests {
         v.apply(Event::FixedNoise { run: 1, step: 50, images: grid(1) }, t);
         v.apply(Event::FixedNoise { run: 1, step: 100, images: grid(2) }, t);
         v.apply(Event::Decoded { run: 1, channel: 0, request: 3, images: grid(3) }, t);
+        let (originals, reconstructions) = (grid(5), grid(6));
+        v.apply(Event::ImagesReconstructed { run: 1, request: 7, originals, reconstructions }, t);
+        let rec = v.current().unwrap().explore.images_reconstructed.as_ref().expect("its own slot");
+        assert_eq!((rec.value.request, rec.value.reconstructions.pixels[0]), (7, 6));
+        assert!(v.current().unwrap().explore.reconstructions.is_none(), "not the Samples tab's grid");
         v.apply(Event::ScoreProgress { run: 1, request: 1, done: 10, total: 20 }, t);
         let ex = &v.current().unwrap().explore;
         assert_eq!(ex.history.steps(), vec![50, 100]);

@@ -48,9 +48,17 @@ pub enum Command {
         temperature: f32,
         seed: u64,
     },
-    /// Reconstruct these dataset images.
+    /// Reconstruct these dataset images (answered with [`Event::Reconstructions`]).
     Reconstruct {
         indices: Vec<usize>,
+    },
+    /// Reconstruct images given by their pixels: whole images of the model's input shape,
+    /// row-major, values in [0, 1] (an image of another set converted to that shape, say).
+    /// Answered with [`Event::ImagesReconstructed`] carrying `request`; a length that is not a
+    /// whole number of images, or a model without an encoder (GAN), gives an [`Event::Error`].
+    ReconstructImages {
+        request: u64,
+        images: Vec<f32>,
     },
     /// Decode these latent vectors (`latents.len()` a multiple of the latent size). Only the
     /// newest pending request per `channel` is answered; older ones are dropped as stale.
@@ -172,6 +180,13 @@ pub enum Event {
         originals: ImageBatch,
         reconstructions: ImageBatch,
     },
+    /// The answer to a [`Command::ReconstructImages`].
+    ImagesReconstructed {
+        run: u64,
+        request: u64,
+        originals: ImageBatch,
+        reconstructions: ImageBatch,
+    },
     Decoded {
         run: u64,
         channel: u32,
@@ -279,6 +294,7 @@ impl Event {
             | Event::FixedNoise { run, .. }
             | Event::Samples { run, .. }
             | Event::Reconstructions { run, .. }
+            | Event::ImagesReconstructed { run, .. }
             | Event::Decoded { run, .. }
             | Event::Encoded { run, .. }
             | Event::Paused { run, .. }

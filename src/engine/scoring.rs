@@ -300,6 +300,73 @@ impl SampleScore {
     }
 }
 
+/// Which per-image score ranks images as anomalous (higher = more anomalous).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AnomalyScore {
+    /// The IWAE estimate of −log p(x) in nats (VAE).
+    NegLogPx,
+    /// −ELBO in nats (VAE): a bound, looser than the IWAE estimate.
+    NegElbo,
+    /// The IWAE estimate of −log p(x) in bits per dimension (VAE).
+    BitsPerDim,
+    /// The reconstruction error (AE), or E_q[−log p(x|z)] (VAE).
+    Recon,
+    /// Minus the discriminator's logit (GAN).
+    NegDiscLogit,
+}
+
+impl AnomalyScore {
+    /// The scores `family` produces, its default ([`SampleScore::anomaly`]) first.
+    pub fn for_family(family: Family) -> &'static [AnomalyScore] {
+        use AnomalyScore::*;
+        match family {
+            Family::Vae | Family::BetaVae => &[NegLogPx, NegElbo, BitsPerDim, Recon],
+            Family::Autoencoder => &[Recon],
+            Family::Gan => &[NegDiscLogit],
+        }
+    }
+
+    /// What [`SampleScore::anomaly`] measures for `family`.
+    pub fn default_for(family: Family) -> Self {
+        Self::for_family(family)[0]
+    }
+
+    /// This score of one image; NaN when it was not computed.
+    pub fn of(self, s: &SampleScore) -> f64 {
+        let v = match self {
+            AnomalyScore::NegLogPx => s.neg_log_px,
+            AnomalyScore::NegElbo => s.neg_elbo,
+            AnomalyScore::BitsPerDim => s.bits_per_dim,
+            AnomalyScore::Recon => s.recon,
+            AnomalyScore::NegDiscLogit => s.disc_logit.map(|l| -l),
+        };
+        v.unwrap_or(f64::NAN)
+    }
+
+    /// Its name for people, with its unit.
+    pub fn label(self) -> &'static str {
+        match self {
+            AnomalyScore::NegLogPx => "−log p(x) (IWAE, nats)",
+            AnomalyScore::NegElbo => "−ELBO (nats)",
+            AnomalyScore::BitsPerDim => "bits/dim (IWAE)",
+            AnomalyScore::Recon => "reconstruction error",
+            AnomalyScore::NegDiscLogit => "−discriminator logit",
+        }
+    }
+
+    /// Its report column name (the names of [`SampleScore::columns`]; the GAN's is negated).
+    pub fn column(self) -> &'static str {
+        match self {
+            AnomalyScore::NegLogPx => "iwae_nats",
+            AnomalyScore::NegElbo => "elbo_nats",
+            AnomalyScore::BitsPerDim => "bits_per_dim",
+            AnomalyScore::Recon => "recon",
+            AnomalyScore::NegDiscLogit => "-disc_logit",
+        }
+    }
+}
+
 /// Mean and standard error of the mean.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Stat {
@@ -365,11 +432,12 @@ impl ScoredSet {
 
     /// What [`ScoredSet::anomaly_scores`] measures for this family.
     pub fn anomaly_name(&self) -> &'static str {
-        match self.family {
-            Family::Vae | Family::BetaVae => "iwae_nats",
-            Family::Autoencoder => "recon",
-            Family::Gan => "-disc_logit",
-        }
+        AnomalyScore::default_for(self.family).column()
+    }
+
+    /// One value of `score` per image (NaN where it was not computed).
+    pub fn scores(&self, score: AnomalyScore) -> Vec<f64> {
+        self.samples.iter().map(|s| score.of(s)).collect()
     }
 }
 
@@ -686,28 +754,8 @@ pub fn hold_out_classes(
     else {
         return Ok(None);
     };
-    let (mut inl, mut out) = (Vec::new(), Vec::new());
-    for s in &scores.samples {
-        if s.label.is_some_and(|l| inlier_labels.contains(&l)) {
-            inl.push(s.anomaly());
-        } else {
-            out.push(s.anomaly());
-        }
-    }
-    let auroc = auroc(&inl, &out).unwrap_or(f64::NAN);
-    let roc = roc_curve(&inl, &out);
-    let mut held: Vec<u32> =
-        scores.samples.iter().filter_map(|s| s.label).filter(|l| !inlier_labels.contains(l)).collect();
-    held.sort_unstable();
-    held.dedup();
-    let per_class_auroc = held
-        .into_iter()
-        .filter_map(|c| {
-            let o: Vec<f64> =
-                scores.samples.iter().filter(|s| s.label == Some(c)).map(SampleScore::anomaly).collect();
-            self::auroc(&inl, &o).map(|a| (c, a))
-        })
-        .collect();
+    let HoldOutAuroc { auroc, roc, per_class_auroc } =
+        hold_out_auroc(&scores, inlier_labels, AnomalyScore::default_for(scores.family));
     Ok(Some(HoldOutReport {
         inlier_labels: inlier_labels.to_vec(),
         train_images: train.len(),
@@ -720,9 +768,60 @@ pub fn hold_out_classes(
     }))
 }
 
+/// How well one score flags the held-out labels of a scored test set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HoldOutAuroc {
+    /// Inliers (images with a chosen label) against all the others; NaN if either is empty.
+    pub auroc: f64,
+    pub roc: Vec<RocPoint>,
+    /// Each held-out label against the inliers, ascending by label.
+    pub per_class_auroc: Vec<(u32, f64)>,
+}
+
+/// The AUROC of the hold-out experiment from its scores, by `score`.
+pub fn hold_out_auroc(scores: &ScoredSet, inlier_labels: &[u32], score: AnomalyScore) -> HoldOutAuroc {
+    let (mut inl, mut out) = (Vec::new(), Vec::new());
+    for s in &scores.samples {
+        if s.label.is_some_and(|l| inlier_labels.contains(&l)) {
+            inl.push(score.of(s));
+        } else {
+            out.push(score.of(s));
+        }
+    }
+    let roc = roc_curve(&inl, &out);
+    let mut held: Vec<u32> =
+        scores.samples.iter().filter_map(|s| s.label).filter(|l| !inlier_labels.contains(l)).collect();
+    held.sort_unstable();
+    held.dedup();
+    let per_class_auroc = held
+        .into_iter()
+        .filter_map(|c| {
+            let o: Vec<f64> =
+                scores.samples.iter().filter(|s| s.label == Some(c)).map(|s| score.of(s)).collect();
+            auroc(&inl, &o).map(|a| (c, a))
+        })
+        .collect();
+    HoldOutAuroc { auroc: auroc(&inl, &out).unwrap_or(f64::NAN), roc, per_class_auroc }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_familys_default_score_is_its_anomaly() {
+        let mut s = SampleScore::new(0, None);
+        s.disc_logit = Some(2.0);
+        assert_eq!(AnomalyScore::default_for(Family::Gan).of(&s), s.anomaly());
+        s.recon = Some(5.0);
+        assert_eq!(AnomalyScore::default_for(Family::Autoencoder).of(&s), s.anomaly());
+        (s.neg_log_px, s.neg_elbo, s.bits_per_dim) = (Some(7.0), Some(8.0), Some(0.1));
+        assert_eq!(AnomalyScore::default_for(Family::Vae).of(&s), s.anomaly());
+        assert_eq!(AnomalyScore::NegElbo.of(&s), 8.0);
+        assert_eq!(AnomalyScore::NegDiscLogit.of(&s), -2.0);
+        assert!(AnomalyScore::NegLogPx.of(&SampleScore::new(1, None)).is_nan());
+        assert_eq!(AnomalyScore::for_family(Family::BetaVae).len(), 4);
+    }
 
     #[test]
     fn log_sum_exp_is_stable() {

@@ -302,16 +302,23 @@ impl TrainingSession {
 
     /// Originals and reconstructions of the images at `indices` (dataset indices).
     pub fn reconstruct(&self, indices: &[usize]) -> Result<Option<(ImageBatch, ImageBatch)>> {
-        let x = Tensor::from_vec(
-            self.data.gather(indices),
-            (indices.len(), self.data.shape.len()),
-            &Device::Cpu,
-        )?;
+        self.reconstruct_images(&self.data.gather(indices))
+    }
+
+    /// Originals and reconstructions of images given by their pixels (whole images of the
+    /// model's input shape, row-major); `None` for a model without an encoder (GAN).
+    pub fn reconstruct_images(&self, images: &[f32]) -> Result<Option<(ImageBatch, ImageBatch)>> {
+        let shape = self.data.shape;
+        let d = shape.len();
+        if d == 0 || images.is_empty() || !images.len().is_multiple_of(d) {
+            return Err(EngineError::Other(format!(
+                "{} values are not whole images of {shape} ({d} values each)",
+                images.len()
+            )));
+        }
+        let x = Tensor::from_slice(images, (images.len() / d, d), &Device::Cpu)?; // [n, D]
         match self.model.reconstruct(&x)? {
-            Some(r) => Ok(Some((
-                ImageBatch::from_f32(&self.data.gather(indices), self.data.shape),
-                ImageBatch::from_tensor(&r, self.data.shape)?,
-            ))),
+            Some(r) => Ok(Some((ImageBatch::from_f32(images, shape), ImageBatch::from_tensor(&r, shape)?))),
             None => Ok(None),
         }
     }

@@ -403,6 +403,18 @@ impl WorkerLoop {
                             Err(e) => self.error(format!("reconstruction failed: {e}")),
                         }
                     }
+                    Command::ReconstructImages { request, images } => {
+                        match run.pool.install(|| run.session.reconstruct_images(&images)) {
+                            Ok(Some((originals, reconstructions))) => self.emit(Event::ImagesReconstructed {
+                                run: id,
+                                request,
+                                originals,
+                                reconstructions,
+                            }),
+                            Ok(None) => self.error("a GAN has no encoder to reconstruct with".into()),
+                            Err(e) => self.error(format!("reconstruction failed: {e}")),
+                        }
+                    }
                     Command::Decode { channel, request, latents } => {
                         match run.pool.install(|| run.session.decode(&latents)) {
                             Ok(images) => self.emit(Event::Decoded { run: id, channel, request, images }),

@@ -2,7 +2,8 @@
 //! dataset and score it too (its histogram overlaid on the same plot, AUROC of test vs it with
 //! the ROC curve), the most and least likely images of any scored set, and the
 //! hold-out-classes experiment (train on some labels only, then see how well the score flags
-//! the others).
+//! the others). One chosen score drives the histogram, the gallery and every AUROC; clicking a
+//! gallery image opens it with its reconstruction and all its scores.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -16,12 +17,15 @@ use crate::app::loader::DialogKind;
 use crate::app::other_data::OtherData;
 use crate::app::run_view::{RunRecord, Scored, Versioned, SCORED_KEEP};
 use crate::app::theme;
-use crate::app::widgets::image_grid::image_grid;
-use crate::engine::data::{DataSource, Dataset, SplitKind};
+use crate::app::widgets::image_grid::{clickable_grid, single_image};
+use crate::engine::data::{convert_image, DataSource, Dataset, ImageShape, SplitKind};
 use crate::engine::images::ImageBatch;
 use crate::engine::models::{Family, ReconLoss};
 use crate::engine::protocol::{Command, ScoreTarget};
-use crate::engine::scoring::{auroc, roc_curve, Likelihood, RocPoint, ScoreOptions, ScoredSet, Stat};
+use crate::engine::scoring::{
+    auroc, hold_out_auroc, roc_curve, AnomalyScore, HoldOutAuroc, Likelihood, RocPoint, SampleScore,
+    ScoreOptions, ScoredSet, Stat,
+};
 
 /// Histogram bins of the anomaly score.
 const BINS: usize = 40;
@@ -50,15 +54,51 @@ struct Sent {
 /// The gallery built from one scored set.
 struct Ranked {
     version: u64,
-    /// Most likely (lowest anomaly) first, then least likely; with their scores.
-    likely: Option<(ImageBatch, Vec<f64>)>,
-    unlikely: Option<(ImageBatch, Vec<f64>)>,
+    score: AnomalyScore,
+    /// The shape of the set's own images.
+    shape: ImageShape,
+    /// The most likely (lowest score first), then the least likely (highest first).
+    likely: Option<GalleryRow>,
+    unlikely: Option<GalleryRow>,
+}
+
+/// One end of the ranked gallery.
+struct GalleryRow {
+    batch: ImageBatch,
+    items: Vec<RankedImage>,
+}
+
+#[derive(Clone)]
+struct RankedImage {
+    /// The chosen score.
+    value: f64,
+    sample: SampleScore,
+    /// The image as stored in its set (`Ranked::shape`).
+    pixels: Vec<f32>,
+}
+
+/// A gallery image opened in the zoom window.
+struct Zoom {
+    /// Names the image ("test image 812 (label 3)").
+    title: String,
+    /// Where it ranks, e.g. "2nd least likely of 2000 by −ELBO (nats)".
+    rank: String,
+    sample: SampleScore,
+    /// The image as the model saw it (converted to its shape).
+    image: ImageBatch,
+    /// Set when the image was converted: from what.
+    converted_from: Option<ImageShape>,
+    /// The reconstruction request sent for it (none for a GAN).
+    request: Option<u64>,
+    /// Changes with every image opened (texture cache key).
+    version: u64,
 }
 
 /// The histograms of every scored set on shared bins.
 struct Overlay {
     /// Versions of the sets it was built from.
     key: Vec<u64>,
+    score: AnomalyScore,
     bin_width: f64,
     sets: Vec<SetHistogram>,
 }
@@ -74,7 +114,7 @@ struct SetHistogram {
 
 /// Test (inliers) against the loaded set (outliers).
 struct Comparison {
-    key: (u64, u64),
+    key: (u64, u64, AnomalyScore),
     auroc: Option<f64>,
     roc: Vec<RocPoint>,
 }
@@ -95,9 +135,16 @@ pub struct OutliersTab {
     other_sent: u64,
     /// The set the gallery shows, once picked (until then the newest scored one).
     gallery: Option<SetKind>,
+    /// The score shown, once picked (until then, or when the family lacks it, the default).
+    score: Option<AnomalyScore>,
     ranked: Option<Ranked>,
     overlay: Option<Overlay>,
     comparison: Option<Comparison>,
+    /// The hold-out experiment's AUROC by the chosen score, with the version and score it is of.
+    hold_out_view: Option<(u64, AnomalyScore, HoldOutAuroc)>,
+    zoom: Option<Zoom>,
+    /// Counts images opened in the zoom window.
+    zooms: u64,
 }
 
 impl Default for OutliersTab {
@@ -112,9 +159,13 @@ impl Default for OutliersTab {
             sent: Vec::new(),
             other_sent: 0,
             gallery: None,
+            score: None,
             ranked: None,
             overlay: None,
             comparison: None,
+            hold_out_view: None,
+            zoom: None,
+            zooms: 0,
         }
     }
 }
@@ -137,16 +188,45 @@ impl Tab for OutliersTab {
             self.score_controls(ui, cx, run);
             self.other_controls(ui, cx, run);
             ui.separator();
+            self.score_chooser(ui, run);
             self.histogram(ui, run);
             self.comparison(ui, run);
             self.galleries(ui, cx, run);
             ui.separator();
             self.hold_out(ui, cx, run);
         });
+        self.zoom_window(ui, cx, run);
     }
 }
 
 impl OutliersTab {
+    /// The score the histogram, the gallery and the AUROCs use for this run's family.
+    fn chosen(&self, run: &RunRecord) -> AnomalyScore {
+        let family = run.config.model.family;
+        self.score
+            .filter(|s| AnomalyScore::for_family(family).contains(s))
+            .unwrap_or(AnomalyScore::default_for(family))
+    }
+
+    fn score_chooser(&mut self, ui: &mut egui::Ui, run: &RunRecord) {
+        let choices = AnomalyScore::for_family(run.config.model.family);
+        let mut chosen = self.chosen(run);
+        ui.horizontal(|ui| {
+            if choices.len() > 1 {
+                egui::ComboBox::from_label("Score").selected_text(chosen.label()).show_ui(ui, |ui| {
+                    for &c in choices {
+                        if ui.selectable_value(&mut chosen, c, c.label()).clicked() {
+                            self.score = Some(c);
+                        }
+                    }
+                });
+            } else {
+                ui.label(format!("Score: {}", chosen.label()));
+            }
+            ui.label(RichText::new("(the histogram, the gallery and the AUROCs use it)").weak());
+        });
+    }
+
     fn options(&self) -> ScoreOptions {
         ScoreOptions { k: self.k, continuous_bernoulli: self.continuous_bernoulli, ..ScoreOptions::default() }
     }
@@ -372,21 +452,22 @@ impl OutliersTab {
         if sets.is_empty() {
             return;
         }
+        let score = self.chosen(run);
         let key: Vec<u64> = sets.iter().map(|(_, s)| s.version).collect();
-        if self.overlay.as_ref().is_none_or(|o| o.key != key) {
-            self.overlay = Some(overlay(key, &sets));
+        if self.overlay.as_ref().is_none_or(|o| o.key != key || o.score != score) {
+            self.overlay = Some(overlay(key, &sets, score));
         }
         for (_, s) in &sets {
-            summary_line(ui, &s.value);
+            summary_line(ui, &s.value, score);
         }
         let Some(o) = &self.overlay else { return };
-        ui.strong("Anomaly score histogram (higher = less likely)");
+        ui.strong(format!("Histogram of {} (higher = less likely)", score.label()));
         let colors: Vec<_> = SET_KINDS.iter().map(|&k| theme::scored_set_color(ui, color_key(k))).collect();
         Plot::new("anomaly_histogram")
             .height(200.0)
             .allow_scroll(false)
             .legend(Legend::default())
-            .x_axis_label(sets[0].1.value.set.anomaly_name())
+            .x_axis_label(score.label())
             .y_axis_label("share of the set")
             .show(ui, |p| {
                 for h in &o.sets {
@@ -404,9 +485,10 @@ impl OutliersTab {
         else {
             return;
         };
-        let key = (test.version, other.version);
+        let score = self.chosen(run);
+        let key = (test.version, other.version, score);
         if self.comparison.as_ref().is_none_or(|c| c.key != key) {
-            let (inl, out) = (test.value.set.anomaly_scores(), other.value.set.anomaly_scores());
+            let (inl, out) = (test.value.set.scores(score), other.value.set.scores(score));
             self.comparison = Some(Comparison { key, auroc: auroc(&inl, &out), roc: roc_curve(&inl, &out) });
         }
         let Some(c) = &self.comparison else { return };
@@ -414,7 +496,12 @@ impl OutliersTab {
         ui.add_space(4.0);
         match c.auroc {
             Some(a) => ui.label(
-                RichText::new(format!("AUROC {a:.3}: test (inliers) vs {} (outliers)", o.name)).heading(),
+                RichText::new(format!(
+                    "AUROC {a:.3}: test (inliers) vs {} (outliers), by {}",
+                    o.name,
+                    score.label()
+                ))
+                .heading(),
             ),
             None => ui.label("AUROC: one of the sets is empty"),
         };
@@ -459,28 +546,176 @@ impl OutliersTab {
                     }
                 }
             });
+            ui.label(RichText::new("click an image to see its reconstruction and scores").weak());
         });
         let Some((_, s)) = present.iter().find(|(k, _)| *k == chosen) else { return };
-        if self.ranked.as_ref().is_none_or(|r| r.version != s.version) {
+        let score = self.chosen(run);
+        if self.ranked.as_ref().is_none_or(|r| r.version != s.version || r.score != score) {
             let loaded = match chosen {
                 SetKind::Other => self.answered(run, chosen).and_then(|(i, _)| self.sent[i].data.clone()),
                 _ => None,
             };
             let data = if chosen == SetKind::Other { loaded.as_deref() } else { cx.dataset };
-            self.ranked = Some(rank(s.version, &s.value.set, data));
+            self.ranked = Some(rank(s.version, &s.value.set, data, score));
         }
         let Some(r) = &self.ranked else { return };
         let w = ui.available_width().min(700.0);
         let name = display_name(chosen, &s.value.name);
-        for (title, key, part) in [
-            (format!("Most likely {name} images (lowest score)"), "outliers_likely", &r.likely),
-            (format!("Least likely {name} images (highest score)"), "outliers_unlikely", &r.unlikely),
-        ] {
-            let Some((batch, scores)) = part else { continue };
+        let total = s.value.set.samples.len();
+        let mut clicked = None;
+        for (likely, part) in [(true, &r.likely), (false, &r.unlikely)] {
+            let Some(row) = part else { continue };
+            let (title, key, end) = if likely {
+                (format!("Most likely {name} images (lowest score)"), "outliers_likely", "most likely")
+            } else {
+                (format!("Least likely {name} images (highest score)"), "outliers_unlikely", "least likely")
+            };
             ui.strong(title);
-            image_grid(ui, cx.textures, key, r.version, batch, GALLERY, Vec2::new(w, w / GALLERY as f32));
-            let txt: Vec<String> = scores.iter().map(|v| format!("{v:.1}")).collect();
-            ui.label(RichText::new(format!("scores: {}", txt.join(" · "))).weak().small());
+            let size = Vec2::new(w, w / GALLERY as f32);
+            let label = format!("Gallery: {end} {name} images");
+            if let Some(i) =
+                clickable_grid(ui, cx.textures, key, r.version, &row.batch, GALLERY, size, &label)
+            {
+                if let Some(item) = row.items.get(i) {
+                    let rank = format!("{} {end} of {total} by {}", ordinal(i + 1), score.label());
+                    clicked = Some((item.clone(), r.shape, rank));
+                }
+            }
+            let txt: Vec<String> = row.items.iter().map(|it| format!("{:.1}", it.value)).collect();
+            ui.label(RichText::new(format!("{end} scores: {}", txt.join(" · "))).weak().small());
+        }
+        if let Some((item, shape, rank)) = clicked {
+            let title = match item.sample.label {
+                Some(l) => format!("{name} image {} (label {l})", item.sample.index),
+                None => format!("{name} image {}", item.sample.index),
+            };
+            let zoom = self.open_zoom(cx, run, &item, shape, title, rank);
+            self.zoom = Some(zoom);
+        }
+    }
+
+    /// A zoom window for `item`, asking the worker for its reconstruction (AE / VAE).
+    fn open_zoom(
+        &mut self,
+        cx: &mut TabCtx<'_>,
+        run: &RunRecord,
+        item: &RankedImage,
+        shape: ImageShape,
+        title: String,
+        rank: String,
+    ) -> Zoom {
+        let input = run.config.model.input;
+        // Converted exactly as scoring converted it, so the model sees the image it scored.
+        let pixels =
+            if shape == input { item.pixels.clone() } else { convert_image(&item.pixels, shape, input) };
+        let request = (run.config.model.family != Family::Gan && run.has_model()).then(|| {
+            self.request += 1;
+            cx.actions.push(Action::Worker(Command::ReconstructImages {
+                request: self.request,
+                images: pixels.clone(),
+            }));
+            self.request
+        });
+        self.zooms += 1;
+        Zoom {
+            title,
+            rank,
+            sample: item.sample.clone(),
+            image: ImageBatch::from_f32(&pixels, input),
+            converted_from: (shape != input).then_some(shape),
+            request,
+            version: self.zooms,
+        }
+    }
+
+    /// The image clicked in the gallery, its reconstruction and all its scores.
+    fn zoom_window(&mut self, ui: &mut egui::Ui, cx: &mut TabCtx<'_>, run: &RunRecord) {
+        let Some(z) = &self.zoom else { return };
+        let family = run.config.model.family;
+        let chosen = self.chosen(run);
+        let answer = run.explore.images_reconstructed.as_ref().filter(|a| Some(a.value.request) == z.request);
+        let mut open = true;
+        // At the right, so the chooser and the gallery stay in view.
+        let corner = ui.ctx().content_rect().right_top() + Vec2::new(-24.0, 80.0);
+        egui::Window::new("Outlier zoom")
+            .open(&mut open)
+            .pivot(egui::Align2::RIGHT_TOP)
+            .default_pos(corner)
+            .resizable(false)
+            .collapsible(false)
+            .show(ui.ctx(), |ui| {
+                ui.strong(&z.title);
+                ui.label(RichText::new(&z.rank).weak());
+                let size = 200.0;
+                ui.horizontal_top(|ui| {
+                    ui.vertical(|ui| {
+                        single_image(ui, cx.textures, "outliers_zoom_image", z.version, &z.image, 0, size);
+                        ui.label("image");
+                    });
+                    ui.vertical(|ui| match (family, z.request, answer) {
+                        (Family::Gan, _, _) => {
+                            ui.label(
+                                RichText::new(
+                                    "A GAN has no encoder: there is no reconstruction. \
+                                     Its score is the discriminator's logit.",
+                                )
+                                .weak(),
+                            );
+                        }
+                        (_, None, _) => {
+                            ui.label(RichText::new("The model is gone: no reconstruction.").weak());
+                        }
+                        (_, Some(_), Some(a)) => {
+                            let b = &a.value.reconstructions;
+                            single_image(ui, cx.textures, "outliers_zoom_recon", a.version, b, 0, size);
+                            ui.label("reconstruction");
+                        }
+                        (_, Some(_), None) => {
+                            ui.horizontal(|ui| {
+                                ui.spinner();
+                                ui.label("Reconstructing…");
+                            });
+                        }
+                    });
+                });
+                if let Some(from) = z.converted_from {
+                    ui.label(
+                        RichText::new(format!(
+                            "converted from {from} to the model's {}, as it was scored",
+                            z.image.shape
+                        ))
+                        .weak()
+                        .small(),
+                    );
+                }
+                egui::Grid::new("outliers_zoom_scores").num_columns(2).striped(true).show(ui, |ui| {
+                    for &c in AnomalyScore::for_family(family) {
+                        let v = c.of(&z.sample);
+                        if v.is_finite() {
+                            let name = if c == chosen {
+                                format!("{} (chosen)", c.label())
+                            } else {
+                                c.label().into()
+                            };
+                            ui.label(name);
+                            ui.label(format!("{v:.3}"));
+                            ui.end_row();
+                        }
+                    }
+                    if let Some(kl) = z.sample.kl {
+                        ui.label("KL to the prior (nats)");
+                        ui.label(format!("{kl:.3}"));
+                        ui.end_row();
+                    }
+                    if let Some(l) = z.sample.disc_logit {
+                        ui.label("discriminator logit");
+                        ui.label(format!("{l:.3}"));
+                        ui.end_row();
+                    }
+                });
+            });
+        if !open {
+            self.zoom = None;
         }
     }
 
@@ -532,24 +767,33 @@ impl OutliersTab {
         });
         let Some(h) = &run.explore.hold_out else { return };
         let rep = &h.value;
-        ui.label(RichText::new(format!("AUROC {:.3}", rep.auroc)).heading());
+        let score = self.chosen(run);
+        if self.hold_out_view.as_ref().is_none_or(|(v, s, _)| *v != h.version || *s != score) {
+            let view = hold_out_auroc(&rep.scores, &rep.inlier_labels, score);
+            self.hold_out_view = Some((h.version, score, view));
+        }
+        let Some((_, _, view)) = &self.hold_out_view else { return };
+        ui.label(RichText::new(format!("AUROC {:.3} by {}", view.auroc, score.label())).heading());
         ui.label(format!(
             "trained {} steps on {} images (labels {:?}), final loss {:.2}",
             rep.steps, rep.train_images, rep.inlier_labels, rep.final_loss
         ));
-        if !rep.per_class_auroc.is_empty() {
-            let per: Vec<String> =
-                rep.per_class_auroc.iter().map(|(l, a)| format!("{}: {a:.3}", data.class_name(*l))).collect();
+        if !view.per_class_auroc.is_empty() {
+            let per: Vec<String> = view
+                .per_class_auroc
+                .iter()
+                .map(|(l, a)| format!("{}: {a:.3}", data.class_name(*l)))
+                .collect();
             ui.label(RichText::new(format!("per held-out label: {}", per.join(", "))).weak());
         }
-        roc_plot(ui, "roc_curve", &rep.roc);
+        roc_plot(ui, "roc_curve", &view.roc);
     }
 }
 
 /// One line per scored set: its size, the score's mean and what it was scored with.
-fn summary_line(ui: &mut egui::Ui, s: &Scored) {
+fn summary_line(ui: &mut egui::Ui, s: &Scored, score: AnomalyScore) {
     let set = &s.set;
-    let stat = Stat::of(&set.anomaly_scores());
+    let stat = Stat::of(&set.scores(score));
     let lik = set.likelihood.map_or(String::new(), |l| format!(", {}", l.label()));
     let k = if set.k > 0 { format!(", K = {}", set.k) } else { String::new() };
     ui.label(format!(
@@ -557,7 +801,7 @@ fn summary_line(ui: &mut egui::Ui, s: &Scored) {
         s.name,
         set.samples.len(),
         s.step,
-        set.anomaly_name(),
+        score.label(),
         stat.map_or(String::new(), |st| format!(" mean {:.2} ± {:.2}", st.mean, st.stderr)),
     ));
     if let Some(n) = &set.notice {
@@ -601,9 +845,8 @@ fn roc_plot(ui: &mut egui::Ui, id: &str, roc: &[RocPoint]) {
 }
 
 /// Histograms of `sets`' anomaly scores on shared bins, each normalised to its set's size.
-fn overlay(key: Vec<u64>, sets: &[(SetKind, &Versioned<Scored>)]) -> Overlay {
-    let finite =
-        |s: &Scored| s.set.anomaly_scores().into_iter().filter(|v| v.is_finite()).collect::<Vec<_>>();
+fn overlay(key: Vec<u64>, sets: &[(SetKind, &Versioned<Scored>)], score: AnomalyScore) -> Overlay {
+    let finite = |s: &Scored| s.set.scores(score).into_iter().filter(|v| v.is_finite()).collect::<Vec<_>>();
     let values: Vec<(SetKind, String, Vec<f64>)> =
         sets.iter().map(|(k, s)| (*k, display_name(*k, &s.value.name), finite(&s.value))).collect();
     let all = values.iter().flat_map(|(_, _, v)| v.iter().copied());
@@ -626,29 +869,43 @@ fn overlay(key: Vec<u64>, sets: &[(SetKind, &Versioned<Scored>)]) -> Overlay {
             SetHistogram { kind, name, bins }
         })
         .collect();
-    Overlay { key, bin_width, sets }
+    Overlay { key, score, bin_width, sets }
 }
 
-/// The ranked ends of a scored set, with the images of `data` (the set it scored).
-fn rank(version: u64, set: &ScoredSet, data: Option<&Dataset>) -> Ranked {
-    let mut order: Vec<(f64, usize)> =
-        set.samples.iter().map(|s| (s.anomaly(), s.index)).filter(|(v, _)| v.is_finite()).collect();
+/// The ranked ends of a scored set by `score`, with the images of `data` (the set it scored).
+fn rank(version: u64, set: &ScoredSet, data: Option<&Dataset>, score: AnomalyScore) -> Ranked {
+    let mut order: Vec<(f64, &SampleScore)> =
+        set.samples.iter().map(|s| (score.of(s), s)).filter(|(v, _)| v.is_finite()).collect();
     order.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let gallery = |items: Vec<(f64, usize)>| -> Option<(ImageBatch, Vec<f64>)> {
+    let row = |items: Vec<(f64, &SampleScore)>| -> Option<GalleryRow> {
         let d = data?;
-        let items: Vec<(f64, usize)> = items.into_iter().filter(|(_, i)| *i < d.len()).collect();
+        let items: Vec<RankedImage> = items
+            .into_iter()
+            .filter(|(_, s)| s.index < d.len())
+            .map(|(value, s)| RankedImage { value, sample: s.clone(), pixels: d.image(s.index).to_vec() })
+            .collect();
         if items.is_empty() {
             return None;
         }
-        let mut values = Vec::with_capacity(items.len() * d.shape.len());
-        for (_, i) in &items {
-            values.extend_from_slice(d.image(*i));
-        }
-        Some((ImageBatch::from_f32(&values, d.shape), items.iter().map(|(v, _)| *v).collect()))
+        let values: Vec<f32> = items.iter().flat_map(|it| it.pixels.iter().copied()).collect();
+        Some(GalleryRow { batch: ImageBatch::from_f32(&values, d.shape), items })
     };
-    let likely = gallery(order.iter().take(GALLERY).copied().collect());
-    let unlikely = gallery(order.iter().rev().take(GALLERY).copied().collect());
-    Ranked { version, likely, unlikely }
+    let likely = row(order.iter().take(GALLERY).copied().collect());
+    let unlikely = row(order.iter().rev().take(GALLERY).copied().collect());
+    let shape = data.map_or(ImageShape::new(1, 1, 1), |d| d.shape);
+    Ranked { version, score, shape, likely, unlikely }
+}
+
+/// "1st", "2nd", "3rd", "4th", …
+fn ordinal(n: usize) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
 }
 
 #[cfg(test)]
@@ -679,7 +936,7 @@ mod tests {
     #[test]
     fn overlay_shares_bins_and_normalises_each_set() {
         let (a, b) = (scored(1, "test", &[0.0, 1.0, 1.0, 2.0]), scored(2, "test", &[10.0, f64::NAN]));
-        let o = overlay(vec![1, 2], &[(SetKind::Test, &a), (SetKind::Other, &b)]);
+        let o = overlay(vec![1, 2], &[(SetKind::Test, &a), (SetKind::Other, &b)], AnomalyScore::Recon);
         assert_eq!(o.sets.len(), 2);
         assert_eq!(o.sets[1].name, "test (loaded)", "a loaded set named like a split is told apart");
         assert!((o.bin_width - 10.0 / BINS as f64).abs() < 1e-12, "bins span both sets");
