@@ -764,13 +764,8 @@ fn interpolate(a: InterpolateArgs) -> anyhow::Result<()> {
     let x = Explorer::open(&a.checkpoint, a.data.as_deref())?;
     let model = x.loaded.model.as_ref();
     let (za, zb) = if model.config().family == Family::Gan {
-        let noise = |seed: u64| -> anyhow::Result<Vec<f32>> {
-            let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
-            Ok(crate::engine::models::layers::normal_tensor(1, model.latent_dim(), 1.0, &mut rng)?
-                .flatten_all()?
-                .to_vec1()?)
-        };
-        (noise(a.from as u64)?, noise(a.to as u64)?)
+        let dim = model.latent_dim();
+        (explore::noise_vector(a.from as u64, dim), explore::noise_vector(a.to as u64, dim))
     } else {
         (x.test_mu(a.from)?, x.test_mu(a.to)?)
     };

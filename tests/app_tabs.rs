@@ -83,9 +83,47 @@ fn moving_a_latent_slider_changes_the_decoded_image() {
     });
     h.run();
     let r = run(h.state()).expect("a run");
-    let traversal = &r.explore.decoded[&1].value.1;
-    assert_eq!(traversal.len() % 9, 0, "traversal rows of 9 values");
-    assert!(traversal.len() >= 9);
+    let traversal = r.explore.decoded[&1].value.clone();
+    assert_eq!(traversal.1.len() % 9, 0, "traversal rows of 9 values");
+    assert!(traversal.1.len() >= 9);
+
+    // Centred on a test image instead of the prior's mean, the traversal changes.
+    h.get_by_label("test image").click();
+    h.run();
+    h.get_by_role_and_label(Role::SpinButton, "#").set_value_accesskit(5.0);
+    wait_for(&mut h, "the traversal around test image 5", 500, |a| {
+        run(a).and_then(|r| r.explore.decoded.get(&1)).is_some_and(|d| d.value.0 > traversal.0)
+    });
+    let around = run(h.state()).map(|r| r.explore.decoded[&1].value.1.clone()).expect("traversal");
+    assert_eq!(around.len(), traversal.1.len(), "the same dimensions and values");
+    assert_ne!(
+        around.pixels, traversal.1.pixels,
+        "centred on a digit's μ, the traversal must differ from 0's"
+    );
+
+    // A → B: a strip of decodes between two test images' μ.
+    h.get_by_role_and_label(Role::SpinButton, "Test image A").set_value_accesskit(3.0);
+    h.get_by_role_and_label(Role::SpinButton, "Test image B").set_value_accesskit(7.0);
+    h.get_by_role_and_label(Role::SpinButton, "Steps").set_value_accesskit(6.0);
+    h.run();
+    h.get_by_label("Interpolate").scroll_to_me();
+    h.run();
+    h.get_by_label("Interpolate").click();
+    wait_for(&mut h, "the interpolation strip", 500, |a| {
+        run(a).is_some_and(|r| r.explore.decoded.get(&2).is_some_and(|d| d.value.1.len() == 6))
+    });
+    h.get_by_label_contains("6 decodes from Test image 3 to Test image 7");
+    let strip = run(h.state()).map(|r| r.explore.decoded[&2].value.1.clone()).expect("strip");
+    let px = strip.shape.len();
+    assert_ne!(strip.pixels[..px], strip.pixels[5 * px..], "the ends of the strip are different digits");
+
+    // A different B asks again by itself once a strip is shown.
+    h.get_by_role_and_label(Role::SpinButton, "Test image B").set_value_accesskit(9.0);
+    wait_for(&mut h, "the strip to follow B", 500, |a| {
+        run(a)
+            .and_then(|r| r.explore.decoded.get(&2))
+            .is_some_and(|d| d.value.1.pixels[5 * px..] != strip.pixels[5 * px..])
+    });
 }
 
 #[test]
@@ -100,6 +138,20 @@ fn history_slider_shows_an_older_grid_and_export_writes_a_png() {
     h.get_by_role_and_label(Role::Slider, "History step").set_value_accesskit(first as f64);
     h.run();
     h.get_by_label_contains(&format!("after step {first} ·"));
+
+    // Two steps side by side: the newest beside the first.
+    h.get_by_role_and_label(Role::Slider, "History step").set_value_accesskit(last as f64);
+    h.get_by_label("Compare with step").click();
+    h.run();
+    h.get_by_role_and_label(Role::Slider, "Compare step").set_value_accesskit(first as f64);
+    h.run();
+    h.get_by_label("Compared grid");
+    h.get_by_label("History grid");
+    h.get_by_label(&format!("after step {first}"));
+    h.get_by_label(&format!("after step {last}"));
+    h.get_by_label("Compare with step").click();
+    h.run();
+    assert!(h.query_by_label("Compared grid").is_none(), "unticked, the comparison goes away");
 
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("grid.png");
@@ -154,8 +206,9 @@ fn scoring_the_test_set_fills_the_histogram() {
 fn rewind_goes_back_to_a_kept_step() {
     let mut h = harness();
     wait_for(&mut h, "the built-in dataset to load", 500, |a| a.dataset().is_some() && !a.is_loading());
-    h.state_mut().persisted.config.train.keep_every = 20;
+    h.get_by_role_and_label(Role::SpinButton, "Rewind every").set_value_accesskit(20.0);
     h.run();
+    assert_eq!(h.state().persisted.config.train.keep_every, 20, "the field sets the rewind interval");
     h.get_by_label("Train").click();
     wait_for(&mut h, "two rewind points and a few steps past them", 3000, |a| {
         run(a).is_some_and(|r| {

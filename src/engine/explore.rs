@@ -73,26 +73,47 @@ pub fn traversal(
             base.len() - 1
         )));
     }
+    decode_rows(model, traversal_rows(base, dims, values))
+}
+
+/// The latent vectors of a traversal, row-major: for each dimension in `dims`, for each value,
+/// `base` with that dimension moved by the value. Dimensions outside `base` are skipped.
+pub fn traversal_rows(base: &[f32], dims: &[usize], values: &[f32]) -> Vec<f32> {
     let mut z = Vec::with_capacity(dims.len() * values.len() * base.len());
-    for &d in dims {
+    for &d in dims.iter().filter(|&&d| d < base.len()) {
         for &v in values {
             let mut row = base.to_vec();
             row[d] = base[d] + v;
             z.extend(row);
         }
     }
-    decode_rows(model, z)
+    z
 }
 
 /// `steps` decodes along the straight line from `a` to `b` (both ends included).
 pub fn interpolate(model: &dyn GenerativeModel, a: &[f32], b: &[f32], steps: usize) -> Result<ImageBatch> {
     check_base(model, a)?;
     check_base(model, b)?;
-    let mut z = Vec::with_capacity(steps * a.len());
+    decode_rows(model, line_rows(a, b, steps))
+}
+
+/// `steps` (at least 2) latent vectors evenly spaced on the straight line from `a` to `b`,
+/// both ends included, row-major.
+pub fn line_rows(a: &[f32], b: &[f32], steps: usize) -> Vec<f32> {
+    let mut z = Vec::with_capacity(steps.max(2) * a.len());
     for t in linspace(0.0, 1.0, steps.max(2)) {
         z.extend(a.iter().zip(b).map(|(x, y)| x + t * (y - x)));
     }
-    decode_rows(model, z)
+    z
+}
+
+/// The generator noise vector a GAN interpolation starts or ends at: `dim` standard normal
+/// draws from seed `seed` (the same vector for the app and `genlab interpolate`).
+pub fn noise_vector(seed: u64, dim: usize) -> Vec<f32> {
+    use rand::SeedableRng;
+    use rand_distr::{Distribution, StandardNormal};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..dim).map(|_| Distribution::<f32>::sample(&StandardNormal, &mut rng)).collect()
 }
 
 /// A 2-D linear map of the latent space: the mean and the first two principal axes.
@@ -294,5 +315,27 @@ mod tests {
         h.push(100, grid(9));
         assert_eq!(h.at_step(100).map(|(_, g)| g.pixels[0]), Some(9));
         assert_eq!(h.bytes(), 3 * 8);
+    }
+
+    #[test]
+    fn traversal_and_line_rows_are_laid_out_row_major() {
+        let base = [1.0, 2.0, 3.0];
+        let z = traversal_rows(&base, &[2, 0, 7], &[-1.0, 1.0]);
+        // Dimension 7 does not exist and is skipped: 2 dims × 2 values × 3 entries.
+        assert_eq!(z, vec![1.0, 2.0, 2.0, 1.0, 2.0, 4.0, 0.0, 2.0, 3.0, 2.0, 2.0, 3.0]);
+
+        let line = line_rows(&[0.0, 10.0], &[4.0, 2.0], 5);
+        assert_eq!(line, vec![0.0, 10.0, 1.0, 8.0, 2.0, 6.0, 3.0, 4.0, 4.0, 2.0]);
+        assert_eq!(line_rows(&[1.0], &[3.0], 1), vec![1.0, 3.0], "at least both ends");
+    }
+
+    #[test]
+    fn noise_vectors_are_seeded_standard_normals() {
+        assert_eq!(noise_vector(7, 16), noise_vector(7, 16));
+        assert_ne!(noise_vector(7, 16), noise_vector(8, 16));
+        let v = noise_vector(1, 20_000);
+        let mean = v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
+        let var = v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / v.len() as f64;
+        assert!(mean.abs() < 0.03 && (var - 1.0).abs() < 0.05, "mean {mean}, variance {var}");
     }
 }

@@ -277,6 +277,16 @@ fn schedule_ui(ui: &mut egui::Ui, cfg: &mut RunConfig) {
             .labelled_by(label.id)
             .on_hover_text("Threads for the tensor maths; 1 leaves a core for the window");
         ui.end_row();
+        let label = ui.label("Rewind every");
+        ui.add(DragValue::new(&mut cfg.train.keep_every).range(0..=1_000_000).suffix(" steps"))
+            .labelled_by(label.id)
+            .on_hover_text("Steps between the rewind points the Training tab can go back to (0: none)");
+        ui.end_row();
+        let label = ui.label("Rewind points kept");
+        ui.add_enabled(cfg.train.keep_every > 0, DragValue::new(&mut cfg.train.keep_count).range(2..=100))
+            .labelled_by(label.id)
+            .on_hover_text("At most this many, on disk; past it older ones are thinned (the first is kept)");
+        ui.end_row();
     });
 }
 

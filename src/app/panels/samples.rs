@@ -32,6 +32,7 @@ enum Source {
     Reconstructions,
     Samples,
     History,
+    Compared,
 }
 
 pub struct SamplesTab {
@@ -39,6 +40,8 @@ pub struct SamplesTab {
     seed: u64,
     /// The history step shown; `None` follows the newest grid.
     history_step: Option<u64>,
+    /// A second history step shown beside the first, for comparing two moments of the run.
+    compare_step: Option<u64>,
     /// (run, fixed-noise step) of the last automatic reconstruction request.
     recon_for: Option<(u64, u64)>,
     auto_refresh: bool,
@@ -62,6 +65,7 @@ impl Default for SamplesTab {
             temperature: 1.0,
             seed: 1,
             history_step: None,
+            compare_step: None,
             recon_for: None,
             auto_refresh: true,
             sampled_for: None,
@@ -307,24 +311,69 @@ impl SamplesTab {
                 self.history_step = if step >= last { None } else { Some(step) };
             }
         });
+        let mut comparing = self.compare_step.is_some();
+        let mut other = self.compare_step.unwrap_or(first).clamp(first, last);
+        ui.horizontal(|ui| {
+            ui.checkbox(&mut comparing, "Compare with step");
+            let label = ui.label("Compare step");
+            ui.add_enabled(comparing, egui::Slider::new(&mut other, first..=last)).labelled_by(label.id);
+        });
+        self.compare_step = comparing.then_some(other);
         let Some((shown, grid)) = h.at_step(step) else { return };
-        let version = (run.id << 40) ^ shown;
-        if let Some(i) = clickable_grid(
-            ui,
-            cx.textures,
-            "history",
-            version,
-            grid,
-            8,
-            Vec2::new(width, width),
-            "History grid",
-        ) {
-            self.zoom = Some((Source::History, i));
-        }
+        let compared = self.compare_step.and_then(|s| h.at_step(s));
         let follow = if self.history_step.is_none() { " (following the newest)" } else { "" };
-        ui.label(
-            RichText::new(format!("after step {shown}{follow} · {} grids kept", h.len())).weak().small(),
-        );
+        match compared {
+            None => {
+                if let Some(i) = clickable_grid(
+                    ui,
+                    cx.textures,
+                    "history",
+                    (run.id << 40) ^ shown,
+                    grid,
+                    8,
+                    Vec2::new(width, width),
+                    "History grid",
+                ) {
+                    self.zoom = Some((Source::History, i));
+                }
+                ui.label(
+                    RichText::new(format!("after step {shown}{follow} · {} grids kept", h.len()))
+                        .weak()
+                        .small(),
+                );
+            }
+            Some((other_shown, other_grid)) => {
+                // The compared step on the left when it is the earlier one, so time runs left to right.
+                let half = (width - 8.0) / 2.0;
+                let mut pair = [
+                    (other_shown, other_grid, "history_compare", "Compared grid", Source::Compared),
+                    (shown, grid, "history", "History grid", Source::History),
+                ];
+                if other_shown > shown {
+                    pair.swap(0, 1);
+                }
+                ui.horizontal_top(|ui| {
+                    for (at, g, key, name, source) in pair {
+                        ui.vertical(|ui| {
+                            if let Some(i) = clickable_grid(
+                                ui,
+                                cx.textures,
+                                key,
+                                (run.id << 40) ^ at,
+                                g,
+                                8,
+                                Vec2::splat(half),
+                                name,
+                            ) {
+                                self.zoom = Some((source, i));
+                            }
+                            ui.label(RichText::new(format!("after step {at}")).weak().small());
+                        });
+                    }
+                });
+                ui.label(RichText::new(format!("{} grids kept{follow}", h.len())).weak().small());
+            }
+        }
         ui.add_space(8.0);
         self.export_ui(ui, run, grid, shown);
     }
@@ -392,8 +441,9 @@ impl SamplesTab {
                 Some(s) => (s.value.clone(), s.version),
                 None => return,
             },
-            Source::History => {
-                let step = self.history_step.or(ex.history.latest().map(|(s, _)| s)).unwrap_or(0);
+            Source::History | Source::Compared => {
+                let step = if source == Source::Compared { self.compare_step } else { self.history_step };
+                let step = step.or(ex.history.latest().map(|(s, _)| s)).unwrap_or(0);
                 match ex.history.at_step(step) {
                     Some((s, g)) => (g.clone(), (run.id << 40) ^ s),
                     None => return,
