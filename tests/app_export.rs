@@ -304,3 +304,56 @@ fn load_checkpoint_restores_a_saved_run_and_a_bad_folder_changes_nothing() {
     assert_eq!(run(h.state()).map(|r| r.id), Some(restored_id), "no run was started");
     assert_eq!(h.state().persisted.config.model.input.height, 4, "the settings still fit the data");
 }
+
+/// Steps frames until a widget whose label contains `text` is on screen; panics naming it.
+fn wait_for_label(h: &mut Harness<'_, App>, text: &str, max_frames: usize) {
+    for _ in 0..max_frames {
+        h.step();
+        if h.query_all_by_label_contains(text).next().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("gave up after {max_frames} frames waiting for a label containing {text:?}");
+}
+
+#[test]
+fn an_unwritable_export_target_shows_an_error_naming_it_and_the_app_goes_on() {
+    let mut h = trained_and_paused(1);
+    select_tab(&mut h, "Samples");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("file.txt");
+    std::fs::write(&file, "a regular file").expect("write");
+
+    // Under a regular file: nothing can be created there, even by root.
+    let under_file = file.join("grid.png");
+    set_text(&mut h, "Export path", &under_file.display().to_string());
+    h.get_by_label("Save grid PNG").click();
+    let expected = format!("cannot write {}: {} is not a folder", under_file.display(), file.display());
+    wait_for_label(&mut h, &expected, 200);
+    assert!(!under_file.exists());
+    assert_eq!(std::fs::read_to_string(&file).expect("the file"), "a regular file", "left alone");
+
+    // A folder in the file's place (overwriting allowed): the write itself fails, on the export
+    // thread, and that error names the path too.
+    let folder = dir.path().join("folder.png");
+    std::fs::create_dir(&folder).expect("mkdir");
+    set_text(&mut h, "Export path", &folder.display().to_string());
+    h.get_by_label("Overwrite an existing file").click();
+    h.run();
+    h.get_by_label("Save grid PNG").click();
+    wait_for_label(&mut h, &format!("Could not write {}", folder.display()), 500);
+    assert!(folder.is_dir());
+
+    // The app is still there: the run is paused, steps, and the next export succeeds.
+    assert_eq!(h.state().run_view.status(), Status::Paused);
+    let step = run(h.state()).expect("the run").step;
+    h.get_by_label("Step").click();
+    wait_for(&mut h, "one more step", 500, |a| run(a).is_some_and(|r| r.step == step + 1));
+    let png = dir.path().join("grid.png");
+    set_text(&mut h, "Export path", &png.display().to_string());
+    h.get_by_label("Save grid PNG").click();
+    let img = wait_for_file(&mut h, &png, |b| image::load_from_memory(b).ok());
+    assert_eq!((img.width(), img.height()), (grid_side(8), grid_side(8)));
+    wait_for_label(&mut h, &format!("Saved {}", png.display()), 200);
+}

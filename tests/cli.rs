@@ -220,3 +220,117 @@ fn eval_and_score_say_when_the_checkpoints_dataset_is_gone() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// Mann-Whitney AUROC (ties ½), written out for the check below.
+fn mann_whitney(inl: &[f64], out: &[f64]) -> f64 {
+    let mut u = 0.0;
+    for &o in out {
+        for &i in inl {
+            u += if o > i {
+                1.0
+            } else if o == i {
+                0.5
+            } else {
+                0.0
+            };
+        }
+    }
+    u / (inl.len() * out.len()) as f64
+}
+
+#[test]
+fn score_against_outliers_prints_an_auroc_and_writes_per_sample_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    // 40 labelled 8×8 images to train on (8 of them form the test split).
+    let digits = dir.path().join("digits.csv");
+    let mut text = String::from("label");
+    for p in 0..64 {
+        text.push_str(&format!(",p{p}"));
+    }
+    text.push('\n');
+    for i in 0..40 {
+        text.push_str(&(i % 3).to_string());
+        for p in 0..64 {
+            text.push_str(&format!(",{}", if (p + i) % 8 < 4 { 20 } else { 230 }));
+        }
+        text.push('\n');
+    }
+    std::fs::write(&digits, text).unwrap();
+    // 12 outliers of the same size as an IDX file: pseudo-random noise.
+    let idx = dir.path().join("noise-images-idx3-ubyte");
+    let mut bytes = vec![0u8, 0, 8, 3];
+    for d in [12u32, 8, 8] {
+        bytes.extend_from_slice(&d.to_be_bytes());
+    }
+    bytes.extend((0..12 * 64u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8));
+    std::fs::write(&idx, bytes).unwrap();
+
+    let ck = dir.path().join("ck");
+    let o = genlab(&[
+        "train",
+        "--data",
+        digits.to_str().unwrap(),
+        "--hidden",
+        "8",
+        "--latent",
+        "2",
+        "--batch",
+        "8",
+        "--epochs",
+        "2",
+        "--quiet",
+        "--out",
+        ck.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let per_sample = dir.path().join("scores.csv");
+    let o = genlab(&[
+        "score",
+        "--checkpoint",
+        ck.to_str().unwrap(),
+        "--outliers",
+        idx.to_str().unwrap(),
+        "--k",
+        "8",
+        "--per-sample",
+        per_sample.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    let auroc = v["auroc"].as_f64().unwrap_or_else(|| panic!("a numeric auroc: {v}"));
+    assert!((0.0..=1.0).contains(&auroc), "{v}");
+    let sets = v["sets"].as_array().expect("sets");
+    assert_eq!(sets.len(), 2, "{v}");
+    assert_eq!((sets[0]["set"].as_str(), sets[0]["n"].as_u64()), (Some("test"), Some(8)), "{v}");
+    assert_eq!((sets[1]["set"].as_str(), sets[1]["n"].as_u64()), (Some("outliers"), Some(12)), "{v}");
+
+    // The CSV: a header, then one row per scored image (8 test + 12 outliers), every row as
+    // wide as the header, and its anomaly column gives back the printed AUROC.
+    let text = std::fs::read_to_string(&per_sample).expect("the per-sample CSV");
+    let mut rdr = csv::Reader::from_reader(text.as_bytes());
+    let header: Vec<String> = rdr.headers().expect("a header").iter().map(str::to_string).collect();
+    assert_eq!(header.first().map(String::as_str), Some("index"));
+    assert_eq!(header.last().map(String::as_str), Some("anomaly"));
+    assert!(header.iter().any(|h| h == "iwae_nats"), "{header:?}");
+    let rows: Vec<csv::StringRecord> = rdr.records().map(|r| r.expect("a row")).collect();
+    assert_eq!(rows.len(), 8 + 12, "one row per scored image:\n{text}");
+    let (mut inl, mut out) = (Vec::new(), Vec::new());
+    for r in &rows {
+        assert_eq!(r.len(), header.len(), "{r:?}");
+        let a: f64 = r[r.len() - 1].parse().expect("a numeric anomaly score");
+        assert!(a.is_finite());
+        match &r[2] {
+            "test" => inl.push(a),
+            "outliers" => out.push(a),
+            other => panic!("unknown set {other}"),
+        }
+    }
+    assert_eq!((inl.len(), out.len()), (8, 12));
+    assert!(
+        (mann_whitney(&inl, &out) - auroc).abs() < 1e-9,
+        "CSV gives {} vs {auroc}",
+        mann_whitney(&inl, &out)
+    );
+}

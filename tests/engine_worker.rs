@@ -457,6 +457,8 @@ fn a_collapsed_gan_raises_one_warning() {
     let (step, message) = warnings[0];
     assert!((200..=600).contains(&step), "warned at step {step}");
     assert!(message.contains("collapsed") && message.contains("200 steps"), "{message}");
+    // It points at the way back: the rewind feature.
+    assert!(message.to_lowercase().contains("rewind"), "the warning should suggest rewinding: {message}");
 }
 
 #[test]
@@ -515,4 +517,98 @@ fn images_given_by_pixels_reconstruct_like_the_same_dataset_images() {
     assert_ne!(by_pixels.0, by_pixels.1, "a reconstruction is not a copy of its input");
     let error = error.unwrap();
     assert!(error.contains("100 values are not whole images of 1×28×28"), "{error}");
+}
+
+/// Losses of every step reported in `evs`, by step.
+fn losses_in(evs: &[Event]) -> Vec<(u64, f64)> {
+    evs.iter()
+        .filter_map(|e| match e {
+            Event::Metrics { steps, .. } => {
+                Some(steps.iter().map(|m| (m.step, m.losses.loss)).collect::<Vec<_>>())
+            }
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// Learning rate 10 on the MLP VAE really diverges (Adam moves every weight by ~10 per step:
+/// the loss is ~10¹³ at step 2 and infinite at step 4). The run is caught at the first
+/// non-finite step (named in `Diverged`, then `Paused`), and after lowering the learning rate it
+/// trains on from the restored weights with finite losses.
+#[test]
+fn a_diverging_run_pauses_and_a_lower_learning_rate_recovers_it() {
+    let w = Worker::spawn(Arc::new(|| {}));
+    let (mut cfg, data) = small_vae();
+    cfg.optim.lr = 10.0;
+    cfg.train.epochs = 20; // 320 steps: far more than divergence takes
+    start(&w, &cfg, data, false);
+    let evs = collect_until(&w, Duration::from_secs(120), |e| {
+        matches!(e, Event::Diverged { .. } | Event::Finished { .. } | Event::Failed { .. })
+    });
+    let Some(Event::Diverged { step, message, .. }) = evs.last() else { panic!("{:?}", names(&evs)) };
+    let step = *step;
+    let losses = losses_in(&evs);
+    eprintln!("lr 10 diverged at step {step}: {message}; losses {losses:?}");
+    assert!(message.contains(&format!("at step {step}")), "{message}");
+    // Every step before the named one had a finite loss; the named one did not.
+    let (last_step, last_loss) = *losses.last().expect("steps were reported");
+    assert_eq!(last_step, step, "the divergence is the last step taken");
+    assert!(!last_loss.is_finite(), "the named step's loss {last_loss}");
+    assert!(losses[..losses.len() - 1].iter().all(|(_, l)| l.is_finite()), "{losses:?}");
+    let evs = collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::Paused { .. }));
+    assert!(matches!(evs.last(), Some(Event::Paused { step: s, .. }) if *s == step));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(steps_in(&w.try_events()).is_empty(), "no steps while paused after a divergence");
+
+    w.send(Command::SetLearningRate(1e-3));
+    w.send(Command::Resume);
+    let mut evs = Vec::new();
+    while steps_in(&evs).len() < 20 {
+        evs.extend(collect_until(&w, Duration::from_secs(60), |e| {
+            matches!(e, Event::Metrics { .. } | Event::Diverged { .. } | Event::Failed { .. })
+        }));
+        assert!(
+            !evs.iter().any(|e| matches!(e, Event::Diverged { .. } | Event::Failed { .. })),
+            "{:?}",
+            names(&evs)
+        );
+    }
+    let after = losses_in(&evs);
+    assert_eq!(after.first().map(|s| s.0), Some(step + 1), "training continues after the named step");
+    assert!(after.iter().all(|(_, l)| l.is_finite()), "{after:?}");
+    w.send(Command::Stop);
+}
+
+/// One NaN pixel in one training image of 36 (the loaders refuse NaN, so the dataset is built in memory):
+/// the step whose batch holds that image is the first with a non-finite loss, and the worker
+/// names it and pauses; every step before it was finite.
+#[test]
+fn a_nan_pixel_is_caught_at_the_step_whose_batch_holds_it() {
+    use genlab::engine::data::{Dataset, ImageShape};
+    let shape = ImageShape::new(1, 4, 4);
+    let mut pixels: Vec<f32> = (0..40 * 16).map(|i| ((i * 37) % 101) as f32 / 100.0).collect();
+    pixels[17 * 16 + 5] = f32::NAN;
+    let mut data = Dataset::new("poisoned", DataSource::Builtin, shape, pixels, None).unwrap();
+    data.fixed_split = Some(36); // images 0–35 train (9 steps of 4 per epoch), 36–39 test
+    let data = Arc::new(data);
+    let mut cfg = preset("mnist_vae", shape).unwrap();
+    cfg.model.hidden = vec![8];
+    cfg.model.latent_dim = 2;
+    cfg.train.batch_size = 4;
+    cfg.train.epochs = 3;
+    let w = Worker::spawn(Arc::new(|| {}));
+    start(&w, &cfg, DataSpec::Loaded(data), false);
+    let evs = collect_until(&w, Duration::from_secs(60), |e| {
+        matches!(e, Event::Diverged { .. } | Event::Finished { .. } | Event::Failed { .. })
+    });
+    let Some(Event::Diverged { step, message, .. }) = evs.last() else { panic!("{:?}", names(&evs)) };
+    let losses = losses_in(&evs);
+    eprintln!("NaN pixel caught at step {step}: {message}; losses {losses:?}");
+    assert!((1..=9).contains(step), "the poisoned image is in one batch of the first epoch: step {step}");
+    assert!(message.contains(&format!("at step {step}")) && message.contains("NaN"), "{message}");
+    assert_eq!(losses.last().map(|s| s.0), Some(*step));
+    assert!(!losses.last().unwrap().1.is_finite());
+    assert!(losses[..losses.len() - 1].iter().all(|(_, l)| l.is_finite()), "{losses:?}");
+    collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::Paused { step: s, .. } if s == step));
 }

@@ -399,6 +399,62 @@ fn iwae_bounds_hold_on_a_trained_vae() {
     }
 }
 
+/// With K = 1 the IWAE estimate is log w = log p(x|z) + log p(z) − log q(z|x) for a single
+/// z ~ q(z|x): a one-draw ELBO, with the KL estimated from that draw rather than in closed form.
+/// Averaged over many independent seeds it must match −ELBO = E_q[−log p(x|z)] + KL (closed
+/// form) computed with many draws, within a few standard errors. A wrong log q or log p(z)
+/// term (a missing ½ log σ², a sign) shifts the first by a constant and fails this.
+#[test]
+fn k1_iwae_equals_the_elbo_in_expectation() {
+    let data = digits();
+    let mut cfg = preset("mnist_vae", MNIST).unwrap();
+    cfg.model.hidden = vec![64];
+    cfg.model.latent_dim = 8;
+    let mut s = TrainingSession::new(cfg, data.clone()).unwrap();
+    for _ in 0..150 {
+        assert!(!s.step().unwrap().diverged);
+    }
+    let model = s.model();
+    let idx: Vec<usize> = s.split().test.iter().copied().take(6).collect();
+    let t0 = Instant::now();
+
+    // Per image: one K = 1 estimate per seed, and one −ELBO (K = 64 draws) per seed.
+    let (seeds_k1, seeds_elbo) = (4000u64, 100u64);
+    let per_seed = |k: usize, seeds: u64, pick: fn(&genlab::engine::scoring::SampleScore) -> f64| {
+        let mut v = vec![Vec::new(); idx.len()];
+        for seed in 0..seeds {
+            let set =
+                score(model, data, &idx, &ScoreOptions { k, seed: 7_000 + seed, ..ScoreOptions::default() });
+            for (i, x) in set.samples.iter().enumerate() {
+                v[i].push(pick(x));
+            }
+        }
+        v
+    };
+    let k1 = per_seed(1, seeds_k1, |x| x.neg_log_px.unwrap());
+    let elbo = per_seed(64, seeds_elbo, |x| x.neg_elbo.unwrap());
+    let stat = |v: &[f64]| {
+        let m = mean(v);
+        let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64;
+        (m, (var / v.len() as f64).sqrt())
+    };
+    for i in 0..idx.len() {
+        let ((m1, se1), (me, see)) = (stat(&k1[i]), stat(&elbo[i]));
+        let se = (se1 * se1 + see * see).sqrt();
+        let z = (m1 - me) / se;
+        eprintln!("image {}: K=1 mean {m1:.3} ± {se1:.3}, −ELBO {me:.3} ± {see:.3}, z = {z:.2}", idx[i]);
+        assert!(se1 > 0.0 && see > 0.0, "the draws vary");
+        // 4.5 standard errors: a false alarm has odds of about 1 in 150,000 per image.
+        assert!(z.abs() < 4.5, "image {}: K = 1 IWAE {m1} vs −ELBO {me} (se {se}, z {z})", idx[i]);
+        assert!(se < 0.5, "too few draws to tell anything: se {se}");
+    }
+    // Not a tautology: a single K = 1 draw is not its own −ELBO, the estimates only agree on
+    // average.
+    let one = score(model, data, &idx, &ScoreOptions { k: 1, seed: 3, ..ScoreOptions::default() });
+    assert!(one.samples.iter().any(|x| (x.neg_log_px.unwrap() - x.neg_elbo.unwrap()).abs() > 1e-3));
+    eprintln!("{} K=1 and {} K=64 scorings in {:.1} s", seeds_k1, seeds_elbo, t0.elapsed().as_secs_f64());
+}
+
 #[test]
 fn trained_vae_flags_noise_and_inverted_digits() {
     let s = trained_vae();

@@ -21,7 +21,13 @@ pub fn check_target(path: &Path, overwrite: bool) -> Result<()> {
     }
     if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         if !dir.is_dir() {
-            return Err(EngineError::Other(format!("{}: the folder does not exist", dir.display())));
+            // A regular file in the folder's place is not "missing": say what is there.
+            let why = if dir.exists() { "is not a folder" } else { "does not exist" };
+            return Err(EngineError::Other(format!(
+                "cannot write {}: {} {why}",
+                path.display(),
+                dir.display()
+            )));
         }
     }
     Ok(())
