@@ -376,8 +376,12 @@ impl LatentTab {
             ex[1] * 100.0
         ));
         let data = cx.dataset;
-        let resp =
-            Plot::new("latent_map").height(360.0).data_aspect(1.0).legend(Legend::default()).show(ui, |p| {
+        let resp = Plot::new("latent_map")
+            .height(360.0)
+            .data_aspect(1.0)
+            .allow_scroll(false)
+            .legend(Legend::default())
+            .show(ui, |p| {
                 for m in &d.points {
                     let name = if m.label == u32::MAX {
                         "unlabelled".to_string()
@@ -399,7 +403,11 @@ impl LatentTab {
         if let Some(row) = hovered {
             resp.response.on_hover_ui_at_pointer(|ui| {
                 test_thumbnail(ui, cx, run, row, "latent_hover", 84.0);
-                ui.label(format!("test image #{row}"));
+                let label = run.explore.encoded.as_ref().and_then(|e| e.value.labels.get(row).copied());
+                match (label, cx.dataset) {
+                    (Some(l), Some(ds)) => ui.label(format!("test image #{row} · {}", ds.class_name(l))),
+                    _ => ui.label(format!("test image #{row}")),
+                };
             });
         }
         if let Some(at) = clicked {
