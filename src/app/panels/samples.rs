@@ -114,7 +114,8 @@ impl Tab for SamplesTab {
             }));
         }
         let avail = ui.available_size();
-        let col_w = ((avail.x - 24.0) / 3.0).max(160.0);
+        // Two separators with their spacing, and the scroll bar, share the row with the columns.
+        let col_w = ((avail.x - 60.0) / 3.0).max(160.0);
         egui::ScrollArea::vertical().id_salt("samples_scroll").show(ui, |ui| {
             ui.horizontal_top(|ui| {
                 ui.vertical(|ui| {
@@ -313,11 +314,13 @@ impl SamplesTab {
         });
         let mut comparing = self.compare_step.is_some();
         let mut other = self.compare_step.unwrap_or(first).clamp(first, last);
-        ui.horizontal(|ui| {
-            ui.checkbox(&mut comparing, "Compare with step");
-            let label = ui.label("Compare step");
-            ui.add_enabled(comparing, egui::Slider::new(&mut other, first..=last)).labelled_by(label.id);
-        });
+        ui.checkbox(&mut comparing, "Compare with step");
+        if comparing {
+            ui.horizontal(|ui| {
+                let label = ui.label("Compare step");
+                ui.add(egui::Slider::new(&mut other, first..=last)).labelled_by(label.id);
+            });
+        }
         self.compare_step = comparing.then_some(other);
         let Some((shown, grid)) = h.at_step(step) else { return };
         let compared = self.compare_step.and_then(|s| h.at_step(s));
@@ -344,7 +347,8 @@ impl SamplesTab {
             }
             Some((other_shown, other_grid)) => {
                 // The compared step on the left when it is the earlier one, so time runs left to right.
-                let half = (width - 8.0) / 2.0;
+                let gap = ui.spacing().item_spacing.x;
+                let half = ((ui.available_width().min(width) - gap) / 2.0 - 1.0).max(40.0);
                 let mut pair = [
                     (other_shown, other_grid, "history_compare", "Compared grid", Source::Compared),
                     (shown, grid, "history", "History grid", Source::History),
