@@ -248,3 +248,41 @@ fn a_gan_gallery_image_shows_its_discriminator_score_and_no_reconstruction() {
     );
     assert!(h.state().errors().is_empty(), "{:?}", h.state().errors());
 }
+
+#[test]
+fn score_train_set_and_the_hold_out_experiment_from_the_tab() {
+    let mut h = trained_on_outliers_tab();
+    h.get_by_role_and_label(Role::Slider, "K").set_value_accesskit(2.0);
+    h.run();
+    h.get_by_label("Score train set").click();
+    wait_for(&mut h, "the train set's scores", 3000, |a| {
+        run(a).is_some_and(|r| r.explore.scored.values().any(|s| s.value.name == "train"))
+    });
+    let r = run(h.state()).expect("a run");
+    let train = r.explore.scored.values().find(|s| s.value.name == "train").expect("train scores");
+    assert_eq!(train.value.set.samples.len(), 8000, "every training image scored");
+
+    // Train on digits 0–4 only (the default), the others should look unlikely.
+    h.get_by_role_and_label(Role::Slider, "Steps").set_value_accesskit(150.0);
+    h.run();
+    h.get_by_label("Run experiment").scroll_to_me();
+    h.run();
+    h.get_by_label("Run experiment").click();
+    wait_for(&mut h, "the hold-out experiment's report", 6000, |a| {
+        run(a).is_some_and(|r| r.explore.hold_out.is_some())
+    });
+    let rep =
+        run(h.state()).and_then(|r| r.explore.hold_out.as_ref()).map(|h| h.value.clone()).expect("report");
+    assert_eq!(rep.steps, 150);
+    assert_eq!(rep.inlier_labels, vec![0, 1, 2, 3, 4]);
+    let auroc = label_text(&h, &format!("by {}", "−log p(x)"));
+    let value: f64 = auroc
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no AUROC value in {auroc:?}"));
+    assert!((0.0..=1.0).contains(&value), "{auroc}");
+    // Even a short run ranks held-out digits above the trained ones more often than not.
+    assert!(value > 0.5, "held-out digits 5–9 should look less likely: {auroc}");
+    h.get_by_label_contains("trained 150 steps on");
+}
