@@ -319,8 +319,9 @@ fn train_in_pool(a: TrainArgs, data: Arc<Dataset>, cfg: RunConfig) -> anyhow::Re
         if r.diverged {
             bar.abandon();
             save_outputs(&a.out, &s, &log)?;
+            let advice = if r.nonfinite_input { r.divergence_advice() } else { "Try a lower --lr." };
             eprintln!(
-                "error: the loss diverged (NaN or infinite) at step {} with learning rate {}; the last good weights are saved in {}. Try a lower --lr.",
+                "error: the loss diverged (NaN or infinite) at step {} with learning rate {}; the last good weights are saved in {}. {advice}",
                 r.step,
                 s.model().learning_rate(),
                 a.out.display()

@@ -551,6 +551,7 @@ fn a_diverging_run_pauses_and_a_lower_learning_rate_recovers_it() {
     let losses = losses_in(&evs);
     eprintln!("lr 10 diverged at step {step}: {message}; losses {losses:?}");
     assert!(message.contains(&format!("at step {step}")), "{message}");
+    assert!(message.contains("Lower the learning rate"), "a step-size divergence says what to do: {message}");
     // Every step before the named one had a finite loss; the named one did not.
     let (last_step, last_loss) = *losses.last().expect("steps were reported");
     assert_eq!(last_step, step, "the divergence is the last step taken");
@@ -607,6 +608,10 @@ fn a_nan_pixel_is_caught_at_the_step_whose_batch_holds_it() {
     eprintln!("NaN pixel caught at step {step}: {message}; losses {losses:?}");
     assert!((1..=9).contains(step), "the poisoned image is in one batch of the first epoch: step {step}");
     assert!(message.contains(&format!("at step {step}")) && message.contains("NaN"), "{message}");
+    assert!(
+        message.contains("pixels") && !message.contains("Lower the learning rate"),
+        "names the data: {message}"
+    );
     assert_eq!(losses.last().map(|s| s.0), Some(*step));
     assert!(!losses.last().unwrap().1.is_finite());
     assert!(losses[..losses.len() - 1].iter().all(|(_, l)| l.is_finite()), "{losses:?}");

@@ -45,8 +45,23 @@ pub struct StepReport {
     pub diverged: bool,
     /// After a divergence: the step whose weights (the last known good ones) were restored.
     pub restored_to: Option<u64>,
+    /// After a divergence: whether the batch itself held NaN or infinite pixels (bad data,
+    /// not a too-high learning rate).
+    pub nonfinite_input: bool,
     /// Set on the last step of an epoch.
     pub epoch_end: Option<EpochSummary>,
+}
+
+impl StepReport {
+    /// What to do about a divergence: fix the data when the batch held non-finite pixels,
+    /// otherwise lower the learning rate.
+    pub fn divergence_advice(&self) -> &'static str {
+        if self.nonfinite_input {
+            "The batch held NaN or infinite pixels: the data is bad, not the learning rate; fix or remove those images."
+        } else {
+            "Lower the learning rate and resume."
+        }
+    }
 }
 
 /// Mean training loss over an epoch and the loss on the test split after it.
@@ -240,6 +255,8 @@ impl TrainingSession {
         // A step whose loss was finite vouches for the weights it started from. Weights can be
         // finite yet already ruined (a huge learning rate), so a divergence goes back to the
         // last vouched snapshot (at most SNAPSHOT_EVERY steps back), not just one step.
+        // Only on a divergence: look at the batch again to tell bad data from a bad step size.
+        let nonfinite_input = diverged && self.data.gather(idx).iter().any(|v| !v.is_finite());
         let restored_to = if diverged {
             self.restore_snapshot()?
         } else {
@@ -271,6 +288,7 @@ impl TrainingSession {
             images_per_sec: n as f64 / secs,
             diverged,
             restored_to,
+            nonfinite_input,
             epoch_end,
         })
     }

@@ -650,8 +650,9 @@ impl WorkerLoop {
                 None => "the update was refused".to_string(),
             };
             let message = format!(
-                "the loss became NaN or infinite at step {} (learning rate {lr}); {restored}. Lower the learning rate and resume.",
-                report.step
+                "the loss became NaN or infinite at step {} (learning rate {lr}); {restored}. {}",
+                report.step,
+                report.divergence_advice()
             );
             if let Some(run) = self.run.as_mut() {
                 run.paused = true;
