@@ -128,7 +128,7 @@ pub struct Pca2 {
 
 impl Pca2 {
     /// Principal axes of row vectors `x` (`n × dim`), by power iteration with deflation.
-    /// With `dim ≤ 2` the axes are the coordinate axes.
+    /// With `dim ≤ 2` the map is the latent space itself (coordinate axes, no centring).
     pub fn fit(x: &[f32], dim: usize) -> Pca2 {
         let n = x.len() / dim.max(1);
         let mut mean = vec![0.0f32; dim];
@@ -151,6 +151,8 @@ impl Pca2 {
             let e0 = cov.first().copied().unwrap_or(0.0) / total;
             let e1 = if dim == 2 { cov[3] / total } else { 0.0 };
             let second = if dim == 2 { unit(1) } else { vec![0.0; dim] };
+            // No projection needed: the map's axes are z₀ and z₁ themselves, uncentred.
+            let mean = vec![0.0; dim];
             return Pca2 { mean, axes: [unit(0), second], explained: [e0 as f32, e1 as f32] };
         }
         let mut axes: [Vec<f32>; 2] = [unit(0), unit(1)];
@@ -337,5 +339,14 @@ mod tests {
         let mean = v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
         let var = v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / v.len() as f64;
         assert!(mean.abs() < 0.03 && (var - 1.0).abs() < 0.05, "mean {mean}, variance {var}");
+    }
+
+    #[test]
+    fn a_two_dimensional_latent_space_is_its_own_map() {
+        let x = [1.0, 2.0, 3.0, 5.0, -1.0, 0.5];
+        let pca = Pca2::fit(&x, 2);
+        assert_eq!(pca.project(&[3.0, 5.0]), [3.0, 5.0]);
+        assert_eq!(pca.unproject([-1.0, 0.5]), vec![-1.0, 0.5]);
+        assert!((pca.explained[0] + pca.explained[1] - 1.0).abs() < 1e-6);
     }
 }

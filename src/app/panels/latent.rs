@@ -370,16 +370,28 @@ impl LatentTab {
 
         ui.add_space(6.0);
         let ex = d.pca.explained;
-        ui.strong(format!(
-            "Map of the test set's μ (PCA: {:.0}% + {:.0}% of the variance). Click to decode a point.",
-            ex[0] * 100.0,
-            ex[1] * 100.0
-        ));
+        let latent_dim = d.kl.len();
+        let (x_name, y_name) = if latent_dim > 2 {
+            (format!("PC 1 ({:.0}% of the variance)", ex[0] * 100.0), format!("PC 2 ({:.0}%)", ex[1] * 100.0))
+        } else {
+            ("z0".to_string(), if latent_dim == 2 { "z1".to_string() } else { String::new() })
+        };
+        if latent_dim > 2 {
+            ui.strong(format!(
+                "Map of the test set's μ (PCA: {:.0}% + {:.0}% of the variance). Click to decode a point.",
+                ex[0] * 100.0,
+                ex[1] * 100.0
+            ));
+        } else {
+            ui.strong("Map of the test set's μ. Click to decode a point.");
+        }
         let data = cx.dataset;
         let resp = Plot::new("latent_map")
             .height(360.0)
             .data_aspect(1.0)
             .allow_scroll(false)
+            .x_axis_label(x_name)
+            .y_axis_label(y_name)
             .legend(Legend::default())
             .show(ui, |p| {
                 for m in &d.points {
