@@ -161,10 +161,9 @@ fn out_of_range_settings_and_an_unwritable_output_fail_before_training() {
     assert!(t0.elapsed().as_secs() < 30, "not refused up front");
 }
 
-#[test]
-fn eval_and_score_say_when_the_checkpoints_dataset_is_gone() {
-    let dir = tempfile::tempdir().unwrap();
-    let csv = dir.path().join("digits.csv");
+/// Writes 40 labelled 8×8 images (labels `i % 3`, pixel `p` of image `i` = `pixel(i, p)`) as a
+/// CSV file with a header.
+fn write_small_csv(path: &Path, pixel: impl Fn(usize, usize) -> usize) {
     let mut text = String::from("label");
     for p in 0..64 {
         text.push_str(&format!(",p{p}"));
@@ -173,29 +172,31 @@ fn eval_and_score_say_when_the_checkpoints_dataset_is_gone() {
     for i in 0..40 {
         text.push_str(&(i % 3).to_string());
         for p in 0..64 {
-            text.push_str(&format!(",{}", (i * 31 + p * 7) % 256));
+            text.push_str(&format!(",{}", pixel(i, p)));
         }
         text.push('\n');
     }
-    std::fs::write(&csv, text).unwrap();
-    let ck = dir.path().join("ck");
-    let o = genlab(&[
-        "train",
-        "--data",
-        csv.to_str().unwrap(),
-        "--hidden",
-        "8",
-        "--latent",
-        "2",
-        "--batch",
-        "8",
-        "--epochs",
-        "1",
-        "--quiet",
-        "--out",
-        ck.to_str().unwrap(),
-    ]);
+    std::fs::write(path, text).unwrap();
+}
+
+/// Trains a tiny VAE (hidden 8, latent 2, batch 8) on `data` for `epochs` into `out`.
+fn train_tiny(data: &Path, out: &Path, epochs: usize) {
+    let epochs = epochs.to_string();
+    let args = ["--hidden", "8", "--latent", "2", "--batch", "8", "--epochs", &epochs, "--quiet"];
+    let o = genlab(
+        &[&["train", "--data", data.to_str().unwrap()][..], &args, &["--out", out.to_str().unwrap()]]
+            .concat(),
+    );
     assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn eval_and_score_say_when_the_checkpoints_dataset_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("digits.csv");
+    write_small_csv(&csv, |i, p| (i * 31 + p * 7) % 256);
+    let ck = dir.path().join("ck");
+    train_tiny(&csv, &ck, 1);
     let o = genlab(&["eval", "--checkpoint", ck.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
 
@@ -243,19 +244,7 @@ fn score_against_outliers_prints_an_auroc_and_writes_per_sample_scores() {
     let dir = tempfile::tempdir().unwrap();
     // 40 labelled 8×8 images to train on (8 of them form the test split).
     let digits = dir.path().join("digits.csv");
-    let mut text = String::from("label");
-    for p in 0..64 {
-        text.push_str(&format!(",p{p}"));
-    }
-    text.push('\n');
-    for i in 0..40 {
-        text.push_str(&(i % 3).to_string());
-        for p in 0..64 {
-            text.push_str(&format!(",{}", if (p + i) % 8 < 4 { 20 } else { 230 }));
-        }
-        text.push('\n');
-    }
-    std::fs::write(&digits, text).unwrap();
+    write_small_csv(&digits, |i, p| if (p + i) % 8 < 4 { 20 } else { 230 });
     // 12 outliers of the same size as an IDX file: pseudo-random noise.
     let idx = dir.path().join("noise-images-idx3-ubyte");
     let mut bytes = vec![0u8, 0, 8, 3];
@@ -266,23 +255,7 @@ fn score_against_outliers_prints_an_auroc_and_writes_per_sample_scores() {
     std::fs::write(&idx, bytes).unwrap();
 
     let ck = dir.path().join("ck");
-    let o = genlab(&[
-        "train",
-        "--data",
-        digits.to_str().unwrap(),
-        "--hidden",
-        "8",
-        "--latent",
-        "2",
-        "--batch",
-        "8",
-        "--epochs",
-        "2",
-        "--quiet",
-        "--out",
-        ck.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    train_tiny(&digits, &ck, 2);
 
     let per_sample = dir.path().join("scores.csv");
     let o = genlab(&[
