@@ -36,9 +36,20 @@ fn run(app: &App) -> Option<&RunRecord> {
 
 /// Loads the built-in data, trains until `grids` fixed-noise grids have arrived, then pauses.
 fn trained_and_paused(grids: usize) -> Harness<'static, App> {
+    trained_and_paused_with(None, grids)
+}
+
+/// [`trained_and_paused`], with a model preset chosen first.
+fn trained_and_paused_with(preset: Option<&str>, grids: usize) -> Harness<'static, App> {
     let mut h = harness();
     wait_for(&mut h, "the built-in dataset to load", 500, |a| a.dataset().is_some() && !a.is_loading());
     h.run();
+    if let Some(p) = preset {
+        h.get_by_label("Preset").click();
+        h.run();
+        h.get_by_label(p).click();
+        h.run();
+    }
     h.get_by_label("Train").click();
     wait_for(&mut h, &format!("{grids} fixed-noise grids while training"), 3000, |a| {
         run(a).is_some_and(|r| r.explore.history.len() >= grids)
@@ -124,6 +135,26 @@ fn moving_a_latent_slider_changes_the_decoded_image() {
             .and_then(|r| r.explore.decoded.get(&2))
             .is_some_and(|d| d.value.1.pixels[5 * px..] != strip.pixels[5 * px..])
     });
+}
+
+#[test]
+fn a_gan_interpolates_between_the_noise_of_two_seeds() {
+    let mut h = trained_and_paused_with(Some("mnist_mlp_gan"), 1);
+    assert_eq!(run(h.state()).map(|r| r.config.preset.as_str()), Some("mnist_mlp_gan"));
+    select_tab(&mut h, "Latent space");
+    h.get_by_label_contains("A GAN has no encoder");
+    h.get_by_role_and_label(Role::SpinButton, "Seed A").set_value_accesskit(11.0);
+    h.get_by_role_and_label(Role::SpinButton, "Seed B").set_value_accesskit(12.0);
+    h.get_by_role_and_label(Role::SpinButton, "Steps").set_value_accesskit(4.0);
+    h.run();
+    h.get_by_label("Interpolate").click();
+    wait_for(&mut h, "the GAN's interpolation strip", 500, |a| {
+        run(a).is_some_and(|r| r.explore.decoded.get(&2).is_some_and(|d| d.value.1.len() == 4))
+    });
+    h.get_by_label_contains("4 decodes from Seed 11 to Seed 12");
+    let strip = run(h.state()).map(|r| r.explore.decoded[&2].value.1.clone()).expect("strip");
+    let px = strip.shape.len();
+    assert_ne!(strip.pixels[..px], strip.pixels[3 * px..], "two seeds give two different images");
 }
 
 #[test]
