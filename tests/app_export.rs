@@ -9,53 +9,12 @@ use std::time::Duration;
 use egui::accesskit::Role;
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
-use genlab::app::run_view::{RunRecord, Status};
+use genlab::app::run_view::Status;
 use genlab::app::App;
 use image::AnimationDecoder;
 
-fn harness() -> Harness<'static, App> {
-    Harness::builder()
-        .with_size(egui::vec2(1440.0, 900.0))
-        .build_ui_state(|ui, app: &mut App| app.show(ui), App::new_for_test())
-}
-
-/// Steps frames (sleeping a little between them) until `done` holds; panics naming `what`
-/// (and the errors on screen).
-fn wait_for(h: &mut Harness<'_, App>, what: &str, max_frames: usize, done: impl Fn(&App) -> bool) {
-    for _ in 0..max_frames {
-        h.step();
-        if done(h.state()) {
-            h.step();
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("gave up after {max_frames} frames waiting for: {what}; errors: {:?}", h.state().errors());
-}
-
-fn run(app: &App) -> Option<&RunRecord> {
-    app.run_view.current()
-}
-
-/// Loads the built-in data, trains until `grids` fixed-noise grids have arrived, then pauses.
-fn trained_and_paused(grids: usize) -> Harness<'static, App> {
-    let mut h = harness();
-    wait_for(&mut h, "the built-in dataset to load", 500, |a| a.dataset().is_some() && !a.is_loading());
-    h.run();
-    h.get_by_label("Train").click();
-    wait_for(&mut h, &format!("{grids} fixed-noise grids while training"), 3000, |a| {
-        run(a).is_some_and(|r| r.explore.history.len() >= grids)
-    });
-    h.get_by_label("Pause").click();
-    wait_for(&mut h, "the worker to confirm the pause", 500, |a| a.run_view.status() == Status::Paused);
-    h
-}
-
-fn select_tab(h: &mut Harness<'_, App>, title: &str) {
-    h.get_by_label(title).click();
-    h.run();
-    assert_eq!(h.state().persisted.tab, title);
-}
+mod common;
+use common::*;
 
 /// Replaces the text of the field labelled `label`.
 fn set_text(h: &mut Harness<'_, App>, label: &str, text: &str) {

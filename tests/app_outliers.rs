@@ -5,37 +5,16 @@
 //! error naming it while the run and the data stay.
 
 use std::path::Path;
-use std::time::Duration;
 
 use egui::accesskit::Role;
 use egui_kittest::kittest::{NodeT, Queryable};
 use egui_kittest::Harness;
-use genlab::app::run_view::{RunRecord, Status};
+use genlab::app::run_view::Status;
 use genlab::app::App;
 use genlab::engine::data::Dataset;
 
-fn harness() -> Harness<'static, App> {
-    Harness::builder()
-        .with_size(egui::vec2(1440.0, 1400.0))
-        .build_ui_state(|ui, app: &mut App| app.show(ui), App::new_for_test())
-}
-
-/// Steps frames (sleeping a little between them) until `done` holds; panics naming `what`.
-fn wait_for(h: &mut Harness<'_, App>, what: &str, max_frames: usize, done: impl Fn(&App) -> bool) {
-    for _ in 0..max_frames {
-        h.step();
-        if done(h.state()) {
-            h.step();
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("gave up after {max_frames} frames waiting for: {what}; errors: {:?}", h.state().errors());
-}
-
-fn run(app: &App) -> Option<&RunRecord> {
-    app.run_view.current()
-}
+mod common;
+use common::*;
 
 /// Loads the built-in data, trains until the first fixed-noise grid, pauses, opens Outliers.
 fn trained_on_outliers_tab() -> Harness<'static, App> {
@@ -44,24 +23,8 @@ fn trained_on_outliers_tab() -> Harness<'static, App> {
 
 /// [`trained_on_outliers_tab`], with a model preset chosen first.
 fn trained_on_outliers_tab_with(preset: Option<&str>) -> Harness<'static, App> {
-    let mut h = harness();
-    wait_for(&mut h, "the built-in dataset to load", 500, |a| a.dataset().is_some() && !a.is_loading());
-    h.run();
-    if let Some(p) = preset {
-        h.get_by_label("Preset").click();
-        h.run();
-        h.get_by_label(p).click();
-        h.run();
-    }
-    h.get_by_label("Train").click();
-    wait_for(&mut h, "a fixed-noise grid while training", 3000, |a| {
-        run(a).is_some_and(|r| !r.explore.history.is_empty())
-    });
-    h.get_by_label("Pause").click();
-    wait_for(&mut h, "the worker to confirm the pause", 500, |a| a.run_view.status() == Status::Paused);
-    h.get_by_label("Outliers").click();
-    h.run();
-    assert_eq!(h.state().persisted.tab, "Outliers");
+    let mut h = trained_and_paused_with(harness_sized(1440.0, 1400.0), preset, 1);
+    select_tab(&mut h, "Outliers");
     h
 }
 

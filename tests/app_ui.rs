@@ -10,29 +10,8 @@ use egui_kittest::Harness;
 use genlab::app::run_view::Status;
 use genlab::app::App;
 
-fn harness() -> Harness<'static, App> {
-    Harness::builder()
-        .with_size(egui::vec2(1440.0, 900.0))
-        .build_ui_state(|ui, app: &mut App| app.show(ui), App::new_for_test())
-}
-
-/// Steps frames (sleeping a little between them) until `done` holds; panics naming `what`.
-fn wait_for(h: &mut Harness<'_, App>, what: &str, max_frames: usize, done: impl Fn(&App) -> bool) {
-    for _ in 0..max_frames {
-        h.step();
-        if done(h.state()) {
-            h.step();
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("gave up after {max_frames} frames waiting for: {what}");
-}
-
-fn loaded(h: &mut Harness<'_, App>) {
-    wait_for(h, "the built-in dataset to load", 500, |a| a.dataset().is_some() && !a.is_loading());
-    h.run();
-}
+mod common;
+use common::*;
 
 fn is_disabled(h: &Harness<'_, App>, label: &str) -> bool {
     h.get_by_label(label).accesskit_node().is_disabled()
