@@ -13,6 +13,10 @@
 //! faster only on the single-channel output layers: it runs `B` small gemms and sums a
 //! `[B, Cout, C·k·k]` weight gradient over the batch.
 //!
+//! The fused ops ([`conv2d_act`], [`conv_transpose2d_act`]) instead run the same products over
+//! chunks of a few images ([`CHUNK_VALUES`]) with reused buffers, and recompute the columns in
+//! the backward pass rather than keeping them.
+//!
 //! candle's autograd adds every gradient into a fresh zero tensor and sums broadcast gradients
 //! with a slow strided loop unless the summed dims are the last ones, so the graph here is kept
 //! short around the big column tensors and biases are broadcast so that their gradient sums run
@@ -52,11 +56,6 @@ impl Geometry {
         let hi = if n + p > j { ((n + p - j - 1) / s + 1).min(out) } else { 0 };
         (lo.min(hi), hi)
     }
-
-    /// [`Geometry::valid`] for every kernel offset.
-    fn valid_all(&self, n: usize, out: usize) -> Vec<(usize, usize)> {
-        (0..self.kernel).map(|j| self.valid(j, n, out)).collect()
-    }
 }
 
 /// Below this many column values an op runs on the calling thread.
@@ -71,14 +70,6 @@ fn parallel(work: usize) -> bool {
 fn gather<T: Copy>(dst: &mut [T], src: &[T], s: usize) {
     for (d, &v) in dst.iter_mut().zip(src.iter().step_by(s)) {
         *d = v;
-    }
-}
-
-/// `dst[t·s] += src[t]` for every `t` in `src`.
-#[inline(always)]
-fn scatter_add<T: Copy + std::ops::AddAssign>(dst: &mut [T], src: &[T], s: usize) {
-    for (d, &v) in dst.iter_mut().step_by(s).zip(src) {
-        *d += v;
     }
 }
 
@@ -105,35 +96,134 @@ fn unfold_cpu<T: Copy + Default + Send + Sync>(
     g: Geometry,
 ) -> Result<(Vec<T>, Shape)> {
     let (ho, wo) = (g.out_len(h)?, g.out_len(w)?);
-    let (k, s, p) = (g.kernel, g.stride, g.pad);
-    let (l, rows) = (ho * wo, c * k * k);
+    let (l, rows) = (ho * wo, c * g.kernel * g.kernel);
     let shape = Shape::from((rows, b * l));
     let mut dst = vec![T::default(); shape.elem_count()];
-    if dst.is_empty() {
-        return Ok((dst, shape));
+    if !dst.is_empty() {
+        unfold_into(x, (b, c, h, w), g, &mut dst, b * l)?;
     }
-    let (vi, vj) = (g.valid_all(h, ho), g.valid_all(w, wo));
-    // One row of the output: one (channel, kernel offset) over the whole batch. Padding stays 0.
-    let row = |r: usize, out: &mut [T]| {
-        let (ci, i, j) = (r / (k * k), r / k % k, r % k);
-        let ((oh_lo, oh_hi), (lo, hi)) = (vi[i], vj[j]);
-        if lo >= hi {
-            return;
-        }
-        for (bi, out) in out.chunks_exact_mut(l).enumerate() {
-            let plane = &x[(bi * c + ci) * h * w..][..h * w];
-            for oh in oh_lo..oh_hi {
-                let src = &plane[(oh * s + i - p) * w + lo * s + j - p..];
-                gather(&mut out[oh * wo + lo..oh * wo + hi], src, s);
+    Ok((dst, shape))
+}
+
+/// im2col of the `b` images of `x` into `dst`, row `r` at `dst[r·ld..][..b·L]` (see [`Unfold`]);
+/// every one of those values is written, padding included.
+///
+/// Each input plane is first copied into its tap grids ([`TapGrids`]), so that each of the k·k
+/// rows of an image is then one contiguous copy of `L` values.
+fn unfold_into<T: Copy + Default + Send + Sync>(
+    x: &[T],
+    (b, c, h, w): (usize, usize, usize, usize),
+    g: Geometry,
+    dst: &mut [T],
+    ld: usize,
+) -> Result<()> {
+    let t = TapGrids::new(g, h, w)?;
+    let (k, l, kk) = (g.kernel, t.ho * t.wo, g.kernel * g.kernel);
+    if b * l == 0 || c * kk == 0 {
+        return Ok(());
+    }
+    if ld < b * l || dst.len() < c * kk * ld || x.len() < b * c * h * w {
+        bail!("unfold: buffers too small for {b} images of {c}×{h}×{w}")
+    }
+    // The k·k rows of channel `ci`.
+    let channel = |ci: usize, out: &mut [T], grids: &mut Vec<T>| {
+        grids.clear();
+        grids.resize(t.len(), T::default()); // the padding stays 0
+        for bi in 0..b {
+            t.fill(grids, &x[(bi * c + ci) * h * w..][..h * w]);
+            for i in 0..k {
+                for j in 0..k {
+                    out[(i * k + j) * ld + bi * l..][..l].copy_from_slice(&grids[t.tap(i, j)..][..l]);
+                }
             }
         }
     };
-    if parallel(dst.len()) {
-        dst.par_chunks_mut(b * l).enumerate().for_each(|(r, out)| row(r, out));
+    let dst = &mut dst[..c * kk * ld];
+    if parallel(c * kk * b * l) && c > 1 {
+        dst.par_chunks_mut(kk * ld).enumerate().for_each_init(Vec::new, |gr, (ci, out)| channel(ci, out, gr));
     } else {
-        dst.chunks_mut(b * l).enumerate().for_each(|(r, out)| row(r, out));
+        let mut gr = Vec::new();
+        dst.chunks_mut(kk * ld).enumerate().for_each(|(ci, out)| channel(ci, out, &mut gr));
     }
-    Ok((dst, shape))
+    Ok(())
+}
+
+/// An input plane rearranged so that each kernel offset's `[Hout, Wout]` block of columns is
+/// contiguous: grid `(a, j)` (row phase `a < s`, column offset `j < k`) is an `[Hq, Wout]`
+/// matrix, `Hq = Hout + (k − 1) / s`, whose value `(r, o)` is pixel `(r·s + a − p, o·s + j − p)`
+/// (zero in the padding). Kernel offset `(i, j)` reads rows `i / s ..` of grid `(i mod s, j)`.
+#[derive(Clone, Copy)]
+struct TapGrids {
+    g: Geometry,
+    h: usize,
+    w: usize,
+    ho: usize,
+    wo: usize,
+    hq: usize,
+}
+
+impl TapGrids {
+    fn new(g: Geometry, h: usize, w: usize) -> Result<Self> {
+        let (ho, wo) = (g.out_len(h)?, g.out_len(w)?);
+        Ok(Self { g, h, w, ho, wo, hq: ho + (g.kernel - 1) / g.stride })
+    }
+
+    fn len(&self) -> usize {
+        self.g.stride * self.g.kernel * self.hq * self.wo
+    }
+
+    /// Start of grid `(a, j)`.
+    fn grid(&self, a: usize, j: usize) -> usize {
+        (a * self.g.kernel + j) * self.hq * self.wo
+    }
+
+    /// Start of kernel offset `(i, j)`'s `[Hout, Wout]` block.
+    fn tap(&self, i: usize, j: usize) -> usize {
+        self.grid(i % self.g.stride, j) + i / self.g.stride * self.wo
+    }
+
+    /// Copies the pixels of `plane` `[h, w]` into `grids`, whose padding positions stay as
+    /// they are.
+    fn fill<T: Copy>(&self, grids: &mut [T], plane: &[T]) {
+        let (Geometry { kernel: k, stride: s, pad: p }, w, wo) = (self.g, self.w, self.wo);
+        for a in 0..s {
+            let (r_lo, r_hi) = self.g.valid(a, self.h, self.hq);
+            for j in 0..k {
+                let (lo, hi) = self.g.valid(j, w, wo);
+                if lo >= hi {
+                    continue;
+                }
+                let base = self.grid(a, j);
+                for r in r_lo..r_hi {
+                    let src = &plane[(r * s + a - p) * w + lo * s + j - p..];
+                    gather(&mut grids[base + r * wo + lo..base + r * wo + hi], src, s);
+                }
+            }
+        }
+    }
+
+    /// Writes over `plane` `[h, w]` the sum, for each pixel, of the grid values that are copies
+    /// of it (the adjoint of [`TapGrids::fill`]).
+    fn sum_into<T: Copy + Default + std::ops::AddAssign>(&self, plane: &mut [T], grids: &[T]) {
+        let (Geometry { kernel: k, stride: s, pad: p }, w, wo) = (self.g, self.w, self.wo);
+        for (ih, row) in plane.chunks_exact_mut(w).enumerate() {
+            row.fill(T::default());
+            let (a, r) = ((ih + p) % s, (ih + p) / s);
+            if r >= self.hq {
+                continue;
+            }
+            for j in 0..k {
+                let (lo, hi) = self.g.valid(j, w, wo);
+                if lo >= hi {
+                    continue;
+                }
+                let src = &grids[self.grid(a, j) + r * wo..][lo..hi];
+                for (d, &v) in row[lo * s + j - p..].iter_mut().step_by(s).zip(src) {
+                    *d += v;
+                }
+            }
+        }
+    }
 }
 
 fn fold_cpu<T: Copy + Default + std::ops::AddAssign + Send + Sync>(
@@ -153,44 +243,57 @@ fn fold_cpu<T: Copy + Default + std::ops::AddAssign + Send + Sync>(
     };
     let (b, c) = (n / l, rows / (k * k));
     let mut dst = vec![T::default(); b * c * h * w];
-    if dst.is_empty() {
-        return Ok((dst, (b, c, h, w).into()));
+    if !dst.is_empty() {
+        fold_into(cols, n, (b, c, h, w), g, &mut dst)?;
     }
-    let (vi, vj) = (g.valid_all(h, ho), g.valid_all(w, wo));
-    // One output plane gathers k·k runs of L values, one from each of its channel's rows.
-    let plane = |ci: usize, bi: usize, out: &mut [T]| {
+    Ok((dst, (b, c, h, w).into()))
+}
+
+/// col2im: the columns of `b` images (row `r` at `cols[r·ld..][..b·L]`) summed onto their pixels,
+/// written over `dst` `[b, c, h, w]` (see [`Fold`]). The mirror of [`unfold_into`]: each row is
+/// added into the tap grids as one contiguous run, then the grids are summed onto the plane.
+fn fold_into<T: Copy + Default + std::ops::AddAssign + Send + Sync>(
+    cols: &[T],
+    ld: usize,
+    (b, c, h, w): (usize, usize, usize, usize),
+    g: Geometry,
+    dst: &mut [T],
+) -> Result<()> {
+    let t = TapGrids::new(g, h, w)?;
+    let (k, l, kk) = (g.kernel, t.ho * t.wo, g.kernel * g.kernel);
+    if b * c * h * w == 0 {
+        return Ok(());
+    }
+    if ld < b * l || cols.len() < (c * kk - 1) * ld + b * l || dst.len() < b * c * h * w {
+        bail!("fold: buffers too small for {b} images of {c}×{h}×{w}")
+    }
+    let plane = |idx: usize, out: &mut [T], grids: &mut Vec<T>| {
+        let (bi, ci) = (idx / c, idx % c);
+        grids.clear();
+        grids.resize(t.len(), T::default());
         for i in 0..k {
-            let (oh_lo, oh_hi) = vi[i];
             for j in 0..k {
-                let (lo, hi) = vj[j];
-                if lo >= hi {
-                    continue;
-                }
-                let src = &cols[(ci * k * k + i * k + j) * n + bi * l..][..l];
-                for oh in oh_lo..oh_hi {
-                    let dst = &mut out[(oh * s + i - p) * w + lo * s + j - p..];
-                    scatter_add(dst, &src[oh * wo + lo..oh * wo + hi], s);
+                let src = &cols[(ci * kk + i * k + j) * ld + bi * l..][..l];
+                for (d, &v) in grids[t.tap(i, j)..][..l].iter_mut().zip(src) {
+                    *d += v;
                 }
             }
         }
+        t.sum_into(out, grids);
     };
-    // Channel-major order, so that consecutive planes read consecutive runs of each row.
-    let mut planes: Vec<(usize, usize, &mut [T])> =
-        dst.chunks_mut(h * w).enumerate().map(|(idx, out)| (idx % c, idx / c, out)).collect();
-    planes.sort_unstable_by_key(|&(ci, bi, _)| (ci, bi));
-    if parallel(cols.len()) {
-        let per_task = PARALLEL_MIN.div_ceil(k * k * l).max(1);
-        planes.par_chunks_mut(per_task).for_each(|chunk| {
-            for (ci, bi, out) in chunk {
-                plane(*ci, *bi, out);
+    let dst = &mut dst[..b * c * h * w];
+    if parallel(c * kk * b * l) {
+        let per_task = PARALLEL_MIN.div_ceil(kk * l).max(1);
+        dst.par_chunks_mut(per_task * h * w).enumerate().for_each_init(Vec::new, |gr, (n, outs)| {
+            for (i, out) in outs.chunks_exact_mut(h * w).enumerate() {
+                plane(n * per_task + i, out, gr);
             }
         });
     } else {
-        for (ci, bi, out) in planes {
-            plane(ci, bi, out);
-        }
+        let mut gr = Vec::new();
+        dst.chunks_exact_mut(h * w).enumerate().for_each(|(idx, out)| plane(idx, out, &mut gr));
     }
-    Ok((dst, (b, c, h, w).into()))
+    Ok(())
 }
 
 /// The contiguous values of a CPU storage, or an error naming the op.
@@ -319,34 +422,6 @@ pub fn conv_transpose2d(
     }
 }
 
-/// `[R, B·L]` (channel-major columns) → `[B, R, L]` (batch-major images), `f` applied on the way.
-fn to_batch_major(
-    src: &[f32],
-    (r, b, l): (usize, usize, usize),
-    mut f: impl FnMut(usize, f32) -> f32,
-) -> Vec<f32> {
-    let mut dst = vec![0f32; r * b * l];
-    for (bi, img) in dst.chunks_exact_mut(r * l.max(1)).enumerate().take(b) {
-        for (ri, row) in img.chunks_exact_mut(l.max(1)).enumerate() {
-            for (d, &v) in row.iter_mut().zip(&src[ri * b * l + bi * l..][..l]) {
-                *d = f(ri, v);
-            }
-        }
-    }
-    dst
-}
-
-/// `[B, R, L]` → `[R, B·L]`, the inverse of [`to_batch_major`].
-fn to_channel_major(src: &[f32], (b, r, l): (usize, usize, usize)) -> Vec<f32> {
-    let mut dst = vec![0f32; r * b * l];
-    for bi in 0..b {
-        for ri in 0..r {
-            dst[ri * b * l + bi * l..][..l].copy_from_slice(&src[(bi * r + ri) * l..][..l]);
-        }
-    }
-    dst
-}
-
 /// Reads a CPU tensor's contiguous f32 values inside `f`.
 fn with_f32<R>(t: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
     let (s, l) = t.storage_and_layout();
@@ -354,28 +429,80 @@ fn with_f32<R>(t: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> Result<R>) -> R
     f(fused::f32s(s, l, what)?)
 }
 
-/// `g = grad ⊙ act′(y)` for a `[B, C, L]` output, and the per-channel sums of `g` (the bias
-/// gradient).
-fn epilogue_grad(y: &Tensor, grad: &Tensor, e: Epilogue, c: usize, l: usize) -> Result<(Vec<f32>, Vec<f32>)> {
-    let grad = grad.contiguous()?;
-    with_f32(y, "conv: output", |yv| {
-        with_f32(&grad, "conv: gradient", |gv| {
-            let mut g = vec![0f32; yv.len()];
-            let mut db = vec![0f32; c];
-            let l = l.max(1);
-            for (plane, ((g, gy), yv)) in
-                g.chunks_exact_mut(l).zip(gv.chunks_exact(l)).zip(yv.chunks_exact(l)).enumerate()
-            {
-                let mut sum = 0f32;
-                for ((g, &gy), &yv) in g.iter_mut().zip(gy).zip(yv) {
-                    *g = e.grad(yv, gy);
-                    sum += *g;
-                }
-                db[plane % c] += sum;
-            }
-            Ok((g, db))
-        })
-    })
+/// About this many column values (1 MB of f32) per chunk of images in the fused ops, so that a
+/// chunk's columns stay in the L2 cache between the rearrangement and the product that reads
+/// or writes them, instead of the whole batch's (12.8 MB on the preset layers at batch 128).
+const CHUNK_VALUES: usize = 1 << 18;
+
+/// Images per chunk when each image has `per_image` column values.
+fn chunk_images(per_image: usize, batch: usize) -> usize {
+    (CHUNK_VALUES / per_image.max(1)).clamp(1, batch.max(1))
+}
+
+/// `dst = lhs · rhs`, or `dst += lhs · rhs` when `acc`: an `[m, n]` product over `k` into `dst`
+/// with row stride `dst_rs`, each operand given by its row and column strides.
+#[allow(clippy::too_many_arguments)]
+fn gemm_into(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    dst_rs: usize,
+    acc: bool,
+    lhs: &[f32],
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: &[f32],
+    (rhs_rs, rhs_cs): (usize, usize),
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(dst_rs >= n && dst.len() >= (m - 1) * dst_rs + n, "gemm: destination too small");
+    if k == 0 {
+        if !acc {
+            dst.chunks_mut(dst_rs).take(m).for_each(|row| row[..n].fill(0.0));
+        }
+        return;
+    }
+    assert!(lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs, "gemm: left operand too small");
+    assert!(rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs, "gemm: right operand too small");
+    let threads = match candle_core::utils::get_num_threads() {
+        0 | 1 => gemm::Parallelism::None,
+        t => gemm::Parallelism::Rayon(t),
+    };
+    // SAFETY: the asserts keep every read inside `lhs` and `rhs` and every access to `dst`
+    // (row `i < m` at `i·dst_rs`, `n ≤ dst_rs` values) inside `dst`, which `&mut` holds alone.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_rs as isize,
+            acc,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            if acc { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            threads,
+        );
+    }
+}
+
+/// Copies `m` batch-major images `[m, R, L]` into the first `m·L` columns of the channel-major
+/// `dst` `[R, ld]`.
+fn chunk_to_channel_major(src: &[f32], (m, r, l): (usize, usize, usize), dst: &mut [f32], ld: usize) {
+    for (bi, img) in src.chunks_exact(r * l).take(m).enumerate() {
+        for (ri, row) in img.chunks_exact(l).enumerate() {
+            dst[ri * ld + bi * l..][..l].copy_from_slice(row);
+        }
+    }
 }
 
 /// [`conv2d`] followed by an activation, as one op ([`Conv2dAct`]); with a `sink`, the weight
@@ -388,7 +515,7 @@ pub fn conv2d_act(
     epilogue: Epilogue,
     sink: Option<&SideGrads>,
 ) -> Result<Tensor> {
-    let op = Conv2dAct { geom, epilogue, cols: Default::default(), sink: sink.cloned() };
+    let op = Conv2dAct { geom, epilogue, sink: sink.cloned() };
     x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, op)
 }
 
@@ -406,16 +533,15 @@ pub fn conv_transpose2d_act(
     x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, op)
 }
 
-/// `act(conv2d(x, w) + b)` for f32 on the CPU: im2col, one gemm, then bias, activation and
-/// the `[Cout, B·L] → [B, Cout, L]` rearrangement in one pass. Backward: the activation's
-/// derivative and the bias gradient in one pass, the weight gradient as one gemm against the
-/// recomputed columns, and the input gradient (one gemm and a col2im) only when the input
-/// depends on a variable.
+/// `act(conv2d(x, w) + b)` for f32 on the CPU, a chunk of images at a time ([`CHUNK_VALUES`]):
+/// im2col into a reused buffer, one gemm, then bias, activation and the `[Cout, m·L] → [m, Cout,
+/// L]` rearrangement in one pass. Backward, per chunk: the activation's derivative and the bias
+/// gradient in one pass, the weight gradient accumulated by one gemm against the recomputed
+/// columns, and the input gradient (one gemm and a col2im) only when the input depends on a
+/// variable.
 struct Conv2dAct {
     geom: Geometry,
     epilogue: Epilogue,
-    /// The forward pass's im2col columns, kept for the weight gradient.
-    cols: std::sync::Mutex<Option<Vec<f32>>>,
     sink: Option<SideGrads>,
 }
 
@@ -450,14 +576,28 @@ impl candle_core::CustomOp3 for Conv2dAct {
             )
         }
         let (x, w, b) = (fused::f32s(xs, xl, "x")?, fused::f32s(ws, wl, "w")?, fused::f32s(bs, bl, "b")?);
-        let (cols, _) = unfold_cpu(x, (batch, cin, h, wd), self.geom)?; // [Cin·k·k, B·L]
         let (ho, wo) = (self.geom.out_len(h)?, self.geom.out_len(wd)?);
-        let (l, ckk) = (ho * wo, cin * k * k);
-        let y = fused::matmul((cout, batch * l, ckk), w, (ckk, 1), &cols, (batch * l, 1));
-        let e = self.epilogue;
-        let out = to_batch_major(&y, (cout, batch, l), |co, v| e.apply(v + b[co]));
-        *self.cols.lock().unwrap_or_else(|p| p.into_inner()) = Some(cols);
-        Ok((CpuStorage::F32(out), Shape::from((batch, cout, ho, wo))))
+        let (l, ckk, img) = (ho * wo, cin * k * k, cin * h * wd);
+        let shape = Shape::from((batch, cout, ho, wo));
+        let mut out = Vec::with_capacity(shape.elem_count());
+        if shape.elem_count() > 0 {
+            let nb = chunk_images(ckk * l, batch);
+            let ld = nb * l;
+            let mut cols = vec![0f32; ckk * ld]; // [Cin·k·k, ld], padding stays 0
+            let mut y = vec![0f32; cout * ld]; // [Cout, ld]
+            let e = self.epilogue;
+            for b0 in (0..batch).step_by(nb) {
+                let m = nb.min(batch - b0);
+                unfold_into(&x[b0 * img..][..m * img], (m, cin, h, wd), self.geom, &mut cols, ld)?;
+                gemm_into((cout, m * l, ckk), &mut y, ld, false, w, (ckk, 1), &cols, (ld, 1));
+                for bi in 0..m {
+                    for (co, &bias) in b.iter().enumerate() {
+                        out.extend(y[co * ld + bi * l..][..l].iter().map(|&v| e.apply(v + bias)));
+                    }
+                }
+            }
+        }
+        Ok((CpuStorage::F32(out), shape))
     }
 
     fn bwd(
@@ -471,33 +611,92 @@ impl candle_core::CustomOp3 for Conv2dAct {
         let (batch, cin, h, wd) = x.dims4()?;
         let (cout, _, k, _) = w.dims4()?;
         let (_, _, ho, wo) = y.dims4()?;
-        let (l, ckk, n) = (ho * wo, cin * k * k, batch * ho * wo);
-        let (g, db) = epilogue_grad(y, grad, self.epilogue, cout, l)?;
-        let g = to_channel_major(&g, (batch, cout, l)); // [Cout, B·L]
-                                                        // The forward pass's columns, or the same recomputed.
-        let kept = self.cols.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let cols = match kept {
-            Some(cols) if cols.len() == ckk * n => cols,
-            _ => with_f32(x, "conv2d: x", |xv| Ok(unfold_cpu(xv, (batch, cin, h, wd), self.geom)?.0))?,
-        };
-        // dW [Cout, Cin·k·k] = g · colsᵀ
-        let dw = fused::matmul((cout, ckk, n), &g, (n, 1), &cols, (1, n));
-        drop(cols);
-        let dx = if x.track_op() {
-            with_f32(w, "conv2d: w", |wv| {
-                // dcols [Cin·k·k, B·L] = Wᵀ · g, folded back onto the input.
-                let dcols = fused::matmul((ckk, n, cout), wv, (1, ckk), &g, (n, 1));
-                Ok(Some(fold_cpu(&dcols, &[ckk, n], self.geom, (h, wd))?.0))
-            })?
-        } else {
-            None
-        };
+        let (l, ckk, img) = (ho * wo, cin * k * k, cin * h * wd);
+        let (e, geom) = (self.epilogue, self.geom);
+        let want_dx = x.track_op();
+        let grad = grad.contiguous()?;
+        let mut dw = vec![0f32; cout * ckk];
+        let mut db = vec![0f32; cout];
+        let mut dx = Vec::with_capacity(if want_dx { batch * img } else { 0 });
+        if batch * l > 0 {
+            with_f32(y, "conv2d: output", |yv| {
+                with_f32(&grad, "conv2d: gradient", |gv| {
+                    with_f32(x, "conv2d: x", |xv| {
+                        with_f32(w, "conv2d: w", |wv| {
+                            let nb = chunk_images(ckk * l, batch);
+                            let ld = nb * l;
+                            let mut cols = vec![0f32; ckk * ld]; // padding stays 0
+                            let mut g = vec![0f32; cout * ld]; // [Cout, ld]
+                            let mut dcols = if want_dx { vec![0f32; ckk * ld] } else { Vec::new() };
+                            for b0 in (0..batch).step_by(nb) {
+                                let m = nb.min(batch - b0);
+                                // g = grad ⊙ act′(y), channel-major, and its per-channel sums.
+                                let (ys, gs) = (&yv[b0 * cout * l..][..m * cout * l], &gv[b0 * cout * l..]);
+                                for (plane, (yp, gp)) in
+                                    ys.chunks_exact(l).zip(gs.chunks_exact(l)).enumerate()
+                                {
+                                    let (bi, co) = (plane / cout, plane % cout);
+                                    let mut sum = 0f32;
+                                    for ((d, &yv), &gy) in
+                                        g[co * ld + bi * l..][..l].iter_mut().zip(yp).zip(gp)
+                                    {
+                                        *d = e.grad(yv, gy);
+                                        sum += *d;
+                                    }
+                                    db[co] += sum;
+                                }
+                                unfold_into(
+                                    &xv[b0 * img..][..m * img],
+                                    (m, cin, h, wd),
+                                    geom,
+                                    &mut cols,
+                                    ld,
+                                )?;
+                                // dW [Cout, Cin·k·k] += g · colsᵀ
+                                gemm_into(
+                                    (cout, ckk, m * l),
+                                    &mut dw,
+                                    ckk,
+                                    b0 > 0,
+                                    &g,
+                                    (ld, 1),
+                                    &cols,
+                                    (1, ld),
+                                );
+                                if want_dx {
+                                    // dcols [Cin·k·k, m·L] = Wᵀ · g, folded back onto the input.
+                                    gemm_into(
+                                        (ckk, m * l, cout),
+                                        &mut dcols,
+                                        ld,
+                                        false,
+                                        wv,
+                                        (1, ckk),
+                                        &g,
+                                        (ld, 1),
+                                    );
+                                    dx.resize((b0 + m) * img, 0.0);
+                                    fold_into(
+                                        &dcols,
+                                        ld,
+                                        (m, cin, h, wd),
+                                        geom,
+                                        &mut dx[b0 * img..][..m * img],
+                                    )?;
+                                }
+                            }
+                            Ok(())
+                        })
+                    })
+                })
+            })?;
+        }
+        if want_dx {
+            dx.resize(batch * img, 0.0);
+        }
+        let dx = if want_dx { Some(Tensor::from_vec(dx, (batch, cin, h, wd), x.device())?) } else { None };
         let sink = self.sink.as_ref();
-        Ok((
-            dx.map(|dx| Tensor::from_vec(dx, (batch, cin, h, wd), x.device())).transpose()?,
-            SideGrads::give(sink, w, dw)?,
-            SideGrads::give(sink, b, db)?,
-        ))
+        Ok((dx, SideGrads::give(sink, w, dw)?, SideGrads::give(sink, b, db)?))
     }
 }
 
@@ -531,17 +730,36 @@ impl candle_core::CustomOp3 for ConvTranspose2dAct {
         };
         let (ho, wo) = (out(h)?, out(wd)?);
         let (x, w, b) = (fused::f32s(xs, xl, "x")?, fused::f32s(ws, wl, "w")?, fused::f32s(bs, bl, "b")?);
-        let n = batch * h * wd;
-        let ckk = cout * k * k;
-        let xt = to_channel_major(x, (batch, cin, h * wd)); // [Cin, B·H·W]
-                                                            // cols [Cout·k·k, B·H·W] = Wᵀ · x, W viewed as [Cin, Cout·k·k].
-        let cols = fused::matmul((ckk, n, cin), w, (1, ckk), &xt, (n, 1));
-        let (mut y, _) = fold_cpu(&cols, &[ckk, n], self.geom, (ho, wo))?; // [B, Cout, Ho, Wo]
-        let (e, l) = (self.epilogue, ho * wo);
-        for (i, plane) in y.chunks_exact_mut(l).enumerate() {
-            let bias = b[i % cout];
-            for v in plane {
-                *v = e.apply(*v + bias);
+        let (hw, ckk, lo) = (h * wd, cout * k * k, ho * wo);
+        let mut y = Vec::with_capacity(batch * cout * lo); // [B, Cout, Ho, Wo]
+        if hw > 0 && cin > 0 {
+            let nb = chunk_images(ckk * hw, batch);
+            let ld = nb * hw;
+            let mut xt = vec![0f32; cin * ld]; // [Cin, ld]
+            let mut cols = vec![0f32; ckk * ld]; // [Cout·k·k, ld]
+            let e = self.epilogue;
+            for b0 in (0..batch).step_by(nb) {
+                let m = nb.min(batch - b0);
+                chunk_to_channel_major(&x[b0 * cin * hw..], (m, cin, hw), &mut xt, ld);
+                // cols [Cout·k·k, m·H·W] = Wᵀ · x, W viewed as [Cin, Cout·k·k].
+                gemm_into((ckk, m * hw, cin), &mut cols, ld, false, w, (1, ckk), &xt, (ld, 1));
+                y.resize((b0 + m) * cout * lo, 0.0);
+                let ys = &mut y[b0 * cout * lo..];
+                fold_into(&cols, ld, (m, cout, ho, wo), self.geom, ys)?;
+                for (i, plane) in ys.chunks_exact_mut(lo).enumerate() {
+                    let bias = b[i % cout];
+                    for v in plane {
+                        *v = e.apply(*v + bias);
+                    }
+                }
+            }
+        } else {
+            y.resize(batch * cout * lo, 0.0);
+            for (i, plane) in y.chunks_exact_mut(lo.max(1)).enumerate() {
+                let bias = b[i % cout];
+                for v in plane {
+                    *v = self.epilogue.apply(*v + bias);
+                }
             }
         }
         Ok((CpuStorage::F32(y), Shape::from((batch, cout, ho, wo))))
@@ -558,29 +776,86 @@ impl candle_core::CustomOp3 for ConvTranspose2dAct {
         let (batch, cin, h, wd) = x.dims4()?;
         let (_, cout, k, _) = w.dims4()?;
         let (_, _, ho, wo) = y.dims4()?;
-        let (n, ckk) = (batch * h * wd, cout * k * k);
-        let (g, db) = epilogue_grad(y, grad, self.epilogue, cout, ho * wo)?;
-        let (gcols, _) = unfold_cpu(&g, (batch, cout, ho, wo), self.geom)?; // [Cout·k·k, B·H·W]
-        let dw = with_f32(x, "conv_transpose2d: x", |xv| {
-            let xt = to_channel_major(xv, (batch, cin, h * wd));
-            // dW [Cin, Cout·k·k] = x · gcolsᵀ
-            Ok(fused::matmul((cin, ckk, n), &xt, (n, 1), &gcols, (1, n)))
+        let (hw, ckk, lo) = (h * wd, cout * k * k, ho * wo);
+        let (e, geom) = (self.epilogue, self.geom);
+        let want_dx = x.track_op();
+        let grad = grad.contiguous()?;
+        let mut dw = vec![0f32; cin * ckk];
+        let mut db = vec![0f32; cout];
+        let mut dx = Vec::with_capacity(if want_dx { batch * cin * hw } else { 0 });
+        with_f32(y, "conv_transpose2d: output", |yv| {
+            with_f32(&grad, "conv_transpose2d: gradient", |gv| {
+                with_f32(x, "conv_transpose2d: x", |xv| {
+                    with_f32(w, "conv_transpose2d: w", |wv| {
+                        let nb = chunk_images(ckk * hw.max(1), batch);
+                        let ld = nb * hw;
+                        let mut g = vec![0f32; nb * cout * lo]; // [m, Cout, Ho, Wo]
+                        let mut gcols = vec![0f32; ckk * ld]; // [Cout·k·k, ld], padding stays 0
+                        let mut xt = vec![0f32; cin * ld]; // [Cin, ld]
+                        let mut dxt = if want_dx { vec![0f32; cin * ld] } else { Vec::new() };
+                        for b0 in (0..batch).step_by(nb) {
+                            let m = nb.min(batch - b0);
+                            // g = grad ⊙ act′(y) and its per-channel sums.
+                            let (ys, gs) = (&yv[b0 * cout * lo..][..m * cout * lo], &gv[b0 * cout * lo..]);
+                            for (plane, ((d, yp), gp)) in g
+                                .chunks_exact_mut(lo)
+                                .zip(ys.chunks_exact(lo))
+                                .zip(gs.chunks_exact(lo))
+                                .enumerate()
+                            {
+                                let mut sum = 0f32;
+                                for ((d, &yv), &gy) in d.iter_mut().zip(yp).zip(gp) {
+                                    *d = e.grad(yv, gy);
+                                    sum += *d;
+                                }
+                                db[plane % cout] += sum;
+                            }
+                            if hw == 0 {
+                                continue;
+                            }
+                            unfold_into(&g[..m * cout * lo], (m, cout, ho, wo), geom, &mut gcols, ld)?;
+                            chunk_to_channel_major(&xv[b0 * cin * hw..], (m, cin, hw), &mut xt, ld);
+                            // dW [Cin, Cout·k·k] += x · gcolsᵀ
+                            gemm_into(
+                                (cin, ckk, m * hw),
+                                &mut dw,
+                                ckk,
+                                b0 > 0,
+                                &xt,
+                                (ld, 1),
+                                &gcols,
+                                (1, ld),
+                            );
+                            if want_dx {
+                                // dx [Cin, m·H·W] = W · gcols, back to [m, Cin, H, W].
+                                gemm_into(
+                                    (cin, m * hw, ckk),
+                                    &mut dxt,
+                                    ld,
+                                    false,
+                                    wv,
+                                    (ckk, 1),
+                                    &gcols,
+                                    (ld, 1),
+                                );
+                                for bi in 0..m {
+                                    for ci in 0..cin {
+                                        dx.extend_from_slice(&dxt[ci * ld + bi * hw..][..hw]);
+                                    }
+                                }
+                            }
+                        }
+                        Ok(())
+                    })
+                })
+            })
         })?;
-        let dx = if x.track_op() {
-            with_f32(w, "conv_transpose2d: w", |wv| {
-                // dx [Cin, B·H·W] = W · gcols, back to [B, Cin, H, W].
-                let dxt = fused::matmul((cin, n, ckk), wv, (ckk, 1), &gcols, (n, 1));
-                Ok(Some(to_batch_major(&dxt, (cin, batch, h * wd), |_, v| v)))
-            })?
-        } else {
-            None
-        };
+        if want_dx {
+            dx.resize(batch * cin * hw, 0.0);
+        }
+        let dx = if want_dx { Some(Tensor::from_vec(dx, (batch, cin, h, wd), x.device())?) } else { None };
         let sink = self.sink.as_ref();
-        Ok((
-            dx.map(|dx| Tensor::from_vec(dx, (batch, cin, h, wd), x.device())).transpose()?,
-            SideGrads::give(sink, w, dw)?,
-            SideGrads::give(sink, b, db)?,
-        ))
+        Ok((dx, SideGrads::give(sink, w, dw)?, SideGrads::give(sink, b, db)?))
     }
 }
 
@@ -804,6 +1079,47 @@ mod tests {
                     let g = y.sum_all().unwrap().backward().unwrap();
                     assert!(g.get(&data).is_none() && g.get(&wt).is_some(), "{what}");
                 }
+            }
+        }
+    }
+
+    /// Batches spanning several chunks of [`CHUNK_VALUES`], the last one partial: the fused
+    /// convs against candle's stock ones, forward and all three gradients.
+    #[test]
+    fn fused_convs_over_several_chunks_match_candle() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let geom = Geometry { kernel: 4, stride: 2, pad: 1 };
+        // 16 channels × 4×4 kernel × 14×14 positions = 50176 column values an image: 5 a chunk.
+        let (b, cin, cout) = (11, 16, 16);
+        assert!(chunk_images(cin * 16 * 14 * 14, b) < b);
+        for transpose in [false, true] {
+            let (h, wshape) = if transpose { (14, [cin, cout, 4, 4]) } else { (28, [cout, cin, 4, 4]) };
+            let x = Var::from_tensor(&rand_tensor(&[b, cin, h, h], &mut rng)).unwrap();
+            let wt = Var::from_tensor(&rand_tensor(&wshape, &mut rng)).unwrap();
+            let bias = Var::from_tensor(&rand_tensor(&[cout], &mut rng)).unwrap();
+            let (ours, conv) = if transpose {
+                (
+                    conv_transpose2d_act(&x, &wt, &bias, geom, Epilogue::LeakyRelu, None).unwrap(),
+                    x.conv_transpose2d(&wt, 1, 0, 2, 1).unwrap(),
+                )
+            } else {
+                (
+                    conv2d_act(&x, &wt, &bias, geom, Epilogue::LeakyRelu, None).unwrap(),
+                    x.conv2d(&wt, 1, 2, 1, 1).unwrap(),
+                )
+            };
+            let theirs = candle_nn::ops::leaky_relu(
+                &conv.broadcast_add(&bias.reshape((1, cout, 1, 1)).unwrap()).unwrap(),
+                fused::LEAKY_SLOPE as f64,
+            )
+            .unwrap();
+            assert!(max_abs_diff(&ours, &theirs) < 1e-4, "forward, transpose {transpose}");
+            let probe = rand_tensor(ours.dims(), &mut rng);
+            let g_ours = (ours * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            let g_theirs = (theirs * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            for (name, v) in [("input", &x), ("weight", &wt), ("bias", &bias)] {
+                let (ga, gb) = (g_ours.get(v).unwrap(), g_theirs.get(v).unwrap());
+                assert!(max_rel_diff(ga, gb) < 1e-3, "{name} gradient, transpose {transpose}");
             }
         }
     }
