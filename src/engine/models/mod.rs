@@ -5,6 +5,7 @@
 //! and reports its losses per image in nats.
 
 pub mod conv_ops;
+pub mod fastmath;
 pub mod fused;
 pub mod gan;
 pub mod layers;

@@ -1,0 +1,204 @@
+//! `exp`, `ln(1 + x)` and the sigmoid in straight-line f32 arithmetic (Cephes' polynomials),
+//! so that loops over them vectorise. The C library's `expf` and `log1pf` are calls the
+//! compiler cannot vectorise; in the BCE loss of a 784-pixel VAE they took 17% of a training
+//! step. Accuracy: within 2 ulp of the C library on the ranges the losses use (tests below).
+
+const LOG2E: f32 = std::f32::consts::LOG2_E;
+/// ln 2 split in two so that `x − n·ln 2` loses nothing: `LN2_HI` has few mantissa bits.
+const LN2_HI: f32 = 0.693_359_4;
+const LN2_LO: f32 = -2.121_944_4e-4;
+/// Adding then subtracting 1.5·2²³ rounds an f32 of magnitude below 2²² to the nearest
+/// integer without a rounding instruction (none before SSE4.1).
+const ROUND_MAGIC: f32 = 12_582_912.0;
+
+/// `e^x`, for any finite or infinite `x` (results clamp at the normal range: inputs below
+/// −87.3 give ≈ 1.2·10⁻³⁸ instead of a subnormal or 0, inputs above 88.3 give ≈ 2.4·10³⁸).
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    let x = x.clamp(-87.336_55, 88.376_26);
+    let t = x * LOG2E + ROUND_MAGIC;
+    let n = t - ROUND_MAGIC;
+    let k = (t.to_bits() as i32).wrapping_sub(ROUND_MAGIC.to_bits() as i32);
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let p = 1.987_569_1e-4;
+    let p = p * r + 1.398_2e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 0.5;
+    let e = p * r * r + r + 1.0;
+    e * f32::from_bits(((k + 127) as u32) << 23)
+}
+
+/// `ln x` for a positive normal `x`.
+#[inline(always)]
+fn ln_normal(x: f32) -> f32 {
+    const SQRT_HALF: f32 = std::f32::consts::FRAC_1_SQRT_2;
+    let bits = x.to_bits();
+    let mut e = ((bits >> 23) & 0xff) as i32 - 126;
+    // The mantissa in [0.5, 1).
+    let mut m = f32::from_bits((bits & 0x807f_ffff) | 0x3f00_0000);
+    // Centre it on 1: m in [√½, √2).
+    let small = m < SQRT_HALF;
+    e -= small as i32;
+    m = if small { m + m - 1.0 } else { m - 1.0 };
+    let e = e as f32;
+    let z = m * m;
+    let y = 7.037_683_6e-2;
+    let y = y * m - 1.151_461e-1;
+    let y = y * m + 1.167_699_9e-1;
+    let y = y * m - 1.242_014_1e-1;
+    let y = y * m + 1.424_932_3e-1;
+    let y = y * m - 1.666_805_8e-1;
+    let y = y * m + 2.000_071_4e-1;
+    let y = y * m - 2.499_999_4e-1;
+    let y = y * m + 3.333_333e-1;
+    let y = y * m * z + e * LN2_LO - 0.5 * z;
+    m + y + e * LN2_HI
+}
+
+/// `ln(1 + t)` for `t` in [0, 1], accurate also for tiny `t`: `u = 1 + t` is rounded, and
+/// `ln u · t / (u − 1)` corrects for it (`u − 1` is exact).
+#[inline(always)]
+pub fn ln_1p_unit(t: f32) -> f32 {
+    let u = 1.0 + t;
+    let d = u - 1.0;
+    if d == 0.0 {
+        t
+    } else {
+        ln_normal(u) * (t / d)
+    }
+}
+
+/// `softplus(l) = ln(1 + e^l)`, written stably as `max(l, 0) + ln(1 + e^{−|l|})`.
+#[inline(always)]
+pub fn softplus(l: f32) -> f32 {
+    l.max(0.0) + ln_1p_unit(exp(-l.abs()))
+}
+
+/// `σ(l) = 1 / (1 + e^{−l})`.
+#[inline(always)]
+pub fn sigmoid(l: f32) -> f32 {
+    1.0 / (1.0 + exp(-l))
+}
+
+/// Runs `f` compiled for the widest vector unit the CPU has (AVX-512, else AVX2), picked at
+/// run time: the default x86-64 target only has SSE2. Floating-point results are the same
+/// either way (Rust never fuses a multiply and an add on its own), only faster.
+#[inline(always)]
+pub fn with_simd<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+        fn avx512<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        #[target_feature(enable = "avx2,fma")]
+        fn avx2<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        if is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512dq")
+            && is_x86_feature_detected!("avx512vl")
+        {
+            // SAFETY: the CPU has every feature the function is compiled for (checked above).
+            return unsafe { avx512(f) };
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // SAFETY: as above, for AVX2 and FMA.
+            return unsafe { avx2(f) };
+        }
+    }
+    f()
+}
+
+/// `Σ v` over a slice with sixteen independent partial sums (so the loop vectorises; the
+/// order differs from a left-to-right sum by rounding only).
+#[inline(always)]
+pub fn sum(v: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let mut acc = [0.0f32; LANES];
+    let whole = v.len() / LANES * LANES;
+    for i in (0..whole).step_by(LANES) {
+        for j in 0..LANES {
+            acc[j] += v[i + j];
+        }
+    }
+    let mut total = 0.0;
+    for a in acc {
+        total += a;
+    }
+    for &x in &v[whole..] {
+        total += x;
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ulps(a: f32, b: f32) -> u32 {
+        (a.to_bits() as i64 - b.to_bits() as i64).unsigned_abs() as u32
+    }
+
+    #[test]
+    fn exp_matches_the_c_library_within_two_ulp() {
+        let mut worst = (0, 0.0);
+        for i in 0..=400_000 {
+            let x = -87.0 + 175.0 * i as f32 / 400_000.0;
+            let u = ulps(exp(x), x.exp());
+            if u > worst.0 {
+                worst = (u, x);
+            }
+        }
+        assert!(worst.0 <= 2, "{} ulp at x = {}", worst.0, worst.1);
+        assert_eq!(exp(0.0), 1.0);
+        assert!(exp(f32::NEG_INFINITY) < 1.3e-38 && exp(-1e4) >= 0.0);
+        assert!(exp(f32::INFINITY) > 1e38 && exp(f32::INFINITY).is_finite());
+    }
+
+    #[test]
+    fn ln_1p_matches_the_c_library_on_the_unit_interval() {
+        let mut worst = (0, 0.0);
+        for i in 0..=400_000 {
+            // Log-spaced from 1e-30 to 1, and the edges.
+            let t = if i == 0 { 0.0 } else { 10f32.powf(-30.0 + 30.0 * i as f32 / 400_000.0) };
+            let u = ulps(ln_1p_unit(t), t.ln_1p());
+            if u > worst.0 {
+                worst = (u, t);
+            }
+        }
+        assert!(worst.0 <= 2, "{} ulp at t = {}", worst.0, worst.1);
+    }
+
+    #[test]
+    fn softplus_and_sigmoid_are_accurate_and_finite_at_the_extremes() {
+        for i in -2000..=2000 {
+            let l = i as f32 * 0.05;
+            let reference = l.max(0.0) + (-l.abs()).exp().ln_1p();
+            assert!(
+                (softplus(l) - reference).abs() <= 2.0 * f32::EPSILON * reference.max(1.0),
+                "softplus({l})"
+            );
+            let s = 1.0 / (1.0 + (-l).exp());
+            assert!((sigmoid(l) - s).abs() <= 2.0 * f32::EPSILON, "sigmoid({l})");
+        }
+        for l in [1e4f32, -1e4, f32::MAX, f32::MIN] {
+            assert!(softplus(l).is_finite() && sigmoid(l).is_finite(), "{l}");
+        }
+        assert!((0.0..1e-37).contains(&softplus(-1e4)), "{}", softplus(-1e4));
+        assert_eq!(softplus(1e4), 1e4);
+        assert!(sigmoid(1e4) == 1.0 && sigmoid(-1e4) < 1e-37);
+    }
+
+    #[test]
+    fn lane_sum_equals_the_plain_sum_up_to_rounding() {
+        for n in [0, 1, 7, 8, 9, 100, 784] {
+            let v: Vec<f32> = (0..n).map(|i| ((i * 37) % 11) as f32 * 0.1 - 0.4).collect();
+            let plain: f64 = v.iter().map(|&x| x as f64).sum();
+            assert!((sum(&v) as f64 - plain).abs() < 1e-4, "n = {n}");
+        }
+    }
+}
