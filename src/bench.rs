@@ -15,7 +15,9 @@
 //!   - GAN, with `G` and `D` the forward MACs of generator and discriminator per image
 //!     ([`ModelConfig::gan_forward_macs`]): G forward (G); D on real and on detached fake,
 //!     forward and backward (2·(3·D − D₁)); D again on the fake for G's loss, forward (D) and
-//!     backward through D and G (2·D + 2·G − G₁). In all `2 · (3·G − G₁ + 9·D − 2·D₁)`.
+//!     backward through D for its input gradient only (D: its weight gradients are not needed
+//!     there, and genlab's fused layers skip them) and through G (2·G − G₁). In all
+//!     `2 · (3·G − G₁ + 8·D − 2·D₁)`.
 //!
 //!   Element-wise work (activations, losses, batch norm, Adam) is not counted. The PyTorch
 //!   reference (`bench/reference/torch_bench.py`) counts the same way.
@@ -307,7 +309,7 @@ pub fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> Result<R> + Send) ->
 pub fn step_flop_per_image(cfg: &ModelConfig) -> u64 {
     let (e1, g1) = first_layer_macs(cfg);
     let macs = match cfg.gan_forward_macs() {
-        Some((g, d)) => 3 * g - g1 + 9 * d - 2 * e1,
+        Some((g, d)) => 3 * g - g1 + 8 * d - 2 * e1,
         None => 3 * cfg.forward_macs() - e1,
     };
     2 * macs
@@ -616,7 +618,7 @@ mod tests {
         assert_eq!(gan.gan_forward_macs(), Some((g, d)));
         // Neither the generator's first layer (noise) nor D's first layer on data needs an
         // input gradient; D's first layer does on the G step.
-        assert_eq!(step_flop_per_image(&gan), 2 * (3 * g - 100 * 256 + 9 * d - 2 * 784 * 512));
+        assert_eq!(step_flop_per_image(&gan), 2 * (3 * g - 100 * 256 + 8 * d - 2 * 784 * 512));
         let conv = preset("conv_vae", builtin_shape()).unwrap().model;
         assert_eq!(first_layer_macs(&conv), (14 * 14 * 32 * 16, 0));
         let dcgan = preset("mnist_dcgan", builtin_shape()).unwrap().model;

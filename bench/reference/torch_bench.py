@@ -216,7 +216,8 @@ def flop_per_image(model):
         convs, feat = conv_macs([64, 128])
         g, d = feat * 100 + convs, convs + feat
         g1, (d1, _) = feat * 100, conv_macs([64])
-    return 2 * (3 * g - g1 + 9 * d - 2 * d1)
+    # D's weight gradients in the generator's step are not needed (PyTorch computes them).
+    return 2 * (3 * g - g1 + 8 * d - 2 * d1)
 
 
 # --- training steps ----------------------------------------------------------------------------

@@ -29,11 +29,27 @@ pub const LEAKY_SLOPE: f32 = 0.2;
 /// graph gets the sum. After `backward()`, [`SideGrads::drain_into`] moves them into the
 /// gradient store so the optimiser sees one set.
 #[derive(Clone, Default)]
-pub struct SideGrads(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<TensorId, Vec<f32>>>>);
+pub struct SideGrads {
+    grads: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<TensorId, Vec<f32>>>>,
+    /// While set, nobody wants these parameters' gradients (a GAN's generator step goes back
+    /// through the discriminator only for its input gradient): fused layers skip the weight
+    /// and bias gradients instead of computing and discarding them.
+    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
 
 impl SideGrads {
     fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<TensorId, Vec<f32>>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.grads.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Freezes (or thaws) the parameters that hand their gradients here; see the field.
+    pub fn set_frozen(&self, frozen: bool) {
+        self.frozen.store(frozen, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the parameters behind `sink` are frozen (no sink: never).
+    pub(super) fn is_frozen(sink: Option<&SideGrads>) -> bool {
+        sink.is_some_and(|s| s.frozen.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Hands over `grad` for `param`, or returns it as a tensor for candle when `param` is not
@@ -289,19 +305,21 @@ impl CustomOp3 for LinearOp {
             let (ws, wl) = w.storage_and_layout();
             let (Storage::Cpu(xs), Storage::Cpu(ws)) = (&*xs, &*ws) else { bail!("fused linear: CPU only") };
             let (xv, wv) = (f32s(xs, xl, "x")?, f32s(ws, wl, "w")?);
-            // dW [out, in] = gᵀ · x: gᵀ[o, r] = g[r, o] (row stride 1, column stride `out`).
-            let dw = matmul((fan_out, fan_in, rows), &g, (1, fan_out), xv, (fan_in, 1));
+            // dW [out, in] = gᵀ · x: gᵀ[o, r] = g[r, o] (row stride 1, column stride `out`),
+            // unless the layer is frozen.
+            let frozen = SideGrads::is_frozen(self.sink.as_ref());
+            let dw = (!frozen).then(|| matmul((fan_out, fan_in, rows), &g, (1, fan_out), xv, (fan_in, 1)));
             // dx [B, in] = g · w, only when something upstream needs it.
             let dx = x.track_op().then(|| matmul((rows, fan_in, fan_out), &g, (fan_out, 1), wv, (fan_in, 1)));
             (dw, dx)
         };
 
         let sink = self.sink.as_ref();
-        Ok((
-            dx.map(|dx| Tensor::from_vec(dx, (rows, fan_in), &Device::Cpu)).transpose()?,
-            SideGrads::give(sink, w, dw)?,
-            SideGrads::give(sink, b, db)?,
-        ))
+        let (dw, db) = match dw {
+            Some(dw) => (SideGrads::give(sink, w, dw)?, SideGrads::give(sink, b, db)?),
+            None => (None, None),
+        };
+        Ok((dx.map(|dx| Tensor::from_vec(dx, (rows, fan_in), &Device::Cpu)).transpose()?, dw, db))
     }
 }
 
@@ -688,6 +706,26 @@ mod tests {
             assert!(max_diff(plain.get(v).unwrap(), side.get(v).unwrap()) < 1e-5);
         }
         assert!(sink.lock().is_empty());
+    }
+
+    #[test]
+    fn a_frozen_layer_passes_its_input_gradient_and_skips_its_own() {
+        let x = Var::from_tensor(&randn(&[6, 5], 1)).unwrap();
+        let w = Var::from_tensor(&randn(&[4, 5], 2)).unwrap();
+        let b = Var::from_tensor(&randn(&[4], 3)).unwrap();
+        let sink = SideGrads::default();
+        let run = || {
+            linear(&x, &w, &b, Epilogue::Tanh, Some(&sink)).unwrap().sum_all().unwrap().backward().unwrap()
+        };
+        let live = run();
+        assert_eq!(sink.lock().len(), 2, "w and b handed over");
+        sink.clear();
+        sink.set_frozen(true);
+        let frozen = run();
+        sink.set_frozen(false);
+        assert!(sink.lock().is_empty(), "a frozen layer hands over nothing");
+        assert!(frozen.get(&w).is_none() && frozen.get(&b).is_none());
+        assert!(max_diff(live.get(&x).unwrap(), frozen.get(&x).unwrap()) < 1e-6, "same input gradient");
     }
 
     #[test]

@@ -120,8 +120,12 @@ impl GenerativeModel for Gan {
         if !losses.is_finite() {
             return Ok(StepOutcome::NonFinite(losses));
         }
-        let g_grads = self.g_params.backward(&g_loss)?;
-        self.d_params.side.clear(); // D's gradients from the G step are not used
+        // D's parameter gradients are not wanted here: its fused layers skip them.
+        self.d_params.side.set_frozen(true);
+        let g_grads = self.g_params.backward(&g_loss);
+        self.d_params.side.set_frozen(false);
+        let g_grads = g_grads?;
+        self.d_params.side.clear(); // what unfused layers (conv) still handed over
         if !grads_finite(&self.g_params, &g_grads) {
             return Ok(StepOutcome::NonFinite(losses));
         }
