@@ -614,6 +614,8 @@ impl candle_core::CustomOp3 for Conv2dAct {
         let (l, ckk, img) = (ho * wo, cin * k * k, cin * h * wd);
         let (e, geom) = (self.epilogue, self.geom);
         let want_dx = x.track_op();
+        // A frozen layer (a GAN's discriminator in the generator's step) needs no dW, db.
+        let want_dw = !SideGrads::is_frozen(self.sink.as_ref());
         let grad = grad.contiguous()?;
         let mut dw = vec![0f32; cout * ckk];
         let mut db = vec![0f32; cout];
@@ -645,24 +647,26 @@ impl candle_core::CustomOp3 for Conv2dAct {
                                     }
                                     db[co] += sum;
                                 }
-                                unfold_into(
-                                    &xv[b0 * img..][..m * img],
-                                    (m, cin, h, wd),
-                                    geom,
-                                    &mut cols,
-                                    ld,
-                                )?;
-                                // dW [Cout, Cin·k·k] += g · colsᵀ
-                                gemm_into(
-                                    (cout, ckk, m * l),
-                                    &mut dw,
-                                    ckk,
-                                    b0 > 0,
-                                    &g,
-                                    (ld, 1),
-                                    &cols,
-                                    (1, ld),
-                                );
+                                if want_dw {
+                                    unfold_into(
+                                        &xv[b0 * img..][..m * img],
+                                        (m, cin, h, wd),
+                                        geom,
+                                        &mut cols,
+                                        ld,
+                                    )?;
+                                    // dW [Cout, Cin·k·k] += g · colsᵀ
+                                    gemm_into(
+                                        (cout, ckk, m * l),
+                                        &mut dw,
+                                        ckk,
+                                        b0 > 0,
+                                        &g,
+                                        (ld, 1),
+                                        &cols,
+                                        (1, ld),
+                                    );
+                                }
                                 if want_dx {
                                     // dcols [Cin·k·k, m·L] = Wᵀ · g, folded back onto the input.
                                     gemm_into(
@@ -695,6 +699,9 @@ impl candle_core::CustomOp3 for Conv2dAct {
             dx.resize(batch * img, 0.0);
         }
         let dx = if want_dx { Some(Tensor::from_vec(dx, (batch, cin, h, wd), x.device())?) } else { None };
+        if !want_dw {
+            return Ok((dx, None, None));
+        }
         let sink = self.sink.as_ref();
         Ok((dx, SideGrads::give(sink, w, dw)?, SideGrads::give(sink, b, db)?))
     }
