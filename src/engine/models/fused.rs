@@ -184,7 +184,8 @@ pub(super) fn f32s<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a 
     }
 }
 
-fn threads() -> Parallelism {
+/// gemm's threads: as many as the tensor maths is given (`RAYON_NUM_THREADS`).
+pub(super) fn threads() -> Parallelism {
     match candle_core::utils::get_num_threads() {
         0 | 1 => Parallelism::None,
         n => Parallelism::Rayon(n),
