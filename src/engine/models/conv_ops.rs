@@ -26,6 +26,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::fastmath;
 use super::fused::{self, Epilogue, SideGrads};
 
 /// Kernel size, stride and padding of a square convolution (no dilation, no groups).
@@ -670,13 +671,13 @@ impl candle_core::CustomOp3 for Conv2dAct {
                     unfold_into(xs, (m, cin, h, wd), geom, &mut cols, ld, sp.inner_parallel())?;
                     gemm_into((cout, m * l, ckk), &mut y, ld, false, w, (ckk, 1), &cols, (ld, 1), threads);
                     let outs = out[c0 * cout * l..][..m * cout * l].chunks_exact_mut(cout * l);
-                    for (bi, planes) in outs.enumerate() {
-                        for ((co, &bias), plane) in b.iter().enumerate().zip(planes.chunks_exact_mut(l)) {
-                            for (d, &v) in plane.iter_mut().zip(&y[co * ld + bi * l..][..l]) {
-                                *d = e.apply(v + bias);
+                    fastmath::with_simd(|| {
+                        for (bi, planes) in outs.enumerate() {
+                            for ((co, &bias), plane) in b.iter().enumerate().zip(planes.chunks_exact_mut(l)) {
+                                e.map(plane, &y[co * ld + bi * l..][..l], |v| v + bias);
                             }
                         }
-                    }
+                    });
                 }
                 Ok(())
             })?;
@@ -721,19 +722,14 @@ impl candle_core::CustomOp3 for Conv2dAct {
                                     // g = grad ⊙ act′(y), channel-major, and its per-channel sums.
                                     let (ys, gs) =
                                         (&yv[b0 * cout * l..][..m * cout * l], &gv[b0 * cout * l..]);
-                                    for (plane, (yp, gp)) in
-                                        ys.chunks_exact(l).zip(gs.chunks_exact(l)).enumerate()
-                                    {
-                                        let (bi, co) = (plane / cout, plane % cout);
-                                        let mut sum = 0f32;
-                                        for ((d, &yv), &gy) in
-                                            g[co * ld + bi * l..][..l].iter_mut().zip(yp).zip(gp)
+                                    fastmath::with_simd(|| {
+                                        for (plane, (yp, gp)) in
+                                            ys.chunks_exact(l).zip(gs.chunks_exact(l)).enumerate()
                                         {
-                                            *d = e.grad(yv, gy);
-                                            sum += *d;
+                                            let (bi, co) = (plane / cout, plane % cout);
+                                            db[co] += e.grad_into(&mut g[co * ld + bi * l..][..l], yp, gp);
                                         }
-                                        db[co] += sum;
-                                    }
+                                    });
                                     if want_dw {
                                         let xs = &xv[b0 * img..][..m * img];
                                         unfold_into(
@@ -845,21 +841,19 @@ impl candle_core::CustomOp3 for ConvTranspose2dAct {
                     gemm_into((ckk, m * hw, cin), &mut cols, ld, false, w, (1, ckk), &xt, (ld, 1), threads);
                     let ys = &mut ys[c0 * cout * lo..][..m * cout * lo];
                     fold_into(&cols, ld, (m, cout, ho, wo), geom, ys, sp.inner_parallel())?;
-                    for (i, plane) in ys.chunks_exact_mut(lo).enumerate() {
-                        let bias = b[i % cout];
-                        for v in plane {
-                            *v = e.apply(*v + bias);
+                    fastmath::with_simd(|| {
+                        for (i, plane) in ys.chunks_exact_mut(lo).enumerate() {
+                            let bias = b[i % cout];
+                            e.map_in_place(plane, |v| v + bias);
                         }
-                    }
+                    });
                 }
                 Ok(())
             })?;
         } else {
             for (i, plane) in y.chunks_exact_mut(lo.max(1)).enumerate() {
                 let bias = b[i % cout];
-                for v in plane {
-                    *v = e.apply(*v + bias);
-                }
+                e.map_in_place(plane, |v| v + bias);
             }
         }
         Ok((CpuStorage::F32(y), Shape::from((batch, cout, ho, wo))))
@@ -899,19 +893,15 @@ impl candle_core::CustomOp3 for ConvTranspose2dAct {
                                 // g = grad ⊙ act′(y) and its per-channel sums.
                                 let (ys, gs) =
                                     (&yv[b0 * cout * lo..][..m * cout * lo], &gv[b0 * cout * lo..]);
-                                for (plane, ((d, yp), gp)) in g
-                                    .chunks_exact_mut(lo)
-                                    .zip(ys.chunks_exact(lo))
-                                    .zip(gs.chunks_exact(lo))
-                                    .enumerate()
-                                {
-                                    let mut sum = 0f32;
-                                    for ((d, &yv), &gy) in d.iter_mut().zip(yp).zip(gp) {
-                                        *d = e.grad(yv, gy);
-                                        sum += *d;
+                                fastmath::with_simd(|| {
+                                    let planes = g
+                                        .chunks_exact_mut(lo)
+                                        .zip(ys.chunks_exact(lo))
+                                        .zip(gs.chunks_exact(lo));
+                                    for (plane, ((d, yp), gp)) in planes.enumerate() {
+                                        db[plane % cout] += e.grad_into(d, yp, gp);
                                     }
-                                    db[plane % cout] += sum;
-                                }
+                                });
                                 if hw == 0 {
                                     continue;
                                 }

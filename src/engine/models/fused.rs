@@ -155,6 +155,63 @@ impl Epilogue {
             Epilogue::Tanh => g * (1.0 - y * y),
         }
     }
+
+    /// `dst[i] = act(pre(src[i]))` for every `i`. The match on the activation is outside the
+    /// loop (each arm calls [`Epilogue::apply`] on a constant) so that each arm vectorises:
+    /// `apply` per element on a variable compiled to a scalar loop through a jump table (~10%
+    /// of a DCGAN step).
+    #[inline(always)]
+    pub(super) fn map(self, dst: &mut [f32], src: &[f32], pre: impl Fn(f32) -> f32) {
+        let n = dst.len().min(src.len());
+        let (dst, src) = (&mut dst[..n], &src[..n]);
+        macro_rules! each {
+            ($e:expr) => {
+                (0..n).for_each(|i| dst[i] = $e.apply(pre(src[i])))
+            };
+        }
+        match self {
+            Epilogue::Identity => each!(Epilogue::Identity),
+            Epilogue::Relu => each!(Epilogue::Relu),
+            Epilogue::LeakyRelu => each!(Epilogue::LeakyRelu),
+            Epilogue::Tanh => each!(Epilogue::Tanh),
+        }
+    }
+
+    /// `v = act(pre(v))` for every `v` of `vs` (see [`Epilogue::map`]).
+    #[inline(always)]
+    pub(super) fn map_in_place(self, vs: &mut [f32], pre: impl Fn(f32) -> f32) {
+        macro_rules! each {
+            ($e:expr) => {
+                vs.iter_mut().for_each(|v| *v = $e.apply(pre(*v)))
+            };
+        }
+        match self {
+            Epilogue::Identity => each!(Epilogue::Identity),
+            Epilogue::Relu => each!(Epilogue::Relu),
+            Epilogue::LeakyRelu => each!(Epilogue::LeakyRelu),
+            Epilogue::Tanh => each!(Epilogue::Tanh),
+        }
+    }
+
+    /// `dst[i] = grad(y[i], g[i])` for every `i` (see [`Epilogue::grad`], [`Epilogue::map`]);
+    /// returns `Σ dst`.
+    #[inline(always)]
+    pub(super) fn grad_into(self, dst: &mut [f32], y: &[f32], g: &[f32]) -> f32 {
+        let n = dst.len().min(y.len()).min(g.len());
+        let (dst, y, g) = (&mut dst[..n], &y[..n], &g[..n]);
+        macro_rules! each {
+            ($e:expr) => {
+                (0..n).for_each(|i| dst[i] = $e.grad(y[i], g[i]))
+            };
+        }
+        match self {
+            Epilogue::Identity => each!(Epilogue::Identity),
+            Epilogue::Relu => each!(Epilogue::Relu),
+            Epilogue::LeakyRelu => each!(Epilogue::LeakyRelu),
+            Epilogue::Tanh => each!(Epilogue::Tanh),
+        }
+        fastmath::sum(dst)
+    }
 }
 
 /// `act(x Wᵀ + b)` for `x [B, in]`, `w [out, in]`, `b [out]` (f32 on the CPU). With a `sink`,
@@ -261,11 +318,12 @@ impl CustomOp3 for LinearOp {
         // y = x · wᵀ: wᵀ[k, n] = w[n, k], so its row stride is 1 and its column stride `in`.
         let mut y = matmul((rows, fan_out, fan_in), x, (fan_in, 1), w, (1, fan_in));
         let e = self.epilogue;
-        for row in y.chunks_exact_mut(fan_out.max(1)) {
-            for (v, &bias) in row.iter_mut().zip(b) {
-                *v = e.apply(*v + bias);
+        fastmath::with_simd(|| {
+            for row in y.chunks_exact_mut(fan_out.max(1)) {
+                row.iter_mut().zip(b).for_each(|(v, &bias)| *v += bias);
+                e.map_in_place(row, |v| v);
             }
-        }
+        });
         Ok((CpuStorage::F32(y), Shape::from((rows, fan_out))))
     }
 
@@ -291,14 +349,14 @@ impl CustomOp3 for LinearOp {
             let (ys, yl) = y.storage_and_layout();
             let (Storage::Cpu(gs), Storage::Cpu(ys)) = (&*gs, &*ys) else { bail!("fused linear: CPU only") };
             let (gy, yv) = (f32s(gs, gl, "grad")?, f32s(ys, yl, "y")?);
-            for ((g, gy), yv) in
-                g.chunks_exact_mut(cols).zip(gy.chunks_exact(cols)).zip(yv.chunks_exact(cols))
-            {
-                for (((g, &gy), &yv), db) in g.iter_mut().zip(gy).zip(yv).zip(db.iter_mut()) {
-                    *g = e.grad(yv, gy);
-                    *db += *g;
+            fastmath::with_simd(|| {
+                for ((g, gy), yv) in
+                    g.chunks_exact_mut(cols).zip(gy.chunks_exact(cols)).zip(yv.chunks_exact(cols))
+                {
+                    e.grad_into(g, yv, gy);
+                    db.iter_mut().zip(g.iter()).for_each(|(d, &g)| *d += g);
                 }
-            }
+            });
         }
 
         let (dw, dx) = {
@@ -511,11 +569,6 @@ fn bn_dims(dims: &[usize]) -> Result<(usize, usize, usize)> {
     }
 }
 
-/// The planes (one image's one channel) of channel `c`: `&x[(bi·C + c)·L ..][..L]` for each `bi`.
-fn planes(x: &[f32], (b, c, l): (usize, usize, usize), ch: usize) -> impl Iterator<Item = &[f32]> {
-    (0..b).map(move |bi| &x[(bi * c + ch) * l..][..l])
-}
-
 impl CustomOp3 for BatchNormOp {
     fn name(&self) -> &'static str {
         "fused-batch-norm"
@@ -536,27 +589,34 @@ impl CustomOp3 for BatchNormOp {
         }
         let (x, gamma, beta) = (f32s(xs, xl, "x")?, f32s(gs, gl, "γ")?, f32s(bs, bl, "β")?);
         let n = (b * l).max(1) as f64;
-        let mut mean = vec![0f32; c];
-        let mut var = vec![0f32; c];
         let mut y = vec![0f32; x.len()];
-        for ch in 0..c {
-            let m =
-                planes(x, (b, c, l), ch).map(|p| p.iter().map(|&v| v as f64).sum::<f64>()).sum::<f64>() / n;
-            let v = planes(x, (b, c, l), ch)
-                .map(|p| p.iter().map(|&v| (v as f64 - m).powi(2)).sum::<f64>())
-                .sum::<f64>()
-                / n;
-            mean[ch] = m as f32;
-            var[ch] = v as f32;
-            let scale = gamma[ch] / (var[ch] + self.eps).sqrt();
-            let shift = beta[ch] - mean[ch] * scale;
-            for bi in 0..b {
-                let at = (bi * c + ch) * l;
-                for (o, &v) in y[at..at + l].iter_mut().zip(&x[at..at + l]) {
-                    *o = self.epilogue.apply(v * scale + shift);
+        let (mut sum, mut sq) = (vec![0f64; c], vec![0f64; c]);
+        let (mut mean, mut var) = (vec![0f32; c], vec![0f32; c]);
+        fastmath::with_simd(|| {
+            // Plane by plane in memory order: each plane's sum in f32 lanes, the channel's in f64.
+            for img in x.chunks_exact(c * l) {
+                for (s, p) in sum.iter_mut().zip(img.chunks_exact(l)) {
+                    *s += fastmath::sum(p) as f64;
                 }
             }
-        }
+            mean.iter_mut().zip(&sum).for_each(|(m, &s)| *m = (s / n) as f32);
+            let mut dev = vec![0f32; l];
+            for img in x.chunks_exact(c * l) {
+                for ((s, p), &m) in sq.iter_mut().zip(img.chunks_exact(l)).zip(&mean) {
+                    dev.iter_mut().zip(p).for_each(|(d, &v)| *d = (v - m) * (v - m));
+                    *s += fastmath::sum(&dev) as f64;
+                }
+            }
+            var.iter_mut().zip(&sq).for_each(|(v, &s)| *v = (s / n) as f32);
+            let scale: Vec<f32> = (0..c).map(|ch| gamma[ch] / (var[ch] + self.eps).sqrt()).collect();
+            let shift: Vec<f32> = (0..c).map(|ch| beta[ch] - mean[ch] * scale[ch]).collect();
+            for (out, img) in y.chunks_exact_mut(c * l).zip(x.chunks_exact(c * l)) {
+                for (ch, (o, p)) in out.chunks_exact_mut(l).zip(img.chunks_exact(l)).enumerate() {
+                    let (k, t) = (scale[ch], shift[ch]);
+                    self.epilogue.map(o, p, |v| v * k + t);
+                }
+            }
+        });
         *self.stats.lock().unwrap_or_else(|p| p.into_inner()) = (mean, var);
         Ok((CpuStorage::F32(y), xl.shape().clone()))
     }
@@ -591,34 +651,48 @@ impl CustomOp3 for BatchNormOp {
             };
             let (xv, yv, gv, gam) =
                 (f32s(xs, xl, "x")?, f32s(ys, yl, "y")?, f32s(gs, gl, "grad")?, f32s(ms, ml, "γ")?);
-            // dz = dL/d(normalised·γ + β) through the activation, recomputed per element.
-            for ch in 0..c {
-                let inv = 1.0 / (var[ch] + self.eps).sqrt();
-                let (mut sum_dz, mut sum_dz_xhat) = (0f64, 0f64);
+            // dz = dL/d(normalised·γ + β) through the activation, written where dx goes (or
+            // into a scratch plane), then dx computed from it in place; plane by plane in memory
+            // order, each plane's sums in f32 lanes and the channel's in f64.
+            let e = self.epilogue;
+            let (mut sum_dz, mut sum_dz_dev) = (vec![0f64; c], vec![0f64; c]);
+            let mut scratch = vec![0f32; if dx.is_some() { 0 } else { l }];
+            let mut dev = vec![0f32; l];
+            fastmath::with_simd(|| {
                 for bi in 0..b {
-                    let at = (bi * c + ch) * l;
-                    for ((&xv, &yv), &g) in xv[at..at + l].iter().zip(&yv[at..at + l]).zip(&gv[at..at + l]) {
-                        let dz = self.epilogue.grad(yv, g);
-                        sum_dz += dz as f64;
-                        sum_dz_xhat += (dz * (xv - mean[ch]) * inv) as f64;
+                    for ch in 0..c {
+                        let at = (bi * c + ch) * l;
+                        let dz = match dx.as_mut() {
+                            Some(dx) => &mut dx[at..at + l],
+                            None => &mut scratch[..],
+                        };
+                        sum_dz[ch] += e.grad_into(dz, &yv[at..at + l], &gv[at..at + l]) as f64;
+                        let m = mean[ch];
+                        let xs = &xv[at..at + l];
+                        (0..l).for_each(|i| dev[i] = dz[i] * (xs[i] - m));
+                        sum_dz_dev[ch] += fastmath::sum(&dev) as f64;
                     }
                 }
-                dbeta[ch] = sum_dz as f32;
-                dgamma[ch] = sum_dz_xhat as f32;
+                let inv: Vec<f32> = var.iter().map(|&v| 1.0 / (v + self.eps).sqrt()).collect();
+                for ch in 0..c {
+                    dbeta[ch] = sum_dz[ch] as f32;
+                    dgamma[ch] = (sum_dz_dev[ch] * inv[ch] as f64) as f32;
+                }
                 if let Some(dx) = dx.as_mut() {
-                    // dx = γ/σ · (dz − mean(dz) − x̂ · mean(dz · x̂))
-                    let (m_dz, m_dzx) = (sum_dz as f32 / n, sum_dz_xhat as f32 / n);
-                    let k = gam[ch] * inv;
+                    // dx = γ/σ · (dz − mean(dz) − x̂ · mean(dz · x̂)), x̂ = (x − μ)/σ.
                     for bi in 0..b {
-                        let at = (bi * c + ch) * l;
-                        let rows = xv[at..at + l].iter().zip(&yv[at..at + l]).zip(&gv[at..at + l]);
-                        for (d, ((&xv, &yv), &g)) in dx[at..at + l].iter_mut().zip(rows) {
-                            let xhat = (xv - mean[ch]) * inv;
-                            *d = k * (self.epilogue.grad(yv, g) - m_dz - xhat * m_dzx);
+                        for ch in 0..c {
+                            let at = (bi * c + ch) * l;
+                            let (m, inv) = (mean[ch], inv[ch]);
+                            let m_dz = (sum_dz[ch] / n as f64) as f32;
+                            let m_dzx = (sum_dz_dev[ch] * inv as f64 / n as f64) as f32;
+                            let (k, slope) = (gam[ch] * inv, inv * m_dzx);
+                            let (d, xs) = (&mut dx[at..at + l], &xv[at..at + l]);
+                            (0..l).for_each(|i| d[i] = k * (d[i] - m_dz - (xs[i] - m) * slope));
                         }
                     }
                 }
-            }
+            });
         }
         let cpu = Device::Cpu;
         let param_shape = gamma.dims().to_vec();
