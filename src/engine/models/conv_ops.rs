@@ -66,11 +66,36 @@ fn parallel(work: usize) -> bool {
     work >= PARALLEL_MIN && rayon::current_num_threads() > 1
 }
 
-/// `dst[t] = src[t·s]` for every `t` in `dst`.
+/// `dst[t] = src[t·s]` for every `t` in `dst` (`src` holds them all). Index loops over slices
+/// cut to length, with the stride a constant for 1 and 2, so that the bounds checks go: the
+/// `step_by` iterators ran a scalar loop with per-element index arithmetic (most of im2col's
+/// time). conv_vae +1.4%, mnist_dcgan +4% (1 thread, medians of the best step of 6 runs).
 #[inline(always)]
 fn gather<T: Copy>(dst: &mut [T], src: &[T], s: usize) {
-    for (d, &v) in dst.iter_mut().zip(src.iter().step_by(s)) {
-        *d = v;
+    let n = dst.len();
+    if n == 0 {
+        return;
+    }
+    let src = &src[..(n - 1) * s + 1];
+    match s {
+        1 => dst.copy_from_slice(src),
+        2 => (0..n).for_each(|t| dst[t] = src[2 * t]),
+        _ => (0..n).for_each(|t| dst[t] = src[t * s]),
+    }
+}
+
+/// `dst[t·s] += src[t]` for every `t` in `src` (`dst` holds them all); the adjoint of [`gather`].
+#[inline(always)]
+fn scatter_add<T: Copy + std::ops::AddAssign>(dst: &mut [T], src: &[T], s: usize) {
+    let n = src.len();
+    if n == 0 {
+        return;
+    }
+    let dst = &mut dst[..(n - 1) * s + 1];
+    match s {
+        1 => (0..n).for_each(|t| dst[t] += src[t]),
+        2 => (0..n).for_each(|t| dst[2 * t] += src[t]),
+        _ => (0..n).for_each(|t| dst[t * s] += src[t]),
     }
 }
 
@@ -221,9 +246,7 @@ impl TapGrids {
                     continue;
                 }
                 let src = &grids[self.grid(a, j) + r * wo..][lo..hi];
-                for (d, &v) in row[lo * s + j - p..].iter_mut().step_by(s).zip(src) {
-                    *d += v;
-                }
+                scatter_add(&mut row[lo * s + j - p..], src, s);
             }
         }
     }
