@@ -250,8 +250,12 @@ pub fn run(opts: &BenchOptions, emit: &mut (dyn FnMut(&Record) + Send)) -> Resul
     }
     tune_allocator();
     // candle splits element-wise ops over a global pool sized once, at its first use, from
-    // CANDLE_NUM_THREADS (else RAYON_NUM_THREADS); fix it to N before the 1-thread sgemm runs.
-    std::env::set_var("CANDLE_NUM_THREADS", opts.threads.to_string());
+    // CANDLE_NUM_THREADS (else RAYON_NUM_THREADS). Its idle threads spin (25,000 rounds) and
+    // took a core's share from the matmuls and convolutions; like the app, the bench keeps it
+    // at 1 (main sets it, unless the environment does) whatever N is.
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
     emit(&Record::Machine(MachineInfo {
         kind: "machine",
         framework: "genlab",
