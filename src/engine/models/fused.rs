@@ -17,6 +17,7 @@ use candle_core::{
     bail, CpuStorage, CustomOp3, Device, Layout, Result, Shape, Storage, Tensor, TensorId, Var,
 };
 use gemm::Parallelism;
+use rayon::prelude::*;
 
 use super::{fastmath, Activation};
 
@@ -561,6 +562,22 @@ struct BatchNormOp {
     stats: BatchStats,
 }
 
+/// Images per part when `b` images are cut into one contiguous part per thread of the pool,
+/// as the fused convolutions do: fixed parts whose sums are added in order, so that results do
+/// not depend on which thread ran what.
+fn part_images(b: usize) -> usize {
+    b.div_ceil(rayon::current_num_threads().clamp(1, b.max(1))).max(1)
+}
+
+/// The element-wise sum of the parts' `c` sums, added in part order.
+fn sum_in_order(parts: Vec<Vec<f64>>, c: usize) -> Vec<f64> {
+    let mut total = vec![0f64; c];
+    for p in parts {
+        total.iter_mut().zip(&p).for_each(|(t, v)| *t += v);
+    }
+    total
+}
+
 /// `(batch, channels, plane size)` of a `[B, C, H, W]` layout.
 fn bn_dims(dims: &[usize]) -> Result<(usize, usize, usize)> {
     match dims {
@@ -590,33 +607,58 @@ impl CustomOp3 for BatchNormOp {
         let (x, gamma, beta) = (f32s(xs, xl, "x")?, f32s(gs, gl, "γ")?, f32s(bs, bl, "β")?);
         let n = (b * l).max(1) as f64;
         let mut y = vec![0f32; x.len()];
-        let (mut sum, mut sq) = (vec![0f64; c], vec![0f64; c]);
         let (mut mean, mut var) = (vec![0f32; c], vec![0f32; c]);
-        fastmath::with_simd(|| {
-            // Plane by plane in memory order: each plane's sum in f32 lanes, the channel's in f64.
-            for img in x.chunks_exact(c * l) {
-                for (s, p) in sum.iter_mut().zip(img.chunks_exact(l)) {
-                    *s += fastmath::sum(p) as f64;
-                }
-            }
+        if !x.is_empty() {
+            let part = part_images(b) * c * l;
+            // Per channel, Σ f(plane) over each part's planes (in memory order, each plane's
+            // sum in f32 lanes, the channel's in f64), the parts added in order.
+            let channel_sums = |f: &(dyn Fn(&[f32], usize) -> f32 + Sync)| -> Vec<f64> {
+                let parts: Vec<Vec<f64>> = x
+                    .par_chunks(part)
+                    .map(|xs| {
+                        fastmath::with_simd(|| {
+                            let mut sums = vec![0f64; c];
+                            for img in xs.chunks_exact(c * l) {
+                                for (ch, (s, p)) in sums.iter_mut().zip(img.chunks_exact(l)).enumerate() {
+                                    *s += f(p, ch) as f64;
+                                }
+                            }
+                            sums
+                        })
+                    })
+                    .collect();
+                sum_in_order(parts, c)
+            };
+            let sum = channel_sums(&|p, _| fastmath::sum(p));
             mean.iter_mut().zip(&sum).for_each(|(m, &s)| *m = (s / n) as f32);
-            let mut dev = vec![0f32; l];
-            for img in x.chunks_exact(c * l) {
-                for ((s, p), &m) in sq.iter_mut().zip(img.chunks_exact(l)).zip(&mean) {
-                    dev.iter_mut().zip(p).for_each(|(d, &v)| *d = (v - m) * (v - m));
-                    *s += fastmath::sum(&dev) as f64;
+            let sq = channel_sums(&|p, ch| {
+                let m = mean[ch];
+                // Σ (v − m)² in 16 lanes, as `fastmath::sum` does.
+                let mut acc = [0f32; 16];
+                let whole = p.len() / 16 * 16;
+                for i in (0..whole).step_by(16) {
+                    for (j, a) in acc.iter_mut().enumerate() {
+                        *a += (p[i + j] - m) * (p[i + j] - m);
+                    }
                 }
-            }
+                let tail: f32 = p[whole..].iter().map(|&v| (v - m) * (v - m)).sum();
+                fastmath::sum(&acc) + tail
+            });
             var.iter_mut().zip(&sq).for_each(|(v, &s)| *v = (s / n) as f32);
             let scale: Vec<f32> = (0..c).map(|ch| gamma[ch] / (var[ch] + self.eps).sqrt()).collect();
             let shift: Vec<f32> = (0..c).map(|ch| beta[ch] - mean[ch] * scale[ch]).collect();
-            for (out, img) in y.chunks_exact_mut(c * l).zip(x.chunks_exact(c * l)) {
-                for (ch, (o, p)) in out.chunks_exact_mut(l).zip(img.chunks_exact(l)).enumerate() {
-                    let (k, t) = (scale[ch], shift[ch]);
-                    self.epilogue.map(o, p, |v| v * k + t);
-                }
-            }
-        });
+            let e = self.epilogue;
+            y.par_chunks_mut(part).zip(x.par_chunks(part)).for_each(|(ys, xs)| {
+                fastmath::with_simd(|| {
+                    for (out, img) in ys.chunks_exact_mut(c * l).zip(xs.chunks_exact(c * l)) {
+                        for (ch, (o, p)) in out.chunks_exact_mut(l).zip(img.chunks_exact(l)).enumerate() {
+                            let (k, t) = (scale[ch], shift[ch]);
+                            e.map(o, p, |v| v * k + t);
+                        }
+                    }
+                })
+            });
+        }
         *self.stats.lock().unwrap_or_else(|p| p.into_inner()) = (mean, var);
         Ok((CpuStorage::F32(y), xl.shape().clone()))
     }
@@ -652,47 +694,66 @@ impl CustomOp3 for BatchNormOp {
             let (xv, yv, gv, gam) =
                 (f32s(xs, xl, "x")?, f32s(ys, yl, "y")?, f32s(gs, gl, "grad")?, f32s(ms, ml, "γ")?);
             // dz = dL/d(normalised·γ + β) through the activation, written where dx goes (or
-            // into a scratch plane), then dx computed from it in place; plane by plane in memory
-            // order, each plane's sums in f32 lanes and the channel's in f64.
+            // into a scratch plane), then dx computed from it in place. Per part of the batch
+            // (one per thread), planes in memory order, each plane's sums in f32 lanes and the
+            // channel's in f64, the parts' sums added in order.
             let e = self.epilogue;
-            let (mut sum_dz, mut sum_dz_dev) = (vec![0f64; c], vec![0f64; c]);
-            let mut scratch = vec![0f32; if dx.is_some() { 0 } else { l }];
-            let mut dev = vec![0f32; l];
-            fastmath::with_simd(|| {
-                for bi in 0..b {
-                    for ch in 0..c {
-                        let at = (bi * c + ch) * l;
-                        let dz = match dx.as_mut() {
-                            Some(dx) => &mut dx[at..at + l],
-                            None => &mut scratch[..],
-                        };
-                        sum_dz[ch] += e.grad_into(dz, &yv[at..at + l], &gv[at..at + l]) as f64;
-                        let m = mean[ch];
-                        let xs = &xv[at..at + l];
-                        (0..l).for_each(|i| dev[i] = dz[i] * (xs[i] - m));
-                        sum_dz_dev[ch] += fastmath::sum(&dev) as f64;
-                    }
-                }
-                let inv: Vec<f32> = var.iter().map(|&v| 1.0 / (v + self.eps).sqrt()).collect();
-                for ch in 0..c {
-                    dbeta[ch] = sum_dz[ch] as f32;
-                    dgamma[ch] = (sum_dz_dev[ch] * inv[ch] as f64) as f32;
-                }
-                if let Some(dx) = dx.as_mut() {
-                    // dx = γ/σ · (dz − mean(dz) − x̂ · mean(dz · x̂)), x̂ = (x − μ)/σ.
-                    for bi in 0..b {
+            let img = c * l;
+            let per = part_images(b);
+            let part_sums = |first: usize, mut dzs: Option<&mut [f32]>| {
+                fastmath::with_simd(|| {
+                    let (mut sum_dz, mut sum_dz_dev) = (vec![0f64; c], vec![0f64; c]);
+                    let mut scratch = vec![0f32; if dzs.is_some() { 0 } else { l }];
+                    let mut dev = vec![0f32; l];
+                    for bi in first..(first + per).min(b) {
                         for ch in 0..c {
                             let at = (bi * c + ch) * l;
-                            let (m, inv) = (mean[ch], inv[ch]);
-                            let m_dz = (sum_dz[ch] / n as f64) as f32;
-                            let m_dzx = (sum_dz_dev[ch] * inv as f64 / n as f64) as f32;
-                            let (k, slope) = (gam[ch] * inv, inv * m_dzx);
-                            let (d, xs) = (&mut dx[at..at + l], &xv[at..at + l]);
-                            (0..l).for_each(|i| d[i] = k * (d[i] - m_dz - (xs[i] - m) * slope));
+                            let dz = match dzs.as_deref_mut() {
+                                Some(d) => &mut d[(bi - first) * img + ch * l..][..l],
+                                None => &mut scratch[..],
+                            };
+                            sum_dz[ch] += e.grad_into(dz, &yv[at..at + l], &gv[at..at + l]) as f64;
+                            let (m, xs) = (mean[ch], &xv[at..at + l]);
+                            (0..l).for_each(|i| dev[i] = dz[i] * (xs[i] - m));
+                            sum_dz_dev[ch] += fastmath::sum(&dev) as f64;
                         }
                     }
-                }
-            });
+                    (sum_dz, sum_dz_dev)
+                })
+            };
+            let parts: Vec<(Vec<f64>, Vec<f64>)> = match dx.as_mut() {
+                Some(dx) if img > 0 => dx
+                    .par_chunks_mut(per * img)
+                    .enumerate()
+                    .map(|(i, d)| part_sums(i * per, Some(d)))
+                    .collect(),
+                _ => (0..b.div_ceil(per)).into_par_iter().map(|i| part_sums(i * per, None)).collect(),
+            };
+            let (dz_parts, dev_parts): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
+            let (sum_dz, sum_dz_dev) = (sum_in_order(dz_parts, c), sum_in_order(dev_parts, c));
+            let inv: Vec<f32> = var.iter().map(|&v| 1.0 / (v + self.eps).sqrt()).collect();
+            for ch in 0..c {
+                dbeta[ch] = sum_dz[ch] as f32;
+                dgamma[ch] = (sum_dz_dev[ch] * inv[ch] as f64) as f32;
+            }
+            if let Some(dx) = dx.as_mut().filter(|_| img > 0) {
+                // dx = γ/σ · (dz − mean(dz) − x̂ · mean(dz · x̂)), x̂ = (x − μ)/σ.
+                let coef: Vec<(f32, f32, f32, f32)> = (0..c)
+                    .map(|ch| {
+                        let m_dz = (sum_dz[ch] / n as f64) as f32;
+                        let m_dzx = (sum_dz_dev[ch] * inv[ch] as f64 / n as f64) as f32;
+                        (gam[ch] * inv[ch], m_dz, mean[ch], inv[ch] * m_dzx)
+                    })
+                    .collect();
+                dx.par_chunks_mut(img).zip(xv.par_chunks(img)).for_each(|(dimg, ximg)| {
+                    fastmath::with_simd(|| {
+                        for (ch, (d, xs)) in dimg.chunks_exact_mut(l).zip(ximg.chunks_exact(l)).enumerate() {
+                            let (k, m_dz, m, slope) = coef[ch];
+                            (0..l).for_each(|i| d[i] = k * (d[i] - m_dz - (xs[i] - m) * slope));
+                        }
+                    })
+                });
+            }
         }
         let cpu = Device::Cpu;
         let param_shape = gamma.dims().to_vec();
@@ -847,11 +908,22 @@ mod tests {
     /// forward, statistics and all three gradients.
     #[test]
     fn batch_norm_matches_stock_ops() {
+        // Planes shorter and longer than the 16 summing lanes; the batch cut into 1, 2 and 3
+        // parts (one per thread of the pool).
+        for (threads, [b, c, h, w]) in
+            [(1, [3, 4, 5, 2]), (2, [3, 4, 5, 2]), (2, [5, 3, 6, 6]), (3, [5, 3, 6, 6])]
+        {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| batch_norm_case([b, c, h, w]));
+        }
+    }
+
+    fn batch_norm_case([b, c, h, w]: [usize; 4]) {
         for e in [Epilogue::Identity, Epilogue::Relu, Epilogue::LeakyRelu, Epilogue::Tanh] {
-            let x = Var::from_tensor(&randn(&[3, 4, 5, 2], 11).affine(3.0, 1.0).unwrap()).unwrap();
-            let gamma = Var::from_tensor(&randn(&[1, 4, 1, 1], 12).affine(1.0, 1.5).unwrap()).unwrap();
-            let beta = Var::from_tensor(&randn(&[1, 4, 1, 1], 13)).unwrap();
-            let up = randn(&[3, 4, 5, 2], 14);
+            let x = Var::from_tensor(&randn(&[b, c, h, w], 11).affine(3.0, 1.0).unwrap()).unwrap();
+            let gamma = Var::from_tensor(&randn(&[1, c, 1, 1], 12).affine(1.0, 1.5).unwrap()).unwrap();
+            let beta = Var::from_tensor(&randn(&[1, c, 1, 1], 13)).unwrap();
+            let up = randn(&[b, c, h, w], 14);
             let (ours, stats) = batch_norm_act(&x, &gamma, &beta, 1e-5, e).unwrap();
             let mean = x.mean_keepdim(0).unwrap().mean_keepdim(2).unwrap().mean_keepdim(3).unwrap();
             let centred = x.broadcast_sub(&mean).unwrap();
