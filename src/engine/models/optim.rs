@@ -37,7 +37,11 @@ pub struct Adam {
 pub fn grads_finite(params: &ParamSet, grads: &GradStore) -> bool {
     params.vars().all(|var| match grads.get(var.as_tensor()) {
         None => true,
-        Some(g) => with_f32(g, |s| s.iter().all(|v| v.is_finite())).unwrap_or(false),
+        // A gradient may be a strided view (candle stores the first gradient as it is).
+        Some(g) => {
+            let g = if g.is_contiguous() { Some(g.clone()) } else { g.contiguous().ok() };
+            g.and_then(|g| with_f32(&g, |s| s.iter().all(|v| v.is_finite()))).unwrap_or(false)
+        }
     })
 }
 
