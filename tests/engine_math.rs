@@ -109,3 +109,27 @@ fn fused_adam_matches_the_textbook_update() {
         }
     }
 }
+
+#[test]
+fn fused_adam_spread_over_a_pool_matches_the_textbook_update() {
+    // 90,000 values: the update splits into chunks over the pool's two threads.
+    let mut rng = StdRng::seed_from_u64(4);
+    let mut ps = ParamSet::default();
+    let w = ps.uniform("w".into(), &[300, 300], 1.0, &mut rng).unwrap();
+    let cfg = AdamConfig { lr: 0.01, beta1: 0.8, beta2: 0.95, eps: 1e-6 };
+    let mut adam = Adam::new(cfg, &ps);
+    let mut p_ref = vec1(&w);
+    let (mut m, mut v) = (vec![0.0; 90_000], vec![0.0; 90_000]);
+    let target = Tensor::ones((300, 300), candle_core::DType::F32, &Device::Cpu).unwrap();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    for step in 1..=3 {
+        let loss = (ps.params[0].1.as_tensor() - &target).unwrap().sqr().unwrap().sum_all().unwrap();
+        let grads = loss.backward().unwrap();
+        let g = vec1(grads.get(ps.params[0].1.as_tensor()).unwrap());
+        pool.install(|| adam.step(&ps, &grads)).unwrap();
+        adam_reference(&mut p_ref, &g, &mut m, &mut v, cfg, step);
+        let ours = vec1(ps.params[0].1.as_tensor());
+        let worst = ours.iter().zip(&p_ref).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(worst < 1e-6, "step {step}: largest difference {worst}");
+    }
+}

@@ -135,12 +135,36 @@ pub fn sum(v: &[f32]) -> f32 {
     total
 }
 
+/// Whether every value of `v` is finite (neither infinite nor NaN). The largest exponent field
+/// (an integer max, which vectorises; `all(is_finite)` stops early and ran one value at a time)
+/// is all ones exactly when some value is not finite. Call inside [`with_simd`].
+#[inline(always)]
+pub fn all_finite(v: &[f32]) -> bool {
+    const EXP: u32 = 0x7f80_0000;
+    v.chunks(4096).all(|c| c.iter().fold(0u32, |acc, x| acc.max(x.to_bits() & EXP)) != EXP)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn ulps(a: f32, b: f32) -> u32 {
         (a.to_bits() as i64 - b.to_bits() as i64).unsigned_abs() as u32
+    }
+
+    #[test]
+    fn all_finite_finds_any_infinity_or_nan() {
+        let mut v: Vec<f32> = (0..10_000).map(|i| (i as f32 - 5_000.0) * 1e34).collect();
+        v[17] = f32::MAX;
+        v[18] = -f32::MIN_POSITIVE / 2.0; // subnormal
+        assert!(with_simd(|| all_finite(&v)) && all_finite(&[]));
+        for bad in [f32::INFINITY, f32::NEG_INFINITY, f32::NAN, -f32::NAN] {
+            for at in [0, 4095, 4096, 9_999] {
+                let mut w = v.clone();
+                w[at] = bad;
+                assert!(!with_simd(|| all_finite(&w)), "{bad} at {at}");
+            }
+        }
     }
 
     #[test]
