@@ -27,7 +27,7 @@ use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::fastmath;
-use super::fused::{self, Epilogue, SideGrads};
+use super::fused::{self, gemm_into, Epilogue, SideGrads};
 
 /// Kernel size, stride and padding of a square convolution (no dilation, no groups).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -541,59 +541,6 @@ fn sum_parts(parts: Vec<(Vec<f32>, Vec<f32>)>) -> (Vec<f32>, Vec<f32>) {
         db.iter_mut().zip(&b).for_each(|(d, v)| *d += v);
     }
     (dw, db)
-}
-
-/// `dst = lhs · rhs`, or `dst += lhs · rhs` when `acc`: an `[m, n]` product over `k` into `dst`
-/// with row stride `dst_rs`, each operand given by its row and column strides, on `threads`.
-#[allow(clippy::too_many_arguments)]
-fn gemm_into(
-    (m, n, k): (usize, usize, usize),
-    dst: &mut [f32],
-    dst_rs: usize,
-    acc: bool,
-    lhs: &[f32],
-    (lhs_rs, lhs_cs): (usize, usize),
-    rhs: &[f32],
-    (rhs_rs, rhs_cs): (usize, usize),
-    threads: gemm::Parallelism,
-) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    assert!(dst_rs >= n && dst.len() >= (m - 1) * dst_rs + n, "gemm: destination too small");
-    if k == 0 {
-        if !acc {
-            dst.chunks_mut(dst_rs).take(m).for_each(|row| row[..n].fill(0.0));
-        }
-        return;
-    }
-    assert!(lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs, "gemm: left operand too small");
-    assert!(rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs, "gemm: right operand too small");
-    // SAFETY: the asserts keep every read inside `lhs` and `rhs` and every access to `dst`
-    // (row `i < m` at `i·dst_rs`, `n ≤ dst_rs` values) inside `dst`, which `&mut` holds alone.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            dst_rs as isize,
-            acc,
-            lhs.as_ptr(),
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs.as_ptr(),
-            rhs_cs as isize,
-            rhs_rs as isize,
-            if acc { 1.0 } else { 0.0 },
-            1.0,
-            false,
-            false,
-            false,
-            threads,
-        );
-    }
 }
 
 /// Copies `m` batch-major images `[m, R, L]` into the first `m·L` columns of the channel-major

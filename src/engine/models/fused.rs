@@ -16,6 +16,8 @@ use candle_core::backprop::GradStore;
 use candle_core::{
     bail, CpuStorage, CustomOp3, Device, Layout, Result, Shape, Storage, Tensor, TensorId, Var,
 };
+use std::mem::MaybeUninit;
+
 use gemm::Parallelism;
 use rayon::prelude::*;
 
@@ -250,24 +252,34 @@ pub(super) fn threads() -> Parallelism {
     }
 }
 
-/// `lhs · rhs` over `k` as a fresh row-major `[m, n]` buffer, each operand given by its row and
-/// column strides.
-pub(super) fn matmul(
+/// `dst = lhs · rhs`, or `dst += lhs · rhs` when `acc`: an `[m, n]` product over `k` into `dst`
+/// with row stride `dst_rs`, each operand given by its row and column strides, on `threads`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn gemm_into(
     (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    dst_rs: usize,
+    acc: bool,
     lhs: &[f32],
     (lhs_rs, lhs_cs): (usize, usize),
     rhs: &[f32],
     (rhs_rs, rhs_cs): (usize, usize),
-) -> Vec<f32> {
-    if m == 0 || n == 0 || k == 0 {
-        return vec![0f32; m * n];
+    threads: Parallelism,
+) {
+    if m == 0 || n == 0 {
+        return;
     }
-    assert!(lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs, "matmul: left operand too small");
-    assert!(rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs, "matmul: right operand too small");
-    let mut dst = Vec::<f32>::with_capacity(m * n);
-    // SAFETY: the asserts keep every read inside `lhs` and `rhs`; the kernel writes each of the
-    // `m · n` values of `dst`'s allocation exactly once and, with `read_dst = false`, never
-    // reads it, so every value is initialised before `set_len`.
+    assert!(dst_rs >= n && dst.len() >= (m - 1) * dst_rs + n, "gemm: destination too small");
+    if k == 0 {
+        if !acc {
+            dst.chunks_mut(dst_rs).take(m).for_each(|row| row[..n].fill(0.0));
+        }
+        return;
+    }
+    assert!(lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs, "gemm: left operand too small");
+    assert!(rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs, "gemm: right operand too small");
+    // SAFETY: the asserts keep every read inside `lhs` and `rhs` and every access to `dst`
+    // (row `i < m` at `i·dst_rs`, `n ≤ dst_rs` values) inside `dst`, which `&mut` holds alone.
     unsafe {
         gemm::gemm(
             m,
@@ -275,24 +287,80 @@ pub(super) fn matmul(
             k,
             dst.as_mut_ptr(),
             1,
-            n as isize,
-            false,
+            dst_rs as isize,
+            acc,
             lhs.as_ptr(),
             lhs_cs as isize,
             lhs_rs as isize,
             rhs.as_ptr(),
             rhs_cs as isize,
             rhs_rs as isize,
-            0.0,
+            if acc { 1.0 } else { 0.0 },
             1.0,
             false,
             false,
             false,
-            threads(),
+            threads,
         );
-        dst.set_len(m * n);
     }
-    dst
+}
+
+/// `dst = lhs · rhs` into fresh memory: the dense `[m, n]` destination (`m·n` values, row
+/// stride `n`) needs no zero fill, since gemm writes every value without reading any when it
+/// does not accumulate. Returns the now initialised values.
+fn gemm_fresh<'a>(
+    (m, n, k): (usize, usize, usize),
+    dst: &'a mut [MaybeUninit<f32>],
+    lhs: &[f32],
+    lhs_strides: (usize, usize),
+    rhs: &[f32],
+    rhs_strides: (usize, usize),
+    threads: Parallelism,
+) -> &'a mut [f32] {
+    assert_eq!(dst.len(), m * n, "gemm: destination of the wrong size");
+    if k == 0 {
+        dst.fill(MaybeUninit::new(0.0));
+    } else if m > 0 && n > 0 {
+        // SAFETY: `[f32]` and `[MaybeUninit<f32>]` have the same layout; gemm only writes
+        // through the view (no accumulation, so it reads no destination value).
+        let view = unsafe { &mut *(dst as *mut [MaybeUninit<f32>] as *mut [f32]) };
+        gemm_into((m, n, k), view, n, false, lhs, lhs_strides, rhs, rhs_strides, threads);
+    }
+    // SAFETY: every one of the `m·n` values was written above.
+    unsafe { &mut *(dst as *mut [MaybeUninit<f32>] as *mut [f32]) }
+}
+
+/// A vector of `len` values, all written by `fill` through [`gemm_fresh`] on the spare
+/// capacity (`fill` must write every value; it does when each chunk it is given goes through
+/// [`gemm_fresh`]).
+fn fresh_vec(len: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
+    let mut v = Vec::with_capacity(len);
+    fill(&mut v.spare_capacity_mut()[..len]);
+    // SAFETY: `fill` wrote all `len` values (its contract above).
+    unsafe { v.set_len(len) };
+    v
+}
+
+/// Below this many multiply-adds a fused linear layer runs on the calling thread (about 10 µs
+/// of gemm on one core; a rayon hand-over costs a few µs, more when the other thread sleeps).
+const LINEAR_PARALLEL_MIN: usize = 1 << 19;
+
+/// How many parts the `rows` of a fused linear layer of `macs` multiply-adds are cut into: one
+/// per thread of the pool, or one when the layer is small.
+fn linear_parts(rows: usize, macs: usize) -> usize {
+    if macs < LINEAR_PARALLEL_MIN {
+        return 1;
+    }
+    rayon::current_num_threads().clamp(1, rows.max(1))
+}
+
+/// Runs `work` on each item, over the pool when `parallel`.
+fn for_each_maybe_par<T: Send>(items: Vec<T>, parallel: bool, work: impl Fn(T) + Sync + Send) {
+    if parallel {
+        items.into_par_iter().for_each(work);
+    } else {
+        items.into_iter().for_each(work);
+    }
 }
 
 impl CustomOp3 for LinearOp {
@@ -316,14 +384,27 @@ impl CustomOp3 for LinearOp {
             bail!("fused linear: x [{rows}, {fan_in}], w [{fan_out}, {w_in}], b [{b_len}] do not fit")
         }
         let (x, w, b) = (f32s(xs, xl, "x")?, f32s(ws, wl, "w")?, f32s(bs, bl, "b")?);
-        // y = x · wᵀ: wᵀ[k, n] = w[n, k], so its row stride is 1 and its column stride `in`.
-        let mut y = matmul((rows, fan_out, fan_in), x, (fan_in, 1), w, (1, fan_in));
+        // Rows cut into one part per thread, each part's product single-threaded and followed by
+        // its bias and activation: one hand-over per layer instead of gemm's own splitting
+        // followed by a serial epilogue.
+        let parts = linear_parts(rows, rows * fan_in * fan_out);
+        let per = rows.div_ceil(parts).max(1);
+        let threads = if parts > 1 { Parallelism::None } else { threads() };
         let e = self.epilogue;
-        fastmath::with_simd(|| {
-            for row in y.chunks_exact_mut(fan_out.max(1)) {
-                row.iter_mut().zip(b).for_each(|(v, &bias)| *v += bias);
-                e.map_in_place(row, |v| v);
-            }
+        let y = fresh_vec(rows * fan_out, |y| {
+            let chunks: Vec<_> = y.chunks_mut((per * fan_out).max(1)).enumerate().collect();
+            for_each_maybe_par(chunks, parts > 1, |(i, yc)| {
+                let r = yc.len() / fan_out.max(1);
+                // y = x · wᵀ: wᵀ[k, n] = w[n, k], so its row stride is 1 and its column stride `in`.
+                let xc = &x[i * per * fan_in..][..r * fan_in];
+                let yc = gemm_fresh((r, fan_out, fan_in), yc, xc, (fan_in, 1), w, (1, fan_in), threads);
+                fastmath::with_simd(|| {
+                    for row in yc.chunks_exact_mut(fan_out.max(1)) {
+                        row.iter_mut().zip(b).for_each(|(v, &bias)| *v += bias);
+                        e.map_in_place(row, |v| v);
+                    }
+                });
+            });
         });
         Ok((CpuStorage::F32(y), Shape::from((rows, fan_out))))
     }
@@ -340,39 +421,89 @@ impl CustomOp3 for LinearOp {
         let fan_out = w.dim(0)?;
         let grad = grad.contiguous()?;
 
-        // g = dL/d(pre-activation), and the bias gradient (its column sums) in the same pass.
+        // Rows cut into parts as in the forward pass.
+        let parts = linear_parts(rows, rows * fan_in * fan_out);
+        let (par, per) = (parts > 1, rows.div_ceil(parts).max(1));
+        let threads = if par { Parallelism::None } else { threads() };
+
+        // g = dL/d(pre-activation), and the bias gradient (its column sums) in the same pass,
+        // per part; the parts' sums are added in part order.
         let e = self.epilogue;
         let cols = fan_out.max(1);
         let mut g = vec![0f32; rows * fan_out];
-        let mut db = vec![0f32; fan_out];
-        {
+        let db = {
             let (gs, gl) = grad.storage_and_layout();
             let (ys, yl) = y.storage_and_layout();
             let (Storage::Cpu(gs), Storage::Cpu(ys)) = (&*gs, &*ys) else { bail!("fused linear: CPU only") };
             let (gy, yv) = (f32s(gs, gl, "grad")?, f32s(ys, yl, "y")?);
-            fastmath::with_simd(|| {
-                for ((g, gy), yv) in
-                    g.chunks_exact_mut(cols).zip(gy.chunks_exact(cols)).zip(yv.chunks_exact(cols))
-                {
-                    e.grad_into(g, yv, gy);
-                    db.iter_mut().zip(g.iter()).for_each(|(d, &g)| *d += g);
-                }
-            });
-        }
+            let part = |((g, gy), yv): ((&mut [f32], &[f32]), &[f32])| {
+                let mut db = vec![0f32; fan_out];
+                fastmath::with_simd(|| {
+                    for ((g, gy), yv) in
+                        g.chunks_exact_mut(cols).zip(gy.chunks_exact(cols)).zip(yv.chunks_exact(cols))
+                    {
+                        e.grad_into(g, yv, gy);
+                        db.iter_mut().zip(g.iter()).for_each(|(d, &g)| *d += g);
+                    }
+                });
+                db
+            };
+            let chunk = per * cols;
+            let dbs: Vec<Vec<f32>> = if par {
+                g.par_chunks_mut(chunk)
+                    .zip(gy.par_chunks(chunk))
+                    .zip(yv.par_chunks(chunk))
+                    .map(part)
+                    .collect()
+            } else {
+                vec![part(((&mut g[..], gy), yv))]
+            };
+            let mut dbs = dbs.into_iter();
+            let mut db = dbs.next().unwrap_or_else(|| vec![0f32; fan_out]);
+            for d in dbs {
+                db.iter_mut().zip(&d).for_each(|(t, v)| *t += v);
+            }
+            db
+        };
 
-        let (dw, dx) = {
+        // dW [out, in] = gᵀ · x (unless the layer is frozen) and dx [B, in] = g · w (only when
+        // something upstream needs it): the same work each. At N threads they run side by side,
+        // each cut into N/2 parts (dW by output rows, dx by batch rows: no sums to merge).
+        let want_dw = !SideGrads::is_frozen(self.sink.as_ref());
+        let want_dx = x.track_op();
+        let mut dx = Vec::new();
+        let dw = {
             let (xs, xl) = x.storage_and_layout();
             let (ws, wl) = w.storage_and_layout();
             let (Storage::Cpu(xs), Storage::Cpu(ws)) = (&*xs, &*ws) else { bail!("fused linear: CPU only") };
             let (xv, wv) = (f32s(xs, xl, "x")?, f32s(ws, wl, "w")?);
-            // dW [out, in] = gᵀ · x: gᵀ[o, r] = g[r, o] (row stride 1, column stride `out`),
-            // unless the layer is frozen.
-            let frozen = SideGrads::is_frozen(self.sink.as_ref());
-            let dw = (!frozen).then(|| matmul((fan_out, fan_in, rows), &g, (1, fan_out), xv, (fan_in, 1)));
-            // dx [B, in] = g · w, only when something upstream needs it.
-            let dx = x.track_op().then(|| matmul((rows, fan_in, fan_out), &g, (fan_out, 1), wv, (fan_in, 1)));
-            (dw, dx)
+            let split = if want_dw && want_dx { (parts / 2).max(1) } else { parts };
+            let (per_o, per_r) = (fan_out.div_ceil(split).max(1), rows.div_ceil(split).max(1));
+            let (dw_len, dx_len) =
+                (if want_dw { fan_out * fan_in } else { 0 }, if want_dx { rows * fan_in } else { 0 });
+            fresh_vec(dw_len, |dw| {
+                dx = fresh_vec(dx_len, |dx| {
+                    // (is dW, first output row or batch row, destination)
+                    let mut tasks: Vec<(bool, usize, &mut [MaybeUninit<f32>])> = Vec::new();
+                    let row = fan_in.max(1);
+                    tasks.extend(dw.chunks_mut(per_o * row).enumerate().map(|(i, d)| (true, i * per_o, d)));
+                    tasks.extend(dx.chunks_mut(per_r * row).enumerate().map(|(i, d)| (false, i * per_r, d)));
+                    for_each_maybe_par(tasks, par, |(is_dw, first, dst)| {
+                        let n = dst.len() / row;
+                        if is_dw {
+                            // gᵀ[o, r] = g[r, o]: row stride 1, column stride `out`.
+                            let gt = &g[first..];
+                            gemm_fresh((n, fan_in, rows), dst, gt, (1, fan_out), xv, (fan_in, 1), threads);
+                        } else {
+                            let gr = &g[first * fan_out..];
+                            gemm_fresh((n, fan_in, fan_out), dst, gr, (fan_out, 1), wv, (fan_in, 1), threads);
+                        }
+                    });
+                });
+            })
         };
+        let dw = want_dw.then_some(dw);
+        let dx = want_dx.then_some(dx);
 
         let sink = self.sink.as_ref();
         let (dw, db) = match dw {
@@ -816,6 +947,49 @@ mod tests {
                 for (v, name) in [(&x, "x"), (&w, "w"), (&b, "b")] {
                     let (a, c) = (g1.get(v).unwrap(), g2.get(v).unwrap());
                     assert!(max_diff(a, c) < 1e-4, "{e:?} {rows}x{fan_in}x{fan_out}: grad {name}");
+                }
+            }
+        }
+    }
+
+    /// Layers large enough to be cut into parts over a pool (2 and 3 threads, uneven parts)
+    /// give the stock ops' values and gradients, with and without the input gradient.
+    #[test]
+    fn layers_cut_over_a_pool_match_stock_ops() {
+        for threads in [2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            for (rows, fan_in, fan_out) in [(129, 96, 80), (100, 70, 91)] {
+                assert!(linear_parts(rows, rows * fan_in * fan_out) == 1 || threads > 1);
+                for x_var in [true, false] {
+                    let xt = randn(&[rows, fan_in], 1);
+                    let xv = Var::from_tensor(&xt).unwrap();
+                    let x = if x_var { xv.as_tensor().clone() } else { xt };
+                    let w = Var::from_tensor(&randn(&[fan_out, fan_in], 2)).unwrap();
+                    let b = Var::from_tensor(&randn(&[fan_out], 3)).unwrap();
+                    let up = randn(&[rows, fan_out], 4);
+                    let (ours, g1) = pool.install(|| {
+                        assert_eq!(linear_parts(rows, rows * fan_in * fan_out), threads);
+                        let y = linear(&x, &w, &b, Epilogue::LeakyRelu, None).unwrap();
+                        let g = (&y * &up).unwrap().sum_all().unwrap().backward().unwrap();
+                        (y, g)
+                    });
+                    let theirs = stock(&x, &w, &b, Epilogue::LeakyRelu);
+                    let g2 = (&theirs * &up).unwrap().sum_all().unwrap().backward().unwrap();
+                    let what = format!("{threads} threads, {rows}x{fan_in}x{fan_out}, x variable: {x_var}");
+                    assert!(max_diff(&ours, &theirs) < 1e-4, "{what}: forward");
+                    for (v, name) in [(&w, "w"), (&b, "b")] {
+                        assert!(
+                            max_diff(g1.get(v).unwrap(), g2.get(v).unwrap()) < 1e-3,
+                            "{what}: grad {name}"
+                        );
+                    }
+                    match x_var {
+                        true => assert!(
+                            max_diff(g1.get(&xv).unwrap(), g2.get(&xv).unwrap()) < 1e-3,
+                            "{what}: grad x"
+                        ),
+                        false => assert!(g1.get(&xv).is_none()),
+                    }
                 }
             }
         }
