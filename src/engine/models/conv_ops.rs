@@ -48,15 +48,6 @@ impl Geometry {
         }
         Ok((n + 2 * self.pad - self.kernel) / self.stride + 1)
     }
-
-    /// The output positions `lo..hi` along a side whose input index `o·s + j − p` (for kernel
-    /// offset `j`) lands inside `0..n`; the others read padding.
-    fn valid(&self, j: usize, n: usize, out: usize) -> (usize, usize) {
-        let (s, p) = (self.stride, self.pad);
-        let lo = if p > j { (p - j).div_ceil(s) } else { 0 };
-        let hi = if n + p > j { ((n + p - j - 1) / s + 1).min(out) } else { 0 };
-        (lo.min(hi), hi)
-    }
 }
 
 /// Below this many column values an op runs on the calling thread.
@@ -66,37 +57,113 @@ fn parallel(work: usize) -> bool {
     work >= PARALLEL_MIN && rayon::current_num_threads() > 1
 }
 
-/// `dst[t] = src[t·s]` for every `t` in `dst` (`src` holds them all). Index loops over slices
-/// cut to length, with the stride a constant for 1 and 2, so that the bounds checks go: the
-/// `step_by` iterators ran a scalar loop with per-element index arithmetic (most of im2col's
-/// time). conv_vae +1.4%, mnist_dcgan +4% (1 thread, medians of the best step of 6 runs).
-#[inline(always)]
-fn gather<T: Copy>(dst: &mut [T], src: &[T], s: usize) {
-    let n = dst.len();
-    if n == 0 {
-        return;
-    }
-    let src = &src[..(n - 1) * s + 1];
-    match s {
-        1 => dst.copy_from_slice(src),
-        2 => (0..n).for_each(|t| dst[t] = src[2 * t]),
-        _ => (0..n).for_each(|t| dst[t] = src[t * s]),
+/// The element types of the rearrangements. Their gathers read `src[idx[n]]` for each `n`,
+/// zero where `idx[n] < 0`, and set or add it into `dst[n]`.
+trait Elem: Copy + Default + std::ops::AddAssign + Send + Sync + 'static {
+    /// # Safety
+    /// Every non-negative index is below `src.len()`, and `idx` is at least as long as `dst`.
+    #[inline(always)]
+    unsafe fn gather(dst: &mut [Self], src: &[Self], idx: &[i32], add: bool) {
+        for (d, &i) in dst.iter_mut().zip(idx) {
+            // SAFETY: the caller's promise; index 0 is in range when any index is.
+            let v = if i >= 0 { unsafe { *src.get_unchecked(i as usize) } } else { Self::default() };
+            if add {
+                *d += v;
+            } else {
+                *d = v;
+            }
+        }
     }
 }
 
-/// `dst[t·s] += src[t]` for every `t` in `src` (`dst` holds them all); the adjoint of [`gather`].
-#[inline(always)]
-fn scatter_add<T: Copy + std::ops::AddAssign>(dst: &mut [T], src: &[T], s: usize) {
-    let n = src.len();
-    if n == 0 {
-        return;
+impl Elem for f64 {}
+
+impl Elem for f32 {
+    #[inline(always)]
+    unsafe fn gather(dst: &mut [f32], src: &[f32], idx: &[i32], add: bool) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F; the caller's promise covers the indices.
+            return unsafe { gather_avx512(dst, src, idx, add) };
+        }
+        for (d, &i) in dst.iter_mut().zip(idx) {
+            // SAFETY: the caller's promise.
+            let v = if i >= 0 { unsafe { *src.get_unchecked(i as usize) } } else { 0.0 };
+            if add {
+                *d += v;
+            } else {
+                *d = v;
+            }
+        }
     }
-    let dst = &mut dst[..(n - 1) * s + 1];
-    match s {
-        1 => (0..n).for_each(|t| dst[t] += src[t]),
-        2 => (0..n).for_each(|t| dst[2 * t] += src[t]),
-        _ => (0..n).for_each(|t| dst[t * s] += src[t]),
+}
+
+/// [`Elem::gather`] for f32, sixteen lanes at a time with AVX-512 gathers (masked: negative
+/// indices and the tail read nothing). The per-element loop did not vectorise; short rows of
+/// 7–14 copies had made im2col and col2im ~30% of a conv_vae step.
+///
+/// # Safety
+/// The CPU has AVX-512F; every non-negative index is below `src.len()`; `idx.len() ≥ dst.len()`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn gather_avx512(dst: &mut [f32], src: &[f32], idx: &[i32], add: bool) {
+    use std::arch::x86_64::*;
+    let n = dst.len();
+    let zero = _mm512_setzero_si512();
+    let mut at = 0;
+    while at < n {
+        let lanes: __mmask16 = if n - at >= 16 { 0xffff } else { (1u16 << (n - at)) - 1 };
+        // SAFETY: the masked lanes stay inside `idx[at..n]` and `dst[at..n]`; the gather reads
+        // only lanes with a non-negative index, each below `src.len()`.
+        unsafe {
+            let ix = _mm512_maskz_loadu_epi32(lanes, idx.as_ptr().add(at));
+            let valid = lanes & _mm512_cmpge_epi32_mask(ix, zero);
+            let v = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), valid, ix, src.as_ptr());
+            let out = dst.as_mut_ptr().add(at);
+            let v = if add { _mm512_add_ps(_mm512_maskz_loadu_ps(lanes, out), v) } else { v };
+            _mm512_mask_storeu_ps(out, lanes, v);
+        }
+        at += 16;
     }
+}
+
+/// `dst[n] = src[idx[n]]` through a fixed table of indices, all checked once against the
+/// length of the sources it will be used with, so that the loop runs without bounds checks
+/// ([`Elem::gather`]). A negative index reads as zero.
+struct Gather {
+    idx: Vec<i32>,
+    /// Every source must hold at least this many values.
+    src_len: usize,
+}
+
+impl Gather {
+    fn new(idx: Vec<i32>, src_len: usize) -> Self {
+        assert!(idx.iter().all(|&i| i < 0 || (i as usize) < src_len), "gather: index out of range");
+        Self { idx, src_len }
+    }
+
+    /// `dst[n] = src[idx[from + n]]` (zero for a negative index) for every `n` in `dst`.
+    #[inline(always)]
+    fn set<T: Elem>(&self, dst: &mut [T], src: &[T], from: usize) {
+        assert!(src.len() >= self.src_len, "gather: source too short");
+        let idx = &self.idx[from..][..dst.len()];
+        // SAFETY: `new` checked every index below `src_len` ≤ `src.len()`.
+        unsafe { T::gather(dst, src, idx, false) }
+    }
+
+    /// `dst[n] += src[idx[from + n]]` (nothing for a negative index) for every `n` in `dst`.
+    #[inline(always)]
+    fn add<T: Elem>(&self, dst: &mut [T], src: &[T], from: usize) {
+        assert!(src.len() >= self.src_len, "gather: source too short");
+        let idx = &self.idx[from..][..dst.len()];
+        // SAFETY: as in `set`.
+        unsafe { T::gather(dst, src, idx, true) }
+    }
+}
+
+/// An index that fits the gather tables' `i32`, or an error naming the op.
+fn table_index(i: usize, op: &str) -> Result<i32> {
+    i32::try_from(i).or_else(|_| bail!("{op}: input too large"))
 }
 
 /// im2col: `x [B, C, H, W]` → columns `[C·k·k, B·L]` (`L = Hout·Wout`): row `c·k·k + i·k + j`,
@@ -116,7 +183,7 @@ pub struct Fold {
     pub size: (usize, usize),
 }
 
-fn unfold_cpu<T: Copy + Default + Send + Sync>(
+fn unfold_cpu<T: Elem>(
     x: &[T],
     (b, c, h, w): (usize, usize, usize, usize),
     g: Geometry,
@@ -135,9 +202,11 @@ fn unfold_cpu<T: Copy + Default + Send + Sync>(
 /// every one of those values is written, padding included. With `split`, large inputs spread
 /// over the rayon pool.
 ///
-/// Each input plane is first copied into its tap grids ([`TapGrids`]), so that each of the k·k
-/// rows of an image is then one contiguous copy of `L` values.
-fn unfold_into<T: Copy + Default + Send + Sync>(
+/// Each input plane is copied into a zero-bordered `(H + 2p) × (W + 2p)` plane, from which a
+/// table gathers each kernel offset's `L` values: one vectorised pass per row of columns.
+/// (Per-row copies of `Wout` values, 7 or 14 on the presets, had made im2col and col2im ~30%
+/// of a conv_vae step.)
+fn unfold_into<T: Elem>(
     x: &[T],
     (b, c, h, w): (usize, usize, usize, usize),
     g: Geometry,
@@ -145,114 +214,54 @@ fn unfold_into<T: Copy + Default + Send + Sync>(
     ld: usize,
     split: bool,
 ) -> Result<()> {
-    let t = TapGrids::new(g, h, w)?;
-    let (k, l, kk) = (g.kernel, t.ho * t.wo, g.kernel * g.kernel);
+    let Geometry { kernel: k, stride: s, pad: p } = g;
+    let (ho, wo) = (g.out_len(h)?, g.out_len(w)?);
+    let (l, kk) = (ho * wo, k * k);
     if b * l == 0 || c * kk == 0 {
         return Ok(());
     }
     if ld < b * l || dst.len() < c * kk * ld || x.len() < b * c * h * w {
         bail!("unfold: buffers too small for {b} images of {c}×{h}×{w}")
     }
-    // The k·k rows of channel `ci`.
-    let channel = |ci: usize, out: &mut [T], grids: &mut Vec<T>| {
-        grids.clear();
-        grids.resize(t.len(), T::default()); // the padding stays 0
-        for bi in 0..b {
-            t.fill(grids, &x[(bi * c + ci) * h * w..][..h * w]);
-            for i in 0..k {
-                for j in 0..k {
-                    out[(i * k + j) * ld + bi * l..][..l].copy_from_slice(&grids[t.tap(i, j)..][..l]);
+    // Kernel offset (i, j), output (o_h, o_w) reads padded pixel (o_h·s + i, o_w·s + j); the
+    // output size guarantees (Hout − 1)·s + k ≤ H + 2p.
+    let wp = w + 2 * p;
+    let plane = (h + 2 * p) * wp;
+    let mut idx = Vec::with_capacity(kk * l);
+    for i in 0..k {
+        for j in 0..k {
+            for oh in 0..ho {
+                for ow in 0..wo {
+                    idx.push(table_index((oh * s + i) * wp + ow * s + j, "unfold")?);
                 }
+            }
+        }
+    }
+    let table = Gather::new(idx, plane);
+    // The k·k rows of channel `ci`; `padded` keeps its zero border between planes.
+    let channel = |ci: usize, out: &mut [T], padded: &mut Vec<T>| {
+        padded.resize(plane, T::default());
+        for bi in 0..b {
+            let src = &x[(bi * c + ci) * h * w..][..h * w];
+            for (r, row) in src.chunks_exact(w.max(1)).enumerate() {
+                padded[(r + p) * wp + p..][..w].copy_from_slice(row);
+            }
+            for t in 0..kk {
+                table.set(&mut out[t * ld + bi * l..][..l], padded, t * l);
             }
         }
     };
     let dst = &mut dst[..c * kk * ld];
     if split && parallel(c * kk * b * l) && c > 1 {
-        dst.par_chunks_mut(kk * ld).enumerate().for_each_init(Vec::new, |gr, (ci, out)| channel(ci, out, gr));
+        dst.par_chunks_mut(kk * ld).enumerate().for_each_init(Vec::new, |pd, (ci, out)| channel(ci, out, pd));
     } else {
-        let mut gr = Vec::new();
-        dst.chunks_mut(kk * ld).enumerate().for_each(|(ci, out)| channel(ci, out, &mut gr));
+        let mut pd = Vec::new();
+        dst.chunks_mut(kk * ld).enumerate().for_each(|(ci, out)| channel(ci, out, &mut pd));
     }
     Ok(())
 }
 
-/// An input plane rearranged so that each kernel offset's `[Hout, Wout]` block of columns is
-/// contiguous: grid `(a, j)` (row phase `a < s`, column offset `j < k`) is an `[Hq, Wout]`
-/// matrix, `Hq = Hout + (k − 1) / s`, whose value `(r, o)` is pixel `(r·s + a − p, o·s + j − p)`
-/// (zero in the padding). Kernel offset `(i, j)` reads rows `i / s ..` of grid `(i mod s, j)`.
-#[derive(Clone, Copy)]
-struct TapGrids {
-    g: Geometry,
-    h: usize,
-    w: usize,
-    ho: usize,
-    wo: usize,
-    hq: usize,
-}
-
-impl TapGrids {
-    fn new(g: Geometry, h: usize, w: usize) -> Result<Self> {
-        let (ho, wo) = (g.out_len(h)?, g.out_len(w)?);
-        Ok(Self { g, h, w, ho, wo, hq: ho + (g.kernel - 1) / g.stride })
-    }
-
-    fn len(&self) -> usize {
-        self.g.stride * self.g.kernel * self.hq * self.wo
-    }
-
-    /// Start of grid `(a, j)`.
-    fn grid(&self, a: usize, j: usize) -> usize {
-        (a * self.g.kernel + j) * self.hq * self.wo
-    }
-
-    /// Start of kernel offset `(i, j)`'s `[Hout, Wout]` block.
-    fn tap(&self, i: usize, j: usize) -> usize {
-        self.grid(i % self.g.stride, j) + i / self.g.stride * self.wo
-    }
-
-    /// Copies the pixels of `plane` `[h, w]` into `grids`, whose padding positions stay as
-    /// they are.
-    fn fill<T: Copy>(&self, grids: &mut [T], plane: &[T]) {
-        let (Geometry { kernel: k, stride: s, pad: p }, w, wo) = (self.g, self.w, self.wo);
-        for a in 0..s {
-            let (r_lo, r_hi) = self.g.valid(a, self.h, self.hq);
-            for j in 0..k {
-                let (lo, hi) = self.g.valid(j, w, wo);
-                if lo >= hi {
-                    continue;
-                }
-                let base = self.grid(a, j);
-                for r in r_lo..r_hi {
-                    let src = &plane[(r * s + a - p) * w + lo * s + j - p..];
-                    gather(&mut grids[base + r * wo + lo..base + r * wo + hi], src, s);
-                }
-            }
-        }
-    }
-
-    /// Writes over `plane` `[h, w]` the sum, for each pixel, of the grid values that are copies
-    /// of it (the adjoint of [`TapGrids::fill`]).
-    fn sum_into<T: Copy + Default + std::ops::AddAssign>(&self, plane: &mut [T], grids: &[T]) {
-        let (Geometry { kernel: k, stride: s, pad: p }, w, wo) = (self.g, self.w, self.wo);
-        for (ih, row) in plane.chunks_exact_mut(w).enumerate() {
-            row.fill(T::default());
-            let (a, r) = ((ih + p) % s, (ih + p) / s);
-            if r >= self.hq {
-                continue;
-            }
-            for j in 0..k {
-                let (lo, hi) = self.g.valid(j, w, wo);
-                if lo >= hi {
-                    continue;
-                }
-                let src = &grids[self.grid(a, j) + r * wo..][lo..hi];
-                scatter_add(&mut row[lo * s + j - p..], src, s);
-            }
-        }
-    }
-}
-
-fn fold_cpu<T: Copy + Default + std::ops::AddAssign + Send + Sync>(
+fn fold_cpu<T: Elem>(
     cols: &[T],
     dims: &[usize],
     g: Geometry,
@@ -276,10 +285,11 @@ fn fold_cpu<T: Copy + Default + std::ops::AddAssign + Send + Sync>(
 }
 
 /// col2im: the columns of `b` images (row `r` at `cols[r·ld..][..b·L]`) summed onto their pixels,
-/// written over `dst` `[b, c, h, w]` (see [`Fold`]). The mirror of [`unfold_into`]: each row is
-/// added into the tap grids as one contiguous run, then the grids are summed onto the plane.
+/// written over `dst` `[b, c, h, w]` (see [`Fold`]). The mirror of [`unfold_into`]: each pixel
+/// gathers the at most ⌈k/s⌉² column values that are copies of it, through a table of one
+/// slot per possible source (negative where a slot has none), slot by slot over the plane.
 /// With `split`, large outputs spread over the rayon pool.
-fn fold_into<T: Copy + Default + std::ops::AddAssign + Send + Sync>(
+fn fold_into<T: Elem>(
     cols: &[T],
     ld: usize,
     (b, c, h, w): (usize, usize, usize, usize),
@@ -287,39 +297,65 @@ fn fold_into<T: Copy + Default + std::ops::AddAssign + Send + Sync>(
     dst: &mut [T],
     split: bool,
 ) -> Result<()> {
-    let t = TapGrids::new(g, h, w)?;
-    let (k, l, kk) = (g.kernel, t.ho * t.wo, g.kernel * g.kernel);
-    if b * c * h * w == 0 {
+    let Geometry { kernel: k, stride: s, pad: p } = g;
+    let (ho, wo) = (g.out_len(h)?, g.out_len(w)?);
+    let (l, kk, hw) = (ho * wo, k * k, h * w);
+    if b * c * hw == 0 {
         return Ok(());
     }
-    if ld < b * l || cols.len() < (c * kk - 1) * ld + b * l || dst.len() < b * c * h * w {
+    if ld < b * l || cols.len() < (c * kk - 1) * ld + b * l || dst.len() < b * c * hw {
         bail!("fold: buffers too small for {b} images of {c}×{h}×{w}")
     }
-    let plane = |idx: usize, out: &mut [T], grids: &mut Vec<T>| {
-        let (bi, ci) = (idx / c, idx % c);
-        grids.clear();
-        grids.resize(t.len(), T::default());
-        for i in 0..k {
-            for j in 0..k {
-                let src = &cols[(ci * kk + i * k + j) * ld + bi * l..][..l];
-                for (d, &v) in grids[t.tap(i, j)..][..l].iter_mut().zip(src) {
-                    *d += v;
+    // The kernel offsets along a side of `n` inputs whose output `(y + p − i) / s` lands on
+    // pixel `y`: i ≡ (y + p) mod s, at most ⌈k/s⌉ of them.
+    let reach = k.div_ceil(s);
+    let taps = |y: usize, n_out: usize| -> Vec<Option<(usize, usize)>> {
+        (0..reach)
+            .map(|u| {
+                let i = (y + p) % s + u * s;
+                let o = (i < k && y + p >= i).then(|| (y + p - i) / s).filter(|&o| o < n_out);
+                o.map(|o| (i, o))
+            })
+            .collect()
+    };
+    // Slot (u, v) of pixel (y, x): column value of kernel offset (i, j), output (o_h, o_w),
+    // at `(i·k + j)·ld + o_h·Wout + o_w` from the image's first column of the channel.
+    let slots = reach * reach;
+    let mut idx = vec![-1i32; slots * hw];
+    for y in 0..h {
+        let rows = taps(y, ho);
+        for xw in 0..w {
+            let cols_x = taps(xw, wo);
+            for (u, r) in rows.iter().enumerate() {
+                for (v, c) in cols_x.iter().enumerate() {
+                    if let (Some((i, oh)), Some((j, ow))) = (r, c) {
+                        idx[(u * reach + v) * hw + y * w + xw] =
+                            table_index((i * k + j) * ld + oh * wo + ow, "fold")?;
+                    }
                 }
             }
         }
-        t.sum_into(out, grids);
+    }
+    let span = (kk - 1) * ld + l;
+    let table = Gather::new(idx, span);
+    let plane = |n: usize, out: &mut [T]| {
+        let (bi, ci) = (n / c, n % c);
+        let src = &cols[ci * kk * ld + bi * l..][..span];
+        table.set(out, src, 0);
+        for slot in 1..slots {
+            table.add(out, src, slot * hw);
+        }
     };
-    let dst = &mut dst[..b * c * h * w];
+    let dst = &mut dst[..b * c * hw];
     if split && parallel(c * kk * b * l) {
         let per_task = PARALLEL_MIN.div_ceil(kk * l).max(1);
-        dst.par_chunks_mut(per_task * h * w).enumerate().for_each_init(Vec::new, |gr, (n, outs)| {
-            for (i, out) in outs.chunks_exact_mut(h * w).enumerate() {
-                plane(n * per_task + i, out, gr);
+        dst.par_chunks_mut(per_task * hw).enumerate().for_each(|(n, outs)| {
+            for (i, out) in outs.chunks_exact_mut(hw).enumerate() {
+                plane(n * per_task + i, out);
             }
         });
     } else {
-        let mut gr = Vec::new();
-        dst.chunks_exact_mut(h * w).enumerate().for_each(|(idx, out)| plane(idx, out, &mut gr));
+        dst.chunks_exact_mut(hw).enumerate().for_each(|(n, out)| plane(n, out));
     }
     Ok(())
 }
@@ -986,18 +1022,23 @@ mod tests {
         case([2, 2, 3, 6, 6, 3, 2, 0]),
     ];
 
+    /// The f64 rearrangements (the portable gather loop) and the f32 ones (AVX-512 gathers
+    /// where the CPU has them) agree on every test geometry.
     #[test]
-    fn geometry_valid_ranges_match_brute_force() {
-        for (k, s, p, n) in
-            [(4, 2, 1, 7), (4, 2, 1, 28), (3, 1, 1, 5), (3, 2, 0, 6), (5, 3, 2, 9), (4, 2, 3, 4)]
-        {
+    fn f32_and_f64_rearrangements_agree() {
+        let mut rng = StdRng::seed_from_u64(6);
+        for case in CASES {
+            let Case { batch: b, cin: c, h, w, k, s, p, .. } = case;
             let g = Geometry { kernel: k, stride: s, pad: p };
-            let out = g.out_len(n).unwrap();
-            for j in 0..k {
-                let inside: Vec<usize> = (0..out).filter(|o| (o * s + j) >= p && o * s + j - p < n).collect();
-                let (lo, hi) = g.valid(j, n, out);
-                assert_eq!((lo..hi).collect::<Vec<_>>(), inside, "k {k} s {s} p {p} n {n} j {j}");
-            }
+            let x32: Vec<f32> = (0..b * c * h * w).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let x64: Vec<f64> = x32.iter().map(|&v| v as f64).collect();
+            let (u32s, shape) = unfold_cpu(&x32, (b, c, h, w), g).unwrap();
+            let (u64s, _) = unfold_cpu(&x64, (b, c, h, w), g).unwrap();
+            assert!(u32s.iter().zip(&u64s).all(|(&a, &b)| a as f64 == b), "unfold, {case:?}");
+            let (f32s, _) = fold_cpu(&u32s, shape.dims(), g, (h, w)).unwrap();
+            let (f64s, _) = fold_cpu(&u64s, shape.dims(), g, (h, w)).unwrap();
+            let worst = f32s.iter().zip(&f64s).map(|(&a, &b)| (a as f64 - b).abs()).fold(0.0, f64::max);
+            assert!(worst < 1e-5, "fold, {case:?}: {worst}");
         }
     }
 
