@@ -354,6 +354,15 @@ fn linear_parts(rows: usize, macs: usize) -> usize {
     rayon::current_num_threads().clamp(1, rows.max(1))
 }
 
+/// How many parts the rows of a row loss over `rows × cols` values are cut into: one per
+/// thread of the pool, or one below 32 K values.
+fn row_loss_parts(rows: usize, cols: usize) -> usize {
+    if rows * cols < 1 << 15 {
+        return 1;
+    }
+    rayon::current_num_threads().clamp(1, rows.max(1))
+}
+
 /// Runs `work` on each item, over the pool when `parallel`.
 fn for_each_maybe_par<T: Send>(items: Vec<T>, parallel: bool, work: impl Fn(T) + Sync + Send) {
     if parallel {
@@ -609,23 +618,27 @@ impl candle_core::CustomOp2 for RowLossOp {
             bail!("row loss: logits {:?} and targets {:?} differ in shape", ll.dims(), xl.dims())
         }
         let (l, x) = (f32s(ls, ll, "logits")?, f32s(xs, xl, "targets")?);
-        let out = if cols == 0 {
-            vec![0f32; rows]
-        } else {
-            let mut terms = vec![0f32; cols];
-            let mut out = vec![0f32; rows];
-            fastmath::with_simd(
-                #[inline(always)]
-                || {
-                    for (r, o) in out.iter_mut().enumerate() {
-                        let span = r * cols..(r + 1) * cols;
-                        self.values(&l[span.clone()], &x[span], &mut terms);
-                        *o = fastmath::sum(&terms);
-                    }
-                },
-            );
-            out
-        };
+        let mut out = vec![0f32; rows];
+        if cols > 0 {
+            // Rows are independent: one part per thread when the batch is large.
+            let per = rows.div_ceil(row_loss_parts(rows, cols)).max(1);
+            let part = |(p, out): (usize, &mut [f32])| {
+                let mut terms = vec![0f32; cols];
+                fastmath::with_simd(
+                    #[inline(always)]
+                    || {
+                        for (i, o) in out.iter_mut().enumerate() {
+                            let r = p * per + i;
+                            let span = r * cols..(r + 1) * cols;
+                            self.values(&l[span.clone()], &x[span], &mut terms);
+                            *o = fastmath::sum(&terms);
+                        }
+                    },
+                );
+            };
+            let parts: Vec<_> = out.chunks_mut(per).enumerate().collect();
+            for_each_maybe_par(parts, per < rows, part);
+        }
         Ok((CpuStorage::F32(out), Shape::from(rows)))
     }
 
@@ -649,16 +662,28 @@ impl candle_core::CustomOp2 for RowLossOp {
                 bail!("row loss: CPU only")
             };
             let (g, l, x) = (f32s(gs, gl, "grad")?, f32s(ls, ll, "logits")?, f32s(xs, xl, "targets")?);
-            fastmath::with_simd(
-                #[inline(always)]
-                || {
-                    for (r, &g) in g.iter().enumerate().take(rows) {
-                        let span = r * cols..(r + 1) * cols;
-                        let dx = if want_x { Some(&mut dx[span.clone()]) } else { None };
-                        self.grads(g, &l[span.clone()], &x[span.clone()], &mut dl[span], dx);
-                    }
-                },
-            );
+            if g.len() < rows {
+                bail!("row loss: {} upstream gradients for {rows} rows", g.len())
+            }
+            let per = rows.div_ceil(row_loss_parts(rows, cols)).max(1);
+            let chunk = (per * cols).max(1);
+            // (first row, dl rows, dx rows or none)
+            let mut dxs = dx.chunks_mut(chunk);
+            let parts: Vec<_> =
+                dl.chunks_mut(chunk).enumerate().map(|(p, d)| (p * per, d, dxs.next())).collect();
+            for_each_maybe_par(parts, per < rows, |(r0, dl, mut dx)| {
+                fastmath::with_simd(
+                    #[inline(always)]
+                    || {
+                        for (i, dl) in dl.chunks_exact_mut(cols).enumerate() {
+                            let r = r0 + i;
+                            let span = r * cols..(r + 1) * cols;
+                            let dx = dx.as_deref_mut().map(|d| &mut d[i * cols..(i + 1) * cols]);
+                            self.grads(g[r], &l[span.clone()], &x[span], dl, dx);
+                        }
+                    },
+                );
+            });
         }
         let cpu = Device::Cpu;
         let dx = if want_x { Some(Tensor::from_vec(dx, (rows, cols), &cpu)?) } else { None };
@@ -959,7 +984,6 @@ mod tests {
         for threads in [2, 3] {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             for (rows, fan_in, fan_out) in [(129, 96, 80), (100, 70, 91)] {
-                assert!(linear_parts(rows, rows * fan_in * fan_out) == 1 || threads > 1);
                 for x_var in [true, false] {
                     let xt = randn(&[rows, fan_in], 1);
                     let xv = Var::from_tensor(&xt).unwrap();
@@ -1046,6 +1070,31 @@ mod tests {
         let grads = linear(&x, &w, &b, Epilogue::Relu, None).unwrap().sum_all().unwrap().backward().unwrap();
         assert!(grads.get(&x).is_none());
         assert!(grads.get(&w).is_some() && grads.get(&b).is_some());
+    }
+
+    /// A row loss cut into parts over a pool gives exactly the one-thread values and gradients
+    /// (each row is summed the same way wherever it runs).
+    #[test]
+    fn row_losses_over_a_pool_equal_one_thread() {
+        let vec = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        for kind in [RowLoss::BceWithLogits, RowLoss::SquaredError] {
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                pool.install(|| {
+                    assert_eq!(row_loss_parts(67, 784), threads, "one part per thread");
+                    let l = Var::from_tensor(&randn(&[67, 784], 1).affine(4.0, 0.0).unwrap()).unwrap();
+                    let x = Var::from_tensor(&randn(&[67, 784], 2).affine(0.5, 0.5).unwrap()).unwrap();
+                    let up = randn(&[67], 3);
+                    let rows = row_loss(&l, &x, kind).unwrap();
+                    let g = (&rows * &up).unwrap().sum_all().unwrap().backward().unwrap();
+                    (vec(&rows), vec(g.get(&l).unwrap()), vec(g.get(&x).unwrap()))
+                })
+            };
+            let one = run(1);
+            for threads in [2, 3] {
+                assert_eq!(run(threads), one, "{kind:?}, {threads} threads");
+            }
+        }
     }
 
     /// Values and gradients equal the stock-op formulas of `losses.rs`, for both losses, with
