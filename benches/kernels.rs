@@ -1,15 +1,19 @@
-//! Hot kernels under Criterion (`cargo bench`): one mnist_vae training step through the engine
-//! and the fused Adam update of a 784×400 layer. Single-threaded, so numbers compare across
-//! machines with different core counts; `genlab bench` measures whole models and threads.
+//! Hot kernels under Criterion (`cargo bench`): one mnist_vae training step through the engine,
+//! the fused Adam update of a 784×400 layer, a fused linear layer's forward and backward pass,
+//! the fused convolutions of conv_vae's middle layers (forward and backward) and their im2col /
+//! col2im. Single-threaded, so numbers compare across machines with different core counts;
+//! `genlab bench` measures whole models and threads.
 
 use std::hint::black_box;
 use std::sync::Arc;
 
 use candle_core::backprop::GradStore;
-use candle_core::{Device, Tensor};
+use candle_core::{Device, Tensor, Var};
 use criterion::{criterion_group, criterion_main, Criterion};
 use genlab::engine::config::preset;
 use genlab::engine::data::builtin;
+use genlab::engine::models::conv_ops::{self, Geometry};
+use genlab::engine::models::fused::{self, Epilogue};
 use genlab::engine::models::layers::ParamSet;
 use genlab::engine::models::optim::{Adam, AdamConfig};
 use genlab::engine::session::TrainingSession;
@@ -49,5 +53,58 @@ fn adam_update(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, vae_step, adam_update);
+fn randn(shape: &[usize]) -> Tensor {
+    Tensor::randn(0f32, 1.0, shape, &Device::Cpu).expect("a tensor")
+}
+
+fn var(shape: &[usize]) -> Var {
+    Var::from_tensor(&randn(shape)).expect("a variable")
+}
+
+/// mnist_vae's first layer (784 → 400, ReLU, batch 128), forward and backward, with the input
+/// gradient (as for any layer but the first) and without it.
+fn linear_layer(c: &mut Criterion) {
+    single_thread();
+    let (w, b, up) = (var(&[400, 784]), var(&[400]), randn(&[128, 400]));
+    for (name, x) in [("with", var(&[128, 784]).as_tensor().clone()), ("without", randn(&[128, 784]))] {
+        c.bench_function(&format!("fused linear 784→400, batch 128, fwd+bwd {name} dx"), |bench| {
+            bench.iter(|| {
+                let y = fused::linear(&x, &w, &b, Epilogue::Relu, None).expect("forward");
+                black_box((y * &up).and_then(|l| l.sum_all()).and_then(|l| l.backward()).expect("backward"))
+            })
+        });
+    }
+}
+
+/// conv_vae's middle layers at batch 128: conv 32→64 (14×14 → 7×7) and its mirror, the
+/// transposed conv 64→32 (7×7 → 14×14), 4×4 kernels, stride 2, padding 1, ReLU.
+fn conv_layers(c: &mut Criterion) {
+    single_thread();
+    let g = Geometry { kernel: 4, stride: 2, pad: 1 };
+    let (x, w, b, up) = (var(&[128, 32, 14, 14]), var(&[64, 32, 4, 4]), var(&[64]), randn(&[128, 64, 7, 7]));
+    c.bench_function("fused conv2d 32→64, 14×14, batch 128, fwd+bwd", |bench| {
+        bench.iter(|| {
+            let y = conv_ops::conv2d_act(&x, &w, &b, g, Epilogue::Relu, None).expect("forward");
+            black_box((y * &up).and_then(|l| l.sum_all()).and_then(|l| l.backward()).expect("backward"))
+        })
+    });
+    let (xt, wt, bt, upt) =
+        (var(&[128, 64, 7, 7]), var(&[64, 32, 4, 4]), var(&[32]), randn(&[128, 32, 14, 14]));
+    c.bench_function("fused conv-transpose2d 64→32, 7×7, batch 128, fwd+bwd", |bench| {
+        bench.iter(|| {
+            let y = conv_ops::conv_transpose2d_act(&xt, &wt, &bt, g, Epilogue::Relu, None).expect("forward");
+            black_box((y * &upt).and_then(|l| l.sum_all()).and_then(|l| l.backward()).expect("backward"))
+        })
+    });
+    let plain = randn(&[128, 32, 14, 14]);
+    let cols = conv_ops::unfold(&plain, g).expect("columns");
+    c.bench_function("im2col 32×14×14, 4×4/2/1, batch 128", |bench| {
+        bench.iter(|| black_box(conv_ops::unfold(&plain, g).expect("im2col")))
+    });
+    c.bench_function("col2im 32×14×14, 4×4/2/1, batch 128", |bench| {
+        bench.iter(|| black_box(conv_ops::fold(&cols, (14, 14), g).expect("col2im")))
+    });
+}
+
+criterion_group!(benches, vae_step, adam_update, linear_layer, conv_layers);
 criterion_main!(benches);
