@@ -57,22 +57,32 @@ fn parallel(work: usize) -> bool {
     work >= PARALLEL_MIN && rayon::current_num_threads() > 1
 }
 
-/// The shape of one plane's rearrangement: kernel `k`, stride `s`, `ho × wo` outputs, and the
-/// row length `wp` of the zero-bordered plane the kernel offsets read from or add into.
+/// The shape of one plane's rearrangement: kernel `k`, stride `s`, padding `p`, an `h × w`
+/// plane and its `ho × wo` outputs. The kernel offsets read from (or add into) the plane with a
+/// zero border of `p` around it, `hp × wp = (h + 2p) × (w + 2p)`, plus [`ROW_SLACK`] values.
 #[derive(Clone, Copy, Debug)]
 struct Taps {
     k: usize,
     s: usize,
+    p: usize,
+    h: usize,
+    w: usize,
     ho: usize,
     wo: usize,
-    wp: usize,
 }
 
 impl Taps {
-    /// Values a bordered plane needs for [`Elem::unfold_taps`] and [`Elem::fold_taps`]: the
-    /// plane's `hp` rows and [`ROW_SLACK`] more, which the vector rows may read past a row.
-    fn padded_len(&self, hp: usize) -> usize {
-        hp * self.wp + ROW_SLACK
+    fn new(g: Geometry, h: usize, w: usize) -> Result<Self> {
+        Ok(Self { k: g.kernel, s: g.stride, p: g.pad, h, w, ho: g.out_len(h)?, wo: g.out_len(w)? })
+    }
+
+    fn wp(&self) -> usize {
+        self.w + 2 * self.p
+    }
+
+    /// Values of the bordered plane: its rows and the slack the vector rows may read past one.
+    fn padded_len(&self) -> usize {
+        (self.h + 2 * self.p) * self.wp() + ROW_SLACK
     }
 
     /// Whether the vector kernels apply: rows of at most 16 outputs spanning at most 32 inputs.
@@ -80,13 +90,15 @@ impl Taps {
         self.wo > 0 && self.wo <= 16 && (self.wo - 1) * self.s < ROW_SLACK
     }
 
-    /// The lengths the kernels rely on: `cols` holds `k·k` rows of `ho·wo` at stride `ld`, and
-    /// `plane` every value an offset's rows reach, plus the slack.
-    fn check(&self, cols: usize, ld: usize, plane: usize) {
+    /// The lengths the kernels rely on: `plane` holds `h·w` values, `cols` `k·k` rows of
+    /// `ho·wo` at stride `ld`, `padded` [`Taps::padded_len`]. The output size guarantees
+    /// `(ho − 1)·s + k ≤ h + 2p`, so every offset's rows stay inside the bordered plane.
+    fn check(&self, plane: usize, cols: usize, ld: usize, padded: usize) {
         let (k, l) = (self.k, self.ho * self.wo);
+        assert!(plane >= self.h * self.w, "rearrangement: plane too short");
         assert!(ld >= l && cols >= (k * k - 1) * ld + l, "rearrangement: columns too short");
-        let last_row = ((self.ho.max(1) - 1) * self.s + k - 1) * self.wp + k - 1;
-        assert!(plane >= last_row + ROW_SLACK, "rearrangement: plane too short");
+        assert!(padded >= self.padded_len(), "rearrangement: bordered plane too short");
+        assert!((self.ho.max(1) - 1) * self.s + k <= self.h + 2 * self.p && k <= self.wp());
     }
 }
 
@@ -94,20 +106,22 @@ impl Taps {
 const ROW_SLACK: usize = 32;
 
 /// The element types of the rearrangements, with their per-plane kernels (f32: AVX-512 where
-/// the CPU has it).
+/// the CPU has it and the rows fit).
 trait Elem: Copy + Default + std::ops::AddAssign + Send + Sync + 'static {
-    /// im2col of one bordered plane: `out[(i·k + j)·ld + o_h·wo + o_w] = padded[(o_h·s + i)·wp
-    /// + j + o_w·s]` for every kernel offset `(i, j)` and output `(o_h, o_w)`.
+    /// im2col of one `h × w` plane: copies it inside `padded` (whose border must be zero), then
+    /// `out[(i·k + j)·ld + o_h·wo + o_w] = padded[(o_h·s + i)·wp + j + o_w·s]` for every kernel
+    /// offset `(i, j)` and output `(o_h, o_w)`.
     #[inline(always)]
-    fn unfold_taps(out: &mut [Self], ld: usize, padded: &[Self], t: Taps) {
-        unfold_taps_portable(out, ld, padded, t)
+    fn unfold_plane(out: &mut [Self], ld: usize, plane: &[Self], padded: &mut [Self], t: Taps) {
+        unfold_plane_portable(out, ld, plane, padded, t)
     }
 
-    /// col2im into one bordered plane, the adjoint of [`Elem::unfold_taps`]:
-    /// `acc[(o_h·s + i)·wp + j + o_w·s] += cols[(i·k + j)·ld + o_h·wo + o_w]`.
+    /// col2im onto one `h × w` plane, the adjoint of [`Elem::unfold_plane`]: zeroes `acc`, adds
+    /// `cols[(i·k + j)·ld + o_h·wo + o_w]` into `acc[(o_h·s + i)·wp + j + o_w·s]`, and writes
+    /// the inside of `acc` over `out`.
     #[inline(always)]
-    fn fold_taps(acc: &mut [Self], cols: &[Self], ld: usize, t: Taps) {
-        fold_taps_portable(acc, cols, ld, t)
+    fn fold_plane(out: &mut [Self], cols: &[Self], ld: usize, acc: &mut [Self], t: Taps) {
+        fold_plane_portable(out, cols, ld, acc, t)
     }
 }
 
@@ -115,33 +129,37 @@ impl Elem for f64 {}
 
 impl Elem for f32 {
     #[inline(always)]
-    fn unfold_taps(out: &mut [f32], ld: usize, padded: &[f32], t: Taps) {
+    fn unfold_plane(out: &mut [f32], ld: usize, plane: &[f32], padded: &mut [f32], t: Taps) {
         #[cfg(target_arch = "x86_64")]
         if t.vector_rows() && std::arch::is_x86_feature_detected!("avx512f") {
-            t.check(out.len(), ld, padded.len());
+            t.check(plane.len(), out.len(), ld, padded.len());
             // SAFETY: AVX-512F is there; `check` bounds every access (see the function).
-            return unsafe { unfold_taps_avx512(out, ld, padded, t) };
+            return unsafe { unfold_plane_avx512(out, ld, plane, padded, t) };
         }
-        unfold_taps_portable(out, ld, padded, t)
+        unfold_plane_portable(out, ld, plane, padded, t)
     }
 
     #[inline(always)]
-    fn fold_taps(acc: &mut [f32], cols: &[f32], ld: usize, t: Taps) {
+    fn fold_plane(out: &mut [f32], cols: &[f32], ld: usize, acc: &mut [f32], t: Taps) {
         #[cfg(target_arch = "x86_64")]
         if t.vector_rows() && std::arch::is_x86_feature_detected!("avx512f") {
-            t.check(cols.len(), ld, acc.len());
+            t.check(out.len(), cols.len(), ld, acc.len());
             // SAFETY: as above.
-            return unsafe { fold_taps_avx512(acc, cols, ld, t) };
+            return unsafe { fold_plane_avx512(out, cols, ld, acc, t) };
         }
-        fold_taps_portable(acc, cols, ld, t)
+        fold_plane_portable(out, cols, ld, acc, t)
     }
 }
 
-/// [`Elem::unfold_taps`] one value at a time.
+/// [`Elem::unfold_plane`] one value at a time.
 #[inline(always)]
-fn unfold_taps_portable<T: Copy>(out: &mut [T], ld: usize, padded: &[T], t: Taps) {
-    t.check(out.len(), ld, padded.len());
-    let (k, s, ho, wo, wp) = (t.k, t.s, t.ho, t.wo, t.wp);
+fn unfold_plane_portable<T: Copy>(out: &mut [T], ld: usize, plane: &[T], padded: &mut [T], t: Taps) {
+    t.check(plane.len(), out.len(), ld, padded.len());
+    let Taps { k, s, p, h, w, ho, wo } = t;
+    let wp = t.wp();
+    for (r, row) in plane[..h * w].chunks_exact(w.max(1)).enumerate() {
+        padded[(r + p) * wp + p..][..w].copy_from_slice(row);
+    }
     for i in 0..k {
         for j in 0..k {
             let dst = &mut out[(i * k + j) * ld..][..ho * wo];
@@ -153,11 +171,19 @@ fn unfold_taps_portable<T: Copy>(out: &mut [T], ld: usize, padded: &[T], t: Taps
     }
 }
 
-/// [`Elem::fold_taps`] one value at a time.
+/// [`Elem::fold_plane`] one value at a time.
 #[inline(always)]
-fn fold_taps_portable<T: Copy + std::ops::AddAssign>(acc: &mut [T], cols: &[T], ld: usize, t: Taps) {
-    t.check(cols.len(), ld, acc.len());
-    let (k, s, ho, wo, wp) = (t.k, t.s, t.ho, t.wo, t.wp);
+fn fold_plane_portable<T: Copy + Default + std::ops::AddAssign>(
+    out: &mut [T],
+    cols: &[T],
+    ld: usize,
+    acc: &mut [T],
+    t: Taps,
+) {
+    t.check(out.len(), cols.len(), ld, acc.len());
+    let Taps { k, s, p, h, w, ho, wo } = t;
+    let wp = t.wp();
+    acc.fill(T::default());
     for i in 0..k {
         for j in 0..k {
             let src = &cols[(i * k + j) * ld..][..ho * wo];
@@ -167,27 +193,54 @@ fn fold_taps_portable<T: Copy + std::ops::AddAssign>(acc: &mut [T], cols: &[T], 
             }
         }
     }
+    for (y, row) in out[..h * w].chunks_exact_mut(w.max(1)).enumerate() {
+        row.copy_from_slice(&acc[(y + p) * wp + p..][..w]);
+    }
 }
 
-/// [`Elem::unfold_taps`] for f32, each row of an offset two vector loads, one two-source
-/// permute and one masked store (the stride-2 rows on the presets are 7 and 14 values wide).
-/// Per-row copies through intermediate grids, and then AVX-512 gathers from a table, had each
-/// made im2col and col2im ~25–30% of a conv_vae step; this way they are ~14% (1 thread).
+/// Copies `n` f32 values with masked 16-lane moves (no library call for rows of 7–28 values).
 ///
 /// # Safety
-/// The CPU has AVX-512F; `t.vector_rows()`; `t.check(out.len(), ld, padded.len())` passed.
+/// The CPU has AVX-512F; `src` has `n` readable values and `dst` `n` writable ones.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn unfold_taps_avx512(out: &mut [f32], ld: usize, padded: &[f32], t: Taps) {
+#[inline]
+unsafe fn copy_f32s(dst: *mut f32, src: *const f32, n: usize) {
     use std::arch::x86_64::*;
-    let (k, s, ho, wo, wp) = (t.k, t.s, t.ho, t.wo, t.wp);
+    let mut at = 0;
+    while at < n {
+        let lanes: __mmask16 = if n - at >= 16 { 0xffff } else { ((1u32 << (n - at)) - 1) as u16 };
+        // SAFETY: the lanes stay inside `n` values (the caller's promise).
+        unsafe { _mm512_mask_storeu_ps(dst.add(at), lanes, _mm512_maskz_loadu_ps(lanes, src.add(at))) };
+        at += 16;
+    }
+}
+
+/// [`Elem::unfold_plane`] for f32: the border copy by masked moves, then each row of an offset
+/// two vector loads, one two-source permute and one masked store (the stride-2 rows on the
+/// presets are 7 and 14 values wide). Per-row copies through intermediate grids, and then
+/// AVX-512 gathers from a table, had each made im2col and col2im ~25–30% of a conv_vae step.
+///
+/// # Safety
+/// The CPU has AVX-512F; `t.vector_rows()`; `t.check(plane.len(), out.len(), ld,
+/// padded.len())` passed.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn unfold_plane_avx512(out: &mut [f32], ld: usize, plane: &[f32], padded: &mut [f32], t: Taps) {
+    use std::arch::x86_64::*;
+    let Taps { k, s, p, h, w, ho, wo } = t;
+    let wp = t.wp();
     let mut picks = [0i32; 16];
     for (o, v) in picks.iter_mut().enumerate() {
         *v = (o * s).min(ROW_SLACK - 1) as i32;
     }
-    // SAFETY: rows start at most `check`'s last row and read 32 values (its slack); the masked
-    // stores write `wo` values of rows inside `(k·k − 1)·ld + ho·wo`.
+    // SAFETY: `check` keeps the border copy inside both planes; rows start at most at
+    // `((ho − 1)·s + k − 1)·wp + k − 1 < (h + 2p)·wp` and read 32 values (the slack); the
+    // masked stores write `wo` values of rows inside `(k·k − 1)·ld + ho·wo`.
     unsafe {
+        for r in 0..h {
+            copy_f32s(padded.as_mut_ptr().add((r + p) * wp + p), plane.as_ptr().add(r * w), w);
+        }
         let picks = _mm512_loadu_si512(picks.as_ptr().cast());
         let lanes: __mmask16 = ((1u32 << wo) - 1) as u16;
         for i in 0..k {
@@ -203,16 +256,18 @@ unsafe fn unfold_taps_avx512(out: &mut [f32], ld: usize, padded: &[f32], t: Taps
     }
 }
 
-/// [`Elem::fold_taps`] for f32, the mirror of [`unfold_taps_avx512`]: each row's values spread
-/// to their strided lanes by two permutes and added into two masked vectors.
+/// [`Elem::fold_plane`] for f32, the mirror of [`unfold_plane_avx512`]: each row's values are
+/// spread to their strided lanes by two permutes and added into two masked vectors.
 ///
 /// # Safety
-/// As for [`unfold_taps_avx512`], with `acc` in the place of `padded` and `cols` of `out`.
+/// The CPU has AVX-512F; `t.vector_rows()`; `t.check(out.len(), cols.len(), ld, acc.len())`
+/// passed.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn fold_taps_avx512(acc: &mut [f32], cols: &[f32], ld: usize, t: Taps) {
+unsafe fn fold_plane_avx512(out: &mut [f32], cols: &[f32], ld: usize, acc: &mut [f32], t: Taps) {
     use std::arch::x86_64::*;
-    let (k, s, ho, wo, wp) = (t.k, t.s, t.ho, t.wo, t.wp);
+    let Taps { k, s, p, h, w, ho, wo } = t;
+    let wp = t.wp();
     // Lane q of a row's 32 values takes value q / s when q is a multiple of s.
     let (mut spread, mut hit) = ([0i32; 32], 0u32);
     for o in 0..wo {
@@ -220,7 +275,8 @@ unsafe fn fold_taps_avx512(acc: &mut [f32], cols: &[f32], ld: usize, t: Taps) {
         hit |= 1 << (o * s);
     }
     let (lo_hit, hi_hit) = (hit as u16, (hit >> 16) as u16);
-    // SAFETY: as in `unfold_taps_avx512`, reads and writes swapped.
+    acc.fill(0.0);
+    // SAFETY: as in `unfold_plane_avx512`, with reads and writes swapped.
     unsafe {
         let lo_idx = _mm512_loadu_si512(spread.as_ptr().cast());
         let hi_idx = _mm512_loadu_si512(spread.as_ptr().add(16).cast());
@@ -242,6 +298,9 @@ unsafe fn fold_taps_avx512(acc: &mut [f32], cols: &[f32], ld: usize, t: Taps) {
                     }
                 }
             }
+        }
+        for y in 0..h {
+            copy_f32s(out.as_mut_ptr().add(y * w), acc.as_ptr().add((y + p) * wp + p), w);
         }
     }
 }
@@ -283,7 +342,7 @@ fn unfold_cpu<T: Elem>(
 /// over the rayon pool.
 ///
 /// Each input plane is copied into a zero-bordered `(H + 2p) × (W + 2p)` plane, from which each
-/// kernel offset's `Hout` rows of `Wout` strided values are copied ([`Elem::unfold_taps`]).
+/// kernel offset's `Hout` rows of `Wout` strided values are copied ([`Elem::unfold_plane`]).
 fn unfold_into<T: Elem>(
     x: &[T],
     (b, c, h, w): (usize, usize, usize, usize),
@@ -292,7 +351,7 @@ fn unfold_into<T: Elem>(
     ld: usize,
     split: bool,
 ) -> Result<()> {
-    let Geometry { kernel: k, stride: s, pad: p } = g;
+    let k = g.kernel;
     let (ho, wo) = (g.out_len(h)?, g.out_len(w)?);
     let (l, kk) = (ho * wo, k * k);
     if b * l == 0 || c * kk == 0 {
@@ -301,19 +360,13 @@ fn unfold_into<T: Elem>(
     if ld < b * l || dst.len() < c * kk * ld || x.len() < b * c * h * w {
         bail!("unfold: buffers too small for {b} images of {c}×{h}×{w}")
     }
-    // Kernel offset (i, j), output (o_h, o_w) reads bordered pixel (o_h·s + i, o_w·s + j); the
-    // output size guarantees (Hout − 1)·s + k ≤ H + 2p ([`Elem::unfold_taps`]).
-    let taps = Taps { k, s, ho, wo, wp: w + 2 * p };
-    let (wp, padded_len) = (taps.wp, taps.padded_len(h + 2 * p));
+    let taps = Taps::new(g, h, w)?;
     // The k·k rows of channel `ci`; `padded` keeps its zero border (and slack) between planes.
     let channel = |ci: usize, out: &mut [T], padded: &mut Vec<T>| {
-        padded.resize(padded_len, T::default());
+        padded.resize(taps.padded_len(), T::default());
         for bi in 0..b {
-            let src = &x[(bi * c + ci) * h * w..][..h * w];
-            for (r, row) in src.chunks_exact(w.max(1)).enumerate() {
-                padded[(r + p) * wp + p..][..w].copy_from_slice(row);
-            }
-            T::unfold_taps(&mut out[bi * l..], ld, padded, taps);
+            let plane = &x[(bi * c + ci) * h * w..][..h * w];
+            T::unfold_plane(&mut out[bi * l..], ld, plane, padded, taps);
         }
     };
     let dst = &mut dst[..c * kk * ld];
@@ -351,7 +404,7 @@ fn fold_cpu<T: Elem>(
 
 /// col2im: the columns of `b` images (row `r` at `cols[r·ld..][..b·L]`) summed onto their pixels,
 /// written over `dst` `[b, c, h, w]` (see [`Fold`]). The mirror of [`unfold_into`]: each
-/// kernel offset's rows are added into a zero-bordered plane ([`Elem::fold_taps`]), whose
+/// kernel offset's rows are added into a zero-bordered plane ([`Elem::fold_plane`]), whose
 /// inside is the output. With `split`, large outputs spread over the rayon pool.
 fn fold_into<T: Elem>(
     cols: &[T],
@@ -361,7 +414,7 @@ fn fold_into<T: Elem>(
     dst: &mut [T],
     split: bool,
 ) -> Result<()> {
-    let Geometry { kernel: k, stride: s, pad: p } = g;
+    let k = g.kernel;
     let (ho, wo) = (g.out_len(h)?, g.out_len(w)?);
     let (l, kk, hw) = (ho * wo, k * k, h * w);
     if b * c * hw == 0 {
@@ -370,18 +423,11 @@ fn fold_into<T: Elem>(
     if ld < b * l || cols.len() < (c * kk - 1) * ld + b * l || dst.len() < b * c * hw {
         bail!("fold: buffers too small for {b} images of {c}×{h}×{w}")
     }
-    // Each kernel offset's rows are added into a zero-bordered plane ([`Elem::fold_taps`], the
-    // adjoint of im2col's copies), whose inside is then the output plane.
-    let taps = Taps { k, s, ho, wo, wp: w + 2 * p };
-    let (wp, padded_len) = (taps.wp, taps.padded_len(h + 2 * p));
+    let taps = Taps::new(g, h, w)?;
     let plane = |n: usize, out: &mut [T], acc: &mut Vec<T>| {
         let (bi, ci) = (n / c, n % c);
-        acc.clear();
-        acc.resize(padded_len, T::default());
-        T::fold_taps(acc, &cols[ci * kk * ld + bi * l..], ld, taps);
-        for (y, row) in out.chunks_exact_mut(w).enumerate() {
-            row.copy_from_slice(&acc[(y + p) * wp + p..][..w]);
-        }
+        acc.resize(taps.padded_len(), T::default());
+        T::fold_plane(out, &cols[ci * kk * ld + bi * l..], ld, acc, taps);
     };
     let dst = &mut dst[..b * c * hw];
     if split && parallel(c * kk * b * l) {
