@@ -129,6 +129,9 @@ pub struct Series {
     pub learning_rates: Vec<f64>,
     /// Images per second at each step (unsmoothed, as the worker measured it).
     pub images_per_sec: Vec<f64>,
+    /// Bumped whenever steps are removed (a rewind), so that caches built on the series as it
+    /// only grew know to start over.
+    pub revision: u64,
 }
 
 impl Series {
@@ -149,6 +152,9 @@ impl Series {
 
     /// Keeps the first `n` steps.
     pub fn truncate(&mut self, n: usize) {
+        if n < self.steps.len() {
+            self.revision += 1;
+        }
         self.steps.truncate(n);
         for col in &mut self.values {
             col.truncate(n);
@@ -700,11 +706,13 @@ mod tests {
         assert!((r.progress() - 0.5).abs() < 1e-6);
         assert!(r.eta().is_some());
 
-        // Going back to step 7 forgets what came after it.
+        // Going back to step 7 forgets what came after it, and says so to the plot's caches.
+        let revision = v.current().unwrap().series.revision;
         v.apply(Event::RewindPoints { run: 1, steps: vec![0, 7] }, t);
         v.apply(Event::Rewound { run: 1, step: 7 }, t);
         let r = v.current().unwrap();
         assert_eq!((r.series.len(), r.step, r.epochs.len()), (7, 7, 0));
+        assert_eq!(r.series.revision, revision + 1);
         assert_eq!(r.series.learning_rates.len(), 7);
         assert_eq!(r.rewind_points, vec![0, 7]);
         assert_eq!(r.markers.len(), 1, "the lr change at step 5 stays");

@@ -11,6 +11,19 @@ pub fn downsample_minmax(
     x_range: Option<(f64, f64)>,
     columns: usize,
 ) -> Vec<[f64; 2]> {
+    downsample_minmax_by(xs, ys, x_range, columns, |y| y)
+}
+
+/// [`downsample_minmax`] of the points `(xs[i], f(ys[i]))`, with `f` applied on the fly (a log
+/// scale, say) instead of to a copy of the whole series: points whose `f(y)` is not finite
+/// are skipped.
+pub fn downsample_minmax_by(
+    xs: &[f64],
+    ys: &[f64],
+    x_range: Option<(f64, f64)>,
+    columns: usize,
+    f: impl Fn(f64) -> f64,
+) -> Vec<[f64; 2]> {
     let n = xs.len().min(ys.len());
     if n == 0 {
         return Vec::new();
@@ -24,9 +37,13 @@ pub fn downsample_minmax(
         _ => (0, n),
     };
     let columns = columns.max(1);
-    let finite = |i: usize| ys[i].is_finite();
     if hi - lo <= 4 * columns {
-        return (lo..hi).filter(|&i| finite(i)).map(|i| [xs[i], ys[i]]).collect();
+        return (lo..hi)
+            .filter_map(|i| {
+                let y = f(ys[i]);
+                y.is_finite().then_some([xs[i], y])
+            })
+            .collect();
     }
     let (x0, x1) = (xs[lo], xs[hi - 1]);
     let width = (x1 - x0) / columns as f64;
@@ -39,21 +56,22 @@ pub fn downsample_minmax(
     };
     let mut out = Vec::with_capacity(4 * columns + 2);
     let mut bucket = usize::MAX;
-    // first, min, max, last of the current bucket (indices)
-    let mut acc: Option<[usize; 4]> = None;
-    let flush = |acc: [usize; 4], out: &mut Vec<[f64; 2]>| {
-        let mut idx = acc;
-        idx.sort_unstable();
+    // The current bucket's first, lowest, highest and last points, as (index, f(y)).
+    let mut acc: Option<[(usize, f64); 4]> = None;
+    let flush = |acc: [(usize, f64); 4], out: &mut Vec<[f64; 2]>| {
+        let mut pts = acc;
+        pts.sort_unstable_by_key(|p| p.0);
         let mut prev = usize::MAX;
-        for i in idx {
+        for (i, y) in pts {
             if i != prev {
-                out.push([xs[i], ys[i]]);
+                out.push([xs[i], y]);
                 prev = i;
             }
         }
     };
     for i in lo..hi {
-        if !finite(i) {
+        let y = f(ys[i]);
+        if !y.is_finite() {
             continue;
         }
         let b = bucket_of(xs[i]);
@@ -62,23 +80,105 @@ pub fn downsample_minmax(
                 flush(a, &mut out);
             }
             bucket = b;
-            acc = Some([i; 4]);
+            acc = Some([(i, y); 4]);
             continue;
         }
         if let Some(a) = acc.as_mut() {
-            if ys[i] < ys[a[1]] {
-                a[1] = i;
+            if y < a[1].1 {
+                a[1] = (i, y);
             }
-            if ys[i] > ys[a[2]] {
-                a[2] = i;
+            if y > a[2].1 {
+                a[2] = (i, y);
             }
-            a[3] = i;
+            a[3] = (i, y);
         }
     }
     if let Some(a) = acc {
         flush(a, &mut out);
     }
     out
+}
+
+/// Min/max decimation of a series that only grows, kept across frames: buckets of a fixed
+/// power-of-two width from x = 0, so that every bucket but the last is final and each frame
+/// folds in only the new points. The width is the smallest power of two that gives at most
+/// `columns` buckets over the series (at least `columns / 2`); it is rebuilt when that width
+/// changes, when `key` changes (the series was cut, the transform or the smoothing changed),
+/// or when the series is shorter than what was folded. Same output rules as
+/// [`downsample_minmax`] per bucket (first, lowest, highest, last; non-finite skipped).
+#[derive(Debug, Default)]
+pub struct Decimation {
+    key: u64,
+    width: f64,
+    /// Points folded so far.
+    next: usize,
+    /// Output of the closed buckets.
+    closed: Vec<[f64; 2]>,
+    /// The open bucket: its index and first, lowest, highest and last points.
+    open: Option<(i64, [(usize, f64); 4])>,
+}
+
+impl Decimation {
+    /// The decimated points of `(xs[i], f(ys[i]))` for an x-sorted, growing series.
+    pub fn update(
+        &mut self,
+        key: u64,
+        xs: &[f64],
+        ys: &[f64],
+        columns: usize,
+        f: impl Fn(f64) -> f64,
+    ) -> Vec<[f64; 2]> {
+        let n = xs.len().min(ys.len());
+        let span = if n > 1 { (xs[n - 1] - xs[0]).max(0.0) } else { 0.0 };
+        let target = span / columns.max(1) as f64;
+        let width =
+            if target > 0.0 && target.is_finite() { 2f64.powi(target.log2().ceil() as i32) } else { 1.0 };
+        if key != self.key || width != self.width || n < self.next {
+            *self = Self { key, width, ..Self::default() };
+        }
+        let push_bucket = |pts: [(usize, f64); 4], out: &mut Vec<[f64; 2]>| {
+            let mut pts = pts;
+            pts.sort_unstable_by_key(|p| p.0);
+            let mut prev = usize::MAX;
+            for (i, y) in pts {
+                if i != prev {
+                    out.push([xs[i], y]);
+                    prev = i;
+                }
+            }
+        };
+        for i in self.next..n {
+            let y = f(ys[i]);
+            if !y.is_finite() {
+                continue;
+            }
+            let b = (xs[i] / width).floor() as i64;
+            match self.open.as_mut() {
+                Some((ob, a)) if *ob == b => {
+                    if y < a[1].1 {
+                        a[1] = (i, y);
+                    }
+                    if y > a[2].1 {
+                        a[2] = (i, y);
+                    }
+                    a[3] = (i, y);
+                }
+                _ => {
+                    if let Some((_, a)) = self.open.take() {
+                        push_bucket(a, &mut self.closed);
+                    }
+                    self.open = Some((b, [(i, y); 4]));
+                }
+            }
+        }
+        self.next = n;
+        let mut out = Vec::with_capacity(self.closed.len() + 4);
+        out.extend_from_slice(&self.closed);
+        if let Some((_, a)) = self.open {
+            push_bucket(a, &mut out);
+        }
+        out
+    }
 }
 
 /// Exponential moving average with bias correction (the first values are not pulled to 0):
@@ -109,6 +209,35 @@ pub struct EmaState {
 mod tests {
     use super::*;
 
+    /// Folding a growing series frame by frame gives what folding it whole gives, within the
+    /// column budget, keeping every spike; a new key or a cut series starts over.
+    #[test]
+    fn incremental_decimation_matches_a_fresh_one() {
+        let n = 100_000;
+        let xs: Vec<f64> = (1..=n).map(|i| i as f64).collect();
+        let mut ys: Vec<f64> = xs.iter().map(|x| (x / 3000.0).sin() + 0.05 * ((x * 3.1).cos())).collect();
+        ys[40_000] = 9.0;
+        ys[99_000] = -9.0;
+        ys[123] = f64::NAN;
+        let cols = 600;
+        let mut live = Decimation::default();
+        let mut shown = Vec::new();
+        for end in (1..=n).step_by(777).chain([n]) {
+            shown = live.update(7, &xs[..end], &ys[..end], cols, |y| y);
+        }
+        let fresh = Decimation::default().update(7, &xs, &ys, cols, |y| y);
+        assert_eq!(shown, fresh);
+        assert!(shown.len() <= 4 * cols && shown.len() >= cols / 2, "{} points", shown.len());
+        assert!(shown.windows(2).all(|w| w[0][0] < w[1][0]));
+        assert!(shown.iter().any(|p| p[1] == 9.0) && shown.iter().any(|p| p[1] == -9.0));
+        assert_eq!((shown[0][0], shown[shown.len() - 1][0]), (1.0, n as f64));
+        // Another key (say, the series was cut and regrown to the same length): rebuilt.
+        let mut other = ys.clone();
+        other[99_000] = 5.0;
+        let redone = live.update(8, &xs, &other, cols, |y| y);
+        assert!(redone.iter().any(|p| p[1] == 5.0) && !redone.iter().any(|p| p[1] == -9.0));
+    }
+
     #[test]
     fn downsampling_keeps_extremes_ends_and_order_within_budget() {
         let n = 100_000;
@@ -133,6 +262,12 @@ mod tests {
         assert_eq!(part.first().unwrap()[0], 999.0);
         assert_eq!(part.last().unwrap()[0], 1101.0);
         assert_eq!(part.len(), 103);
+
+        // A transform on the fly equals decimating the transformed copy.
+        let logged: Vec<f64> = ys.iter().map(|&y| if y > 0.0 { y.log10() } else { f64::NAN }).collect();
+        let by = downsample_minmax_by(&xs, &ys, None, cols, |y| if y > 0.0 { y.log10() } else { f64::NAN });
+        assert_eq!(by, downsample_minmax(&xs, &logged, None, cols));
+        assert!(by.iter().all(|p| p[1].is_finite()) && by.iter().any(|p| p[1] == 50f64.log10()));
 
         // Short series come back whole.
         assert_eq!(downsample_minmax(&xs[..10], &ys[..10], None, cols).len(), 10);

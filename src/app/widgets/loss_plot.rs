@@ -6,33 +6,38 @@ use std::collections::HashMap;
 
 use egui_plot::{Legend, Line, LineStyle, MarkerShape, Plot, PlotPoints, Points, VLine};
 
-use super::downsample::{downsample_minmax, ema_extend, EmaState};
+use super::downsample::{downsample_minmax_by, ema_extend, Decimation, EmaState};
 use crate::app::run_view::{component, MarkerKind, RunRecord};
 use crate::app::state::PlotPrefs;
 use crate::app::theme;
 
-/// Smoothed copies of series, extended as points arrive (keyed by run and column).
+/// What the loss plot keeps between frames, keyed by run and column: smoothed copies of the
+/// series and their decimations, both extended as points arrive and rebuilt when a series is
+/// cut (its revision changes) or the smoothing or the scale changes.
 #[derive(Default)]
 pub struct SmoothCache {
-    entries: HashMap<(u64, usize), (u32, EmaState, Vec<f64>)>,
+    entries: Smoothed,
+    decimated: HashMap<(u64, usize), Decimation>,
+}
+
+/// Per (run, column): smoothing α bits, series revision, EMA state, smoothed values.
+type Smoothed = HashMap<(u64, usize), (u32, u64, EmaState, Vec<f64>)>;
+
+/// Brings the smoothed copy of `(run, col)` up to `ys`.
+fn smooth(entries: &mut Smoothed, (run, col, revision): (u64, usize, u64), ys: &[f64], alpha: f32) {
+    let fresh = || (alpha.to_bits(), revision, EmaState::default(), Vec::new());
+    let e = entries.entry((run, col)).or_insert_with(fresh);
+    if e.0 != alpha.to_bits() || e.1 != revision || e.3.len() > ys.len() {
+        *e = fresh();
+    }
+    ema_extend(ys, alpha as f64, &mut e.2, &mut e.3);
 }
 
 impl SmoothCache {
-    fn smoothed(&mut self, run: u64, col: usize, ys: &[f64], alpha: f32) -> &[f64] {
-        let e = self
-            .entries
-            .entry((run, col))
-            .or_insert_with(|| (alpha.to_bits(), EmaState::default(), Vec::new()));
-        if e.0 != alpha.to_bits() || e.2.len() > ys.len() {
-            *e = (alpha.to_bits(), EmaState::default(), Vec::new());
-        }
-        ema_extend(ys, alpha as f64, &mut e.1, &mut e.2);
-        &e.2
-    }
-
     /// Forgets runs that are no longer drawn.
     pub fn retain_runs(&mut self, keep: &[u64]) {
         self.entries.retain(|(run, _), _| keep.contains(run));
+        self.decimated.retain(|(run, _), _| keep.contains(run));
     }
 }
 
@@ -70,27 +75,52 @@ pub fn loss_plot(
     // Roughly one bucket per two pixels: ≤ 4 points each.
     let columns = (ui.available_width() / 2.0).max(50.0) as usize;
 
-    // Smooth outside the plot closure (it needs only borrowed, finished data).
-    struct Curve {
+    // Smooth outside the plot closure (it needs only borrowed, finished data). The curves
+    // borrow their series: copying 10⁵-point histories every frame (and mapping them to the log
+    // scale) had been a third of the UI thread's time with a long run; the log is applied to
+    // the points the decimation visits instead.
+    struct Curve<'a> {
         name: String,
         color: egui::Color32,
         faded: bool,
-        xs: Vec<f64>,
-        ys: Vec<f64>,
+        key: (u64, usize),
+        revision: u64,
+        xs: &'a [f64],
+        ys: &'a [f64],
     }
+    let drawn = || overlays.iter().map(|r| (*r, true)).chain(std::iter::once((run, false)));
+    let SmoothCache { entries, decimated } = cache;
+    if alpha > 0.0 {
+        for (r, _) in drawn() {
+            for (col, raw) in r.series.values.iter().enumerate() {
+                smooth(entries, (r.id, col, r.series.revision), raw, alpha);
+            }
+        }
+    }
+    let entries = &*entries;
     let mut curves: Vec<Curve> = Vec::new();
-    for (r, faded) in overlays.iter().map(|r| (*r, true)).chain(std::iter::once((run, false))) {
+    for (r, faded) in drawn() {
         for (col, name) in r.series.names.iter().enumerate() {
             let raw = &r.series.values[col];
-            let ys = if alpha > 0.0 { cache.smoothed(r.id, col, raw, alpha).to_vec() } else { raw.clone() };
-            let ys: Vec<f64> = ys.into_iter().map(|v| to_y(v, log)).collect();
+            let ys = match entries.get(&(r.id, col)) {
+                Some(e) if alpha > 0.0 => &e.3[..],
+                _ => &raw[..],
+            };
             let label = if faded { format!("{name} (run {})", r.id) } else { name.to_string() };
             let color = theme::series_color(ui, name);
             curves.push(Curve {
                 name: label,
                 color: if faded { theme::faded(color) } else { color },
                 faded,
-                xs: r.series.steps.clone(),
+                key: (r.id, col),
+                // What the decimation of this curve depends on besides its growing points.
+                revision: {
+                    use std::hash::{Hash, Hasher};
+                    let mut h = std::collections::hash_map::DefaultHasher::new();
+                    (r.series.revision, alpha.to_bits(), log).hash(&mut h);
+                    h.finish()
+                },
+                xs: &r.series.steps,
                 ys,
             });
         }
@@ -142,7 +172,15 @@ pub fn loss_plot(
         let bounds = plot_ui.plot_bounds();
         let range = if plot_ui.auto_bounds().x { None } else { Some((bounds.min()[0], bounds.max()[0])) };
         for c in &curves {
-            let pts = downsample_minmax(&c.xs, &c.ys, range, columns);
+            // Whole series (a live run follows them) fold in only their new points per frame;
+            // a zoomed range is decimated afresh.
+            let pts = match range {
+                None => decimated
+                    .entry(c.key)
+                    .or_default()
+                    .update(c.revision, c.xs, c.ys, columns, |v| to_y(v, log)),
+                Some(_) => downsample_minmax_by(c.xs, c.ys, range, columns, |v| to_y(v, log)),
+            };
             let mut line = Line::new(c.name.clone(), PlotPoints::new(pts)).color(c.color);
             line = if c.faded { line.width(1.0).style(LineStyle::dashed_dense()) } else { line.width(1.5) };
             plot_ui.line(line);
