@@ -56,19 +56,7 @@ pub fn downsample_minmax_by(
     };
     let mut out = Vec::with_capacity(4 * columns + 2);
     let mut bucket = usize::MAX;
-    // The current bucket's first, lowest, highest and last points, as (index, f(y)).
-    let mut acc: Option<[(usize, f64); 4]> = None;
-    let flush = |acc: [(usize, f64); 4], out: &mut Vec<[f64; 2]>| {
-        let mut pts = acc;
-        pts.sort_unstable_by_key(|p| p.0);
-        let mut prev = usize::MAX;
-        for (i, y) in pts {
-            if i != prev {
-                out.push([xs[i], y]);
-                prev = i;
-            }
-        }
-    };
+    let mut acc: Option<Bucket> = None;
     for i in lo..hi {
         let y = f(ys[i]);
         if !y.is_finite() {
@@ -77,26 +65,54 @@ pub fn downsample_minmax_by(
         let b = bucket_of(xs[i]);
         if b != bucket {
             if let Some(a) = acc.take() {
-                flush(a, &mut out);
+                a.push_into(xs, &mut out);
             }
             bucket = b;
-            acc = Some([(i, y); 4]);
+            acc = Some(Bucket::new(i, y));
             continue;
         }
         if let Some(a) = acc.as_mut() {
-            if y < a[1].1 {
-                a[1] = (i, y);
-            }
-            if y > a[2].1 {
-                a[2] = (i, y);
-            }
-            a[3] = (i, y);
+            a.add(i, y);
         }
     }
     if let Some(a) = acc {
-        flush(a, &mut out);
+        a.push_into(xs, &mut out);
     }
     out
+}
+
+/// A decimation bucket's first, lowest, highest and last points, as (index, y).
+#[derive(Clone, Copy, Debug)]
+struct Bucket([(usize, f64); 4]);
+
+impl Bucket {
+    fn new(i: usize, y: f64) -> Self {
+        Self([(i, y); 4])
+    }
+
+    fn add(&mut self, i: usize, y: f64) {
+        let p = &mut self.0;
+        if y < p[1].1 {
+            p[1] = (i, y);
+        }
+        if y > p[2].1 {
+            p[2] = (i, y);
+        }
+        p[3] = (i, y);
+    }
+
+    /// Appends the bucket's distinct points in x order.
+    fn push_into(self, xs: &[f64], out: &mut Vec<[f64; 2]>) {
+        let mut pts = self.0;
+        pts.sort_unstable_by_key(|p| p.0);
+        let mut prev = usize::MAX;
+        for (i, y) in pts {
+            if i != prev {
+                out.push([xs[i], y]);
+                prev = i;
+            }
+        }
+    }
 }
 
 /// Min/max decimation of a series that only grows, kept across frames: buckets of a fixed
@@ -114,8 +130,8 @@ pub struct Decimation {
     next: usize,
     /// Output of the closed buckets.
     closed: Vec<[f64; 2]>,
-    /// The open bucket: its index and first, lowest, highest and last points.
-    open: Option<(i64, [(usize, f64); 4])>,
+    /// The open bucket and its index.
+    open: Option<(i64, Bucket)>,
 }
 
 impl Decimation {
@@ -136,17 +152,6 @@ impl Decimation {
         if key != self.key || width != self.width || n < self.next {
             *self = Self { key, width, ..Self::default() };
         }
-        let push_bucket = |pts: [(usize, f64); 4], out: &mut Vec<[f64; 2]>| {
-            let mut pts = pts;
-            pts.sort_unstable_by_key(|p| p.0);
-            let mut prev = usize::MAX;
-            for (i, y) in pts {
-                if i != prev {
-                    out.push([xs[i], y]);
-                    prev = i;
-                }
-            }
-        };
         for i in self.next..n {
             let y = f(ys[i]);
             if !y.is_finite() {
@@ -154,20 +159,12 @@ impl Decimation {
             }
             let b = (xs[i] / width).floor() as i64;
             match self.open.as_mut() {
-                Some((ob, a)) if *ob == b => {
-                    if y < a[1].1 {
-                        a[1] = (i, y);
-                    }
-                    if y > a[2].1 {
-                        a[2] = (i, y);
-                    }
-                    a[3] = (i, y);
-                }
+                Some((ob, a)) if *ob == b => a.add(i, y),
                 _ => {
                     if let Some((_, a)) = self.open.take() {
-                        push_bucket(a, &mut self.closed);
+                        a.push_into(xs, &mut self.closed);
                     }
-                    self.open = Some((b, [(i, y); 4]));
+                    self.open = Some((b, Bucket::new(i, y)));
                 }
             }
         }
@@ -175,7 +172,7 @@ impl Decimation {
         let mut out = Vec::with_capacity(self.closed.len() + 4);
         out.extend_from_slice(&self.closed);
         if let Some((_, a)) = self.open {
-            push_bucket(a, &mut out);
+            a.push_into(xs, &mut out);
         }
         out
     }
