@@ -330,13 +330,15 @@ fn gemm_fresh<'a>(
     unsafe { &mut *(dst as *mut [MaybeUninit<f32>] as *mut [f32]) }
 }
 
-/// A vector of `len` values, all written by `fill` through [`gemm_fresh`] on the spare
-/// capacity (`fill` must write every value; it does when each chunk it is given goes through
+/// A vector of `len` values written by `fill` into its spare capacity.
+///
+/// # Safety
+/// `fill` writes every one of the `len` values (it does when each chunk of them goes through
 /// [`gemm_fresh`]).
-fn fresh_vec(len: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
+unsafe fn fresh_vec(len: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
     let mut v = Vec::with_capacity(len);
     fill(&mut v.spare_capacity_mut()[..len]);
-    // SAFETY: `fill` wrote all `len` values (its contract above).
+    // SAFETY: `fill` wrote all `len` values (the caller's promise).
     unsafe { v.set_len(len) };
     v
 }
@@ -400,21 +402,24 @@ impl CustomOp3 for LinearOp {
         let per = rows.div_ceil(parts).max(1);
         let threads = if parts > 1 { Parallelism::None } else { threads() };
         let e = self.epilogue;
-        let y = fresh_vec(rows * fan_out, |y| {
-            let chunks: Vec<_> = y.chunks_mut((per * fan_out).max(1)).enumerate().collect();
-            for_each_maybe_par(chunks, parts > 1, |(i, yc)| {
-                let r = yc.len() / fan_out.max(1);
-                // y = x · wᵀ: wᵀ[k, n] = w[n, k], so its row stride is 1 and its column stride `in`.
-                let xc = &x[i * per * fan_in..][..r * fan_in];
-                let yc = gemm_fresh((r, fan_out, fan_in), yc, xc, (fan_in, 1), w, (1, fan_in), threads);
-                fastmath::with_simd(|| {
-                    for row in yc.chunks_exact_mut(fan_out.max(1)) {
-                        row.iter_mut().zip(b).for_each(|(v, &bias)| *v += bias);
-                        e.map_in_place(row, |v| v);
-                    }
+        // SAFETY: the chunks cover all of `y` and each goes through `gemm_fresh`.
+        let y = unsafe {
+            fresh_vec(rows * fan_out, |y| {
+                let chunks: Vec<_> = y.chunks_mut((per * fan_out).max(1)).enumerate().collect();
+                for_each_maybe_par(chunks, parts > 1, |(i, yc)| {
+                    let r = yc.len() / fan_out.max(1);
+                    // y = x · wᵀ: wᵀ[k, n] = w[n, k], so its row stride is 1 and its column stride `in`.
+                    let xc = &x[i * per * fan_in..][..r * fan_in];
+                    let yc = gemm_fresh((r, fan_out, fan_in), yc, xc, (fan_in, 1), w, (1, fan_in), threads);
+                    fastmath::with_simd(|| {
+                        for row in yc.chunks_exact_mut(fan_out.max(1)) {
+                            row.iter_mut().zip(b).for_each(|(v, &bias)| *v += bias);
+                            e.map_in_place(row, |v| v);
+                        }
+                    });
                 });
-            });
-        });
+            })
+        };
         Ok((CpuStorage::F32(y), Shape::from((rows, fan_out))))
     }
 
@@ -490,26 +495,49 @@ impl CustomOp3 for LinearOp {
             let (per_o, per_r) = (fan_out.div_ceil(split).max(1), rows.div_ceil(split).max(1));
             let (dw_len, dx_len) =
                 (if want_dw { fan_out * fan_in } else { 0 }, if want_dx { rows * fan_in } else { 0 });
-            fresh_vec(dw_len, |dw| {
-                dx = fresh_vec(dx_len, |dx| {
-                    // (is dW, first output row or batch row, destination)
-                    let mut tasks: Vec<(bool, usize, &mut [MaybeUninit<f32>])> = Vec::new();
-                    let row = fan_in.max(1);
-                    tasks.extend(dw.chunks_mut(per_o * row).enumerate().map(|(i, d)| (true, i * per_o, d)));
-                    tasks.extend(dx.chunks_mut(per_r * row).enumerate().map(|(i, d)| (false, i * per_r, d)));
-                    for_each_maybe_par(tasks, par, |(is_dw, first, dst)| {
-                        let n = dst.len() / row;
-                        if is_dw {
-                            // gᵀ[o, r] = g[r, o]: row stride 1, column stride `out`.
-                            let gt = &g[first..];
-                            gemm_fresh((n, fan_in, rows), dst, gt, (1, fan_out), xv, (fan_in, 1), threads);
-                        } else {
-                            let gr = &g[first * fan_out..];
-                            gemm_fresh((n, fan_in, fan_out), dst, gr, (fan_out, 1), wv, (fan_in, 1), threads);
-                        }
+            // SAFETY: the chunks of each buffer cover all of it and each goes through `gemm_fresh`.
+            unsafe {
+                fresh_vec(dw_len, |dw| {
+                    dx = fresh_vec(dx_len, |dx| {
+                        // (is dW, first output row or batch row, destination)
+                        let mut tasks: Vec<(bool, usize, &mut [MaybeUninit<f32>])> = Vec::new();
+                        let row = fan_in.max(1);
+                        tasks.extend(
+                            dw.chunks_mut(per_o * row).enumerate().map(|(i, d)| (true, i * per_o, d)),
+                        );
+                        tasks.extend(
+                            dx.chunks_mut(per_r * row).enumerate().map(|(i, d)| (false, i * per_r, d)),
+                        );
+                        for_each_maybe_par(tasks, par, |(is_dw, first, dst)| {
+                            let n = dst.len() / row;
+                            if is_dw {
+                                // gᵀ[o, r] = g[r, o]: row stride 1, column stride `out`.
+                                let gt = &g[first..];
+                                gemm_fresh(
+                                    (n, fan_in, rows),
+                                    dst,
+                                    gt,
+                                    (1, fan_out),
+                                    xv,
+                                    (fan_in, 1),
+                                    threads,
+                                );
+                            } else {
+                                let gr = &g[first * fan_out..];
+                                gemm_fresh(
+                                    (n, fan_in, fan_out),
+                                    dst,
+                                    gr,
+                                    (fan_out, 1),
+                                    wv,
+                                    (fan_in, 1),
+                                    threads,
+                                );
+                            }
+                        });
                     });
-                });
-            })
+                })
+            }
         };
         let dw = want_dw.then_some(dw);
         let dx = want_dx.then_some(dx);
