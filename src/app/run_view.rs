@@ -124,11 +124,12 @@ pub struct Series {
     pub steps: Vec<f64>,
     /// One column per name, each as long as `steps` (NaN where a value was missing).
     pub values: Vec<Vec<f64>>,
-    /// 0-based epoch of each step.
-    pub epochs: Vec<usize>,
-    pub learning_rates: Vec<f64>,
+    /// 0-based epoch of each step. This and the next two are kept narrow (the per-step series
+    /// is what grows over a long run: 40 bytes a step for a VAE instead of 56).
+    pub epochs: Vec<u32>,
+    pub learning_rates: Vec<f32>,
     /// Images per second at each step (unsmoothed, as the worker measured it).
-    pub images_per_sec: Vec<f64>,
+    pub images_per_sec: Vec<f32>,
     /// Bumped whenever steps are removed (a rewind), so that caches built on the series as it
     /// only grew know to start over.
     pub revision: u64,
@@ -145,9 +146,9 @@ impl Series {
         for (col, name) in self.values.iter_mut().zip(self.names) {
             col.push(component(&m.losses, name).unwrap_or(f64::NAN));
         }
-        self.epochs.push(m.epoch);
-        self.learning_rates.push(m.learning_rate);
-        self.images_per_sec.push(m.images_per_sec);
+        self.epochs.push(u32::try_from(m.epoch).unwrap_or(u32::MAX));
+        self.learning_rates.push(m.learning_rate as f32);
+        self.images_per_sec.push(m.images_per_sec as f32);
     }
 
     /// Keeps the first `n` steps.
@@ -177,8 +178,10 @@ impl Series {
                 s.push_str(&cell(col.get(i).copied().unwrap_or(f64::NAN)));
             }
             for col in [&self.learning_rates, &self.images_per_sec] {
+                // As f32, so that 1e-3 reads 0.001, not its f64 widening.
+                let v = col.get(i).copied().unwrap_or(f32::NAN);
                 s.push(',');
-                s.push_str(&cell(col.get(i).copied().unwrap_or(f64::NAN)));
+                s.push_str(&if v.is_finite() { v.to_string() } else { String::new() });
             }
             s.push('\n');
         }
