@@ -3,7 +3,7 @@
 use candle_core::{Device, Tensor, Var};
 use genlab::engine::models::layers::ParamSet;
 use genlab::engine::models::losses::{bce_with_logits_rows, kl_rows, softplus};
-use genlab::engine::models::optim::{adam_reference, Adam, AdamConfig};
+use genlab::engine::models::optim::{adam_reference, grads_finite, Adam, AdamConfig};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
@@ -131,5 +131,33 @@ fn fused_adam_spread_over_a_pool_matches_the_textbook_update() {
         let ours = vec1(ps.params[0].1.as_tensor());
         let worst = ours.iter().zip(&p_ref).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
         assert!(worst < 1e-6, "step {step}: largest difference {worst}");
+    }
+}
+
+#[test]
+fn gradient_check_over_a_pool_finds_one_bad_value_anywhere() {
+    // 90,000 values: the check splits into chunks over the pool's two threads.
+    let mut rng = StdRng::seed_from_u64(5);
+    let mut ps = ParamSet::default();
+    let w = ps.uniform("w".into(), &[300, 300], 1.0, &mut rng).unwrap();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    let grads_with = |bad: Option<(usize, f32)>| {
+        let mut g = vec![0.5f32; 90_000];
+        if let Some((at, v)) = bad {
+            g[at] = v;
+        }
+        let g = Tensor::from_vec(g, (300, 300), &Device::Cpu).unwrap();
+        // A store holding `g` as the gradient of `w`.
+        let mut grads = (w.sum_all().unwrap() * 0.0).unwrap().backward().unwrap();
+        grads.insert(&w, g);
+        grads
+    };
+    assert!(pool.install(|| grads_finite(&ps, &grads_with(None))));
+    for at in [0, 32_767, 32_768, 65_536, 89_999] {
+        for v in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let grads = grads_with(Some((at, v)));
+            assert!(!pool.install(|| grads_finite(&ps, &grads)), "{v} at {at} over the pool");
+            assert!(!grads_finite(&ps, &grads), "{v} at {at} on one thread");
+        }
     }
 }

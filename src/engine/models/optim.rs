@@ -46,9 +46,20 @@ pub fn grads_finite(params: &ParamSet, grads: &GradStore) -> bool {
         // A gradient may be a strided view (candle stores the first gradient as it is).
         Some(g) => {
             let g = if g.is_contiguous() { Some(g.clone()) } else { g.contiguous().ok() };
-            g.and_then(|g| with_f32(&g, |s| fastmath::with_simd(|| fastmath::all_finite(s)))).unwrap_or(false)
+            g.and_then(|g| with_f32(&g, all_finite_maybe_par)).unwrap_or(false)
         }
     })
+}
+
+/// [`fastmath::all_finite`], over the pool in [`ADAM_CHUNK`]s when there are enough values (a
+/// pass over every gradient each step, memory-bound like the update).
+fn all_finite_maybe_par(v: &[f32]) -> bool {
+    let finite = |c: &[f32]| fastmath::with_simd(|| fastmath::all_finite(c));
+    if v.len() >= 2 * ADAM_CHUNK && rayon::current_num_threads() > 1 {
+        v.par_chunks(ADAM_CHUNK).all(finite)
+    } else {
+        finite(v)
+    }
 }
 
 /// Runs `f` on the contiguous f32 values of a CPU tensor.
