@@ -794,7 +794,7 @@ pub struct BenchArgs {
     /// Presets to train, comma-separated (default: mnist_vae,mnist_mlp_gan,conv_vae,mnist_dcgan).
     #[arg(long, value_delimiter = ',')]
     pub models: Option<Vec<String>>,
-    /// Timed steps per repeat (default: per model, 4 for mnist_dcgan to 30 for mnist_vae).
+    /// Timed steps per repeat (default: per model, 8 for mnist_dcgan to 600 for mnist_vae).
     #[arg(long)]
     pub steps: Option<usize>,
     /// Untimed steps before each repeat (default: per model).

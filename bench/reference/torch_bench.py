@@ -33,7 +33,7 @@ from pathlib import Path
 MODELS = ["mnist_vae", "mnist_mlp_gan", "conv_vae", "mnist_dcgan"]
 BATCH = 128
 # (warm-up, timed) steps per model: genlab's table (src/bench.rs, `schedule`).
-SCHEDULE = {"mnist_vae": (5, 30), "mnist_mlp_gan": (3, 20), "conv_vae": (2, 10), "mnist_dcgan": (1, 4)}
+SCHEDULE = {"mnist_vae": (40, 600), "mnist_mlp_gan": (20, 200), "conv_vae": (4, 40), "mnist_dcgan": (2, 8)}
 
 
 def parse_args():
