@@ -1237,8 +1237,10 @@ mod tests {
             Epilogue::Relu => t.relu().unwrap(),
             Epilogue::LeakyRelu => candle_nn::ops::leaky_relu(&t, fused::LEAKY_SLOPE as f64).unwrap(),
             Epilogue::Tanh => t.tanh().unwrap(),
+            Epilogue::Sigmoid => candle_nn::ops::sigmoid(&t).unwrap(),
         };
-        for e in [Epilogue::Identity, Epilogue::Relu, Epilogue::LeakyRelu, Epilogue::Tanh] {
+        for e in [Epilogue::Identity, Epilogue::Relu, Epilogue::LeakyRelu, Epilogue::Tanh, Epilogue::Sigmoid]
+        {
             for case in CASES {
                 let Case { batch: b, cin, cout, h, w, k, s, p } = case;
                 let geom = Geometry { kernel: k, stride: s, pad: p };

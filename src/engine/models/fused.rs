@@ -106,6 +106,8 @@ pub enum Epilogue {
     Relu,
     LeakyRelu,
     Tanh,
+    /// `σ(v)`: pixel values from logits (a GAN generator's output layer).
+    Sigmoid,
 }
 
 /// The epilogue for `act` (`None`: no activation), or `None` when it cannot be fused.
@@ -133,6 +135,7 @@ impl Epilogue {
                 }
             }
             Epilogue::Tanh => v.tanh(),
+            Epilogue::Sigmoid => fastmath::sigmoid(v),
         }
     }
 
@@ -156,6 +159,7 @@ impl Epilogue {
                 }
             }
             Epilogue::Tanh => g * (1.0 - y * y),
+            Epilogue::Sigmoid => g * y * (1.0 - y),
         }
     }
 
@@ -177,6 +181,7 @@ impl Epilogue {
             Epilogue::Relu => each!(Epilogue::Relu),
             Epilogue::LeakyRelu => each!(Epilogue::LeakyRelu),
             Epilogue::Tanh => each!(Epilogue::Tanh),
+            Epilogue::Sigmoid => each!(Epilogue::Sigmoid),
         }
     }
 
@@ -193,6 +198,7 @@ impl Epilogue {
             Epilogue::Relu => each!(Epilogue::Relu),
             Epilogue::LeakyRelu => each!(Epilogue::LeakyRelu),
             Epilogue::Tanh => each!(Epilogue::Tanh),
+            Epilogue::Sigmoid => each!(Epilogue::Sigmoid),
         }
     }
 
@@ -212,6 +218,7 @@ impl Epilogue {
             Epilogue::Relu => each!(Epilogue::Relu),
             Epilogue::LeakyRelu => each!(Epilogue::LeakyRelu),
             Epilogue::Tanh => each!(Epilogue::Tanh),
+            Epilogue::Sigmoid => each!(Epilogue::Sigmoid),
         }
         fastmath::sum(dst)
     }
@@ -1097,6 +1104,7 @@ mod tests {
             Epilogue::Relu => h.relu().unwrap(),
             Epilogue::LeakyRelu => candle_nn::ops::leaky_relu(&h, LEAKY_SLOPE as f64).unwrap(),
             Epilogue::Tanh => h.tanh().unwrap(),
+            Epilogue::Sigmoid => candle_nn::ops::sigmoid(&h).unwrap(),
         }
     }
 
@@ -1127,7 +1135,8 @@ mod tests {
     /// that are no multiple of its 16-row blocks and a single output.
     #[test]
     fn matches_stock_ops_forward_and_backward() {
-        for e in [Epilogue::Identity, Epilogue::Relu, Epilogue::LeakyRelu, Epilogue::Tanh] {
+        for e in [Epilogue::Identity, Epilogue::Relu, Epilogue::LeakyRelu, Epilogue::Tanh, Epilogue::Sigmoid]
+        {
             for (rows, fan_in, fan_out) in
                 [(7, 13, 5), (32, 64, 48), (1, 3, 1), (37, 100, 23), (3, 64, 1), (17, 63, 9)]
             {
@@ -1315,7 +1324,8 @@ mod tests {
     }
 
     fn batch_norm_case([b, c, h, w]: [usize; 4]) {
-        for e in [Epilogue::Identity, Epilogue::Relu, Epilogue::LeakyRelu, Epilogue::Tanh] {
+        for e in [Epilogue::Identity, Epilogue::Relu, Epilogue::LeakyRelu, Epilogue::Tanh, Epilogue::Sigmoid]
+        {
             let x = Var::from_tensor(&randn(&[b, c, h, w], 11).affine(3.0, 1.0).unwrap()).unwrap();
             let gamma = Var::from_tensor(&randn(&[1, c, 1, 1], 12).affine(1.0, 1.5).unwrap()).unwrap();
             let beta = Var::from_tensor(&randn(&[1, c, 1, 1], 13)).unwrap();
@@ -1344,6 +1354,7 @@ mod tests {
                 Epilogue::Relu => z.relu().unwrap(),
                 Epilogue::LeakyRelu => candle_nn::ops::leaky_relu(&z, LEAKY_SLOPE as f64).unwrap(),
                 Epilogue::Tanh => z.tanh().unwrap(),
+                Epilogue::Sigmoid => candle_nn::ops::sigmoid(&z).unwrap(),
             };
             assert!(max_diff(&ours, &theirs) < 1e-5, "{e:?} forward");
             let (m, v) = stats.lock().unwrap().clone();

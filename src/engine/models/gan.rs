@@ -89,7 +89,7 @@ impl GenerativeModel for Gan {
     fn train_step(&mut self, x: &Tensor, rng: &mut StdRng) -> Result<StepOutcome> {
         let (b, _) = x.dims2()?;
         let z = normal_tensor(b, self.cfg.latent_dim, 1.0, rng)?;
-        let fake = candle_nn::ops::sigmoid(&self.generator.forward(&z, true)?)?; // [B, D]
+        let fake = self.generator.forward_pixels(&z, true)?; // [B, D]
 
         // Discriminator step on real and (detached) fake images.
         let real_l = self.d_logits(x, true)?;
