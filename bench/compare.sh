@@ -29,19 +29,22 @@ mkdir -p bench/results
 out="bench/results/$(date -u +%Y-%m-%dT%H%MZ)_${nproc}cpu_${slug}.jsonl"
 : > "$out"
 
-# Tags each JSON line with the round (a JSON object starts with `{`).
-tag() { sed "s/^{/{\"round\": $1, /" >> "$out"; }
+# Tags each JSON line with the round and the thread count of the invocation (a JSON object
+# starts with `{`).
+tag() { sed "s/^{/{\"round\": $1, \"pool\": $2, /" >> "$out"; }
 
 first=1
 for t in $THREADS; do
   for r in $(seq 1 "$ROUNDS"); do
-    # The sgemm peak (at 1 and N threads) and the load times once; training every round.
-    extra=(--train-only)
+    # The load times once; the sgemm peak (at 1 and N threads) and training every round, so
+    # that each round's share of the peak compares figures of the same moment (this machine's
+    # speed drifts by 20% within a run).
+    extra=(--no-loads)
     [ "$first" = 1 ] && extra=()
     echo "threads $t, round $r/$ROUNDS: genlab" >&2
-    "$GENLAB" bench --json --threads "$t" "${extra[@]}" "$@" | tag "$r"
+    "$GENLAB" bench --json --threads "$t" "${extra[@]}" "$@" | tag "$r" "$t"
     echo "threads $t, round $r/$ROUNDS: pytorch" >&2
-    "$PYTHON" bench/reference/torch_bench.py --threads "$t" "${extra[@]}" "$@" | tag "$r"
+    "$PYTHON" bench/reference/torch_bench.py --threads "$t" "$@" | tag "$r" "$t"
     first=0
   done
 done

@@ -4,8 +4,9 @@
     python3 bench/table.py bench/results/<file>.jsonl
 
 Per model and thread count: the median over rounds of each round's median images/s, their ratio
-(genlab / PyTorch), and each side's GFLOP/s at that median as a share of its own sgemm peak at
-the same thread count (measured in the same run).
+(genlab / PyTorch), and each side's share of its own sgemm peak at the same thread count: the
+median over rounds of each round's GFLOP/s over the peak measured in that round (files from
+before the peak was measured every round: the one peak of the run).
 """
 
 import json
@@ -17,14 +18,17 @@ from collections import defaultdict
 def main(path):
     lines = [json.loads(l) for l in open(path) if l.strip()]
     ips = defaultdict(list)  # (model, threads, framework) -> each round's median images/s
+    rounds_of = defaultdict(list)  # (model, threads, framework) -> the rounds, in the same order
     flop = {}  # (model, framework) -> FLOPs per image
-    peak = {}  # (framework, threads) -> sgemm GFLOP/s
+    peak = {}  # (framework, threads, round) -> sgemm GFLOP/s, from the invocation at that thread count
     for l in lines:
         if l.get("kind") == "train":
-            ips[(l["model"], l["threads"], l["framework"])].append(l["images_per_sec"])
+            key = (l["model"], l["threads"], l["framework"])
+            ips[key].append(l["images_per_sec"])
+            rounds_of[key].append(l.get("round", 1))
             flop[(l["model"], l["framework"])] = l["flop_per_image"]
-        elif l.get("kind") == "sgemm":
-            peak[(l["framework"], l["threads"])] = l["gflops"]
+        elif l.get("kind") == "sgemm" and l.get("pool", l["threads"]) == l["threads"]:
+            peak[(l["framework"], l["threads"], l.get("round", 1))] = l["gflops"]
     machine = next((l for l in lines if l.get("kind") == "machine"), {})
     print(f"{machine.get('cpu', '?')}, {machine.get('nproc', '?')} cores, {machine.get('date', '')}")
     for l in lines:
@@ -37,15 +41,23 @@ def main(path):
                   f"({l['images_per_sec']:.0f} images/s)")
     rounds = len({l.get("round", 1) for l in lines if l.get("kind") == "train"})
     print(f"\nmedian images/s over {rounds} interleaved round(s), each a median of repeats; "
-          f"% = GFLOP/s as a share of the same side's sgemm peak\n")
+          f"% = median over rounds of GFLOP/s as a share of the same side's sgemm peak of that round\n")
     print(f"{'model':<14} {'threads':>7} {'genlab':>9} {'pytorch':>9} {'ratio':>6} "
           f"{'genlab %':>9} {'torch %':>8}")
     models = list(dict.fromkeys(k[0] for k in ips))
 
-    def pct(model, threads, fw, v):
-        p = peak.get((fw, threads))
+    def peak_at(fw, threads, rnd):
+        """The peak of round `rnd`, else the run's only one (older files)."""
+        p = peak.get((fw, threads, rnd))
+        others = [v for (f, t, _), v in peak.items() if f == fw and t == threads]
+        return p if p else (others[0] if len(others) == 1 else None)
+
+    def pct(model, threads, fw):
+        key = (model, threads, fw)
         f = flop.get((model, fw))
-        return f"{100 * v * f / 1e9 / p:.0f}%" if p and f and v == v else "-"
+        shares = [v * f / 1e9 / p for v, r in zip(ips.get(key, []), rounds_of[key])
+                  if f and (p := peak_at(fw, threads, r))]
+        return f"{100 * statistics.median(shares):.0f}%" if shares else "-"
 
     for threads in sorted({k[1] for k in ips}, reverse=True):
         for m in models:
@@ -56,7 +68,7 @@ def main(path):
             pm = statistics.median(p) if p else float("nan")
             ratio = gm / pm if g and p else float("nan")
             print(f"{m:<14} {threads:>7} {gm:>9.0f} {pm:>9.0f} {ratio:>6.2f} "
-                  f"{pct(m, threads, 'genlab', gm):>9} {pct(m, threads, 'pytorch', pm):>8}")
+                  f"{pct(m, threads, 'genlab'):>9} {pct(m, threads, 'pytorch'):>8}")
     print(f"\nraw: {path}")
 
 

@@ -806,6 +806,10 @@ pub struct BenchArgs {
     /// Only the training measurements: no sgemm peak, no dataset loads.
     #[arg(long)]
     pub train_only: bool,
+    /// No dataset loads: the sgemm peak and the training (what `bench/compare.sh` measures in
+    /// every round, so that each round's share of the peak uses a peak of the same moment).
+    #[arg(long, conflicts_with = "train_only")]
+    pub no_loads: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -864,6 +868,8 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
     opts.repeats = a.repeats.unwrap_or(opts.repeats);
     if a.train_only {
         opts.sgemm_n = 0;
+    }
+    if a.train_only || a.no_loads {
         opts.data_loads = false;
     }
     bench::run(&opts, &mut |r| {

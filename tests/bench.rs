@@ -36,6 +36,37 @@ fn quick_bench_prints_one_json_line_per_model() {
     assert_eq!(loads, ["idx-raw", "idx-gz", "png-folder"]);
 }
 
+/// `--no-loads` (what `bench/compare.sh` runs every round): the sgemm peak and the training,
+/// no dataset loads, and the model's share of that peak.
+#[test]
+fn no_loads_keeps_the_sgemm_peak_and_skips_the_loads() {
+    let out = Command::new(env!("CARGO_BIN_EXE_genlab"))
+        .args([
+            "bench",
+            "--quick",
+            "--json",
+            "--no-loads",
+            "--models",
+            "mnist_vae",
+            "--steps",
+            "3",
+            "--threads",
+            "1",
+        ])
+        .output()
+        .expect("the binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let kinds: Vec<&str> = lines.iter().filter_map(|v| v["kind"].as_str()).collect();
+    assert!(kinds.contains(&"sgemm") && kinds.contains(&"train") && !kinds.contains(&"load"), "{stdout}");
+    let m = lines.iter().find(|v| v["kind"] == "train").expect("a model line");
+    assert!(m["pct_of_sgemm_peak"].as_f64().is_some_and(|p| p > 0.0), "{m}");
+}
+
 #[test]
 fn unknown_model_is_a_one_line_error() {
     let out = Command::new(env!("CARGO_BIN_EXE_genlab"))
