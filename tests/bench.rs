@@ -5,19 +5,20 @@ use std::process::Command;
 
 #[test]
 fn quick_bench_prints_one_json_line_per_model() {
-    let out = Command::new(env!("CARGO_BIN_EXE_genlab"))
-        .args(["bench", "--quick", "--json", "--models", "mnist_vae", "--steps", "5", "--threads", "1"])
-        .output()
-        .expect("the binary runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&out.stderr));
-    let lines: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
+    let lines = json_lines(&[
+        "bench",
+        "--quick",
+        "--json",
+        "--models",
+        "mnist_vae",
+        "--steps",
+        "5",
+        "--threads",
+        "1",
+    ]);
 
     let models: Vec<&serde_json::Value> = lines.iter().filter(|v| v.get("model").is_some()).collect();
-    assert_eq!(models.len(), 1, "one line per model: {stdout}");
+    assert_eq!(models.len(), 1, "one line per model: {lines:?}");
     let m = models[0];
     assert_eq!(m["model"], "mnist_vae");
     assert_eq!(m["threads"], 1);
@@ -30,7 +31,7 @@ fn quick_bench_prints_one_json_line_per_model() {
     }
 
     let sgemm: Vec<_> = lines.iter().filter(|v| v["kind"] == "sgemm").collect();
-    assert!(!sgemm.is_empty(), "an sgemm peak: {stdout}");
+    assert!(!sgemm.is_empty(), "an sgemm peak: {lines:?}");
     assert!(sgemm.iter().all(|s| s["gflops"].as_f64().is_some_and(|g| g > 0.0)));
     let loads: Vec<_> = lines.iter().filter(|v| v["kind"] == "load").map(|v| v["format"].clone()).collect();
     assert_eq!(loads, ["idx-raw", "idx-gz", "png-folder"]);
@@ -40,29 +41,20 @@ fn quick_bench_prints_one_json_line_per_model() {
 /// no dataset loads, and the model's share of that peak.
 #[test]
 fn no_loads_keeps_the_sgemm_peak_and_skips_the_loads() {
-    let out = Command::new(env!("CARGO_BIN_EXE_genlab"))
-        .args([
-            "bench",
-            "--quick",
-            "--json",
-            "--no-loads",
-            "--models",
-            "mnist_vae",
-            "--steps",
-            "3",
-            "--threads",
-            "1",
-        ])
-        .output()
-        .expect("the binary runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&out.stderr));
-    let lines: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
+    let lines = json_lines(&[
+        "bench",
+        "--quick",
+        "--json",
+        "--no-loads",
+        "--models",
+        "mnist_vae",
+        "--steps",
+        "3",
+        "--threads",
+        "1",
+    ]);
     let kinds: Vec<&str> = lines.iter().filter_map(|v| v["kind"].as_str()).collect();
-    assert!(kinds.contains(&"sgemm") && kinds.contains(&"train") && !kinds.contains(&"load"), "{stdout}");
+    assert!(kinds.contains(&"sgemm") && kinds.contains(&"train") && !kinds.contains(&"load"), "{lines:?}");
     let m = lines.iter().find(|v| v["kind"] == "train").expect("a model line");
     assert!(m["pct_of_sgemm_peak"].as_f64().is_some_and(|p| p > 0.0), "{m}");
 }

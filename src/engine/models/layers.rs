@@ -432,14 +432,7 @@ impl Expand {
     /// `[B, latent] → [B, C·H·W]` logits (apply a sigmoid for pixel values).
     pub fn forward(&self, z: &Tensor, train: bool) -> Result<Tensor> {
         match self {
-            Expand::Mlp { layers, act } => {
-                let mut h = z.clone();
-                let last = layers.len() - 1;
-                for (i, l) in layers.iter().enumerate() {
-                    h = l.forward_act(&h, (i < last).then_some(*act))?;
-                }
-                Ok(h)
-            }
+            Expand::Mlp { layers, act } => Self::forward_mlp(layers, *act, z, false),
             Expand::Conv { fc, fc_bn, start, layers, act } => {
                 let b = z.dim(0)?;
                 let shape = (b, start.channels, start.height, start.width); // [B, C0, H/2ᵏ, W/2ᵏ]
@@ -460,19 +453,24 @@ impl Expand {
     /// [`Expand::forward`], fused into an MLP's output layer.
     pub fn forward_pixels(&self, z: &Tensor, train: bool) -> Result<Tensor> {
         match self {
-            Expand::Mlp { layers, act } => {
-                let mut h = z.clone();
-                let last = layers.len() - 1;
-                for (i, l) in layers.iter().enumerate() {
-                    h = match i < last {
-                        true => l.forward_act(&h, Some(*act))?,
-                        false => l.forward_sigmoid(&h)?,
-                    };
-                }
-                Ok(h)
-            }
+            Expand::Mlp { layers, act } => Self::forward_mlp(layers, *act, z, true),
             Expand::Conv { .. } => candle_nn::ops::sigmoid(&self.forward(z, train)?),
         }
+    }
+
+    /// An MLP's layers with `act` between them; the output layer gives logits, or with
+    /// `sigmoid` pixel values.
+    fn forward_mlp(layers: &[Linear], act: Activation, z: &Tensor, sigmoid: bool) -> Result<Tensor> {
+        let mut h = z.clone();
+        let last = layers.len() - 1;
+        for (i, l) in layers.iter().enumerate() {
+            h = match (i < last, sigmoid) {
+                (true, _) => l.forward_act(&h, Some(act))?,
+                (false, true) => l.forward_sigmoid(&h)?,
+                (false, false) => l.forward_act(&h, None)?,
+            };
+        }
+        Ok(h)
     }
 
     pub fn batch_norms(&self) -> Vec<&BatchNorm> {
