@@ -45,7 +45,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use candle_core::{Device, Tensor};
 use serde::Serialize;
 
-use crate::engine::config::{preset, PRESETS};
+use crate::engine::config::{preset, presets};
 use crate::engine::data::{self, builtin, idx, DataSource, Dataset, LoadOptions};
 use crate::engine::error::{EngineError, Result};
 use crate::engine::models::{Arch, Family, ModelConfig};
@@ -248,7 +248,7 @@ pub fn run(opts: &BenchOptions, emit: &mut (dyn FnMut(&Record) + Send)) -> Resul
     }
     for m in &opts.models {
         if preset(m, builtin_shape()).is_none() {
-            return Err(EngineError::Config(format!("unknown model `{m}`; models: {}", PRESETS.join(", "))));
+            return Err(EngineError::Config(format!("unknown model `{m}`; models: {}", presets().join(", "))));
         }
     }
     tune_allocator();
@@ -602,7 +602,7 @@ mod tests {
 
     #[test]
     fn gan_split_adds_up_to_forward_macs() {
-        for name in PRESETS {
+        for name in presets() {
             let cfg = preset(name, builtin_shape()).unwrap().model;
             match cfg.gan_forward_macs() {
                 Some((g, d)) => assert_eq!(g + d, cfg.forward_macs(), "{name}"),

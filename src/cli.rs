@@ -10,7 +10,7 @@ use anyhow::{anyhow, bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::engine::checkpoint;
-use crate::engine::config::{preset, RunConfig, PRESETS};
+use crate::engine::config::{preset, RunConfig, presets};
 use crate::engine::data::{self, DataSource, Dataset, LoadOptions, SplitKind};
 use crate::engine::images::ImageBatch;
 use crate::engine::metrics::MetricsLog;
@@ -207,7 +207,7 @@ fn load_data(spec: &str) -> anyhow::Result<Arc<Dataset>> {
 /// The run configuration a `train` invocation describes.
 pub fn train_config(a: &TrainArgs, data: &Dataset) -> anyhow::Result<RunConfig> {
     let mut cfg = preset(&a.preset, data.shape)
-        .ok_or_else(|| anyhow!("unknown preset `{}`; presets: {}", a.preset, PRESETS.join(", ")))?;
+        .ok_or_else(|| anyhow!("unknown preset `{}`; presets: {}", a.preset, presets().join(", ")))?;
     let m = &mut cfg.model;
     if let Some(f) = a.family {
         m.family = match f {
@@ -278,13 +278,13 @@ fn train(a: TrainArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn train_in_pool(a: TrainArgs, data: Arc<Dataset>, cfg: RunConfig) -> anyhow::Result<ExitCode> {
-    let family = cfg.model.family;
+    let family = cfg.model.family();
     let mut s = TrainingSession::new(cfg.clone(), data.clone())?;
     let total = a.max_steps.map_or(s.total_steps(), |m| m.min(s.total_steps()));
     eprintln!(
         "training {} ({} {}, {} parameters) on {} ({} train / {} test images of {})",
         cfg.preset,
-        cfg.model.arch,
+        cfg.model.net().arch,
         family,
         s.model().param_count(),
         data.name,
@@ -410,14 +410,14 @@ fn eval(a: EvalArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("loading the checkpoint's dataset {}", loaded.meta.data_source))?,
         ),
     };
-    let data = if data.shape != cfg.model.input {
+    let data = if data.shape != cfg.model.input() {
         eprintln!(
             "note: converting {} images of {} to the model's {}",
             data.len(),
             data.shape,
-            cfg.model.input
+            cfg.model.input()
         );
-        Arc::new(data.converted_to(cfg.model.input))
+        Arc::new(data.converted_to(cfg.model.input()))
     } else {
         data
     };
@@ -432,7 +432,7 @@ fn eval(a: EvalArgs) -> anyhow::Result<()> {
     let mut obj = serde_json::Map::new();
     obj.insert("split".into(), split_kind.to_string().into());
     obj.insert("n".into(), idx.len().into());
-    obj.insert("family".into(), serde_json::to_value(cfg.model.family)?);
+    obj.insert("family".into(), serde_json::to_value(cfg.model.family())?);
     obj.insert("loss_nats".into(), losses.loss.into());
     for (name, v) in losses.components() {
         let key = match name {
@@ -556,7 +556,7 @@ fn score(a: ScoreArgs) -> anyhow::Result<()> {
     }
     if a.json {
         let mut out = serde_json::Map::new();
-        out.insert("family".into(), serde_json::to_value(cfg.model.family)?);
+        out.insert("family".into(), serde_json::to_value(cfg.model.family())?);
         out.insert("likelihood".into(), first.likelihood.map(|l| l.label()).into());
         out.insert("anomaly_score".into(), first.anomaly_name().into());
         let mut list = Vec::new();
@@ -583,7 +583,7 @@ fn score(a: ScoreArgs) -> anyhow::Result<()> {
         for (name, source, set) in &sets {
             let lik = set.likelihood.map(|l| format!(", {} likelihood", l.label())).unwrap_or_default();
             let k = if set.k > 0 { format!(", k {}", set.k) } else { String::new() };
-            println!("{name} ({source}, {} images, {}{lik}{k}):", set.samples.len(), cfg.model.family);
+            println!("{name} ({source}, {} images, {}{lik}{k}):", set.samples.len(), cfg.model.family());
             for (key, s) in set.summary() {
                 println!("  {key:<13} {:>12.4} ± {:.4}", s.mean, s.stderr);
             }
@@ -665,7 +665,7 @@ struct Explorer {
 impl Explorer {
     fn open(dir: &Path, data: Option<&str>) -> anyhow::Result<Explorer> {
         let loaded = checkpoint::load(dir)?;
-        let input = loaded.meta.config.model.input;
+        let input = loaded.meta.config.model.input();
         let data = match data {
             Some(spec) => load_data(spec)?,
             None => {
@@ -710,7 +710,7 @@ fn traverse(a: TraverseArgs) -> anyhow::Result<()> {
     let x = Explorer::open(&a.checkpoint, a.data.as_deref())?;
     let model = x.loaded.model.as_ref();
     let dim = model.latent_dim();
-    let is_gan = model.config().family == Family::Gan;
+    let is_gan = model.config().family() == Family::Gan;
     let dims = match &a.dims {
         Some(d) => d.clone(),
         None if is_gan => (0..dim.min(8)).collect(),
@@ -764,7 +764,7 @@ fn interpolate(a: InterpolateArgs) -> anyhow::Result<()> {
     }
     let x = Explorer::open(&a.checkpoint, a.data.as_deref())?;
     let model = x.loaded.model.as_ref();
-    let (za, zb) = if model.config().family == Family::Gan {
+    let (za, zb) = if model.config().family() == Family::Gan {
         let dim = model.latent_dim();
         (explore::noise_vector(a.from as u64, dim), explore::noise_vector(a.to as u64, dim))
     } else {

@@ -117,7 +117,7 @@ fn latent_and_training_tabs_write_traversal_gif_encoding_and_metrics_csv() {
         run(a).is_some_and(|r| r.explore.encoded.is_some() && r.explore.decoded.contains_key(&1))
     });
     h.run();
-    let latent = run(h.state()).expect("a run").config.model.latent_dim;
+    let latent = run(h.state()).expect("a run").config.model.latent_dim();
     let rows = latent.min(10) as u32;
 
     // The traversal: 9 values from −3 to 3, each frame every traversed dimension side by side.
@@ -196,7 +196,7 @@ fn load_checkpoint_restores_a_saved_run_and_a_bad_folder_changes_nothing() {
     // A folder that is not a checkpoint: an error naming it, and the run and settings stay.
     let empty = dir.path().join("not-a-checkpoint");
     std::fs::create_dir(&empty).expect("mkdir");
-    h.state_mut().persisted.config.model.latent_dim = 3;
+    h.state_mut().persisted.config.model.net_mut().latent_dim = 3;
     set_text(&mut h, "Checkpoint folder", &empty.display().to_string());
     h.get_by_label("Load from folder").click();
     wait_for(&mut h, "the failed load to report", 500, |a| {
@@ -208,7 +208,7 @@ fn load_checkpoint_restores_a_saved_run_and_a_bad_folder_changes_nothing() {
     assert_eq!((r.id, r.step), (old_id, saved_step), "the current run survives");
     assert!(r.has_model());
     assert_eq!(h.state().run_view.status(), Status::Paused);
-    assert_eq!(h.state().persisted.config.model.latent_dim, 3, "the settings are untouched");
+    assert_eq!(h.state().persisted.config.model.latent_dim(), 3, "the settings are untouched");
 
     // The saved folder: its configuration comes back and a paused run continues from its step.
     set_text(&mut h, "Checkpoint folder", &ck.display().to_string());
@@ -261,7 +261,7 @@ fn load_checkpoint_restores_a_saved_run_and_a_bad_folder_changes_nothing() {
     let last = errors.last().expect("an error");
     assert!(last.contains(&ck.display().to_string()) && last.contains("1×4×4"), "{last}");
     assert_eq!(run(h.state()).map(|r| r.id), Some(restored_id), "no run was started");
-    assert_eq!(h.state().persisted.config.model.input.height, 4, "the settings still fit the data");
+    assert_eq!(h.state().persisted.config.model.input().height, 4, "the settings still fit the data");
 }
 
 /// Steps frames until a widget whose label contains `text` is on screen; panics naming it.

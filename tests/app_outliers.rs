@@ -189,7 +189,7 @@ fn a_gallery_image_zooms_with_its_reconstruction_and_the_score_chooser_reranks()
 #[test]
 fn a_gan_gallery_image_shows_its_discriminator_score_and_no_reconstruction() {
     let mut h = trained_on_outliers_tab_with(Some("mnist_mlp_gan"));
-    assert_eq!(run(h.state()).expect("a run").config.model.family, genlab::engine::models::Family::Gan);
+    assert_eq!(run(h.state()).expect("a run").config.model.family(), genlab::engine::models::Family::Gan);
     h.get_by_label("Score: −discriminator logit");
     h.get_by_label("Score test set").click();
     wait_for(&mut h, "the test set to be scored", 3000, |a| {

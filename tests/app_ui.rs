@@ -73,7 +73,7 @@ fn zero_width_shows_its_message_and_disables_train() {
     loaded(&mut h);
     h.get_by_label("Layer 1 width").set_value_accesskit(0.0);
     h.run();
-    assert_eq!(h.state().persisted.config.model.hidden[0], 0);
+    assert_eq!(h.state().persisted.config.model.net().hidden[0], 0);
     h.get_by_label_contains("layer 1 has width 0");
     assert!(is_disabled(&h, "Train"));
     h.get_by_label("Train").click();
@@ -176,7 +176,7 @@ fn choosing_the_gan_preset_shows_generator_and_discriminator() {
     h.run();
     let cfg = &h.state().persisted.config;
     assert_eq!(cfg.preset, "mnist_mlp_gan");
-    assert_eq!(cfg.model.family, genlab::engine::models::Family::Gan);
+    assert_eq!(cfg.model.family(), genlab::engine::models::Family::Gan);
     h.get_by_label("Generator G");
     h.get_by_label("Discriminator D");
     h.get_by_label("D layer 2 width");

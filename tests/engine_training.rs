@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
 use genlab::engine::checkpoint;
-use genlab::engine::config::{preset, RunConfig, PRESETS};
+use genlab::engine::config::{preset, RunConfig, presets};
 use genlab::engine::data::{builtin, Dataset};
 use genlab::engine::models::Family;
 use genlab::engine::session::TrainingSession;
@@ -45,9 +45,9 @@ fn mnist_vae_quality_bar_10_epochs() {
 #[test]
 fn every_preset_learns() {
     let data = mnist();
-    for name in PRESETS {
+    for name in presets() {
         let mut cfg = config(name, &data);
-        let conv = cfg.model.arch == genlab::engine::models::Arch::Conv;
+        let conv = cfg.model.net().arch == genlab::engine::models::Arch::Conv;
         cfg.train.batch_size = 64;
         let steps = if conv { 60 } else { 200 };
         let mut s = TrainingSession::new(cfg.clone(), data.clone()).unwrap();
@@ -56,7 +56,7 @@ fn every_preset_learns() {
         for i in 0..steps {
             let r = s.step().unwrap();
             assert!(!r.diverged, "{name} diverged at step {}", r.step);
-            let v = match cfg.model.family {
+            let v = match cfg.model.family() {
                 Family::Gan => r.losses.d_loss.unwrap(),
                 _ => r.losses.loss,
             };
@@ -72,7 +72,7 @@ fn every_preset_learns() {
         eprintln!("{name}: {a:.3} → {b:.3}");
         // Reconstruction losses fall by a large factor; a GAN's discriminator learns to tell
         // real from fake (its loss leaves 2 ln 2 ≈ 1.386, chance level).
-        let ratio = if cfg.model.family == Family::Gan { 0.85 } else { 0.6 };
+        let ratio = if cfg.model.family() == Family::Gan { 0.85 } else { 0.6 };
         assert!(b < a * ratio, "{name}: loss {a:.3} → {b:.3} did not fall below {ratio}×");
     }
 }
@@ -187,12 +187,12 @@ fn corrupt_and_truncated_checkpoints_give_clear_errors() {
 fn configurations_that_do_not_fit_say_why() {
     let data = mnist();
     let mut cfg = config("mnist_vae", &data);
-    cfg.model.hidden = vec![400, 0];
+    cfg.model.net_mut().hidden = vec![400, 0];
     let e = TrainingSession::new(cfg, data.clone()).err().unwrap().to_string();
     assert!(e.contains("width 0"), "{e}");
 
     let mut cfg = config("mnist_vae", &data);
-    cfg.model.latent_dim = 0;
+    cfg.model.net_mut().latent_dim = 0;
     assert!(TrainingSession::new(cfg, data.clone()).err().unwrap().to_string().contains("latent"));
 
     let mut cfg = config("mnist_vae", &data);
@@ -201,7 +201,7 @@ fn configurations_that_do_not_fit_say_why() {
     assert!(e.contains("batch size 9000") && e.contains("8000"), "{e}");
 
     let mut cfg = config("conv_vae", &data);
-    cfg.model.hidden = vec![8, 8, 8];
+    cfg.model.net_mut().hidden = vec![8, 8, 8];
     let e = TrainingSession::new(cfg, data.clone()).err().unwrap().to_string();
     assert!(e.contains("divisible by 8"), "{e}");
 
@@ -222,10 +222,10 @@ fn presets_adapt_to_other_image_shapes() {
         let n = 64;
         let images: Vec<f32> = (0..n * shape.len()).map(|i| ((i * 7919) % 255) as f32 / 255.0).collect();
         let d = Arc::new(Dataset::new("synthetic", DataSource::Builtin, shape, images, None).unwrap());
-        for name in PRESETS {
+        for name in presets() {
             let mut cfg = config(name, &d);
             cfg.train.batch_size = 16;
-            if cfg.model.arch == genlab::engine::models::Arch::Conv && shape.height % 4 != 0 {
+            if cfg.model.net().arch == genlab::engine::models::Arch::Conv && shape.height % 4 != 0 {
                 continue;
             }
             let mut s =

@@ -356,7 +356,7 @@ fn settings_that_cannot_train_fail_the_run_with_a_message() {
         (&(|c: &mut RunConfig| c.train.batch_size = 8001) as &dyn Fn(&mut RunConfig), "batch size 8001"),
         (&|c: &mut RunConfig| c.train.epochs = 0, "epochs"),
         (&|c: &mut RunConfig| c.optim.lr = f64::NAN, "learning rate"),
-        (&|c: &mut RunConfig| c.model.latent_dim = 0, "latent"),
+        (&|c: &mut RunConfig| c.model.net_mut().latent_dim = 0, "latent"),
     ] {
         let mut c = cfg.clone();
         f(&mut c);
@@ -400,8 +400,8 @@ fn a_dataset_file_deleted_during_a_run_does_not_stop_it() {
     std::fs::write(&csv, rows.join("\n")).unwrap();
     let shape = genlab::engine::data::ImageShape::new(1, 4, 4);
     let mut cfg = preset("mnist_vae", shape).unwrap();
-    cfg.model.hidden = vec![8];
-    cfg.model.latent_dim = 2;
+    cfg.model.net_mut().hidden = vec![8];
+    cfg.model.net_mut().latent_dim = 2;
     cfg.train.batch_size = 8;
     let w = Worker::spawn(Arc::new(|| {}));
     start(&w, &cfg, DataSpec::Source(DataSource::Path(csv.clone()), LoadOptions::default()), true);
@@ -433,10 +433,10 @@ fn a_collapsed_gan_raises_one_warning() {
         (0..16 * 16u32).map(|i| ((i.wrapping_mul(2_654_435_761) >> 13) & 1) as f32).collect();
     let data = Arc::new(Dataset::new("binary noise", DataSource::Builtin, shape, noise, None).unwrap());
     let mut cfg = preset("mnist_mlp_gan", shape).unwrap();
-    cfg.model.hidden = vec![1];
+    cfg.model.net_mut().hidden = vec![1];
     cfg.model.disc_hidden = vec![128, 128];
-    cfg.model.latent_dim = 1;
-    cfg.model.activation = Activation::Relu;
+    cfg.model.net_mut().latent_dim = 1;
+    cfg.model.net_mut().activation = Activation::Relu;
     cfg.model.gan_loss = GanLoss::Minimax;
     cfg.optim.lr = 1e-2;
     cfg.train.batch_size = 8;
@@ -594,8 +594,8 @@ fn a_nan_pixel_is_caught_at_the_step_whose_batch_holds_it() {
     data.fixed_split = Some(36); // images 0–35 train (9 steps of 4 per epoch), 36–39 test
     let data = Arc::new(data);
     let mut cfg = preset("mnist_vae", shape).unwrap();
-    cfg.model.hidden = vec![8];
-    cfg.model.latent_dim = 2;
+    cfg.model.net_mut().hidden = vec![8];
+    cfg.model.net_mut().latent_dim = 2;
     cfg.train.batch_size = 4;
     cfg.train.epochs = 3;
     let w = Worker::spawn(Arc::new(|| {}));

@@ -13,7 +13,7 @@ use genlab::engine::session::TrainingSession;
 fn trained(preset_name: &str, latent: usize, epochs: usize) -> TrainingSession {
     let data = Arc::new(builtin::load().unwrap());
     let mut cfg = preset(preset_name, data.shape).unwrap();
-    cfg.model.latent_dim = latent;
+    cfg.model.net_mut().latent_dim = latent;
     cfg.train.epochs = epochs;
     let mut s = TrainingSession::new(cfg, data).unwrap();
     while !s.is_finished() {

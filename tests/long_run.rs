@@ -36,8 +36,8 @@ fn memory_stays_flat_over_a_long_run() {
     let images: Vec<f32> = (0..n * shape.len()).map(|i| ((i * 7919) % 255) as f32 / 255.0).collect();
     let data = Arc::new(Dataset::new("synthetic 8×8", DataSource::Builtin, shape, images, None).unwrap());
     let mut cfg = preset("mnist_vae", shape).unwrap();
-    cfg.model.hidden = vec![32];
-    cfg.model.latent_dim = 2;
+    cfg.model.net_mut().hidden = vec![32];
+    cfg.model.net_mut().latent_dim = 2;
     cfg.train.batch_size = 16;
     cfg.train.epochs = 1_000_000;
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use genlab::engine::checkpoint;
-use genlab::engine::config::{preset, RunConfig, PRESETS};
+use genlab::engine::config::{preset, RunConfig, presets};
 use genlab::engine::data::{DataSource, Dataset, ImageShape};
 use genlab::engine::models::{build_model, AdamConfig, Family};
 use genlab::engine::session::TrainingSession;
@@ -18,8 +18,8 @@ fn synthetic(shape: ImageShape, n: usize) -> Arc<Dataset> {
 
 fn tiny_vae(data: &Dataset) -> RunConfig {
     let mut cfg = preset("mnist_vae", data.shape).unwrap();
-    cfg.model.hidden = vec![8];
-    cfg.model.latent_dim = 2;
+    cfg.model.net_mut().hidden = vec![8];
+    cfg.model.net_mut().latent_dim = 2;
     cfg.train.batch_size = 8;
     cfg
 }
@@ -31,7 +31,7 @@ fn tiny_vae(data: &Dataset) -> RunConfig {
 fn param_count_from_shapes_matches_the_built_models() {
     let mut configs = Vec::new();
     for shape in [ImageShape::new(1, 28, 28), ImageShape::new(3, 16, 8)] {
-        for name in PRESETS {
+        for name in presets() {
             let cfg = preset(name, shape).unwrap().model;
             if cfg.validate().is_ok() {
                 configs.push(cfg);
@@ -59,7 +59,7 @@ fn param_count_from_shapes_matches_the_built_models() {
 #[test]
 fn a_model_over_the_parameter_limit_is_refused_before_it_is_built() {
     let mut cfg = preset("mnist_vae", ImageShape::new(3, 4096, 4096)).unwrap();
-    cfg.model.hidden = vec![16384];
+    cfg.model.net_mut().hidden = vec![16384];
     let t0 = Instant::now();
     let e = cfg.validate().unwrap_err().to_string();
     assert!(e.contains("parameters") && e.contains("limit"), "{e}");
@@ -181,41 +181,41 @@ fn every_out_of_range_setting_is_refused_with_its_name() {
         f(&mut c);
         cases.push((c, needle));
     };
-    add(&|c| c.model.hidden = vec![8, 0, 8], "layer 2 has width 0");
-    add(&|c| c.model.hidden = vec![20_000], "width 20000");
-    add(&|c| c.model.latent_dim = 5000, "latent dim 5000");
+    add(&|c| c.model.net_mut().hidden = vec![8, 0, 8], "layer 2 has width 0");
+    add(&|c| c.model.net_mut().hidden = vec![20_000], "width 20000");
+    add(&|c| c.model.net_mut().latent_dim = 5000, "latent dim 5000");
     add(
         &|c| {
-            c.model.family = Family::Gan;
+            c.model.family() = Family::Gan;
             c.model.disc_hidden = vec![0];
         },
         "discriminator layer 1 has width 0",
     );
     add(
         &|c| {
-            c.model.family = Family::Gan;
+            c.model.family() = Family::Gan;
             c.model.disc_hidden = vec![];
         },
         "discriminator needs at least one hidden layer",
     );
     add(
         &|c| {
-            c.model.family = Family::BetaVae;
+            c.model.family() = Family::BetaVae;
             c.model.beta = f64::NAN;
         },
         "β must be",
     );
     add(
         &|c| {
-            c.model.family = Family::BetaVae;
+            c.model.family() = Family::BetaVae;
             c.model.beta = -1.0;
         },
         "β must be",
     );
     add(
         &|c| {
-            c.model.arch = genlab::engine::models::Arch::Conv;
-            c.model.hidden = vec![];
+            c.model.net_mut().arch = genlab::engine::models::Arch::Conv;
+            c.model.net_mut().hidden = vec![];
         },
         "at least one conv layer",
     );
@@ -231,7 +231,7 @@ fn every_out_of_range_setting_is_refused_with_its_name() {
     add(&|c| c.train.test_fraction = f64::NAN, "test fraction");
     add(&|c| c.train.test_fraction = -0.1, "test fraction");
     add(
-        &|c| c.model.input = ImageShape::new(1, 28, 28),
+        &|c| c.model.net_mut().input = ImageShape::new(1, 28, 28),
         "the model reads 1×28×28 images but the dataset has 1×8×8",
     );
     for (cfg, needle) in cases {
@@ -277,8 +277,8 @@ fn batch_norm_statistics_of_the_wrong_shape_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let data = synthetic(ImageShape::new(1, 8, 8), 32);
     let mut cfg = preset("mnist_dcgan", data.shape).unwrap();
-    cfg.model.hidden = vec![2, 3];
-    cfg.model.latent_dim = 2;
+    cfg.model.net_mut().hidden = vec![2, 3];
+    cfg.model.net_mut().latent_dim = 2;
     cfg.train.batch_size = 8;
     let s = TrainingSession::new(cfg, data.clone()).unwrap();
     checkpoint::save(tmp.path(), s.model(), s.config(), &data.source, 0, None).unwrap();

@@ -408,8 +408,8 @@ fn iwae_bounds_hold_on_a_trained_vae() {
 fn k1_iwae_equals_the_elbo_in_expectation() {
     let data = digits();
     let mut cfg = preset("mnist_vae", MNIST).unwrap();
-    cfg.model.hidden = vec![64];
-    cfg.model.latent_dim = 8;
+    cfg.model.net_mut().hidden = vec![64];
+    cfg.model.net_mut().latent_dim = 8;
     let mut s = TrainingSession::new(cfg, data.clone()).unwrap();
     for _ in 0..150 {
         assert!(!s.step().unwrap().diverged);

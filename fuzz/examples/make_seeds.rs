@@ -128,9 +128,9 @@ fn main() {
         ("conv-vae", "conv_vae", vec![2], false),
     ] {
         let mut cfg = preset(preset_name, shape).expect("preset");
-        cfg.model.hidden = hidden;
+        cfg.model.net_mut().hidden = hidden;
         cfg.model.disc_hidden = vec![3];
-        cfg.model.latent_dim = 2;
+        cfg.model.net_mut().latent_dim = 2;
         cfg.model.batch_norm = batch_norm;
         cfg.train.batch_size = 4;
         let mut s = TrainingSession::new(cfg, data.clone()).expect("session");

@@ -104,7 +104,7 @@ impl App {
                     }
                 }
                 // The model reads what the data holds.
-                cfg.model.input = data.shape;
+                cfg.model.net_mut().input = data.shape;
                 self.persisted.remember_dataset(&source);
                 self.data_version += 1;
                 if data.is_empty() {
@@ -140,10 +140,10 @@ impl App {
         };
         let data = d.data.clone();
         let mut config = meta.config;
-        if config.model.input != data.shape {
+        if config.model.input() != data.shape {
             return self.notices.error(fail(format!(
                 "its model reads {} images but the loaded dataset ({}) has {}; load the data it was trained on ({})",
-                config.model.input, data.name, data.shape, meta.data_source
+                config.model.input(), data.name, data.shape, meta.data_source
             )));
         }
         let train = data.split(config.train.test_fraction, config.train.seed).train.len();
@@ -278,7 +278,7 @@ impl App {
                 }
             }
             Action::ApplyPreset(name) => {
-                let shape = self.persisted.config.model.input;
+                let shape = self.persisted.config.model.input();
                 match preset(&name, shape) {
                     Some(mut p) => {
                         // Machine and data choices are not the preset's to change.
@@ -337,10 +337,10 @@ impl App {
             return Some(e.to_string());
         }
         let d = self.dataset.as_ref()?;
-        if cfg.model.input != d.data.shape {
+        if cfg.model.input() != d.data.shape {
             return Some(format!(
                 "the model reads {} images but the dataset has {}",
-                cfg.model.input, d.data.shape
+                cfg.model.input(), d.data.shape
             ));
         }
         let batch = cfg.train.batch_size;

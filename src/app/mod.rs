@@ -22,7 +22,7 @@ use std::time::Duration;
 use egui::{Align2, Color32, FontId, Id, LayerId, Order, RichText};
 
 use crate::cli::OpenArgs;
-use crate::engine::config::{preset, PRESETS};
+use crate::engine::config::{preset, presets};
 use crate::engine::data::{DataSource, Dataset, ImageShape};
 use crate::engine::worker::{Waker, Worker};
 use actions::Action;
@@ -168,7 +168,7 @@ impl App {
         let split = self.split_counts();
         let params = self.params.get(&self.persisted.config.model);
         let counting = params == params::ParamCount::Pending;
-        let shape = self.dataset.as_ref().map_or(self.persisted.config.model.input, |d| d.data.shape);
+        let shape = self.dataset.as_ref().map_or(self.persisted.config.model.input(), |d| d.data.shape);
 
         egui::Panel::top("controls").show(ui, |ui| {
             ui.add_space(2.0);
@@ -298,7 +298,7 @@ impl eframe::App for App {
 pub fn launch(open: Option<OpenArgs>) -> ExitCode {
     if let Some(name) = open.as_ref().and_then(|a| a.preset.as_deref()) {
         if preset(name, ImageShape::new(1, 28, 28)).is_none() {
-            eprintln!("error: unknown preset `{name}`; presets: {}", PRESETS.join(", "));
+            eprintln!("error: unknown preset `{name}`; presets: {}", presets().join(", "));
             return ExitCode::from(2);
         }
     }

@@ -433,7 +433,7 @@ impl RunView {
                 start_step,
             } => {
                 self.starting = false;
-                let series = Series::new(config.model.family);
+                let series = Series::new(config.model.family());
                 let beta = config.model.effective_beta();
                 let learning_rate = config.optim.lr;
                 self.runs.push(RunRecord {
@@ -636,7 +636,7 @@ mod tests {
 
     fn started(run: u64, family: Family) -> Event {
         let mut config = RunConfig::default();
-        config.model.family = family;
+        config.model.family() = family;
         Event::Started {
             run,
             config: Box::new(config),

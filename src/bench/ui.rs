@@ -234,7 +234,7 @@ fn wait_for(
 pub fn run(opts: &UiOptions) -> Result<UiResult> {
     let data = Arc::new(builtin::load()?);
     let mut config = Persisted::default().config;
-    config.model.input = data.shape;
+    config.model.net_mut().input = data.shape;
     let dir = std::env::temp_dir().join(format!("genlab-bench-ui-{}", std::process::id()));
     let result = (|| {
         // A checkpoint at step `history` to resume from.

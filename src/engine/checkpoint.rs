@@ -104,7 +104,7 @@ pub fn save(
     let json = serde_json::to_vec_pretty(&meta).map_err(|e| EngineError::checkpoint(dir, e.to_string()))?;
     write_atomic(&dir.join(CONFIG_FILE), &json)?;
     if let Some(m) = metrics {
-        m.write_csv(&dir.join(METRICS_FILE), config.model.family)?;
+        m.write_csv(&dir.join(METRICS_FILE), &config.model.capabilities().loss_keys)?;
     }
     remove_stale_files(dir, &weights_file);
     Ok(dir.to_path_buf())

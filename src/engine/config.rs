@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::data::ImageShape;
 use super::error::{EngineError, Result};
-use super::models::{Activation, AdamConfig, Arch, Family, GanLoss, ModelConfig, ReconLoss};
+use super::models::{self, AdamConfig, ModelConfig};
 
 /// The training schedule.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -73,57 +73,16 @@ impl Default for RunConfig {
     }
 }
 
-/// The preset names, in the order the app lists them.
-pub const PRESETS: [&str; 6] =
-    ["mnist_vae", "mnist_ae", "mnist_beta_vae", "mnist_mlp_gan", "mnist_dcgan", "conv_vae"];
+/// The preset names of every family, in the order the app lists them.
+pub fn presets() -> Vec<&'static str> {
+    models::preset_names()
+}
 
 /// A named preset, adapted to images of `input` shape (the MLP presets take any shape; the conv
-/// presets keep their layers and need sizes divisible by 4).
+/// presets keep their layers and need sizes divisible by 4). Each family defines its own.
 pub fn preset(name: &str, input: ImageShape) -> Option<RunConfig> {
-    let mut model = ModelConfig { input, ..ModelConfig::default() };
-    let mut optim = AdamConfig::default();
-    let train = TrainConfig::default();
-    match name {
-        // Exactly PyTorch's VAE example: 784-400-20, ReLU, sigmoid output, BCE, Adam 1e-3, batch 128.
-        "mnist_vae" => {}
-        "mnist_ae" => {
-            model.family = Family::Autoencoder;
-            model.recon_loss = ReconLoss::Mse;
-            model.hidden = vec![512, 256];
-            model.latent_dim = 32;
-        }
-        "mnist_beta_vae" => {
-            model.family = Family::BetaVae;
-            model.beta = 4.0;
-            model.latent_dim = 10;
-            model.hidden = vec![512, 256];
-        }
-        "mnist_mlp_gan" => {
-            model.family = Family::Gan;
-            model.hidden = vec![256, 512];
-            model.disc_hidden = vec![512, 256];
-            model.latent_dim = 100;
-            model.activation = Activation::LeakyRelu;
-            model.gan_loss = GanLoss::NonSaturating;
-            optim = AdamConfig { lr: 2e-4, beta1: 0.5, ..optim };
-        }
-        "mnist_dcgan" => {
-            model.family = Family::Gan;
-            model.arch = Arch::Conv;
-            model.hidden = vec![64, 128];
-            model.latent_dim = 100;
-            model.activation = Activation::LeakyRelu;
-            model.batch_norm = true;
-            optim = AdamConfig { lr: 2e-4, beta1: 0.5, ..optim };
-        }
-        "conv_vae" => {
-            model.arch = Arch::Conv;
-            model.hidden = vec![32, 64];
-            model.latent_dim = 16;
-        }
-        _ => return None,
-    }
-    Some(RunConfig { preset: name.to_string(), model, optim, train })
+    let (model, optim) = models::preset(name, input)?;
+    Some(RunConfig { preset: name.to_string(), model, optim, train: TrainConfig::default() })
 }
 
 impl RunConfig {

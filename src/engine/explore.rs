@@ -44,7 +44,7 @@ pub fn linspace(lo: f32, hi: f32, n: usize) -> Vec<f32> {
 fn decode_rows(model: &dyn GenerativeModel, latents: Vec<f32>) -> Result<ImageBatch> {
     let d = model.latent_dim();
     let z = Tensor::from_vec(latents, ((), d), &Device::Cpu)?;
-    ImageBatch::from_tensor(&model.decode(&z)?, model.config().input)
+    ImageBatch::from_tensor(&model.decode(&z)?, model.config().input())
 }
 
 fn check_base(model: &dyn GenerativeModel, base: &[f32]) -> Result<()> {

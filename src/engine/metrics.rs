@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::Path;
 
 use super::error::{EngineError, Result};
-use super::models::{Family, Losses};
+use super::models::{LossKey, Losses};
 use super::protocol::StepMetrics;
 use super::session::EpochSummary;
 
@@ -92,14 +92,14 @@ impl MetricsLog {
         self.steps.stride()
     }
 
-    /// CSV text: `epoch,step,split,<every loss component of the family>`.
-    pub fn to_csv(&self, family: Family) -> String {
-        let names = Losses::names_for(family);
+    /// CSV text: `epoch,step,split,<each of keys>` (the family's loss components).
+    pub fn to_csv(&self, keys: &[LossKey]) -> String {
+        let names: Vec<&str> = keys.iter().map(|k| k.id()).collect();
         let mut s = format!("epoch,step,split,{}\n", names.join(","));
         for r in &self.rows {
             s.push_str(&format!("{},{},{}", r.epoch, r.step, r.split));
-            for n in names {
-                match r.losses.get(n) {
+            for &k in keys {
+                match r.losses.get(k) {
                     Some(v) => s.push_str(&format!(",{v}")),
                     None => s.push(','),
                 }
@@ -109,8 +109,8 @@ impl MetricsLog {
         s
     }
 
-    pub fn write_csv(&self, path: &Path, family: Family) -> Result<()> {
-        write_atomic(path, self.to_csv(family).as_bytes())
+    pub fn write_csv(&self, path: &Path, keys: &[LossKey]) -> Result<()> {
+        write_atomic(path, self.to_csv(keys).as_bytes())
     }
 }
 

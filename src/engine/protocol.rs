@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::config::RunConfig;
 use super::data::{DataSource, Dataset, ImageShape, LoadOptions, SplitKind};
 use super::images::ImageBatch;
-use super::models::Losses;
+use super::models::{Capabilities, Losses};
 use super::scoring::{HoldOutReport, ScoreOptions, ScoredSet};
 use super::session::{Encoding, EpochSummary};
 
@@ -149,6 +149,8 @@ pub enum Event {
         run: u64,
         config: Box<RunConfig>,
         param_count: usize,
+        /// What the run's model offers (its family decides); the app and CLI ask this.
+        capabilities: Box<Capabilities>,
         dataset: DatasetInfo,
         steps_per_epoch: u64,
         total_steps: u64,
@@ -222,7 +224,8 @@ pub enum Event {
         step: u64,
         message: String,
     },
-    /// The discriminator's loss has stayed near zero: the GAN has probably collapsed.
+    /// The family's health rule fired (a GAN: the discriminator's loss has stayed near zero,
+    /// so the generator has probably collapsed); `message` says what and what to do.
     CollapseWarning {
         run: u64,
         step: u64,

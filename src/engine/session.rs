@@ -14,7 +14,7 @@ use super::data::{Dataset, Split, SplitKind};
 use super::error::{EngineError, Result};
 use super::images::ImageBatch;
 use super::models::layers::normal_tensor;
-use super::models::{build_model, GenerativeModel, Losses, StepOutcome};
+use super::models::{build_model, Batch, GenerativeModel, Losses, StepOutcome};
 
 /// Number of images in the fixed-noise grid.
 pub const FIXED_GRID: usize = 64;
@@ -108,10 +108,10 @@ impl TrainingSession {
         if config.train.fault_at_step == Some(0) {
             panic!("fault injected while starting the run");
         }
-        if config.model.input != data.shape {
+        if config.model.input() != data.shape {
             return Err(EngineError::Config(format!(
                 "the model reads {} images but the dataset has {}",
-                config.model.input, data.shape
+                config.model.input(), data.shape
             )));
         }
         let split = data.split(config.train.test_fraction, config.train.seed);
@@ -130,7 +130,7 @@ impl TrainingSession {
         let mut rng = StdRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15);
         let fixed_noise = {
             let mut noise_rng = StdRng::seed_from_u64(seed.wrapping_add(0xf1e5));
-            normal_tensor(FIXED_GRID, config.model.latent_dim, 1.0, &mut noise_rng)?
+            normal_tensor(FIXED_GRID, config.model.latent_dim(), 1.0, &mut noise_rng)?
         };
         let mut order = split.train.clone();
         order.shuffle(&mut rng);
@@ -234,7 +234,7 @@ impl TrainingSession {
         let end = (self.cursor + bs).min(self.order.len());
         let idx = &self.order[self.cursor..end];
         let n = idx.len();
-        let x = Tensor::from_vec(self.data.gather(idx), (n, self.data.shape.len()), &Device::Cpu)?;
+        let batch = batch_of(&self.data, idx)?;
         // Candidate snapshot: the weights this step starts from, kept if its loss is finite.
         let candidate = if self.step.is_multiple_of(SNAPSHOT_EVERY) && self.step > 0 {
             Some(Snapshot {
@@ -245,7 +245,7 @@ impl TrainingSession {
         } else {
             None
         };
-        let outcome = self.model.train_step(&x, &mut self.rng)?;
+        let outcome = self.model.train_step(&batch, &mut self.rng)?;
         self.step += 1;
         self.cursor = end;
         let (losses, diverged) = match outcome {
@@ -378,12 +378,24 @@ pub fn evaluate_indices(
     let mut acc = Losses::default();
     let mut seen = 0;
     for chunk in idx.chunks(bs.max(1)) {
-        let x = Tensor::from_vec(data.gather(chunk), (chunk.len(), data.shape.len()), &Device::Cpu)?;
-        let l = model.evaluate(&x, &mut rng)?;
+        let l = model.evaluate(&batch_of(data, chunk)?, &mut rng)?;
         acc.accumulate(&l, seen, chunk.len());
         seen += chunk.len();
     }
     Ok(Some(acc))
+}
+
+/// The images at `idx` as a batch, with their labels when the data has them.
+pub fn batch_of(data: &Dataset, idx: &[usize]) -> Result<Batch> {
+    let x = Tensor::from_vec(data.gather(idx), (idx.len(), data.shape.len()), &Device::Cpu)?;
+    let y = match &data.labels {
+        Some(labels) => {
+            let y: Vec<u32> = idx.iter().map(|&i| labels.get(i).copied().unwrap_or(0)).collect();
+            Some(Tensor::from_vec(y, idx.len(), &Device::Cpu)?)
+        }
+        None => None,
+    };
+    Ok(Batch { x, y })
 }
 
 /// μ and log σ² of the images at `idx`; `None` for models without an encoder.
@@ -409,7 +421,7 @@ pub fn encode_indices(
 pub fn sample(model: &dyn GenerativeModel, n: usize, temperature: f32, seed: u64) -> Result<ImageBatch> {
     let mut rng = StdRng::seed_from_u64(seed);
     let z = normal_tensor(n, model.latent_dim(), temperature, &mut rng)?;
-    ImageBatch::from_tensor(&model.decode(&z)?, model.config().input)
+    ImageBatch::from_tensor(&model.decode(&z)?, model.config().input())
 }
 
 /// Raises glibc's mmap and trim thresholds once per process: candle allocates a fresh buffer

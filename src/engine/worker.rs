@@ -15,6 +15,7 @@ use super::config::RunConfig;
 use super::data::{self, Dataset};
 use super::error::{EngineError, Result};
 use super::metrics::MetricsLog;
+use super::models::{HealthMonitor, LiveHyper};
 use super::protocol::{Command, DataSpec, DatasetInfo, Event, FinishReason, StepMetrics};
 use super::rewind::RewindStore;
 use super::session::TrainingSession;
@@ -32,9 +33,6 @@ const EVENT_CAPACITY: usize = 256;
 /// at 60 Hz, so batching adds at most a frame to the way from a step to the plot (30 ms made
 /// it most of the 50 ms budget of `genlab bench ui`).
 const METRICS_INTERVAL: Duration = Duration::from_millis(16);
-/// Consecutive steps with a discriminator loss under [`COLLAPSE_D_LOSS`] that raise a warning.
-const COLLAPSE_STEPS: u32 = 200;
-const COLLAPSE_D_LOSS: f64 = 0.01;
 
 /// Handle to the worker thread: send commands, receive events. Dropping it shuts the worker
 /// down and joins it.
@@ -182,7 +180,8 @@ struct Run {
     paused: bool,
     steps_left: Option<u32>,
     metrics: MetricsLog,
-    low_d_loss_steps: u32,
+    /// The family's health rule, fed every step.
+    health: Box<dyn HealthMonitor>,
     rewind: RewindStore,
     /// The run has finished (or was stopped): it no longer trains, but its model still
     /// answers samples, decodes, encodings, scores, saves and rewinds until the next start.
@@ -364,16 +363,20 @@ impl WorkerLoop {
                     Command::Stop => self.finish(FinishReason::Stopped),
                     Command::SetLearningRate(lr) => {
                         if lr.is_finite() && lr > 0.0 {
-                            run.session.model_mut().set_learning_rate(lr);
-                            self.emit(Event::LearningRateChanged { run: id, step, lr });
+                            match run.session.model_mut().set_hyper(LiveHyper::LearningRate, lr) {
+                                Ok(()) => self.emit(Event::LearningRateChanged { run: id, step, lr }),
+                                Err(e) => self.error(e.to_string()),
+                            }
                         } else {
                             self.error(format!("learning rate must be a positive number (got {lr})"));
                         }
                     }
                     Command::SetBeta(beta) => {
                         if beta.is_finite() && beta >= 0.0 {
-                            run.session.model_mut().set_beta(beta);
-                            self.emit(Event::BetaChanged { run: id, step, beta });
+                            match run.session.model_mut().set_hyper(LiveHyper::Beta, beta) {
+                                Ok(()) => self.emit(Event::BetaChanged { run: id, step, beta }),
+                                Err(e) => self.error(e.to_string()),
+                            }
                         } else {
                             self.error(format!("β must be a number ≥ 0 (got {beta})"));
                         }
@@ -616,12 +619,7 @@ impl WorkerLoop {
             *left = left.saturating_sub(1);
         }
         let sample_every = run.session.config().train.sample_every.max(1);
-        let is_gan = run.session.config().model.family == super::models::Family::Gan;
-        if is_gan {
-            let low = report.losses.d_loss.is_some_and(|d| d < COLLAPSE_D_LOSS);
-            run.low_d_loss_steps = if low { run.low_d_loss_steps + 1 } else { 0 };
-        }
-        let collapse = run.low_d_loss_steps == COLLAPSE_STEPS;
+        let health_warning = run.health.observe(&report.losses);
         let step_limit_hit = run.steps_left == Some(0);
         let finished = run.session.is_finished();
         if let Some(e) = &report.epoch_end {
@@ -662,14 +660,8 @@ impl WorkerLoop {
             self.emit(Event::Paused { run: id, step: report.step });
             return;
         }
-        if collapse {
-            self.emit(Event::CollapseWarning {
-                run: id,
-                step: report.step,
-                message: format!(
-                    "the discriminator's loss has stayed under {COLLAPSE_D_LOSS} for {COLLAPSE_STEPS} steps: the generator has probably collapsed. Rewind to an earlier checkpoint or lower the learning rate."
-                ),
-            });
+        if let Some(message) = health_warning {
+            self.emit(Event::CollapseWarning { run: id, step: report.step, message });
         }
         if report.step % sample_every == 0 || report.epoch_end.is_some() {
             self.emit_grid();
@@ -734,7 +726,7 @@ fn start_run(
         let state = loaded.model.state()?;
         session.model_mut().load_state(&state)?;
         session.model_mut().set_optimizer_steps(&loaded.meta.optimizer_steps);
-        session.model_mut().set_learning_rate(config.optim.lr);
+        session.model_mut().set_hyper(LiveHyper::LearningRate, config.optim.lr)?;
         session.set_progress(loaded.meta.step);
     }
     let split = session.split();
@@ -749,6 +741,7 @@ fn start_run(
         run: id,
         config: Box::new(config),
         param_count: session.model().param_count(),
+        capabilities: Box::new(session.model().capabilities()),
         dataset,
         steps_per_epoch: session.steps_per_epoch(),
         total_steps: session.total_steps(),
@@ -756,13 +749,14 @@ fn start_run(
     };
     let t = &session.config().train;
     let rewind = RewindStore::new(id, t.keep_every, t.keep_count);
+    let health = session.model().health_monitor();
     let run = Run {
         id,
         session,
         paused,
         steps_left: None,
         metrics: MetricsLog::default(),
-        low_d_loss_steps: 0,
+        health,
         rewind,
         ended: false,
         pool,

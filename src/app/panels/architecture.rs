@@ -8,7 +8,7 @@ use crate::app::actions::Action;
 use crate::app::params::ParamCount;
 use crate::app::theme;
 use crate::app::widgets::network_diagram::network_diagram;
-use crate::engine::config::{preset, RunConfig, PRESETS};
+use crate::engine::config::{preset, RunConfig, presets};
 use crate::engine::data::ImageShape;
 use crate::engine::models::{Activation, Arch, Family, GanLoss, ReconLoss};
 
@@ -48,7 +48,7 @@ pub fn architecture_ui(ui: &mut egui::Ui, cfg: &mut RunConfig, cx: ArchitectureC
             actions.push(Action::SetLearningRate(cfg.optim.lr));
         }
         ui.end_row();
-        if cfg.model.family == Family::BetaVae {
+        if cfg.model.family() == Family::BetaVae {
             let label = ui.label("β");
             let r =
                 ui.add(DragValue::new(&mut cfg.model.beta).speed(0.05).range(0.0..=1000.0).max_decimals(3));
@@ -94,7 +94,7 @@ fn structure_ui(ui: &mut egui::Ui, cfg: &mut RunConfig, shape: ImageShape, actio
         egui::ComboBox::from_id_salt("preset")
             .selected_text(shown)
             .show_ui(ui, |ui| {
-                for name in PRESETS {
+                for name in presets() {
                     if ui.selectable_label(cfg.preset == name && !edited, name).clicked() {
                         actions.push(Action::ApplyPreset(name.to_string()));
                     }
@@ -106,10 +106,10 @@ fn structure_ui(ui: &mut egui::Ui, cfg: &mut RunConfig, shape: ImageShape, actio
 
         let label = ui.label("Family");
         egui::ComboBox::from_id_salt("family")
-            .selected_text(cfg.model.family.label())
+            .selected_text(cfg.model.family().label())
             .show_ui(ui, |ui| {
                 for f in Family::ALL {
-                    ui.selectable_value(&mut cfg.model.family, f, f.label());
+                    ui.selectable_value(&mut cfg.model.family(), f, f.label());
                 }
             })
             .response
@@ -118,12 +118,12 @@ fn structure_ui(ui: &mut egui::Ui, cfg: &mut RunConfig, shape: ImageShape, actio
 
         ui.label("Network");
         ui.horizontal(|ui| {
-            let before = cfg.model.arch;
-            ui.selectable_value(&mut cfg.model.arch, Arch::Mlp, "MLP");
-            ui.selectable_value(&mut cfg.model.arch, Arch::Conv, "Conv");
-            if cfg.model.arch != before {
+            let before = cfg.model.net().arch;
+            ui.selectable_value(&mut cfg.model.net_mut().arch, Arch::Mlp, "MLP");
+            ui.selectable_value(&mut cfg.model.net_mut().arch, Arch::Conv, "Conv");
+            if cfg.model.net().arch != before {
                 // Widths and channels live on different scales: start from sensible ones.
-                cfg.model.hidden = match (cfg.model.arch, cfg.model.family) {
+                cfg.model.net_mut().hidden = match (cfg.model.net().arch, cfg.model.family()) {
                     (Arch::Conv, _) => vec![32, 64],
                     (Arch::Mlp, Family::Gan) => vec![256, 512],
                     (Arch::Mlp, _) => vec![400],
@@ -134,19 +134,19 @@ fn structure_ui(ui: &mut egui::Ui, cfg: &mut RunConfig, shape: ImageShape, actio
 
         let label = ui.label("Activation");
         egui::ComboBox::from_id_salt("activation")
-            .selected_text(cfg.model.activation.label())
+            .selected_text(cfg.model.net().activation.label())
             .show_ui(ui, |ui| {
                 for a in Activation::ALL {
-                    ui.selectable_value(&mut cfg.model.activation, a, a.label());
+                    ui.selectable_value(&mut cfg.model.net_mut().activation, a, a.label());
                 }
             })
             .response
             .labelled_by(label.id);
         ui.end_row();
 
-        let is_gan = cfg.model.family == Family::Gan;
+        let is_gan = cfg.model.family() == Family::Gan;
         let label = ui.label(if is_gan { "Noise dim" } else { "Latent dim" });
-        ui.add(DragValue::new(&mut cfg.model.latent_dim).range(0..=4096)).labelled_by(label.id);
+        ui.add(DragValue::new(&mut cfg.model.net_mut().latent_dim).range(0..=4096)).labelled_by(label.id);
         ui.end_row();
 
         if is_gan {
@@ -163,7 +163,7 @@ fn structure_ui(ui: &mut egui::Ui, cfg: &mut RunConfig, shape: ImageShape, actio
                 .response
                 .labelled_by(label.id);
             ui.end_row();
-            if cfg.model.arch == Arch::Conv {
+            if cfg.model.net().arch == Arch::Conv {
                 ui.label("");
                 ui.checkbox(&mut cfg.model.batch_norm, "Batch norm");
                 ui.end_row();

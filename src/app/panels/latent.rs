@@ -120,7 +120,7 @@ impl Tab for LatentTab {
             ui.label(RichText::new("No run yet. Train a model to explore its latent space.").weak());
             return;
         };
-        let dim = run.config.model.latent_dim;
+        let dim = run.config.model.latent_dim();
         if self.run != Some(run.id) || self.z.len() != dim {
             self.run = Some(run.id);
             self.z = vec![0.0; dim];
@@ -146,7 +146,7 @@ impl Tab for LatentTab {
         if !run.has_model() {
             ended_note(ui);
         }
-        let gan = run.config.model.family == Family::Gan;
+        let gan = run.config.model.family() == Family::Gan;
         let avail = ui.available_size();
         let left_w = (avail.x * 0.42).clamp(260.0, 520.0);
         ui.horizontal_top(|ui| {
@@ -188,7 +188,7 @@ impl LatentTab {
     }
 
     fn live(&mut self, ui: &mut egui::Ui, cx: &mut TabCtx<'_>, run: &RunRecord, width: f32, height: f32) {
-        let what = if run.config.model.family == Family::Gan { "noise" } else { "latent" };
+        let what = if run.config.model.family() == Family::Gan { "noise" } else { "latent" };
         ui.strong(format!("Decoded {what} vector"));
         let size = (width - 8.0).min(height * 0.45).max(120.0);
         match run.explore.decoded.get(&LIVE) {
@@ -288,8 +288,8 @@ impl LatentTab {
     /// Asks for the strip of decodes from end A to end B: the μ of two encoded test images,
     /// or for a GAN the noise vectors of two seeds (as `genlab interpolate` draws them).
     fn request_interpolation(&mut self, run: &RunRecord, cx: &mut TabCtx<'_>, ends: Ends) {
-        let dim = run.config.model.latent_dim;
-        let (za, zb) = if run.config.model.family == Family::Gan {
+        let dim = run.config.model.latent_dim();
+        let (za, zb) = if run.config.model.family() == Family::Gan {
             (noise_vector(ends.a as u64, dim), noise_vector(ends.b as u64, dim))
         } else {
             match (test_mu(run, ends.a), test_mu(run, ends.b)) {
@@ -437,7 +437,7 @@ impl LatentTab {
     /// The A → B strip: two test images (or, for a GAN, two noise seeds) and the decodes on
     /// the straight line between their latent vectors, both ends included.
     fn interpolation(&mut self, ui: &mut egui::Ui, cx: &mut TabCtx<'_>, run: &RunRecord) {
-        let gan = run.config.model.family == Family::Gan;
+        let gan = run.config.model.family() == Family::Gan;
         ui.strong(if gan {
             "Interpolation: the generator's noise from seed A to seed B"
         } else {

@@ -202,14 +202,14 @@ impl Tab for OutliersTab {
 impl OutliersTab {
     /// The score the histogram, the gallery and the AUROCs use for this run's family.
     fn chosen(&self, run: &RunRecord) -> AnomalyScore {
-        let family = run.config.model.family;
+        let family = run.config.model.family();
         self.score
             .filter(|s| AnomalyScore::for_family(family).contains(s))
             .unwrap_or(AnomalyScore::default_for(family))
     }
 
     fn score_chooser(&mut self, ui: &mut egui::Ui, run: &RunRecord) {
-        let choices = AnomalyScore::for_family(run.config.model.family);
+        let choices = AnomalyScore::for_family(run.config.model.family());
         let mut chosen = self.chosen(run);
         ui.horizontal(|ui| {
             if choices.len() > 1 {
@@ -428,9 +428,9 @@ impl OutliersTab {
             let d = d.value.clone();
             ui.horizontal_wrapped(|ui| {
                 ui.label(format!("Loaded: {}, {} images of {}", d.name, d.len(), d.shape));
-                if d.shape != run.config.model.input {
+                if d.shape != run.config.model.input() {
                     ui.label(
-                        RichText::new(format!("(converted to the model's {})", run.config.model.input))
+                        RichText::new(format!("(converted to the model's {})", run.config.model.input()))
                             .weak(),
                     );
                 }
@@ -604,11 +604,11 @@ impl OutliersTab {
         title: String,
         rank: String,
     ) -> Zoom {
-        let input = run.config.model.input;
+        let input = run.config.model.input();
         // Converted exactly as scoring converted it, so the model sees the image it scored.
         let pixels =
             if shape == input { item.pixels.clone() } else { convert_image(&item.pixels, shape, input) };
-        let request = (run.config.model.family != Family::Gan && run.has_model()).then(|| {
+        let request = (run.config.model.family() != Family::Gan && run.has_model()).then(|| {
             self.request += 1;
             cx.actions.push(Action::Worker(Command::ReconstructImages {
                 request: self.request,
@@ -631,7 +631,7 @@ impl OutliersTab {
     /// The image clicked in the gallery, its reconstruction and all its scores.
     fn zoom_window(&mut self, ui: &mut egui::Ui, cx: &mut TabCtx<'_>, run: &RunRecord) {
         let Some(z) = &self.zoom else { return };
-        let family = run.config.model.family;
+        let family = run.config.model.family();
         let chosen = self.chosen(run);
         let answer = run.explore.images_reconstructed.as_ref().filter(|a| Some(a.value.request) == z.request);
         let mut open = true;

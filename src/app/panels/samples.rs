@@ -141,7 +141,7 @@ impl Tab for SamplesTab {
 impl SamplesTab {
     fn reconstructions(&mut self, ui: &mut egui::Ui, cx: &mut TabCtx<'_>, run: &RunRecord, width: f32) {
         ui.strong("Reconstructions");
-        if run.config.model.family == Family::Gan {
+        if run.config.model.family() == Family::Gan {
             ui.label(RichText::new("A GAN has no encoder, so it cannot reconstruct images.").weak());
             return;
         }

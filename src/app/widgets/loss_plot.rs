@@ -131,7 +131,7 @@ pub fn loss_plot(
         .height(height)
         .legend(Legend::default().position(egui_plot::Corner::RightTop).follow_insertion_order(true))
         .x_axis_label("step")
-        .y_axis_label(match (run.config.model.family == crate::engine::models::Family::Gan, log) {
+        .y_axis_label(match (run.config.model.family() == crate::engine::models::Family::Gan, log) {
             (true, false) => "loss (nats) · D output",
             (true, true) => "loss · D output (log scale)",
             (false, false) => "loss (nats per image)",

@@ -1,6 +1,7 @@
 //! GAN: a generator G(z) and a discriminator D(x), each with its own parameters and Adam.
 //! D maximises log D(x) + log(1 − D(G(z))); G minimises log(1 − D(G(z))) (minimax) or
 //! −log D(G(z)) (non-saturating, the default). All cross-entropies are computed from logits.
+//! The family's configuration, presets, capabilities, counts and health rule live here too.
 
 use std::collections::HashMap;
 
@@ -8,17 +9,191 @@ use candle_core::Tensor;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
+use serde::{Deserialize, Serialize};
+
 use super::layers::{normal_tensor, Expand, Linear, ParamSet, Trunk};
+use super::likelihood::{SampleScore, ScoreOptions, ScoreSetup};
 use super::losses::softplus;
 use super::optim::{grads_finite, Adam, AdamConfig};
+use super::shapes::{conv_macs, expand_params, linear, mlp_macs, trunk_params};
 use super::{
-    collect_bn, collect_state, restore_bn, restore_state, scalar, GanLoss, GenerativeModel, Losses,
-    ModelConfig, StepOutcome,
+    collect_bn, collect_state, restore_bn, restore_state, scalar, Activation, AnomalyScore, Arch, Batch,
+    Capabilities, Family, GenerativeModel, HealthMonitor, LiveHyper, LossKey, Losses, ModelConfig,
+    NetConfig, Preset, StepMacs, StepOutcome, MAX_WIDTH,
 };
-use crate::engine::error::Result;
+use crate::engine::error::{EngineError, Result};
+
+/// The generator's loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GanLoss {
+    /// −log D(G(z)): strong gradients early on (the default).
+    NonSaturating,
+    /// log(1 − D(G(z))): the original minimax objective.
+    Minimax,
+}
+
+/// A GAN. MLP: `net.hidden` are the generator's widths from the noise outwards and
+/// `disc_hidden` the discriminator's from the image inwards. Conv: `net.hidden` are the
+/// discriminator's channels per stride-2 layer and the generator mirrors them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GanConfig {
+    #[serde(flatten)]
+    pub net: NetConfig,
+    /// The MLP discriminator's widths (a conv discriminator uses `net.hidden`).
+    pub disc_hidden: Vec<usize>,
+    pub gan_loss: GanLoss,
+    /// Batch norm in conv GANs (DCGAN).
+    pub batch_norm: bool,
+}
+
+impl Default for GanConfig {
+    fn default() -> Self {
+        Self {
+            net: NetConfig::default(),
+            disc_hidden: vec![512, 256],
+            gan_loss: GanLoss::NonSaturating,
+            batch_norm: false,
+        }
+    }
+}
+
+/// The presets of this family (both with DCGAN's Adam: 2e-4, β₁ = 0.5).
+pub const PRESETS: &[Preset] = &[
+    Preset {
+        name: "mnist_mlp_gan",
+        make: || {
+            let net = NetConfig {
+                hidden: vec![256, 512],
+                latent_dim: 100,
+                activation: Activation::LeakyRelu,
+                ..NetConfig::default()
+            };
+            (ModelConfig::Gan(GanConfig { net, ..GanConfig::default() }), dcgan_adam())
+        },
+    },
+    Preset {
+        name: "mnist_dcgan",
+        make: || {
+            let net = NetConfig {
+                arch: Arch::Conv,
+                hidden: vec![64, 128],
+                latent_dim: 100,
+                activation: Activation::LeakyRelu,
+                ..NetConfig::default()
+            };
+            (ModelConfig::Gan(GanConfig { net, batch_norm: true, ..GanConfig::default() }), dcgan_adam())
+        },
+    },
+];
+
+fn dcgan_adam() -> AdamConfig {
+    AdamConfig { lr: 2e-4, beta1: 0.5, ..AdamConfig::default() }
+}
+
+/// Consecutive steps with a discriminator loss under [`COLLAPSE_D_LOSS`] that raise a warning.
+const COLLAPSE_STEPS: u32 = 200;
+const COLLAPSE_D_LOSS: f64 = 0.01;
+
+impl GanConfig {
+    pub fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            family: Family::Gan,
+            encoder: false,
+            discriminator: true,
+            conditional: false,
+            latent_dim: self.net.latent_dim,
+            latent_name: "noise",
+            live: vec![LiveHyper::LearningRate],
+            loss_keys: vec![LossKey::DLoss, LossKey::GLoss, LossKey::DReal, LossKey::DFake],
+            headline: LossKey::DLoss,
+            anomaly_scores: vec![AnomalyScore::NegDiscLogit],
+            likelihood: false,
+            variational: false,
+        }
+    }
+
+    pub(super) fn validate(&self) -> Result<()> {
+        let err = |m: String| Err(EngineError::Config(m));
+        if let Some(i) = self.disc_hidden.iter().position(|&w| w == 0) {
+            return err(format!("discriminator layer {} has width 0", i + 1));
+        }
+        if let Some(&w) = self.disc_hidden.iter().find(|&&w| w > MAX_WIDTH) {
+            return err(format!("a layer of width {w} is over the limit of {MAX_WIDTH}"));
+        }
+        if self.net.arch == Arch::Mlp && self.disc_hidden.is_empty() {
+            return err("the discriminator needs at least one hidden layer".into());
+        }
+        Ok(())
+    }
+
+    /// Generator and discriminator widths, each from its own input side.
+    fn widths(&self) -> (Vec<usize>, Vec<usize>) {
+        match self.net.arch {
+            Arch::Mlp => (self.net.hidden.clone(), self.disc_hidden.clone()),
+            Arch::Conv => (self.net.hidden.iter().rev().copied().collect(), self.net.hidden.clone()),
+        }
+    }
+
+    fn uses_batch_norm(&self) -> bool {
+        self.batch_norm && self.net.arch == Arch::Conv
+    }
+
+    pub(super) fn param_count(&self) -> u64 {
+        let (g, d) = self.widths();
+        let bn = self.uses_batch_norm();
+        let (d_trunk, feat) = trunk_params(&self.net, &d, bn);
+        expand_params(&self.net, &g, bn).saturating_add(d_trunk).saturating_add(linear(feat, 1))
+    }
+
+    /// A step runs G forward and backward once (through D), and D forward on real, on detached
+    /// fake and again on fake for G's loss: D's backward twice with parameter gradients, once
+    /// for the input gradient only (G's step). Layers fed by data skip their input gradient.
+    pub(super) fn step_macs(&self) -> StepMacs {
+        let net = &self.net;
+        let (d, l) = (net.input.len(), net.latent_dim as u64);
+        let (g_macs, d_macs, e1, g1) = match net.arch {
+            Arch::Mlp => {
+                let g: Vec<usize> = std::iter::once(net.latent_dim).chain(net.hidden.iter().copied()).chain([d]).collect();
+                let dd: Vec<usize> = std::iter::once(d).chain(self.disc_hidden.iter().copied()).chain([1]).collect();
+                let e1 = (d * self.disc_hidden.first().copied().unwrap_or(1)) as u64;
+                let g1 = l * net.hidden.first().copied().unwrap_or(d) as u64;
+                (mlp_macs(&g), mlp_macs(&dd), e1, g1)
+            }
+            Arch::Conv => {
+                let (convs, feat) = conv_macs(net, &net.hidden);
+                let c0 = net.hidden.first().copied().unwrap_or(net.input.channels);
+                let e1 = ((net.input.height / 2) * (net.input.width / 2) * c0 * net.input.channels * 16) as u64;
+                // G: noise → the smallest feature map, then transposed convs mirroring D's.
+                (feat * l + convs, convs + feat, e1, feat * l)
+            }
+        };
+        StepMacs { forward: g_macs + d_macs, train_step: 3 * g_macs - g1 + 8 * d_macs - 2 * e1 }
+    }
+}
+
+/// The GAN's health rule: a discriminator loss that stays near zero means D wins every round
+/// and G gets no useful gradient; the generator has probably collapsed.
+struct CollapseRule {
+    low_steps: u32,
+}
+
+impl HealthMonitor for CollapseRule {
+    fn observe(&mut self, losses: &Losses) -> Option<String> {
+        let low = losses.get(LossKey::DLoss).is_some_and(|d| d < COLLAPSE_D_LOSS);
+        self.low_steps = if low { self.low_steps + 1 } else { 0 };
+        (self.low_steps == COLLAPSE_STEPS).then(|| {
+            format!(
+                "the discriminator's loss has stayed under {COLLAPSE_D_LOSS} for {COLLAPSE_STEPS} steps: the generator has probably collapsed. Rewind to an earlier checkpoint or lower the learning rate."
+            )
+        })
+    }
+}
 
 pub struct Gan {
     cfg: ModelConfig,
+    gan: GanConfig,
     g_params: ParamSet,
     d_params: ParamSet,
     g_adam: Adam,
@@ -29,26 +204,21 @@ pub struct Gan {
 }
 
 impl Gan {
-    pub fn new(cfg: ModelConfig, optim: AdamConfig, seed: u64) -> Result<Self> {
+    pub fn new(gan: GanConfig, optim: AdamConfig, seed: u64) -> Result<Self> {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut gp = ParamSet::default();
         let mut dp = ParamSet::default();
-        let bn = cfg.batch_norm && cfg.arch == super::Arch::Conv;
-        let g_widths: Vec<usize> = match cfg.arch {
-            super::Arch::Mlp => cfg.hidden.clone(),
-            super::Arch::Conv => cfg.hidden.iter().rev().copied().collect(),
-        };
-        let d_widths = match cfg.arch {
-            super::Arch::Mlp => cfg.disc_hidden.clone(),
-            super::Arch::Conv => cfg.hidden.clone(),
-        };
-        let generator = Expand::new(&mut gp, "generator", &cfg, cfg.latent_dim, &g_widths, bn, &mut rng)?;
-        let d_trunk = Trunk::new(&mut dp, "discriminator", &cfg, &d_widths, bn, &mut rng)?;
-        let feat = Trunk::out_dim(cfg.arch, cfg.input, &d_widths);
+        let bn = gan.uses_batch_norm();
+        let (g_widths, d_widths) = gan.widths();
+        let net = &gan.net;
+        let generator = Expand::new(&mut gp, "generator", net, net.latent_dim, &g_widths, bn, &mut rng)?;
+        let d_trunk = Trunk::new(&mut dp, "discriminator", net, &d_widths, bn, &mut rng)?;
+        let feat = Trunk::out_dim(net.arch, net.input, &d_widths);
         let d_head = Linear::new(&mut dp, "discriminator.out", feat, 1, &mut rng)?;
         let g_adam = Adam::new(optim, &gp);
         let d_adam = Adam::new(optim, &dp);
-        Ok(Self { cfg, g_params: gp, d_params: dp, g_adam, d_adam, generator, d_trunk, d_head })
+        let cfg = ModelConfig::Gan(gan.clone());
+        Ok(Self { cfg, gan, g_params: gp, d_params: dp, g_adam, d_adam, generator, d_trunk, d_head })
     }
 
     /// `[B, D] → [B]` logits.
@@ -57,7 +227,7 @@ impl Gan {
     }
 
     fn g_loss(&self, fake_logits: &Tensor) -> Result<Tensor> {
-        Ok(match self.cfg.gan_loss {
+        Ok(match self.gan.gan_loss {
             GanLoss::NonSaturating => softplus(&fake_logits.neg()?)?.mean(0)?, // −log σ(l)
             GanLoss::Minimax => softplus(fake_logits)?.neg()?.mean(0)?,        // log(1 − σ(l))
         })
@@ -86,22 +256,21 @@ impl GenerativeModel for Gan {
         self.g_params.count() + self.d_params.count()
     }
 
-    fn train_step(&mut self, x: &Tensor, rng: &mut StdRng) -> Result<StepOutcome> {
+    fn train_step(&mut self, batch: &Batch, rng: &mut StdRng) -> Result<StepOutcome> {
+        let x = &batch.x;
         let (b, _) = x.dims2()?;
-        let z = normal_tensor(b, self.cfg.latent_dim, 1.0, rng)?;
+        let z = normal_tensor(b, self.gan.net.latent_dim, 1.0, rng)?;
         let fake = self.generator.forward_pixels(&z, true)?; // [B, D]
 
         // Discriminator step on real and (detached) fake images.
         let real_l = self.d_logits(x, true)?;
         let fake_l = self.d_logits(&fake.detach(), true)?;
         let d_loss = Self::d_loss(&real_l, &fake_l)?;
-        let mut losses = Losses {
-            d_loss: Some(scalar(&d_loss)?),
-            d_real: Some(mean_sigmoid(&real_l)?),
-            d_fake: Some(mean_sigmoid(&fake_l)?),
-            ..Default::default()
-        };
-        losses.loss = losses.d_loss.unwrap_or(f64::NAN);
+        let mut losses = Losses::of(&[
+            (LossKey::DLoss, scalar(&d_loss)?),
+            (LossKey::DReal, mean_sigmoid(&real_l)?),
+            (LossKey::DFake, mean_sigmoid(&fake_l)?),
+        ]);
         if !losses.is_finite() {
             return Ok(StepOutcome::NonFinite(losses));
         }
@@ -116,7 +285,7 @@ impl GenerativeModel for Gan {
         self.d_adam.step(&self.d_params, &d_grads)?;
         let g_logits = self.d_logits(&fake, true)?;
         let g_loss = self.g_loss(&g_logits)?;
-        losses.g_loss = Some(scalar(&g_loss)?);
+        losses.set(LossKey::GLoss, scalar(&g_loss)?);
         if !losses.is_finite() {
             return Ok(StepOutcome::NonFinite(losses));
         }
@@ -133,21 +302,19 @@ impl GenerativeModel for Gan {
         Ok(StepOutcome::Applied(losses))
     }
 
-    fn evaluate(&self, x: &Tensor, rng: &mut StdRng) -> Result<Losses> {
+    fn evaluate(&self, batch: &Batch, rng: &mut StdRng) -> Result<Losses> {
+        let x = &batch.x;
         let (b, _) = x.dims2()?;
-        let z = normal_tensor(b, self.cfg.latent_dim, 1.0, rng)?;
+        let z = normal_tensor(b, self.gan.net.latent_dim, 1.0, rng)?;
         let fake = self.decode(&z)?;
         let real_l = self.d_logits(&x.detach(), false)?;
         let fake_l = self.d_logits(&fake, false)?;
-        let d_loss = scalar(&Self::d_loss(&real_l, &fake_l)?)?;
-        Ok(Losses {
-            loss: d_loss,
-            d_loss: Some(d_loss),
-            g_loss: Some(scalar(&self.g_loss(&fake_l)?)?),
-            d_real: Some(mean_sigmoid(&real_l)?),
-            d_fake: Some(mean_sigmoid(&fake_l)?),
-            ..Default::default()
-        })
+        Ok(Losses::of(&[
+            (LossKey::DLoss, scalar(&Self::d_loss(&real_l, &fake_l)?)?),
+            (LossKey::GLoss, scalar(&self.g_loss(&fake_l)?)?),
+            (LossKey::DReal, mean_sigmoid(&real_l)?),
+            (LossKey::DFake, mean_sigmoid(&fake_l)?),
+        ]))
     }
 
     fn encode(&self, _x: &Tensor) -> Result<Option<(Tensor, Tensor)>> {
@@ -166,12 +333,40 @@ impl GenerativeModel for Gan {
         self.g_adam.config.lr
     }
 
-    fn set_learning_rate(&mut self, lr: f64) {
-        self.g_adam.config.lr = lr;
-        self.d_adam.config.lr = lr;
+    fn score_setup(&self, _opts: &ScoreOptions) -> Result<ScoreSetup> {
+        Ok(ScoreSetup { likelihood: None, k: 0, batch: 256, max_rows: 0 })
     }
 
-    fn set_beta(&mut self, _beta: f64) {}
+    /// The discriminator's logit of each image (not a density; see [`crate::engine::scoring`]).
+    fn score_batch(
+        &self,
+        x: &[f32],
+        _setup: &ScoreSetup,
+        _rng: &mut StdRng,
+        out: &mut [SampleScore],
+    ) -> Result<()> {
+        let xt = Tensor::from_slice(x, (out.len(), self.gan.net.input.len()), &candle_core::Device::Cpu)?;
+        let logits = self.d_logits(&xt, false)?.detach().flatten_all()?.to_vec1::<f32>()?;
+        for (s, l) in out.iter_mut().zip(logits) {
+            s.disc_logit = Some(l as f64);
+        }
+        Ok(())
+    }
+
+    fn health_monitor(&self) -> Box<dyn HealthMonitor> {
+        Box::new(CollapseRule { low_steps: 0 })
+    }
+
+    fn set_hyper(&mut self, hyper: LiveHyper, value: f64) -> Result<()> {
+        match hyper {
+            LiveHyper::LearningRate => {
+                self.g_adam.config.lr = value;
+                self.d_adam.config.lr = value;
+                Ok(())
+            }
+            LiveHyper::Beta => Err(super::not_live(Family::Gan, hyper)),
+        }
+    }
 
     fn state(&self) -> Result<HashMap<String, Tensor>> {
         let mut out = HashMap::new();

@@ -10,7 +10,7 @@ use rand::rngs::StdRng;
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-use super::{conv_ops, fused, Activation, Arch, ModelConfig};
+use super::{conv_ops, fused, Activation, Arch, NetConfig};
 use crate::engine::data::ImageShape;
 
 /// Named trainable variables of one network (a GAN has two sets).
@@ -307,7 +307,7 @@ impl Trunk {
     pub fn new(
         ps: &mut ParamSet,
         prefix: &str,
-        cfg: &ModelConfig,
+        cfg: &NetConfig,
         widths: &[usize],
         batch_norm: bool,
         rng: &mut StdRng,
@@ -391,7 +391,7 @@ impl Expand {
     pub fn new(
         ps: &mut ParamSet,
         prefix: &str,
-        cfg: &ModelConfig,
+        cfg: &NetConfig,
         latent: usize,
         widths: &[usize],
         batch_norm: bool,
@@ -488,13 +488,13 @@ mod tests {
     use rand::SeedableRng;
 
     use super::*;
-    use crate::engine::models::{Arch, ModelConfig};
+    use crate::engine::models::{Arch, NetConfig};
 
     /// The fused sigmoid output of an MLP generator equals the stock sigmoid of its logits, in
     /// value and in the gradients it sends back to the weights and the latent.
     #[test]
     fn pixels_equal_the_sigmoid_of_the_logits() {
-        let cfg = ModelConfig { arch: Arch::Mlp, ..ModelConfig::default() };
+        let cfg = NetConfig { arch: Arch::Mlp, ..NetConfig::default() };
         let mut rng = StdRng::seed_from_u64(3);
         let mut ps = ParamSet::default();
         let net = Expand::new(&mut ps, "g", &cfg, 10, &[64, 128], false, &mut rng).expect("net");

@@ -3,6 +3,10 @@
 //! Families: autoencoder, VAE, β-VAE ([`vae`]) and GAN ([`gan`]), each as an MLP or a
 //! DCGAN-style convolutional net. Every model works on flattened images `[B, C·H·W]` in [0, 1]
 //! and reports its losses per image in nats.
+//!
+//! A family is one file: its configuration type, presets, capabilities, parameter and FLOP
+//! counts and its model live there. This file holds what they share and the one exhaustive
+//! match per question ([`ModelConfig`]'s methods) that sends it to the family.
 
 pub mod conv_ops;
 pub mod fastmath;
@@ -12,6 +16,10 @@ pub mod layers;
 pub mod losses;
 pub mod optim;
 pub mod vae;
+mod capabilities;
+pub mod likelihood;
+mod shapes;
+mod loss_key;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -20,7 +28,12 @@ use candle_core::Tensor;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
+pub use capabilities::{AnomalyScore, Capabilities, LiveHyper};
+pub use gan::{GanConfig, GanLoss};
+use likelihood::{SampleScore, ScoreOptions, ScoreSetup};
+pub use loss_key::{Axis, LossKey, Losses};
 pub use optim::AdamConfig;
+pub use vae::{AeConfig, VaeConfig};
 
 use crate::engine::data::ImageShape;
 use crate::engine::error::{EngineError, Result};
@@ -51,9 +64,6 @@ impl Family {
         }
     }
 
-    pub fn is_variational(&self) -> bool {
-        matches!(self, Family::Vae | Family::BetaVae)
-    }
 }
 
 impl fmt::Display for Family {
@@ -113,69 +123,36 @@ pub enum ReconLoss {
     Mse,
 }
 
-/// The generator's loss.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum GanLoss {
-    /// −log D(G(z)): strong gradients early on (the default).
-    NonSaturating,
-    /// log(1 − D(G(z))): the original minimax objective.
-    Minimax,
-}
-
-/// Everything that decides a model's structure and loss.
+/// The network every family is built from: image shape, layer widths, latent size and
+/// non-linearity. What `hidden` means is the family's to say (see its config type).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct ModelConfig {
-    pub family: Family,
+pub struct NetConfig {
     pub arch: Arch,
     /// The image shape the model reads and writes.
     pub input: ImageShape,
     /// MLP: encoder widths (the decoder mirrors them) or generator widths (from the noise
     /// outwards). Conv: encoder / discriminator channels per stride-2 layer.
     pub hidden: Vec<usize>,
-    /// GAN discriminator: MLP widths from the image inwards (conv uses `hidden`).
-    pub disc_hidden: Vec<usize>,
     /// Latent size (VAE / AE) or noise size (GAN).
     pub latent_dim: usize,
     pub activation: Activation,
-    pub recon_loss: ReconLoss,
-    /// Weight of the KL term (β-VAE; a plain VAE always uses 1).
-    pub beta: f64,
-    pub gan_loss: GanLoss,
-    /// Batch norm in conv GANs (DCGAN).
-    pub batch_norm: bool,
 }
 
-impl Default for ModelConfig {
+impl Default for NetConfig {
     fn default() -> Self {
         Self {
-            family: Family::Vae,
             arch: Arch::Mlp,
             input: ImageShape::new(1, 28, 28),
             hidden: vec![400],
-            disc_hidden: vec![512, 256],
             latent_dim: 20,
             activation: Activation::Relu,
-            recon_loss: ReconLoss::Bce,
-            beta: 1.0,
-            gan_loss: GanLoss::NonSaturating,
-            batch_norm: false,
         }
     }
 }
 
-impl ModelConfig {
-    /// The KL weight in force: β for a β-VAE, 1 for a VAE, 0 otherwise.
-    pub fn effective_beta(&self) -> f64 {
-        match self.family {
-            Family::Vae => 1.0,
-            Family::BetaVae => self.beta,
-            _ => 0.0,
-        }
-    }
-
-    /// Checks the configuration; the message names the setting and says why.
+impl NetConfig {
+    /// The checks every family shares; messages name the setting and say why.
     pub fn validate(&self) -> Result<()> {
         let err = |m: String| Err(EngineError::Config(m));
         if self.input.is_empty() {
@@ -190,14 +167,8 @@ impl ModelConfig {
         if let Some(i) = self.hidden.iter().position(|&w| w == 0) {
             return err(format!("layer {} has width 0; every layer needs at least 1 unit", i + 1));
         }
-        if let Some(i) = self.disc_hidden.iter().position(|&w| w == 0) {
-            return err(format!("discriminator layer {} has width 0", i + 1));
-        }
-        if let Some(&w) = self.hidden.iter().chain(&self.disc_hidden).find(|&&w| w > 16384) {
-            return err(format!("a layer of width {w} is over the limit of 16384"));
-        }
-        if self.family == Family::BetaVae && !(self.beta.is_finite() && self.beta >= 0.0) {
-            return err(format!("β must be a finite number ≥ 0 (got {})", self.beta));
+        if let Some(&w) = self.hidden.iter().find(|&&w| w > MAX_WIDTH) {
+            return err(format!("a layer of width {w} is over the limit of {MAX_WIDTH}"));
         }
         if self.arch == Arch::Conv {
             let k = self.hidden.len();
@@ -215,14 +186,121 @@ impl ModelConfig {
                 ));
             }
         }
-        if self.family == Family::Gan && self.arch == Arch::Mlp && self.disc_hidden.is_empty() {
-            return err("the discriminator needs at least one hidden layer".into());
+        Ok(())
+    }
+}
+
+/// The widest layer a configuration may ask for.
+pub const MAX_WIDTH: usize = 16384;
+
+/// Everything that decides a model's structure and loss: one configuration type per family.
+/// Serialised with a `"family"` tag beside the family's fields, which is also how checkpoints
+/// written before this type was an enum stored it (their other families' fields are ignored).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "family", rename_all = "kebab-case")]
+pub enum ModelConfig {
+    Autoencoder(vae::AeConfig),
+    Vae(vae::VaeConfig),
+    /// A VAE whose KL weight β is the config's (and can change live).
+    BetaVae(vae::VaeConfig),
+    Gan(gan::GanConfig),
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig::Vae(vae::VaeConfig::default())
+    }
+}
+
+impl ModelConfig {
+    pub fn family(&self) -> Family {
+        match self {
+            ModelConfig::Autoencoder(_) => Family::Autoencoder,
+            ModelConfig::Vae(_) => Family::Vae,
+            ModelConfig::BetaVae(_) => Family::BetaVae,
+            ModelConfig::Gan(_) => Family::Gan,
+        }
+    }
+
+    pub fn net(&self) -> &NetConfig {
+        match self {
+            ModelConfig::Autoencoder(c) => &c.net,
+            ModelConfig::Vae(c) | ModelConfig::BetaVae(c) => &c.net,
+            ModelConfig::Gan(c) => &c.net,
+        }
+    }
+
+    pub fn net_mut(&mut self) -> &mut NetConfig {
+        match self {
+            ModelConfig::Autoencoder(c) => &mut c.net,
+            ModelConfig::Vae(c) | ModelConfig::BetaVae(c) => &mut c.net,
+            ModelConfig::Gan(c) => &mut c.net,
+        }
+    }
+
+    /// The image shape the model reads and writes.
+    pub fn input(&self) -> ImageShape {
+        self.net().input
+    }
+
+    pub fn latent_dim(&self) -> usize {
+        self.net().latent_dim
+    }
+
+    /// What a model of this configuration offers.
+    pub fn capabilities(&self) -> Capabilities {
+        match self {
+            ModelConfig::Autoencoder(c) => c.capabilities(),
+            ModelConfig::Vae(c) => c.capabilities(false),
+            ModelConfig::BetaVae(c) => c.capabilities(true),
+            ModelConfig::Gan(c) => c.capabilities(),
+        }
+    }
+
+    /// The same network as a model of `family`, with that family's own settings at their
+    /// defaults (a β-VAE keeps a VAE's settings and the other way round).
+    pub fn with_family(&self, family: Family) -> ModelConfig {
+        if family == self.family() {
+            return self.clone();
+        }
+        let net = self.net().clone();
+        let recon_loss = match self {
+            ModelConfig::Autoencoder(c) => Some(c.recon_loss),
+            ModelConfig::Vae(c) | ModelConfig::BetaVae(c) => Some(c.recon_loss),
+            ModelConfig::Gan(_) => None,
+        };
+        let vae = |beta: f64| {
+            let d = vae::VaeConfig::default();
+            let beta = match self {
+                ModelConfig::Vae(c) | ModelConfig::BetaVae(c) => c.beta,
+                _ => beta,
+            };
+            vae::VaeConfig { net: net.clone(), recon_loss: recon_loss.unwrap_or(d.recon_loss), beta }
+        };
+        match family {
+            Family::Autoencoder => ModelConfig::Autoencoder(vae::AeConfig {
+                net: net.clone(),
+                recon_loss: recon_loss.unwrap_or(vae::AeConfig::default().recon_loss),
+            }),
+            Family::Vae => ModelConfig::Vae(vae(1.0)),
+            Family::BetaVae => ModelConfig::BetaVae(vae(4.0)),
+            Family::Gan => ModelConfig::Gan(gan::GanConfig { net, ..gan::GanConfig::default() }),
+        }
+    }
+
+    /// Checks the configuration; the message names the setting and says why.
+    pub fn validate(&self) -> Result<()> {
+        self.net().validate()?;
+        match self {
+            ModelConfig::Autoencoder(_) | ModelConfig::Vae(_) => {}
+            ModelConfig::BetaVae(c) => c.validate_beta()?,
+            ModelConfig::Gan(c) => c.validate()?,
         }
         let params = self.param_count_from_shapes();
         if params > MAX_PARAMS {
-            return err(format!(
+            return Err(EngineError::Config(format!(
                 "the model would have {params} parameters, over the limit of {MAX_PARAMS} (fewer or narrower layers, or smaller images)"
-            ));
+            )));
         }
         Ok(())
     }
@@ -230,246 +308,81 @@ impl ModelConfig {
     /// Number of trainable parameters, computed from the layer shapes without building the
     /// model (saturating, so any configuration gives an answer).
     pub fn param_count_from_shapes(&self) -> u64 {
-        let mul = |a: usize, b: usize| (a as u64).saturating_mul(b as u64);
-        // A linear layer: weights and biases.
-        let linear = |fan_in: usize, fan_out: usize| mul(fan_in, fan_out).saturating_add(fan_out as u64);
-        // A 4×4 (transposed) convolution with biases, and batch norm's γ and β.
-        let conv = |cin: usize, cout: usize| mul(cin, cout).saturating_mul(16).saturating_add(cout as u64);
-        let bn = |c: usize| 2 * c as u64;
-        let chain = |from: usize, widths: &[usize]| {
-            let mut total = 0u64;
-            let mut fan_in = from;
-            for &w in widths {
-                total = total.saturating_add(linear(fan_in, w));
-                fan_in = w;
-            }
-            total
-        };
-        let (input, l) = (self.input, self.latent_dim);
-        let d = input.len();
-        let k = self.hidden.len().min(usize::BITS as usize - 1);
-        let (h, w) = (input.height >> k, input.width >> k);
-        // Image → features, and the feature count.
-        let trunk = |widths: &[usize], batch_norm: bool| -> (u64, usize) {
-            match self.arch {
-                Arch::Mlp => (chain(d, widths), widths.last().copied().unwrap_or(d)),
-                Arch::Conv => {
-                    let mut total = 0u64;
-                    let mut cin = input.channels;
-                    for (i, &c) in widths.iter().enumerate() {
-                        total = total.saturating_add(conv(cin, c));
-                        if batch_norm && i > 0 {
-                            total = total.saturating_add(bn(c));
-                        }
-                        cin = c;
-                    }
-                    let feat = widths.last().map_or(d, |&c| c.saturating_mul(h).saturating_mul(w));
-                    (total, feat)
-                }
-            }
-        };
-        // Latent → image, through `widths` (from the latent side outwards).
-        let expand = |widths: &[usize], batch_norm: bool| -> u64 {
-            match self.arch {
-                Arch::Mlp => {
-                    let outs: Vec<usize> = widths.iter().copied().chain([d]).collect();
-                    chain(l, &outs)
-                }
-                Arch::Conv => {
-                    let c0 = widths.first().copied().unwrap_or(input.channels);
-                    let start = c0.saturating_mul(h).saturating_mul(w);
-                    let mut total = linear(l, start);
-                    if batch_norm {
-                        total = total.saturating_add(bn(c0));
-                    }
-                    let outs: Vec<usize> = widths.iter().skip(1).copied().chain([input.channels]).collect();
-                    let mut cin = c0;
-                    for (i, &c) in outs.iter().enumerate() {
-                        total = total.saturating_add(conv(cin, c));
-                        if batch_norm && i + 1 < outs.len() {
-                            total = total.saturating_add(bn(c));
-                        }
-                        cin = c;
-                    }
-                    total
-                }
-            }
-        };
-        let reversed: Vec<usize> = self.hidden.iter().rev().copied().collect();
-        match self.family {
-            Family::Gan => {
-                let batch_norm = self.batch_norm && self.arch == Arch::Conv;
-                let (g_widths, d_widths) = match self.arch {
-                    Arch::Mlp => (self.hidden.as_slice(), self.disc_hidden.as_slice()),
-                    Arch::Conv => (reversed.as_slice(), self.hidden.as_slice()),
-                };
-                let (d_trunk, feat) = trunk(d_widths, batch_norm);
-                expand(g_widths, batch_norm).saturating_add(d_trunk).saturating_add(linear(feat, 1))
-            }
-            family => {
-                let (enc, feat) = trunk(&self.hidden, false);
-                let heads = if family.is_variational() { 2 } else { 1 };
-                enc.saturating_add(linear(feat, l).saturating_mul(heads))
-                    .saturating_add(expand(&reversed, false))
-            }
+        match self {
+            ModelConfig::Autoencoder(c) => vae::param_count(&c.net, false),
+            ModelConfig::Vae(c) | ModelConfig::BetaVae(c) => vae::param_count(&c.net, true),
+            ModelConfig::Gan(c) => c.param_count(),
         }
     }
 
-    /// Number of trainable parameters (counted by building the model once).
-    pub fn param_count(&self) -> Result<usize> {
-        let m = build_model(self, &AdamConfig::default(), 0)?;
-        Ok(m.param_count())
-    }
-
-    /// Multiply-adds of one forward pass for one image, counted from the layer shapes
-    /// (×2 for FLOPs; a training step is about three times a forward pass).
+    /// Multiply-adds of one forward pass (every network once) for one image, counted from the
+    /// layer shapes (×2 for FLOPs).
     pub fn forward_macs(&self) -> u64 {
-        let mlp = |dims: &[usize]| dims.windows(2).map(|w| (w[0] * w[1]) as u64).sum::<u64>();
-        let d = self.input.len();
-        let l = self.latent_dim;
-        match (self.family, self.arch) {
-            (Family::Gan, Arch::Mlp) => {
-                let g: Vec<usize> =
-                    std::iter::once(l).chain(self.hidden.iter().copied()).chain([d]).collect();
-                let dd: Vec<usize> =
-                    std::iter::once(d).chain(self.disc_hidden.iter().copied()).chain([1]).collect();
-                mlp(&g) + mlp(&dd)
-            }
-            (_, Arch::Mlp) => {
-                let enc: Vec<usize> = std::iter::once(d).chain(self.hidden.iter().copied()).collect();
-                let last = *enc.last().unwrap_or(&d);
-                let heads = if self.family.is_variational() { 2 } else { 1 } * (last * l) as u64;
-                let dec: Vec<usize> =
-                    std::iter::once(l).chain(self.hidden.iter().rev().copied()).chain([d]).collect();
-                mlp(&enc) + heads + mlp(&dec)
-            }
-            (family, Arch::Conv) => {
-                let (mut h, mut w, mut c) = (self.input.height, self.input.width, self.input.channels);
-                let mut macs = 0u64;
-                for &co in &self.hidden {
-                    h /= 2;
-                    w /= 2;
-                    macs += (h * w * co * c * 16) as u64;
-                    c = co;
-                }
-                let feat = (h * w * c) as u64;
-                let heads = match family {
-                    Family::Gan => feat,
-                    f if f.is_variational() => 2 * feat * l as u64,
-                    _ => feat * l as u64,
-                };
-                // The decoder / generator mirrors the encoder.
-                let dec = macs + feat * l as u64;
-                macs + heads + dec
-            }
+        self.step_macs().forward
+    }
+
+    /// Multiply-adds per image of one training step, by the family's own schedule.
+    pub fn step_macs(&self) -> StepMacs {
+        match self {
+            ModelConfig::Autoencoder(c) => vae::step_macs(&c.net, false),
+            ModelConfig::Vae(c) | ModelConfig::BetaVae(c) => vae::step_macs(&c.net, true),
+            ModelConfig::Gan(c) => c.step_macs(),
         }
     }
 
-    /// A GAN's [`forward_macs`](Self::forward_macs) split into (generator, discriminator), per
-    /// image; `None` for the other families. A GAN step runs the two different numbers of
-    /// times, so a FLOP count needs them apart.
-    pub fn gan_forward_macs(&self) -> Option<(u64, u64)> {
-        if self.family != Family::Gan {
-            return None;
-        }
-        let mlp = |dims: &[usize]| dims.windows(2).map(|w| (w[0] * w[1]) as u64).sum::<u64>();
-        let d = self.input.len();
-        let l = self.latent_dim;
-        Some(match self.arch {
-            Arch::Mlp => {
-                let g: Vec<usize> =
-                    std::iter::once(l).chain(self.hidden.iter().copied()).chain([d]).collect();
-                let dd: Vec<usize> =
-                    std::iter::once(d).chain(self.disc_hidden.iter().copied()).chain([1]).collect();
-                (mlp(&g), mlp(&dd))
+    /// Builds the model, with weights drawn from `seed`.
+    fn build(&self, optim: &AdamConfig, seed: u64) -> Result<Box<dyn GenerativeModel>> {
+        Ok(match self {
+            ModelConfig::Autoencoder(_) | ModelConfig::Vae(_) | ModelConfig::BetaVae(_) => {
+                Box::new(vae::Vae::new(self.clone(), *optim, seed)?)
             }
-            Arch::Conv => {
-                let (mut h, mut w, mut c) = (self.input.height, self.input.width, self.input.channels);
-                let mut convs = 0u64;
-                for &co in &self.hidden {
-                    h /= 2;
-                    w /= 2;
-                    convs += (h * w * co * c * 16) as u64;
-                    c = co;
-                }
-                let feat = (h * w * c) as u64;
-                // G: latent → feature map, then transposed convs mirroring D's convs.
-                (feat * l as u64 + convs, convs + feat)
-            }
+            ModelConfig::Gan(c) => Box::new(gan::Gan::new(c.clone(), *optim, seed)?),
         })
     }
 }
 
-/// Loss components of one step or one evaluation, per image in nats.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Losses {
-    /// The quantity minimised: recon + β·KL (VAE), recon (AE), D loss (GAN).
-    pub loss: f64,
-    pub recon: Option<f64>,
-    pub kl: Option<f64>,
-    pub d_loss: Option<f64>,
-    pub g_loss: Option<f64>,
-    /// Mean D(x) on real images.
-    pub d_real: Option<f64>,
-    /// Mean D(G(z)) on generated images.
-    pub d_fake: Option<f64>,
+/// Multiply-adds per image of a training step, for FLOP counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StepMacs {
+    /// One forward pass of every network.
+    pub forward: u64,
+    /// Forward and backward passes of one step. A layer fed by data needs no input gradient,
+    /// so its backward pass costs one product instead of two.
+    pub train_step: u64,
 }
 
-impl Losses {
-    /// The components that are present, by name, in a fixed order.
-    pub fn components(&self) -> Vec<(&'static str, f64)> {
-        let mut out = Vec::with_capacity(7);
-        if self.d_loss.is_none() {
-            out.push(("loss", self.loss));
-        }
-        for (name, v) in [
-            ("recon", self.recon),
-            ("kl", self.kl),
-            ("d_loss", self.d_loss),
-            ("g_loss", self.g_loss),
-            ("d_real", self.d_real),
-            ("d_fake", self.d_fake),
-        ] {
-            if let Some(v) = v {
-                out.push((name, v));
-            }
-        }
-        out
-    }
+/// The named presets of every family, in the order the app lists them.
+pub fn preset_names() -> Vec<&'static str> {
+    vae::PRESETS.iter().chain(gan::PRESETS).map(|p| p.name).collect()
+}
 
-    /// Names of the components a family reports.
-    pub fn names_for(family: Family) -> &'static [&'static str] {
-        match family {
-            Family::Autoencoder => &["loss", "recon"],
-            Family::Vae | Family::BetaVae => &["loss", "recon", "kl"],
-            Family::Gan => &["d_loss", "g_loss", "d_real", "d_fake"],
-        }
-    }
+/// Preset `name` (model and optimiser), adapted to images of `input` shape (the MLP presets
+/// take any shape; the conv presets keep their layers and need sizes divisible by 4).
+pub fn preset(name: &str, input: ImageShape) -> Option<(ModelConfig, AdamConfig)> {
+    let p = vae::PRESETS.iter().chain(gan::PRESETS).find(|p| p.name == name)?;
+    let (mut model, optim) = (p.make)();
+    model.net_mut().input = input;
+    Some((model, optim))
+}
 
-    pub fn get(&self, name: &str) -> Option<f64> {
-        self.components().into_iter().find(|(n, _)| *n == name).map(|(_, v)| v)
-    }
+/// A named starting point of one family.
+pub struct Preset {
+    pub name: &'static str,
+    pub make: fn() -> (ModelConfig, AdamConfig),
+}
 
-    pub fn is_finite(&self) -> bool {
-        self.components().iter().all(|(_, v)| v.is_finite())
-    }
+/// A batch of training images `x: [B, C·H·W]` in [0, 1] and, when the data has them, their
+/// class labels `y: [B]` (u32).
+#[derive(Clone, Debug)]
+pub struct Batch {
+    pub x: Tensor,
+    pub y: Option<Tensor>,
+}
 
-    /// Weighted running mean: adds `other` counted `n` times to `self` counted `total` times.
-    pub fn accumulate(&mut self, other: &Losses, total: usize, n: usize) {
-        let (a, b) = (total as f64, n as f64);
-        let mix = |x: f64, y: f64| (x * a + y * b) / (a + b);
-        let mix_opt = |x: Option<f64>, y: Option<f64>| match (x, y) {
-            (Some(x), Some(y)) => Some(mix(x, y)),
-            (None, y) => y,
-            (x, None) => x,
-        };
-        self.loss = if total == 0 { other.loss } else { mix(self.loss, other.loss) };
-        self.recon = mix_opt(self.recon, other.recon);
-        self.kl = mix_opt(self.kl, other.kl);
-        self.d_loss = mix_opt(self.d_loss, other.d_loss);
-        self.g_loss = mix_opt(self.g_loss, other.g_loss);
-        self.d_real = mix_opt(self.d_real, other.d_real);
-        self.d_fake = mix_opt(self.d_fake, other.d_fake);
+impl Batch {
+    /// A batch without labels.
+    pub fn unlabelled(x: Tensor) -> Self {
+        Batch { x, y: None }
     }
 }
 
@@ -482,20 +395,43 @@ pub enum StepOutcome {
     NonFinite(Losses),
 }
 
+/// A family's own rule for spotting a run that has gone wrong while its losses stay finite
+/// (a GAN whose discriminator has won, say). The worker feeds it every step.
+pub trait HealthMonitor: Send + Sync {
+    /// Folds in one step's losses; `Some(message)` on the step the rule fires.
+    fn observe(&mut self, losses: &Losses) -> Option<String>;
+}
+
+/// The monitor of a family with no health rule beyond finite losses.
+pub struct NoHealthRule;
+
+impl HealthMonitor for NoHealthRule {
+    fn observe(&mut self, _losses: &Losses) -> Option<String> {
+        None
+    }
+}
+
 /// One interface for every family: train, encode, decode, sample, reconstruct, save.
 pub trait GenerativeModel: Send + Sync {
     fn config(&self) -> &ModelConfig;
 
+    /// What this model offers (its family decides).
+    fn capabilities(&self) -> Capabilities {
+        self.config().capabilities()
+    }
+
     fn param_count(&self) -> usize;
 
-    /// One optimisation step on `x: [B, C·H·W]` in [0, 1]. Noise (ε, z) comes from `rng`.
-    /// A non-finite loss or gradient leaves weights and optimiser state untouched.
-    fn train_step(&mut self, x: &Tensor, rng: &mut StdRng) -> Result<StepOutcome>;
+    /// One optimisation step on `batch` (images `[B, C·H·W]` in [0, 1], labels if the data
+    /// has them). Noise (ε, z) comes from `rng`. A non-finite loss or gradient leaves weights
+    /// and optimiser state untouched.
+    fn train_step(&mut self, batch: &Batch, rng: &mut StdRng) -> Result<StepOutcome>;
 
-    /// Losses on `x` without updating anything (one ε / z draw from `rng`).
-    fn evaluate(&self, x: &Tensor, rng: &mut StdRng) -> Result<Losses>;
+    /// Losses on `batch` without updating anything (one ε / z draw from `rng`).
+    fn evaluate(&self, batch: &Batch, rng: &mut StdRng) -> Result<Losses>;
 
-    /// `[B, D] → (μ, log σ²)`, each `[B, latent]` (an AE gives log σ² = 0); `None` for a GAN.
+    /// `[B, D] → (μ, log σ²)`, each `[B, latent]` (an AE gives log σ² = 0); `None` for a model
+    /// without an encoder (see [`Capabilities::encoder`]).
     fn encode(&self, x: &Tensor) -> Result<Option<(Tensor, Tensor)>>;
 
     /// `[B, latent] → [B, D]` pixel values in [0, 1] (the GAN's generator for a GAN).
@@ -509,10 +445,10 @@ pub trait GenerativeModel: Send + Sync {
 
     /// Size of the latent (or noise) vector.
     fn latent_dim(&self) -> usize {
-        self.config().latent_dim
+        self.config().latent_dim()
     }
 
-    /// Decodes of the encoder's mean: `[B, D] → [B, D]`; `None` for a GAN.
+    /// Decodes of the encoder's mean: `[B, D] → [B, D]`; `None` without an encoder.
     fn reconstruct(&self, x: &Tensor) -> Result<Option<Tensor>> {
         match self.encode(x)? {
             Some((mu, _)) => Ok(Some(self.decode(&mu)?)),
@@ -520,14 +456,31 @@ pub trait GenerativeModel: Send + Sync {
         }
     }
 
-    /// Discriminator logits `[B, D] → [B]` (GAN only).
-    fn discriminate(&self, _x: &Tensor) -> Result<Option<Tensor>> {
-        Ok(None)
-    }
+    /// Discriminator logits `[B, D] → [B]`; `None` without a discriminator.
+    fn discriminate(&self, x: &Tensor) -> Result<Option<Tensor>>;
+
+    /// How this model scores images under `opts` (see [`crate::engine::scoring`]); an error
+    /// names a setting it cannot work with.
+    fn score_setup(&self, opts: &ScoreOptions) -> Result<ScoreSetup>;
+
+    /// Fills in the scores of the images `x` (`[n, D]` values in [0, 1], row-major) in `out`
+    /// (`n` records that already hold each image's index and label). Draws come from `rng`.
+    fn score_batch(
+        &self,
+        x: &[f32],
+        setup: &ScoreSetup,
+        rng: &mut StdRng,
+        out: &mut [SampleScore],
+    ) -> Result<()>;
+
+    /// The family's health rule, fresh for a new run.
+    fn health_monitor(&self) -> Box<dyn HealthMonitor>;
 
     fn learning_rate(&self) -> f64;
-    fn set_learning_rate(&mut self, lr: f64);
-    fn set_beta(&mut self, beta: f64);
+
+    /// Sets a live hyperparameter; an error names one this family cannot change live
+    /// (see [`Capabilities::live`]).
+    fn set_hyper(&mut self, hyper: LiveHyper, value: f64) -> Result<()>;
 
     /// Every tensor that defines the model and its optimiser, by name (for checkpoints).
     fn state(&self) -> Result<HashMap<String, Tensor>>;
@@ -538,6 +491,11 @@ pub trait GenerativeModel: Send + Sync {
     fn set_optimizer_steps(&mut self, steps: &[u64]);
 }
 
+/// The error of a live change a family does not take.
+pub(crate) fn not_live(family: Family, hyper: LiveHyper) -> EngineError {
+    EngineError::Config(format!("a {family} cannot change its {} while training", hyper.label()))
+}
+
 /// The most trainable parameters a model may have (1 GiB of f32 weights; Adam holds twice
 /// that again).
 pub const MAX_PARAMS: u64 = 1 << 28;
@@ -545,10 +503,7 @@ pub const MAX_PARAMS: u64 = 1 << 28;
 /// Builds the model a configuration describes, with weights drawn from `seed`.
 pub fn build_model(cfg: &ModelConfig, optim: &AdamConfig, seed: u64) -> Result<Box<dyn GenerativeModel>> {
     cfg.validate()?;
-    Ok(match cfg.family {
-        Family::Gan => Box::new(gan::Gan::new(cfg.clone(), *optim, seed)?),
-        _ => Box::new(vae::Vae::new(cfg.clone(), *optim, seed)?),
-    })
+    cfg.build(optim, seed)
 }
 
 /// Scalar of a 0-d or 1-element tensor as f64.

@@ -1,5 +1,6 @@
 //! Autoencoder, VAE and β-VAE: one encoder/decoder pair; the family decides whether the code
 //! is a point (AE) or a Gaussian sampled with the reparameterisation z = μ + σ ⊙ ε (VAE).
+//! The three families' configurations, presets, capabilities and counts live here too.
 
 use std::collections::HashMap;
 
@@ -7,17 +8,176 @@ use candle_core::Tensor;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
+use std::f64::consts::LN_2;
+
+use candle_core::Device;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
 use super::fused::{row_loss, RowLoss};
 use super::layers::{normal_tensor, Expand, Linear, ParamSet, Trunk};
+use super::likelihood::{importance_weighted, kl_row, recon_error, Likelihood, SampleScore, ScoreOptions, ScoreSetup};
 use super::losses::kl_rows;
 use super::optim::{grads_finite, Adam, AdamConfig};
+use super::shapes::{conv_macs, expand_params, linear, mlp_macs, trunk_params};
 use super::{
-    collect_state, restore_state, scalar, GenerativeModel, Losses, ModelConfig, ReconLoss, StepOutcome,
+    collect_state, not_live, restore_state, scalar, AnomalyScore, Arch, Batch, Capabilities, Family,
+    GenerativeModel, HealthMonitor, LiveHyper, LossKey, Losses, ModelConfig, NetConfig, NoHealthRule,
+    Preset, ReconLoss, StepMacs, StepOutcome,
 };
-use crate::engine::error::Result;
+use crate::engine::error::{EngineError, Result};
+
+/// An autoencoder: `hidden` are the encoder's widths (MLP) or channels (conv); the decoder
+/// mirrors them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AeConfig {
+    #[serde(flatten)]
+    pub net: NetConfig,
+    pub recon_loss: ReconLoss,
+}
+
+impl Default for AeConfig {
+    fn default() -> Self {
+        Self { net: NetConfig::default(), recon_loss: ReconLoss::Bce }
+    }
+}
+
+/// A VAE or β-VAE: the autoencoder's network with a Gaussian code.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct VaeConfig {
+    #[serde(flatten)]
+    pub net: NetConfig,
+    pub recon_loss: ReconLoss,
+    /// Weight of the KL term (β-VAE; a plain VAE always uses 1).
+    pub beta: f64,
+}
+
+impl Default for VaeConfig {
+    fn default() -> Self {
+        Self { net: NetConfig::default(), recon_loss: ReconLoss::Bce, beta: 1.0 }
+    }
+}
+
+impl AeConfig {
+    pub fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            family: Family::Autoencoder,
+            encoder: true,
+            discriminator: false,
+            conditional: false,
+            latent_dim: self.net.latent_dim,
+            latent_name: "latent",
+            live: vec![LiveHyper::LearningRate],
+            loss_keys: vec![LossKey::Loss, LossKey::Recon],
+            headline: LossKey::Loss,
+            anomaly_scores: vec![AnomalyScore::Recon],
+            likelihood: false,
+            variational: false,
+        }
+    }
+}
+
+impl VaeConfig {
+    /// `beta_vae`: the β-VAE family (β in force and live) rather than the VAE (β = 1).
+    pub fn capabilities(&self, beta_vae: bool) -> Capabilities {
+        let mut live = vec![LiveHyper::LearningRate];
+        if beta_vae {
+            live.push(LiveHyper::Beta);
+        }
+        Capabilities {
+            family: if beta_vae { Family::BetaVae } else { Family::Vae },
+            encoder: true,
+            discriminator: false,
+            conditional: false,
+            latent_dim: self.net.latent_dim,
+            latent_name: "latent",
+            live,
+            loss_keys: vec![LossKey::Loss, LossKey::Recon, LossKey::Kl],
+            headline: LossKey::Loss,
+            anomaly_scores: vec![
+                AnomalyScore::NegLogPx,
+                AnomalyScore::NegElbo,
+                AnomalyScore::BitsPerDim,
+                AnomalyScore::Recon,
+            ],
+            likelihood: true,
+            variational: true,
+        }
+    }
+
+    pub(super) fn validate_beta(&self) -> Result<()> {
+        if !(self.beta.is_finite() && self.beta >= 0.0) {
+            return Err(EngineError::Config(format!("β must be a finite number ≥ 0 (got {})", self.beta)));
+        }
+        Ok(())
+    }
+}
+
+/// The presets of these families.
+pub const PRESETS: &[Preset] = &[
+    // Exactly PyTorch's VAE example: 784-400-20, ReLU, sigmoid output, BCE, Adam 1e-3, batch 128.
+    Preset { name: "mnist_vae", make: || (ModelConfig::Vae(VaeConfig::default()), AdamConfig::default()) },
+    Preset {
+        name: "mnist_ae",
+        make: || {
+            let net = NetConfig { hidden: vec![512, 256], latent_dim: 32, ..NetConfig::default() };
+            (ModelConfig::Autoencoder(AeConfig { net, recon_loss: ReconLoss::Mse }), AdamConfig::default())
+        },
+    },
+    Preset {
+        name: "mnist_beta_vae",
+        make: || {
+            let net = NetConfig { hidden: vec![512, 256], latent_dim: 10, ..NetConfig::default() };
+            (ModelConfig::BetaVae(VaeConfig { net, beta: 4.0, ..VaeConfig::default() }), AdamConfig::default())
+        },
+    },
+    Preset {
+        name: "conv_vae",
+        make: || {
+            let net = NetConfig { arch: Arch::Conv, hidden: vec![32, 64], latent_dim: 16, ..NetConfig::default() };
+            (ModelConfig::Vae(VaeConfig { net, ..VaeConfig::default() }), AdamConfig::default())
+        },
+    },
+];
+
+/// Parameters of the encoder (with one head, or two for a VAE) and the mirrored decoder.
+pub(super) fn param_count(net: &NetConfig, variational: bool) -> u64 {
+    let (enc, feat) = trunk_params(net, &net.hidden, false);
+    let heads = if variational { 2 } else { 1 };
+    let reversed: Vec<usize> = net.hidden.iter().rev().copied().collect();
+    enc.saturating_add(linear(feat, net.latent_dim).saturating_mul(heads))
+        .saturating_add(expand_params(net, &reversed, false))
+}
+
+/// A step runs encoder and decoder forward and backward once; the encoder's first layer, fed
+/// by data, needs no input gradient.
+pub(super) fn step_macs(net: &NetConfig, variational: bool) -> StepMacs {
+    let (d, l) = (net.input.len(), net.latent_dim);
+    let heads = if variational { 2 } else { 1 };
+    let (forward, first) = match net.arch {
+        Arch::Mlp => {
+            let enc: Vec<usize> = std::iter::once(d).chain(net.hidden.iter().copied()).collect();
+            let last = *enc.last().unwrap_or(&d);
+            let dec: Vec<usize> = std::iter::once(l).chain(net.hidden.iter().rev().copied()).chain([d]).collect();
+            let first = (d * net.hidden.first().copied().unwrap_or(1)) as u64;
+            (mlp_macs(&enc) + heads * (last * l) as u64 + mlp_macs(&dec), first)
+        }
+        Arch::Conv => {
+            let (convs, feat) = conv_macs(net, &net.hidden);
+            let c0 = net.hidden.first().copied().unwrap_or(net.input.channels);
+            let first = ((net.input.height / 2) * (net.input.width / 2) * c0 * net.input.channels * 16) as u64;
+            // The decoder mirrors the encoder.
+            (convs + heads * feat * l as u64 + convs + feat * l as u64, first)
+        }
+    };
+    StepMacs { forward, train_step: 3 * forward - first }
+}
 
 pub struct Vae {
     cfg: ModelConfig,
+    recon_loss: ReconLoss,
     params: ParamSet,
     adam: Adam,
     trunk: Trunk,
@@ -36,22 +196,31 @@ struct Forward {
 }
 
 impl Vae {
+    /// `cfg` is an autoencoder's, a VAE's or a β-VAE's configuration.
     pub fn new(cfg: ModelConfig, optim: AdamConfig, seed: u64) -> Result<Self> {
+        let (recon_loss, variational, beta) = match &cfg {
+            ModelConfig::Autoencoder(c) => (c.recon_loss, false, 0.0),
+            ModelConfig::Vae(c) => (c.recon_loss, true, 1.0),
+            ModelConfig::BetaVae(c) => (c.recon_loss, true, c.beta),
+            ModelConfig::Gan(_) => {
+                return Err(EngineError::Config("a GAN's configuration cannot build a VAE".into()))
+            }
+        };
+        let net = cfg.net();
         let mut rng = StdRng::seed_from_u64(seed);
         let mut ps = ParamSet::default();
-        let trunk = Trunk::new(&mut ps, "encoder", &cfg, &cfg.hidden, false, &mut rng)?;
-        let feat = Trunk::out_dim(cfg.arch, cfg.input, &cfg.hidden);
-        let mu = Linear::new(&mut ps, "encoder.mu", feat, cfg.latent_dim, &mut rng)?;
-        let logvar = if cfg.family.is_variational() {
-            Some(Linear::new(&mut ps, "encoder.logvar", feat, cfg.latent_dim, &mut rng)?)
+        let trunk = Trunk::new(&mut ps, "encoder", net, &net.hidden, false, &mut rng)?;
+        let feat = Trunk::out_dim(net.arch, net.input, &net.hidden);
+        let mu = Linear::new(&mut ps, "encoder.mu", feat, net.latent_dim, &mut rng)?;
+        let logvar = if variational {
+            Some(Linear::new(&mut ps, "encoder.logvar", feat, net.latent_dim, &mut rng)?)
         } else {
             None
         };
-        let widths: Vec<usize> = cfg.hidden.iter().rev().copied().collect();
-        let decoder = Expand::new(&mut ps, "decoder", &cfg, cfg.latent_dim, &widths, false, &mut rng)?;
+        let widths: Vec<usize> = net.hidden.iter().rev().copied().collect();
+        let decoder = Expand::new(&mut ps, "decoder", net, net.latent_dim, &widths, false, &mut rng)?;
         let adam = Adam::new(optim, &ps);
-        let beta = cfg.effective_beta();
-        Ok(Self { cfg, params: ps, adam, trunk, mu, logvar, decoder, beta })
+        Ok(Self { cfg, recon_loss, params: ps, adam, trunk, mu, logvar, decoder, beta })
     }
 
     /// `[B, D] → (μ, log σ²)`
@@ -70,13 +239,13 @@ impl Vae {
         let (mu, logvar) = self.encode_t(x)?;
         let variational = self.logvar.is_some();
         let z = if variational {
-            let eps = normal_tensor(b, self.cfg.latent_dim, 1.0, rng)?;
+            let eps = normal_tensor(b, self.cfg.latent_dim(), 1.0, rng)?;
             (&mu + (logvar.affine(0.5, 0.0)?.exp()? * eps)?)? // [B, L]
         } else {
             mu.clone()
         };
         let logits = self.decoder.forward(&z, true)?; // [B, D]
-        let recon_rows = match self.cfg.recon_loss {
+        let recon_rows = match self.recon_loss {
             ReconLoss::Bce => row_loss(&logits, x, RowLoss::BceWithLogits)?,
             ReconLoss::Mse => row_loss(&logits, x, RowLoss::SquaredError)?,
         };
@@ -88,8 +257,10 @@ impl Vae {
         } else {
             (recon.clone(), None)
         };
-        let losses =
-            Losses { loss: scalar(&loss)?, recon: Some(scalar(&recon)?), kl: kl_v, ..Default::default() };
+        let mut losses = Losses::of(&[(LossKey::Loss, scalar(&loss)?), (LossKey::Recon, scalar(&recon)?)]);
+        if let Some(kl) = kl_v {
+            losses.set(LossKey::Kl, kl);
+        }
         Ok(Forward { losses, loss })
     }
 }
@@ -103,8 +274,8 @@ impl GenerativeModel for Vae {
         self.params.count()
     }
 
-    fn train_step(&mut self, x: &Tensor, rng: &mut StdRng) -> Result<StepOutcome> {
-        let f = self.forward(x, rng)?;
+    fn train_step(&mut self, batch: &Batch, rng: &mut StdRng) -> Result<StepOutcome> {
+        let f = self.forward(&batch.x, rng)?;
         if !f.losses.is_finite() {
             return Ok(StepOutcome::NonFinite(f.losses));
         }
@@ -116,8 +287,8 @@ impl GenerativeModel for Vae {
         Ok(StepOutcome::Applied(f.losses))
     }
 
-    fn evaluate(&self, x: &Tensor, rng: &mut StdRng) -> Result<Losses> {
-        Ok(self.forward(&x.detach(), rng)?.losses)
+    fn evaluate(&self, batch: &Batch, rng: &mut StdRng) -> Result<Losses> {
+        Ok(self.forward(&batch.x.detach(), rng)?.losses)
     }
 
     fn encode(&self, x: &Tensor) -> Result<Option<(Tensor, Tensor)>> {
@@ -133,15 +304,85 @@ impl GenerativeModel for Vae {
         self.adam.config.lr
     }
 
-    fn set_learning_rate(&mut self, lr: f64) {
-        self.adam.config.lr = lr;
+    fn discriminate(&self, _x: &Tensor) -> Result<Option<Tensor>> {
+        Ok(None)
     }
 
-    fn set_beta(&mut self, beta: f64) {
-        if self.cfg.family == super::Family::BetaVae {
-            self.beta = beta;
-            self.cfg.beta = beta;
+    fn health_monitor(&self) -> Box<dyn HealthMonitor> {
+        Box::new(NoHealthRule)
+    }
+
+    fn score_setup(&self, opts: &ScoreOptions) -> Result<ScoreSetup> {
+        if self.logvar.is_none() {
+            let likelihood = Some(Likelihood::for_loss(self.recon_loss, false));
+            return Ok(ScoreSetup { likelihood, k: 0, batch: 256, max_rows: 0 });
         }
+        if opts.k == 0 {
+            return Err(EngineError::Config("K (importance samples) must be at least 1".into()));
+        }
+        Ok(ScoreSetup {
+            likelihood: Some(Likelihood::for_loss(self.recon_loss, opts.continuous_bernoulli)),
+            k: opts.k,
+            batch: (opts.max_rows / opts.k).clamp(1, 256),
+            max_rows: opts.max_rows,
+        })
+    }
+
+    /// AE: the training loss's reconstruction error at z = the code. VAE: −ELBO (β = 1), its
+    /// reconstruction and KL terms, and the IWAE estimate of −log p(x) from `setup.k` draws.
+    fn score_batch(
+        &self,
+        x: &[f32],
+        setup: &ScoreSetup,
+        rng: &mut StdRng,
+        out: &mut [SampleScore],
+    ) -> Result<()> {
+        let d = self.cfg.input().len();
+        let xt = Tensor::from_slice(x, (out.len(), d), &Device::Cpu)?;
+        let (mu, logvar) = self.encode_t(&xt)?;
+        let (mu, logvar) = (mu.detach(), logvar.detach());
+        if self.logvar.is_none() {
+            let logits = self.decode_logits(&mu)?.flatten_all()?.to_vec1::<f32>()?;
+            for (i, s) in out.iter_mut().enumerate() {
+                let row = i * d..(i + 1) * d;
+                s.recon = Some(recon_error(self.recon_loss, &x[row.clone()], &logits[row]));
+            }
+            return Ok(());
+        }
+        let lik = setup.likelihood.unwrap_or(Likelihood::Bernoulli);
+        let latent = self.latent_dim();
+        let mu = mu.flatten_all()?.to_vec1::<f32>()?;
+        let logvar = logvar.flatten_all()?.to_vec1::<f32>()?;
+        let iw = importance_weighted(&mu, &logvar, latent, setup.k, setup.max_rows, rng, |items, z| {
+            let zt = Tensor::from_slice(z, (items.len(), latent), &Device::Cpu)?;
+            let logits = self.decode_logits(&zt)?.flatten_all()?.to_vec1::<f32>()?; // [rows·D]
+            Ok(items
+                .par_iter()
+                .zip(logits.par_chunks(d))
+                .map(|(&i, l)| lik.log_prob(&x[i * d..(i + 1) * d], l))
+                .collect())
+        })?;
+        for (i, (s, e)) in out.iter_mut().zip(iw).enumerate() {
+            let kl = kl_row(&mu[i * latent..(i + 1) * latent], &logvar[i * latent..(i + 1) * latent]);
+            s.recon = Some(-e.mean_log_lik);
+            s.kl = Some(kl);
+            s.neg_elbo = Some(-e.mean_log_lik + kl);
+            s.neg_log_px = Some(-e.log_px);
+            s.bits_per_dim = Some(-e.log_px / (d as f64 * LN_2));
+        }
+        Ok(())
+    }
+
+    fn set_hyper(&mut self, hyper: LiveHyper, value: f64) -> Result<()> {
+        match (hyper, &mut self.cfg) {
+            (LiveHyper::LearningRate, _) => self.adam.config.lr = value,
+            (LiveHyper::Beta, ModelConfig::BetaVae(c)) => {
+                self.beta = value;
+                c.beta = value;
+            }
+            (LiveHyper::Beta, cfg) => return Err(not_live(cfg.family(), hyper)),
+        }
+        Ok(())
     }
 
     fn state(&self) -> Result<HashMap<String, Tensor>> {
