@@ -9,11 +9,12 @@
 //! - **FLOPs** come from the layer shapes ([`ModelConfig::forward_macs`]), one multiply-add = 2
 //!   FLOPs; a layer's backward pass is its weight gradient (one forward's worth) and its input
 //!   gradient (another), and the input gradient of a layer fed by data (the images, the
-//!   generator's noise, detached fakes) is not needed, so it is not counted ([`first_layer_macs`]:
+//!   generator's noise, detached fakes) is not needed, so it is not counted (the family's
+//!   [`ModelConfig::step_macs`]:
 //!   `E₁` the encoder's / discriminator's first layer, `G₁` the generator's):
 //!   - AE / VAE: `2 · (3 · forward_macs − E₁)` per image.
 //!   - GAN, with `G` and `D` the forward MACs of generator and discriminator per image
-//!     ([`ModelConfig::gan_forward_macs`]): G forward (G); D on real and on detached fake,
+//!     : G forward (G); D on real and on detached fake,
 //!     forward and backward (2·(3·D − D₁)); D again on the fake for G's loss, forward (D) and
 //!     backward through D for its input gradient only (D: its weight gradients are not needed
 //!     there, and genlab's fused layers skip them) and through G (2·G − G₁). In all
@@ -48,7 +49,7 @@ use serde::Serialize;
 use crate::engine::config::{preset, presets};
 use crate::engine::data::{self, builtin, idx, DataSource, Dataset, LoadOptions};
 use crate::engine::error::{EngineError, Result};
-use crate::engine::models::{Arch, Family, ModelConfig};
+use crate::engine::models::ModelConfig;
 use crate::engine::session::{tune_allocator, TrainingSession};
 
 /// The presets `genlab bench` measures by default.
@@ -248,7 +249,10 @@ pub fn run(opts: &BenchOptions, emit: &mut (dyn FnMut(&Record) + Send)) -> Resul
     }
     for m in &opts.models {
         if preset(m, builtin_shape()).is_none() {
-            return Err(EngineError::Config(format!("unknown model `{m}`; models: {}", presets().join(", "))));
+            return Err(EngineError::Config(format!(
+                "unknown model `{m}`; models: {}",
+                presets().join(", ")
+            )));
         }
     }
     tune_allocator();
@@ -312,39 +316,10 @@ pub fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> Result<R> + Send) ->
     pool.install(f)
 }
 
-/// FLOPs of one training step per image (see the module docs).
+/// FLOPs of one training step per image (see the module docs; the family counts its own
+/// schedule, [`ModelConfig::step_macs`]).
 pub fn step_flop_per_image(cfg: &ModelConfig) -> u64 {
-    let (e1, g1) = first_layer_macs(cfg);
-    let macs = match cfg.gan_forward_macs() {
-        Some((g, d)) => 3 * g - g1 + 8 * d - 2 * e1,
-        None => 3 * cfg.forward_macs() - e1,
-    };
-    2 * macs
-}
-
-/// Forward MACs per image of the layers fed by data: the encoder's (or discriminator's) first
-/// layer, and the generator's first layer (0 for the other families).
-pub fn first_layer_macs(cfg: &ModelConfig) -> (u64, u64) {
-    let widths = if cfg.family == Family::Gan { &cfg.disc_hidden } else { &cfg.hidden };
-    let input = cfg.input;
-    let (first_in, latent) = (widths.first().copied(), cfg.latent_dim as u64);
-    match cfg.arch {
-        Arch::Mlp => {
-            let e1 = (input.len() * first_in.unwrap_or(1)) as u64;
-            let g1 = latent * cfg.hidden.first().copied().unwrap_or(input.len()) as u64;
-            (e1, if cfg.family == Family::Gan { g1 } else { 0 })
-        }
-        Arch::Conv => {
-            // Conv GANs use `hidden` for both networks (see `gan_forward_macs`).
-            let c0 = cfg.hidden.first().copied().unwrap_or(input.channels);
-            let e1 = ((input.height / 2) * (input.width / 2) * c0 * input.channels * 16) as u64;
-            // The generator's first layer maps the noise to the smallest feature map.
-            let s = 1usize << cfg.hidden.len();
-            let c_last = cfg.hidden.last().copied().unwrap_or(input.channels);
-            let feat = ((input.height / s) * (input.width / s) * c_last) as u64;
-            (e1, if cfg.family == Family::Gan { feat * latent } else { 0 })
-        }
-    }
+    2 * cfg.step_macs().train_step
 }
 
 /// Trains preset `name` on `data` and measures it (call inside the pool).
@@ -598,18 +573,6 @@ pub fn utc_string(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::models::Family;
-
-    #[test]
-    fn gan_split_adds_up_to_forward_macs() {
-        for name in presets() {
-            let cfg = preset(name, builtin_shape()).unwrap().model;
-            match cfg.gan_forward_macs() {
-                Some((g, d)) => assert_eq!(g + d, cfg.forward_macs(), "{name}"),
-                None => assert_ne!(cfg.family, Family::Gan, "{name}"),
-            }
-        }
-    }
 
     #[test]
     fn flop_counts_from_layer_shapes() {
@@ -622,14 +585,20 @@ mod tests {
         let gan = preset("mnist_mlp_gan", builtin_shape()).unwrap().model;
         let g = 100 * 256 + 256 * 512 + 512 * 784;
         let d = 784 * 512 + 512 * 256 + 256;
-        assert_eq!(gan.gan_forward_macs(), Some((g, d)));
+        assert_eq!(gan.forward_macs(), g + d);
         // Neither the generator's first layer (noise) nor D's first layer on data needs an
         // input gradient; D's first layer does on the G step.
         assert_eq!(step_flop_per_image(&gan), 2 * (3 * g - 100 * 256 + 8 * d - 2 * 784 * 512));
         let conv = preset("conv_vae", builtin_shape()).unwrap().model;
-        assert_eq!(first_layer_macs(&conv), (14 * 14 * 32 * 16, 0));
+        assert_eq!(step_flop_per_image(&conv), 2 * (3 * conv.forward_macs() - 14 * 14 * 32 * 16));
         let dcgan = preset("mnist_dcgan", builtin_shape()).unwrap().model;
-        assert_eq!(first_layer_macs(&dcgan), (14 * 14 * 64 * 16, 7 * 7 * 128 * 100));
+        let convs = 14 * 14 * 64 * 16 + 7 * 7 * 128 * 64 * 16;
+        let (g, d) = (7 * 7 * 128 * 100 + convs, convs + 7 * 7 * 128);
+        assert_eq!(dcgan.forward_macs(), g + d);
+        assert_eq!(
+            step_flop_per_image(&dcgan),
+            2 * (3 * g - 7 * 7 * 128 * 100 + 8 * d - 2 * 14 * 14 * 64 * 16)
+        );
     }
 
     #[test]

@@ -10,11 +10,11 @@ use anyhow::{anyhow, bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::engine::checkpoint;
-use crate::engine::config::{preset, RunConfig, presets};
+use crate::engine::config::{preset, presets, RunConfig};
 use crate::engine::data::{self, DataSource, Dataset, LoadOptions, SplitKind};
 use crate::engine::images::ImageBatch;
 use crate::engine::metrics::MetricsLog;
-use crate::engine::models::{Arch, Family, GanLoss, ReconLoss};
+use crate::engine::models::{Arch, Family, GanLoss, LossKey, Losses, ReconLoss};
 use crate::engine::protocol::StepMetrics;
 use crate::engine::session::{self, TrainingSession};
 
@@ -208,44 +208,58 @@ fn load_data(spec: &str) -> anyhow::Result<Arc<Dataset>> {
 pub fn train_config(a: &TrainArgs, data: &Dataset) -> anyhow::Result<RunConfig> {
     let mut cfg = preset(&a.preset, data.shape)
         .ok_or_else(|| anyhow!("unknown preset `{}`; presets: {}", a.preset, presets().join(", ")))?;
-    let m = &mut cfg.model;
     if let Some(f) = a.family {
-        m.family = match f {
+        let family = match f {
             FamilyArg::Ae => Family::Autoencoder,
             FamilyArg::Vae => Family::Vae,
             FamilyArg::BetaVae => Family::BetaVae,
             FamilyArg::Gan => Family::Gan,
         };
+        cfg.model = cfg.model.with_family(family);
     }
+    if a.beta.is_some_and(|b| b != 1.0) && cfg.model.family() == Family::Vae {
+        cfg.model = cfg.model.with_family(Family::BetaVae);
+    }
+    let m = &mut cfg.model;
+    let family = m.family();
     if let Some(x) = a.arch {
-        m.arch = match x {
+        m.net_mut().arch = match x {
             ArchArg::Mlp => Arch::Mlp,
             ArchArg::Conv => Arch::Conv,
         };
     }
     if let Some(h) = &a.hidden {
-        m.hidden = h.clone();
+        m.net_mut().hidden = h.clone();
     }
     if let Some(l) = a.latent {
-        m.latent_dim = l;
+        m.net_mut().latent_dim = l;
     }
     if let Some(b) = a.beta {
-        m.beta = b;
-        if m.family == Family::Vae && b != 1.0 {
-            m.family = Family::BetaVae;
+        match m.beta_mut() {
+            Some(beta) => *beta = b,
+            None if b == 1.0 => {}
+            None => bail!("--beta applies to a VAE or β-VAE, not to a {family}"),
         }
     }
     if let Some(l) = a.loss {
-        m.recon_loss = match l {
+        let loss = match l {
             LossArg::Bce => ReconLoss::Bce,
             LossArg::Mse => ReconLoss::Mse,
         };
+        match m.recon_loss_mut() {
+            Some(r) => *r = loss,
+            None => bail!("--loss (the reconstruction loss) does not apply to a {family}"),
+        }
     }
     if let Some(g) = a.gan_loss {
-        m.gan_loss = match g {
+        let loss = match g {
             GanLossArg::NonSaturating => GanLoss::NonSaturating,
             GanLossArg::Minimax => GanLoss::Minimax,
         };
+        match m.gan_mut() {
+            Some(gan) => gan.gan_loss = loss,
+            None => bail!("--gan-loss applies to a GAN, not to a {family}"),
+        }
     }
     if let Some(e) = a.epochs {
         cfg.train.epochs = e;
@@ -279,6 +293,8 @@ fn train(a: TrainArgs) -> anyhow::Result<ExitCode> {
 
 fn train_in_pool(a: TrainArgs, data: Arc<Dataset>, cfg: RunConfig) -> anyhow::Result<ExitCode> {
     let family = cfg.model.family();
+    let caps = cfg.model.capabilities();
+    let name = caps.headline.id();
     let mut s = TrainingSession::new(cfg.clone(), data.clone())?;
     let total = a.max_steps.map_or(s.total_steps(), |m| m.min(s.total_steps()));
     eprintln!(
@@ -330,11 +346,24 @@ fn train_in_pool(a: TrainArgs, data: Arc<Dataset>, cfg: RunConfig) -> anyhow::Re
         }
         let rate = images as f64 / t0.elapsed().as_secs_f64().max(1e-9);
         bar.set_position(r.step);
-        bar.set_message(format!("epoch {}  loss {:.3}  {:.0} img/s", r.epoch + 1, r.losses.loss, rate));
+        let headline = |l: &Losses| l.get(caps.headline).unwrap_or(f64::NAN);
+        bar.set_message(format!(
+            "epoch {}  {name} {:.3}  {:.0} img/s",
+            r.epoch + 1,
+            headline(&r.losses),
+            rate
+        ));
         if let Some(e) = &r.epoch_end {
             log.push_epoch(r.step, e);
-            let test = e.test.map(|t| format!("{:.3}", t.loss)).unwrap_or_else(|| "-".into());
-            say(&bar, format!("epoch {:>3}: train loss {:.3}  test loss {test}", e.epoch + 1, e.train.loss));
+            let test = e.test.map(|t| format!("{:.3}", headline(&t))).unwrap_or_else(|| "-".into());
+            say(
+                &bar,
+                format!(
+                    "epoch {:>3}: train {name} {:.3}  test {name} {test}",
+                    e.epoch + 1,
+                    headline(&e.train)
+                ),
+            );
         }
         if a.checkpoint_every.is_some_and(|k| k > 0 && r.step % k == 0 && r.step < total) {
             checkpoint::save(&a.out, s.model(), s.config(), &s.data().source, r.step, Some(&log))?;
@@ -433,13 +462,14 @@ fn eval(a: EvalArgs) -> anyhow::Result<()> {
     obj.insert("split".into(), split_kind.to_string().into());
     obj.insert("n".into(), idx.len().into());
     obj.insert("family".into(), serde_json::to_value(cfg.model.family())?);
-    obj.insert("loss_nats".into(), losses.loss.into());
-    for (name, v) in losses.components() {
-        let key = match name {
-            "loss" => continue,
-            "recon" => "recon_nats",
-            "kl" => "kl_nats",
-            other => other,
+    let headline = cfg.model.capabilities().headline;
+    obj.insert("loss_nats".into(), losses.get(headline).unwrap_or(f64::NAN).into());
+    for (k, v) in losses.components() {
+        let key = match k {
+            LossKey::Loss => continue,
+            LossKey::Recon => "recon_nats",
+            LossKey::Kl => "kl_nats",
+            LossKey::DLoss | LossKey::GLoss | LossKey::DReal | LossKey::DFake => k.id(),
         };
         obj.insert(key.into(), v.into());
     }
@@ -710,7 +740,7 @@ fn traverse(a: TraverseArgs) -> anyhow::Result<()> {
     let x = Explorer::open(&a.checkpoint, a.data.as_deref())?;
     let model = x.loaded.model.as_ref();
     let dim = model.latent_dim();
-    let is_gan = model.config().family() == Family::Gan;
+    let is_gan = !model.capabilities().encoder;
     let dims = match &a.dims {
         Some(d) => d.clone(),
         None if is_gan => (0..dim.min(8)).collect(),
@@ -764,7 +794,7 @@ fn interpolate(a: InterpolateArgs) -> anyhow::Result<()> {
     }
     let x = Explorer::open(&a.checkpoint, a.data.as_deref())?;
     let model = x.loaded.model.as_ref();
-    let (za, zb) = if model.config().family() == Family::Gan {
+    let (za, zb) = if !model.capabilities().encoder {
         let dim = model.latent_dim();
         (explore::noise_vector(a.from as u64, dim), explore::noise_vector(a.to as u64, dim))
     } else {

@@ -9,6 +9,7 @@ use egui_kittest::kittest::{NodeT, Queryable};
 use egui_kittest::Harness;
 use genlab::app::run_view::Status;
 use genlab::app::App;
+use genlab::engine::models::LossKey;
 
 mod common;
 use common::*;
@@ -46,7 +47,7 @@ fn train_produces_plot_points_and_pause_stops_steps() {
     assert_eq!(h.state().run_view.status(), Status::Training);
     h.run(); // the plot, legend and run list pass the accessibility check
     let run = h.state().run_view.current().expect("a run");
-    assert_eq!(run.series.names, &["loss", "recon", "kl"]);
+    assert_eq!(run.series.keys, [LossKey::Loss, LossKey::Recon, LossKey::Kl]);
     assert!(run.series.values[0].iter().all(|v| v.is_finite()));
 
     h.get_by_label("Pause").click();
@@ -141,6 +142,7 @@ fn a_diverged_run_offers_to_resume_with_a_lower_learning_rate() {
     let started = Event::Started {
         run: 77,
         config: Box::new(RunConfig::default()),
+        capabilities: Box::new(RunConfig::default().model.capabilities()),
         param_count: 1,
         dataset: DatasetInfo {
             name: "d".into(),
@@ -197,6 +199,7 @@ fn a_frame_with_a_long_run_stays_cheap() {
     let started = Event::Started {
         run: 5,
         config: Box::new(RunConfig::default()),
+        capabilities: Box::new(RunConfig::default().model.capabilities()),
         param_count: 1,
         dataset: DatasetInfo {
             name: "d".into(),
@@ -213,12 +216,11 @@ fn a_frame_with_a_long_run_stays_cheap() {
         .map(|s| StepMetrics {
             step: s,
             epoch: (s / 1000) as usize,
-            losses: Losses {
-                loss: 100.0 + 1e4 / s as f64 + (s as f64).sin(),
-                recon: Some(90.0 + (s as f64 * 0.1).cos()),
-                kl: Some(10.0),
-                ..Default::default()
-            },
+            losses: Losses::of(&[
+                (LossKey::Loss, 100.0 + 1e4 / s as f64 + (s as f64).sin()),
+                (LossKey::Recon, 90.0 + (s as f64 * 0.1).cos()),
+                (LossKey::Kl, 10.0),
+            ]),
             learning_rate: 1e-3,
             images_per_sec: 1000.0,
         })

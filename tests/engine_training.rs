@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
 use genlab::engine::checkpoint;
-use genlab::engine::config::{preset, RunConfig, presets};
+use genlab::engine::config::{preset, presets, RunConfig};
 use genlab::engine::data::{builtin, Dataset};
-use genlab::engine::models::Family;
+use genlab::engine::models::{LiveHyper, LossKey};
 use genlab::engine::session::TrainingSession;
 
 fn mnist() -> Arc<Dataset> {
@@ -33,10 +33,15 @@ fn mnist_vae_quality_bar_10_epochs() {
         assert!(!r.diverged, "diverged at step {}", r.step);
         if let Some(e) = r.epoch_end {
             last_test = e.test;
-            eprintln!("epoch {}: train {:.2} test {:.2}", e.epoch + 1, e.train.loss, e.test.unwrap().loss);
+            eprintln!(
+                "epoch {}: train {:.2} test {:.2}",
+                e.epoch + 1,
+                e.train.get(LossKey::Loss).unwrap(),
+                e.test.unwrap().get(LossKey::Loss).unwrap()
+            );
         }
     }
-    let test = last_test.expect("a test loss").loss;
+    let test = last_test.expect("a test loss").get(LossKey::Loss).unwrap();
     eprintln!("mnist_vae after 10 epochs: test loss {test:.2} nats per image");
     assert!(test <= 124.0, "test loss {test:.2} > 124.0 nats");
 }
@@ -56,10 +61,7 @@ fn every_preset_learns() {
         for i in 0..steps {
             let r = s.step().unwrap();
             assert!(!r.diverged, "{name} diverged at step {}", r.step);
-            let v = match cfg.model.family() {
-                Family::Gan => r.losses.d_loss.unwrap(),
-                _ => r.losses.loss,
-            };
+            let v = r.losses.get(cfg.model.capabilities().headline).unwrap();
             if i < 10 {
                 first.push(v);
             }
@@ -72,14 +74,14 @@ fn every_preset_learns() {
         eprintln!("{name}: {a:.3} → {b:.3}");
         // Reconstruction losses fall by a large factor; a GAN's discriminator learns to tell
         // real from fake (its loss leaves 2 ln 2 ≈ 1.386, chance level).
-        let ratio = if cfg.model.family() == Family::Gan { 0.85 } else { 0.6 };
+        let ratio = if cfg.model.capabilities().discriminator { 0.85 } else { 0.6 };
         assert!(b < a * ratio, "{name}: loss {a:.3} → {b:.3} did not fall below {ratio}×");
     }
 }
 
 fn losses_of(cfg: &RunConfig, data: &Arc<Dataset>, steps: usize) -> Vec<f64> {
     let mut s = TrainingSession::new(cfg.clone(), data.clone()).unwrap();
-    (0..steps).map(|_| s.step().unwrap().losses.loss).collect()
+    (0..steps).map(|_| s.step().unwrap().losses.get(LossKey::Loss).unwrap()).collect()
 }
 
 #[test]
@@ -113,7 +115,7 @@ fn a_huge_learning_rate_is_caught_and_the_last_good_weights_restored() {
         s.model().reconstruct(&probe).unwrap().unwrap().flatten_all().unwrap().to_vec1().unwrap();
     assert!(rec.iter().all(|v| v.is_finite()), "the restored weights give finite outputs");
     // The run goes on with a sane learning rate.
-    s.model_mut().set_learning_rate(1e-3);
+    s.model_mut().set_hyper(LiveHyper::LearningRate, 1e-3).unwrap();
     for _ in 0..20 {
         let r = s.step().unwrap();
         assert!(!r.diverged && r.losses.is_finite(), "still diverging at step {}", r.step);
@@ -143,7 +145,7 @@ fn checkpoint_round_trip_restores_identical_outputs_and_resumes() {
         resumed.model_mut().load_state(&loaded.model.state().unwrap()).unwrap();
         resumed.model_mut().set_optimizer_steps(&loaded.model.optimizer_steps());
         resumed.set_progress(loaded.meta.step);
-        let (x, _) = (Tensor::from_vec(data.gather(&[5, 6, 7, 8]), (4, 784), &Device::Cpu).unwrap(), ());
+        let x = genlab::engine::session::batch_of(&data, &[5, 6, 7, 8]).unwrap();
         let mut r1 = rand::SeedableRng::seed_from_u64(9);
         let mut r2 = rand::SeedableRng::seed_from_u64(9);
         let l1 = s.model_mut().train_step(&x, &mut r1).unwrap();

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use genlab::engine::config::{preset, RunConfig};
 use genlab::engine::data::{builtin, DataSource, LoadOptions};
+use genlab::engine::models::LossKey;
 use genlab::engine::protocol::{Command, DataSpec, Event, FinishReason};
 use genlab::engine::worker::{Waker, Worker};
 
@@ -91,7 +92,7 @@ fn a_run_reports_started_metrics_epoch_and_finished_in_order() {
     if let Some(Event::EpochEnded { summary, .. }) =
         evs.iter().find(|e| matches!(e, Event::EpochEnded { .. }))
     {
-        assert!(summary.test.is_some_and(|t| t.loss.is_finite()));
+        assert!(summary.test.is_some_and(|t| t.get(LossKey::Loss).is_some_and(f64::is_finite)));
     }
     assert!(wakes.load(Ordering::Relaxed) > 0, "the waker was called");
 }
@@ -434,10 +435,10 @@ fn a_collapsed_gan_raises_one_warning() {
     let data = Arc::new(Dataset::new("binary noise", DataSource::Builtin, shape, noise, None).unwrap());
     let mut cfg = preset("mnist_mlp_gan", shape).unwrap();
     cfg.model.net_mut().hidden = vec![1];
-    cfg.model.disc_hidden = vec![128, 128];
+    cfg.model.gan_mut().unwrap().disc_hidden = vec![128, 128];
     cfg.model.net_mut().latent_dim = 1;
     cfg.model.net_mut().activation = Activation::Relu;
-    cfg.model.gan_loss = GanLoss::Minimax;
+    cfg.model.gan_mut().unwrap().gan_loss = GanLoss::Minimax;
     cfg.optim.lr = 1e-2;
     cfg.train.batch_size = 8;
     cfg.train.epochs = 100_000;
@@ -523,9 +524,12 @@ fn images_given_by_pixels_reconstruct_like_the_same_dataset_images() {
 fn losses_in(evs: &[Event]) -> Vec<(u64, f64)> {
     evs.iter()
         .filter_map(|e| match e {
-            Event::Metrics { steps, .. } => {
-                Some(steps.iter().map(|m| (m.step, m.losses.loss)).collect::<Vec<_>>())
-            }
+            Event::Metrics { steps, .. } => Some(
+                steps
+                    .iter()
+                    .map(|m| (m.step, m.losses.get(LossKey::Loss).unwrap_or(f64::NAN)))
+                    .collect::<Vec<_>>(),
+            ),
             _ => None,
         })
         .flatten()

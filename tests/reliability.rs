@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use genlab::engine::checkpoint;
-use genlab::engine::config::{preset, RunConfig, presets};
+use genlab::engine::config::{preset, presets, RunConfig};
 use genlab::engine::data::{DataSource, Dataset, ImageShape};
 use genlab::engine::models::{build_model, AdamConfig, Family};
 use genlab::engine::session::TrainingSession;
@@ -38,21 +38,28 @@ fn param_count_from_shapes_matches_the_built_models() {
             }
         }
     }
-    let mut ae_conv = preset("conv_vae", ImageShape::new(1, 8, 8)).unwrap().model;
-    ae_conv.family = Family::Autoencoder;
+    let ae_conv = preset("conv_vae", ImageShape::new(1, 8, 8)).unwrap().model;
+    let ae_conv = ae_conv.with_family(Family::Autoencoder);
     configs.push(ae_conv);
     let mut gan_no_bn = preset("mnist_dcgan", ImageShape::new(3, 8, 8)).unwrap().model;
-    gan_no_bn.batch_norm = false;
+    gan_no_bn.gan_mut().unwrap().batch_norm = false;
     configs.push(gan_no_bn);
     let mut mlp_gan_bn = preset("mnist_mlp_gan", ImageShape::new(1, 8, 8)).unwrap().model;
-    mlp_gan_bn.batch_norm = true; // ignored by MLPs
+    mlp_gan_bn.gan_mut().unwrap().batch_norm = true; // ignored by MLPs
     configs.push(mlp_gan_bn);
     let mut deep = preset("mnist_ae", ImageShape::new(1, 4, 4)).unwrap().model;
-    deep.hidden = vec![];
+    deep.net_mut().hidden = vec![];
     configs.push(deep);
     for cfg in configs {
         let built = build_model(&cfg, &AdamConfig::default(), 0).unwrap().param_count() as u64;
-        assert_eq!(cfg.param_count_from_shapes(), built, "{:?} {:?} {}", cfg.family, cfg.arch, cfg.input);
+        assert_eq!(
+            cfg.param_count_from_shapes(),
+            built,
+            "{:?} {:?} {}",
+            cfg.family(),
+            cfg.net().arch,
+            cfg.input()
+        );
     }
 }
 
@@ -133,7 +140,7 @@ fn the_metrics_log_of_a_long_run_is_thinned_evenly_and_stays_bounded() {
     use genlab::engine::protocol::StepMetrics;
     use genlab::engine::session::EpochSummary;
     let mut log = MetricsLog::default();
-    let losses = Losses { loss: 1.0, ..Losses::default() };
+    let losses = Losses::of(&[(genlab::engine::models::LossKey::Loss, 1.0)]);
     let steps_per_epoch = 7;
     for step in 1..=300_000u64 {
         let epoch = ((step - 1) / steps_per_epoch) as usize;
@@ -186,29 +193,29 @@ fn every_out_of_range_setting_is_refused_with_its_name() {
     add(&|c| c.model.net_mut().latent_dim = 5000, "latent dim 5000");
     add(
         &|c| {
-            c.model.family() = Family::Gan;
-            c.model.disc_hidden = vec![0];
+            c.model = c.model.with_family(Family::Gan);
+            c.model.gan_mut().unwrap().disc_hidden = vec![0];
         },
         "discriminator layer 1 has width 0",
     );
     add(
         &|c| {
-            c.model.family() = Family::Gan;
-            c.model.disc_hidden = vec![];
+            c.model = c.model.with_family(Family::Gan);
+            c.model.gan_mut().unwrap().disc_hidden = vec![];
         },
         "discriminator needs at least one hidden layer",
     );
     add(
         &|c| {
-            c.model.family() = Family::BetaVae;
-            c.model.beta = f64::NAN;
+            c.model = c.model.with_family(Family::BetaVae);
+            *c.model.beta_mut().unwrap() = f64::NAN;
         },
         "β must be",
     );
     add(
         &|c| {
-            c.model.family() = Family::BetaVae;
-            c.model.beta = -1.0;
+            c.model = c.model.with_family(Family::BetaVae);
+            *c.model.beta_mut().unwrap() = -1.0;
         },
         "β must be",
     );

@@ -9,7 +9,7 @@ use candle_core::{Device, Tensor};
 use genlab::engine::config::{preset, RunConfig};
 use genlab::engine::data::{builtin, DataSource, Dataset, ImageShape, SplitKind};
 use genlab::engine::models::losses::{bce_with_logits_rows, squared_error_rows};
-use genlab::engine::models::{build_model, AdamConfig, Family, GenerativeModel, ReconLoss};
+use genlab::engine::models::{build_model, AdamConfig, Family, GenerativeModel, LossKey, ReconLoss};
 use genlab::engine::scoring::{
     auroc, cb_log_norm, hold_out_classes, importance_weighted, recon_error, roc_curve, score_dataset,
     score_indices, write_per_sample_csv, Likelihood, ScoreOptions, ScoredSet,
@@ -39,7 +39,7 @@ fn trained_vae() -> &'static TrainingSession {
             let r = s.step().unwrap();
             assert!(!r.diverged);
             if let Some(e) = r.epoch_end {
-                last = Some(e.train.loss);
+                last = Some(e.train.get(LossKey::Loss).unwrap());
             }
         }
         eprintln!(
@@ -390,7 +390,12 @@ fn iwae_bounds_hold_on_a_trained_vae() {
     assert!(by_k[3].1 < by_k[0].1 - 1.0, "K = 64 should tighten the bound by over a nat: {by_k:?}");
     // −ELBO with β = 1 matches the training loss's evaluation (a single draw per image).
     let eval = genlab::engine::session::evaluate_indices(model, data, &idx, 128, 0).unwrap().unwrap();
-    assert!((by_k[3].2 - eval.loss).abs() < 1.0, "−ELBO {} vs evaluated loss {}", by_k[3].2, eval.loss);
+    assert!(
+        (by_k[3].2 - eval.get(LossKey::Loss).unwrap()).abs() < 1.0,
+        "−ELBO {} vs evaluated loss {}",
+        by_k[3].2,
+        eval.get(LossKey::Loss).unwrap()
+    );
     // Bits per dimension is the same number in other units.
     let set = score(model, data, &idx[..10], &ScoreOptions::default());
     for s in &set.samples {
@@ -540,7 +545,7 @@ fn autoencoder_scores_are_its_training_loss() {
     let data = digits();
     for loss in [ReconLoss::Mse, ReconLoss::Bce] {
         let mut cfg = preset("mnist_ae", MNIST).unwrap();
-        cfg.model.recon_loss = loss;
+        *cfg.model.recon_loss_mut().unwrap() = loss;
         let mut s = TrainingSession::new(cfg, data.clone()).unwrap();
         for _ in 0..20 {
             s.step().unwrap();
@@ -551,7 +556,11 @@ fn autoencoder_scores_are_its_training_loss() {
         assert!(set.samples.iter().all(|x| x.neg_log_px.is_none() && x.recon.is_some()));
         let eval = genlab::engine::session::evaluate_indices(s.model(), data, &idx, 100, 0).unwrap().unwrap();
         let m = mean(&set.anomaly_scores());
-        assert!((m - eval.loss).abs() < 1e-3 * eval.loss.max(1.0), "{loss:?}: {m} vs {}", eval.loss);
+        assert!(
+            (m - eval.get(LossKey::Loss).unwrap()).abs() < 1e-3 * eval.get(LossKey::Loss).unwrap().max(1.0),
+            "{loss:?}: {m} vs {}",
+            eval.get(LossKey::Loss).unwrap()
+        );
     }
 }
 

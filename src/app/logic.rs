@@ -340,7 +340,8 @@ impl App {
         if cfg.model.input() != d.data.shape {
             return Some(format!(
                 "the model reads {} images but the dataset has {}",
-                cfg.model.input(), d.data.shape
+                cfg.model.input(),
+                d.data.shape
             ));
         }
         let batch = cfg.train.batch_size;

@@ -8,7 +8,6 @@ pub mod loader;
 mod logic;
 pub mod other_data;
 pub mod panels;
-pub mod params;
 pub mod run_view;
 pub mod state;
 pub mod textures;
@@ -32,7 +31,6 @@ use panels::architecture::{architecture_ui, ArchitectureCtx};
 use panels::controls::{controls_ui, ControlsCtx};
 use panels::dataset::{DatasetCtx, DatasetPanel, LoadedDataset};
 use panels::{Tab, TabCtx};
-use params::ParamCounter;
 use run_view::RunView;
 use state::Persisted;
 use textures::Textures;
@@ -57,7 +55,6 @@ pub struct App {
     checkpoint_job: Option<CheckpointJob>,
     /// A second dataset to score against the model (the Outliers tab).
     other: OtherData,
-    params: ParamCounter,
     textures: Textures,
     notices: Notices,
     tabs: Vec<Box<dyn Tab>>,
@@ -73,8 +70,11 @@ pub struct App {
 impl App {
     /// The app as eframe starts it: saved state restored, `open` arguments applied.
     pub fn new(cc: &eframe::CreationContext<'_>, open: Option<OpenArgs>) -> Self {
-        let persisted: Persisted =
-            cc.storage.and_then(|s| eframe::get_value(s, eframe::APP_KEY)).unwrap_or_default();
+        let persisted: Persisted = cc
+            .storage
+            .and_then(|s| eframe::get_value::<Persisted>(s, eframe::APP_KEY))
+            .unwrap_or_default()
+            .upgraded();
         let ctx = cc.egui_ctx.clone();
         let waker: Waker = Arc::new(move || ctx.request_repaint());
         theme::apply(&cc.egui_ctx, persisted.theme);
@@ -104,7 +104,6 @@ impl App {
             persisted,
             run_view: RunView::default(),
             worker: worker.unwrap_or_else(|| Worker::spawn(waker.clone())),
-            params: ParamCounter::new(waker.clone()),
             waker,
             dataset: None,
             data_version: 0,
@@ -166,8 +165,6 @@ impl App {
         let train_blocker = self.train_blocker();
         let problem = self.config_problem();
         let split = self.split_counts();
-        let params = self.params.get(&self.persisted.config.model);
-        let counting = params == params::ParamCount::Pending;
         let shape = self.dataset.as_ref().map_or(self.persisted.config.model.input(), |d| d.data.shape);
 
         egui::Panel::top("controls").show(ui, |ui| {
@@ -204,7 +201,7 @@ impl App {
                 architecture_ui(
                     ui,
                     &mut self.persisted.config,
-                    ArchitectureCtx { locked, shape, params, problem, actions: &mut actions },
+                    ArchitectureCtx { locked, shape, problem, actions: &mut actions },
                 );
                 ui.add_space(8.0);
             });
@@ -248,7 +245,7 @@ impl App {
             || self.checkpoint_job.is_some()
             || self.other.is_busy()
             || self.run_view.active().is_some();
-        if busy || counting {
+        if busy {
             ctx.request_repaint_after(POLL_INTERVAL);
         }
     }

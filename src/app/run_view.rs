@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::engine::config::RunConfig;
 use crate::engine::explore::GridHistory;
 use crate::engine::images::ImageBatch;
-use crate::engine::models::{Family, Losses};
+use crate::engine::models::{Capabilities, LiveHyper, LossKey, Losses};
 use crate::engine::protocol::{DatasetInfo, Event, FinishReason, StepMetrics};
 use crate::engine::scoring::{HoldOutReport, ScoredSet};
 use crate::engine::session::{Encoding, EpochSummary};
@@ -102,27 +102,14 @@ impl Default for Explore {
 /// Weight of the past in the smoothed images-per-second figure.
 const RATE_SMOOTHING: f64 = 0.9;
 
-/// A loss component by name (the names of [`Losses::names_for`]).
-pub fn component(l: &Losses, name: &str) -> Option<f64> {
-    match name {
-        "loss" => Some(l.loss),
-        "recon" => l.recon,
-        "kl" => l.kl,
-        "d_loss" => l.d_loss,
-        "g_loss" => l.g_loss,
-        "d_real" => l.d_real,
-        "d_fake" => l.d_fake,
-        _ => None,
-    }
-}
-
 /// Per-step values of every loss component of a family, column by column, with each step's
 /// epoch, learning rate and throughput.
 #[derive(Clone, Debug, Default)]
 pub struct Series {
-    pub names: &'static [&'static str],
+    /// The family's loss components, in plot order.
+    pub keys: Vec<LossKey>,
     pub steps: Vec<f64>,
-    /// One column per name, each as long as `steps` (NaN where a value was missing).
+    /// One column per key, each as long as `steps` (NaN where a value was missing).
     pub values: Vec<Vec<f64>>,
     /// 0-based epoch of each step. This and the next two are kept narrow (the per-step series
     /// is what grows over a long run: 40 bytes a step for a VAE instead of 56).
@@ -136,15 +123,14 @@ pub struct Series {
 }
 
 impl Series {
-    pub fn new(family: Family) -> Self {
-        let names = Losses::names_for(family);
-        Self { names, values: vec![Vec::new(); names.len()], ..Default::default() }
+    pub fn new(keys: &[LossKey]) -> Self {
+        Self { keys: keys.to_vec(), values: vec![Vec::new(); keys.len()], ..Default::default() }
     }
 
     pub fn push(&mut self, m: &StepMetrics) {
         self.steps.push(m.step as f64);
-        for (col, name) in self.values.iter_mut().zip(self.names) {
-            col.push(component(&m.losses, name).unwrap_or(f64::NAN));
+        for (col, &key) in self.values.iter_mut().zip(&self.keys) {
+            col.push(m.losses.get(key).unwrap_or(f64::NAN));
         }
         self.epochs.push(u32::try_from(m.epoch).unwrap_or(u32::MAX));
         self.learning_rates.push(m.learning_rate as f32);
@@ -168,7 +154,8 @@ impl Series {
     /// CSV text: `step,epoch,<loss components>,lr,images_per_sec`, one row per step (empty
     /// cells where a value is missing).
     pub fn to_csv(&self) -> String {
-        let mut s = format!("step,epoch,{},lr,images_per_sec\n", self.names.join(","));
+        let names: Vec<&str> = self.keys.iter().map(|k| k.id()).collect();
+        let mut s = format!("step,epoch,{},lr,images_per_sec\n", names.join(","));
         let cell = |v: f64| if v.is_finite() { v.to_string() } else { String::new() };
         for i in 0..self.steps.len() {
             let epoch = self.epochs.get(i).map_or(String::new(), |e| e.to_string());
@@ -196,8 +183,8 @@ impl Series {
         self.steps.is_empty()
     }
 
-    pub fn column(&self, name: &str) -> Option<&[f64]> {
-        let i = self.names.iter().position(|n| *n == name)?;
+    pub fn column(&self, key: LossKey) -> Option<&[f64]> {
+        let i = self.keys.iter().position(|&k| k == key)?;
         Some(&self.values[i])
     }
 }
@@ -228,6 +215,8 @@ pub enum RunEnd {
 pub struct RunRecord {
     pub id: u64,
     pub config: RunConfig,
+    /// What the run's model offers, as the worker reported it.
+    pub capabilities: Capabilities,
     pub param_count: usize,
     pub dataset: DatasetInfo,
     pub steps_per_epoch: u64,
@@ -332,14 +321,18 @@ impl RunRecord {
 /// One line describing a configuration.
 pub fn config_summary(c: &RunConfig) -> String {
     let m = &c.model;
-    let widths: Vec<String> = m.hidden.iter().map(|w| w.to_string()).collect();
-    let beta = if m.family == Family::BetaVae { format!(" β={}", m.beta) } else { String::new() };
+    let net = m.net();
+    let widths: Vec<String> = net.hidden.iter().map(|w| w.to_string()).collect();
+    let beta = match m.capabilities().is_live(LiveHyper::Beta) {
+        true => format!(" β={}", m.kl_weight().unwrap_or(1.0)),
+        false => String::new(),
+    };
     format!(
         "{} {} [{}] z={}{beta}, lr {:.0e}, batch {}",
-        m.family,
-        m.arch,
+        m.family(),
+        net.arch,
         widths.join(", "),
-        m.latent_dim,
+        net.latent_dim,
         c.optim.lr,
         c.train.batch_size
     )
@@ -427,18 +420,20 @@ impl RunView {
                 run,
                 config,
                 param_count,
+                capabilities,
                 dataset,
                 steps_per_epoch,
                 total_steps,
                 start_step,
             } => {
                 self.starting = false;
-                let series = Series::new(config.model.family());
-                let beta = config.model.effective_beta();
+                let series = Series::new(&capabilities.loss_keys);
+                let beta = config.model.kl_weight().unwrap_or(0.0);
                 let learning_rate = config.optim.lr;
                 self.runs.push(RunRecord {
                     id: run,
                     config: *config,
+                    capabilities: *capabilities,
                     param_count,
                     dataset,
                     steps_per_epoch,
@@ -633,12 +628,14 @@ impl RunView {
 mod tests {
     use super::*;
     use crate::engine::data::{DataSource, ImageShape};
+    use crate::engine::models::Family;
 
     fn started(run: u64, family: Family) -> Event {
         let mut config = RunConfig::default();
-        config.model.family() = family;
+        config.model = config.model.with_family(family);
         Event::Started {
             run,
+            capabilities: Box::new(config.model.capabilities()),
             config: Box::new(config),
             param_count: 1000,
             dataset: DatasetInfo {
@@ -659,12 +656,11 @@ mod tests {
             .map(|s| StepMetrics {
                 step: s,
                 epoch: (s as usize - 1) / 10,
-                losses: Losses {
-                    loss: 100.0 / s as f64,
-                    recon: Some(90.0),
-                    kl: Some(10.0),
-                    ..Default::default()
-                },
+                losses: Losses::of(&[
+                    (LossKey::Loss, 100.0 / s as f64),
+                    (LossKey::Recon, 90.0),
+                    (LossKey::Kl, 10.0),
+                ]),
                 learning_rate: lr,
                 images_per_sec: 1000.0,
             })
@@ -687,11 +683,7 @@ mod tests {
         v.apply(
             Event::EpochEnded {
                 run: 1,
-                summary: EpochSummary {
-                    epoch: 0,
-                    train: Losses { loss: 20.0, ..Default::default() },
-                    test: None,
-                },
+                summary: EpochSummary { epoch: 0, train: Losses::of(&[(LossKey::Loss, 20.0)]), test: None },
             },
             t,
         );
@@ -700,8 +692,8 @@ mod tests {
 
         let r = v.current().unwrap();
         assert_eq!(r.series.len(), 10);
-        assert_eq!(r.series.names, &["loss", "recon", "kl"]);
-        assert_eq!(r.series.column("kl").unwrap()[3], 10.0);
+        assert_eq!(r.series.keys, [LossKey::Loss, LossKey::Recon, LossKey::Kl]);
+        assert_eq!(r.series.column(LossKey::Kl).unwrap()[3], 10.0);
         assert_eq!(r.step, 10);
         assert_eq!(r.learning_rate, 1e-4);
         assert_eq!(r.markers, vec![Marker { step: 5, kind: MarkerKind::LearningRate(1e-4) }]);
@@ -730,7 +722,10 @@ mod tests {
         assert_eq!(v.runs.len(), 2);
         assert_eq!(v.runs[0].series.len(), 12, "late metrics still land in their own run");
         assert_eq!(v.steps(), 0);
-        assert_eq!(v.current().unwrap().series.names, &["d_loss", "g_loss", "d_real", "d_fake"]);
+        assert_eq!(
+            v.current().unwrap().series.keys,
+            [LossKey::DLoss, LossKey::GLoss, LossKey::DReal, LossKey::DFake]
+        );
     }
 
     #[test]
@@ -781,6 +776,7 @@ mod tests {
         assert_eq!(ex.score_progress, Some((1, 10, 20)));
         let set = ScoredSet {
             family: Family::Vae,
+            anomaly_scores: Vec::new(),
             likelihood: None,
             k: 1,
             dims: 4,

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::config::RunConfig;
+use crate::engine::config::{LegacyRunConfig, RunConfig};
 use crate::engine::data::DataSource;
 
 /// How many datasets the recent list keeps.
@@ -41,7 +41,12 @@ pub struct Persisted {
     pub theme: ThemeChoice,
     pub plot: PlotPrefs,
     /// The configuration being edited (the last one used).
+    #[serde(rename = "run_config")]
     pub config: RunConfig,
+    /// The configuration as versions before the tagged model configuration saved it (under
+    /// `config`): read once by [`Persisted::upgraded`], never written.
+    #[serde(rename = "config", skip_serializing, deserialize_with = "present")]
+    pub legacy_config: Option<LegacyRunConfig>,
     /// The dataset loaded last; opened again at start-up.
     pub last_dataset: Option<DataSource>,
     /// Most recent first, without duplicates.
@@ -50,7 +55,20 @@ pub struct Persisted {
     pub tab: String,
 }
 
+/// A field that is there (RON writes an `Option` as `Some(..)`; the old field was no option).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<LegacyRunConfig>, D::Error> {
+    LegacyRunConfig::deserialize(d).map(Some)
+}
+
 impl Persisted {
+    /// State as loaded, with a configuration saved by an older version moved into `config`.
+    pub fn upgraded(mut self) -> Self {
+        if let Some(old) = self.legacy_config.take() {
+            self.config = old.into();
+        }
+        self
+    }
+
     /// Records a successfully loaded dataset as the last one and at the top of the recent list.
     pub fn remember_dataset(&mut self, source: &DataSource) {
         self.last_dataset = Some(source.clone());

@@ -3,6 +3,8 @@
 use egui::Color32;
 
 use super::state::ThemeChoice;
+use crate::engine::models::spec::PartRole;
+use crate::engine::models::LossKey;
 
 pub fn apply(ctx: &egui::Context, theme: ThemeChoice) {
     ctx.set_theme(match theme {
@@ -16,18 +18,17 @@ fn dark(ui: &egui::Ui) -> bool {
 }
 
 /// The colour of a loss component, the same in every run.
-pub fn series_color(ui: &egui::Ui, name: &str) -> Color32 {
+pub fn series_color(ui: &egui::Ui, key: LossKey) -> Color32 {
     let d = dark(ui);
     let pick = |dark: (u8, u8, u8), light: (u8, u8, u8)| {
         let (r, g, b) = if d { dark } else { light };
         Color32::from_rgb(r, g, b)
     };
-    match name {
-        "loss" | "d_loss" => pick((100, 170, 255), (20, 90, 200)),
-        "recon" | "g_loss" => pick((255, 170, 60), (200, 100, 0)),
-        "kl" | "d_real" => pick((110, 220, 120), (20, 140, 40)),
-        "d_fake" => pick((235, 110, 200), (170, 30, 140)),
-        _ => pick((200, 200, 200), (60, 60, 60)),
+    match key {
+        LossKey::Loss | LossKey::DLoss => pick((100, 170, 255), (20, 90, 200)),
+        LossKey::Recon | LossKey::GLoss => pick((255, 170, 60), (200, 100, 0)),
+        LossKey::Kl | LossKey::DReal => pick((110, 220, 120), (20, 140, 40)),
+        LossKey::DFake => pick((235, 110, 200), (170, 30, 140)),
     }
 }
 
@@ -77,15 +78,15 @@ pub fn ok_text(ui: &egui::Ui) -> Color32 {
 }
 
 /// Fill of a network-diagram box by part: encoder / generator, latent, decoder / discriminator.
-pub fn diagram_fill(ui: &egui::Ui, part: usize) -> Color32 {
+pub fn diagram_fill(ui: &egui::Ui, role: PartRole) -> Color32 {
     let d = dark(ui);
-    match (part, d) {
-        (0, true) => Color32::from_rgb(35, 60, 95),
-        (0, false) => Color32::from_rgb(215, 230, 250),
-        (1, true) => Color32::from_rgb(85, 55, 100),
-        (1, false) => Color32::from_rgb(235, 220, 245),
-        (_, true) => Color32::from_rgb(40, 80, 55),
-        (_, false) => Color32::from_rgb(215, 240, 220),
+    match (role, d) {
+        (PartRole::Input, true) => Color32::from_rgb(35, 60, 95),
+        (PartRole::Input, false) => Color32::from_rgb(215, 230, 250),
+        (PartRole::Latent, true) => Color32::from_rgb(85, 55, 100),
+        (PartRole::Latent, false) => Color32::from_rgb(235, 220, 245),
+        (PartRole::Output, true) => Color32::from_rgb(40, 80, 55),
+        (PartRole::Output, false) => Color32::from_rgb(215, 240, 220),
     }
 }
 
@@ -103,8 +104,8 @@ pub fn bar_color(ui: &egui::Ui) -> Color32 {
 pub fn scored_set_color(ui: &egui::Ui, set: &str) -> Color32 {
     match set {
         "test" => bar_color(ui),
-        "train" => series_color(ui, "kl"),
-        _ => series_color(ui, "recon"),
+        "train" => series_color(ui, LossKey::Kl),
+        _ => series_color(ui, LossKey::Recon),
     }
 }
 
@@ -112,8 +113,8 @@ pub fn scored_set_color(ui: &egui::Ui, set: &str) -> Color32 {
 pub fn marker_color(ui: &egui::Ui, kind: &super::run_view::MarkerKind) -> Color32 {
     use super::run_view::MarkerKind;
     match kind {
-        MarkerKind::LearningRate(_) => series_color(ui, "kl"),
-        MarkerKind::Beta(_) => series_color(ui, "d_fake"),
+        MarkerKind::LearningRate(_) => series_color(ui, LossKey::Kl),
+        MarkerKind::Beta(_) => series_color(ui, LossKey::DFake),
         MarkerKind::Diverged => error_text(ui),
     }
 }

@@ -40,7 +40,7 @@ use crate::app::App;
 use crate::engine::checkpoint;
 use crate::engine::data::{builtin, DataSource};
 use crate::engine::error::{EngineError, Result};
-use crate::engine::models::Losses;
+use crate::engine::models::{LossKey, Losses};
 use crate::engine::protocol::{Command, DataSpec, Event, StepMetrics};
 use crate::engine::session::{EpochSummary, TrainingSession, FIXED_GRID};
 use crate::engine::worker::{StepHook, Worker};
@@ -179,7 +179,7 @@ fn synthetic_losses(step: u64, state: &mut u64) -> Losses {
     let noise = ((*state >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 8.0;
     let kl = 25.0 - 10.0 * (-(step as f64) / 2_000.0).exp();
     let recon = 80.0 + 400.0 * (-(step as f64) / 1_500.0).exp() + noise;
-    Losses { loss: recon + kl, recon: Some(recon), kl: Some(kl), ..Default::default() }
+    Losses::of(&[(LossKey::Loss, recon + kl), (LossKey::Recon, recon), (LossKey::Kl, kl)])
 }
 
 /// Folds `history` steps of metrics and the epochs they span into run `run` of the app's run
@@ -204,7 +204,8 @@ fn prefill(app: &mut App, run: u64, history: u64, steps_per_epoch: u64, lr: f64)
         app.run_view.apply(Event::Metrics { run, steps }, now);
         if end.is_multiple_of(spe) {
             let train = last.unwrap_or_default();
-            let test = Losses { loss: train.loss + 2.0, ..train };
+            let mut test = train;
+            test.set(LossKey::Loss, train.get(LossKey::Loss).unwrap_or(0.0) + 2.0);
             let summary = EpochSummary { epoch: (end / spe - 1) as usize, train, test: Some(test) };
             app.run_view.apply(Event::EpochEnded { run, summary }, now);
         }

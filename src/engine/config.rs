@@ -73,6 +73,23 @@ impl Default for RunConfig {
     }
 }
 
+/// A [`RunConfig`] as versions before the tagged model configuration saved it, for formats
+/// that cannot read the new layout from the old one (see [`models::legacy`]).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct LegacyRunConfig {
+    pub preset: String,
+    pub model: models::legacy::LegacyModelConfig,
+    pub optim: AdamConfig,
+    pub train: TrainConfig,
+}
+
+impl From<LegacyRunConfig> for RunConfig {
+    fn from(c: LegacyRunConfig) -> Self {
+        RunConfig { preset: c.preset, model: c.model.into(), optim: c.optim, train: c.train }
+    }
+}
+
 /// The preset names of every family, in the order the app lists them.
 pub fn presets() -> Vec<&'static str> {
     models::preset_names()

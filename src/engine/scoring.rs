@@ -429,6 +429,8 @@ pub fn hold_out_auroc(scores: &ScoredSet, inlier_labels: &[u32], score: AnomalyS
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::f64::consts::LN_2;
+
     use crate::engine::models::ModelConfig;
 
     #[test]
@@ -444,7 +446,10 @@ mod tests {
         assert_eq!(AnomalyScore::NegElbo.of(&s), 8.0);
         assert_eq!(AnomalyScore::NegDiscLogit.of(&s), -2.0);
         assert!(AnomalyScore::NegLogPx.of(&SampleScore::new(1, None)).is_nan());
-        assert_eq!(ModelConfig::default().with_family(Family::BetaVae).capabilities().anomaly_scores.len(), 4);
+        assert_eq!(
+            ModelConfig::default().with_family(Family::BetaVae).capabilities().anomaly_scores.len(),
+            4
+        );
     }
 
     #[test]

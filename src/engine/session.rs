@@ -111,7 +111,8 @@ impl TrainingSession {
         if config.model.input() != data.shape {
             return Err(EngineError::Config(format!(
                 "the model reads {} images but the dataset has {}",
-                config.model.input(), data.shape
+                config.model.input(),
+                data.shape
             )));
         }
         let split = data.split(config.train.test_fraction, config.train.seed);

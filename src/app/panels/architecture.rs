@@ -5,19 +5,19 @@
 use egui::{DragValue, RichText};
 
 use crate::app::actions::Action;
-use crate::app::params::ParamCount;
 use crate::app::theme;
 use crate::app::widgets::network_diagram::network_diagram;
-use crate::engine::config::{preset, RunConfig, presets};
+use crate::engine::config::{preset, presets, RunConfig};
 use crate::engine::data::ImageShape;
-use crate::engine::models::{Activation, Arch, Family, GanLoss, ReconLoss};
+use crate::engine::models::{
+    Activation, AeConfig, Arch, Family, GanConfig, GanLoss, ModelConfig, ReconLoss, VaeConfig, MAX_WIDTH,
+};
 
 pub struct ArchitectureCtx<'a> {
     /// A run is active: structural settings are locked.
     pub locked: bool,
     /// The loaded images' shape (presets adapt to it).
     pub shape: ImageShape,
-    pub params: ParamCount,
     /// What keeps Train disabled, if anything.
     pub problem: Option<String>,
     pub actions: &'a mut Vec<Action>,
@@ -29,7 +29,7 @@ fn committed(r: &egui::Response) -> bool {
 }
 
 pub fn architecture_ui(ui: &mut egui::Ui, cfg: &mut RunConfig, cx: ArchitectureCtx<'_>) {
-    let ArchitectureCtx { locked, shape, params, problem, actions } = cx;
+    let ArchitectureCtx { locked, shape, problem, actions } = cx;
     ui.heading("Model");
     if locked {
         ui.label(RichText::new("Training: only the learning rate and β can change now.").weak().small());
@@ -48,13 +48,12 @@ pub fn architecture_ui(ui: &mut egui::Ui, cfg: &mut RunConfig, cx: ArchitectureC
             actions.push(Action::SetLearningRate(cfg.optim.lr));
         }
         ui.end_row();
-        if cfg.model.family() == Family::BetaVae {
+        if let Some(beta) = cfg.model.beta_mut() {
             let label = ui.label("β");
-            let r =
-                ui.add(DragValue::new(&mut cfg.model.beta).speed(0.05).range(0.0..=1000.0).max_decimals(3));
+            let r = ui.add(DragValue::new(beta).speed(0.05).range(0.0..=1000.0).max_decimals(3));
             let r = r.labelled_by(label.id).on_hover_text("Weight of the KL term; can change while training");
             if locked && committed(&r) {
-                actions.push(Action::SetBeta(cfg.model.beta));
+                actions.push(Action::SetBeta(*beta));
             }
             ui.end_row();
         }
@@ -64,10 +63,10 @@ pub fn architecture_ui(ui: &mut egui::Ui, cfg: &mut RunConfig, cx: ArchitectureC
     ui.separator();
     ui.horizontal(|ui| {
         ui.strong("Network");
-        let text = match &params {
-            ParamCount::Known(n) => format!("{} parameters", group_digits(*n)),
-            ParamCount::Pending => "counting parameters…".into(),
-            ParamCount::Invalid(_) => "cannot be built".into(),
+        // Counted from the layer shapes, every frame: no model is built.
+        let text = match cfg.model.validate() {
+            Ok(()) => format!("{} parameters", group_digits(cfg.model.param_count_from_shapes())),
+            Err(_) => "cannot be built".into(),
         };
         ui.label(text);
     });
@@ -105,15 +104,19 @@ fn structure_ui(ui: &mut egui::Ui, cfg: &mut RunConfig, shape: ImageShape, actio
         ui.end_row();
 
         let label = ui.label("Family");
+        let mut family = cfg.model.family();
         egui::ComboBox::from_id_salt("family")
-            .selected_text(cfg.model.family().label())
+            .selected_text(family.label())
             .show_ui(ui, |ui| {
                 for f in Family::ALL {
-                    ui.selectable_value(&mut cfg.model.family(), f, f.label());
+                    ui.selectable_value(&mut family, f, f.label());
                 }
             })
             .response
             .labelled_by(label.id);
+        if family != cfg.model.family() {
+            cfg.model = cfg.model.with_family(family);
+        }
         ui.end_row();
 
         ui.label("Network");
@@ -123,10 +126,13 @@ fn structure_ui(ui: &mut egui::Ui, cfg: &mut RunConfig, shape: ImageShape, actio
             ui.selectable_value(&mut cfg.model.net_mut().arch, Arch::Conv, "Conv");
             if cfg.model.net().arch != before {
                 // Widths and channels live on different scales: start from sensible ones.
-                cfg.model.net_mut().hidden = match (cfg.model.net().arch, cfg.model.family()) {
-                    (Arch::Conv, _) => vec![32, 64],
-                    (Arch::Mlp, Family::Gan) => vec![256, 512],
-                    (Arch::Mlp, _) => vec![400],
+                let mlp_widths = match &cfg.model {
+                    ModelConfig::Gan(_) => vec![256, 512],
+                    ModelConfig::Autoencoder(_) | ModelConfig::Vae(_) | ModelConfig::BetaVae(_) => vec![400],
+                };
+                cfg.model.net_mut().hidden = match cfg.model.net().arch {
+                    Arch::Conv => vec![32, 64],
+                    Arch::Mlp => mlp_widths,
                 };
             }
         });
@@ -144,60 +150,79 @@ fn structure_ui(ui: &mut egui::Ui, cfg: &mut RunConfig, shape: ImageShape, actio
             .labelled_by(label.id);
         ui.end_row();
 
-        let is_gan = cfg.model.family() == Family::Gan;
-        let label = ui.label(if is_gan { "Noise dim" } else { "Latent dim" });
+        let caps = cfg.model.capabilities();
+        let label = ui.label(if caps.latent_name == "noise" { "Noise dim" } else { "Latent dim" });
         ui.add(DragValue::new(&mut cfg.model.net_mut().latent_dim).range(0..=4096)).labelled_by(label.id);
         ui.end_row();
 
-        if is_gan {
-            let label = ui.label("G loss");
-            egui::ComboBox::from_id_salt("gan_loss")
-                .selected_text(match cfg.model.gan_loss {
-                    GanLoss::NonSaturating => "non-saturating",
-                    GanLoss::Minimax => "minimax",
-                })
-                .show_ui(ui, |ui| {
-                    ui.selectable_value(&mut cfg.model.gan_loss, GanLoss::NonSaturating, "non-saturating");
-                    ui.selectable_value(&mut cfg.model.gan_loss, GanLoss::Minimax, "minimax");
-                })
-                .response
-                .labelled_by(label.id);
-            ui.end_row();
-            if cfg.model.net().arch == Arch::Conv {
-                ui.label("");
-                ui.checkbox(&mut cfg.model.batch_norm, "Batch norm");
-                ui.end_row();
-            }
-        } else {
-            let label = ui.label("Recon loss");
-            egui::ComboBox::from_id_salt("recon_loss")
-                .selected_text(match cfg.model.recon_loss {
-                    ReconLoss::Bce => "Bernoulli (BCE)",
-                    ReconLoss::Mse => "squared error",
-                })
-                .show_ui(ui, |ui| {
-                    ui.selectable_value(&mut cfg.model.recon_loss, ReconLoss::Bce, "Bernoulli (BCE)");
-                    ui.selectable_value(&mut cfg.model.recon_loss, ReconLoss::Mse, "squared error");
-                })
-                .response
-                .labelled_by(label.id);
-            ui.end_row();
+        // Each family's own settings.
+        let arch = cfg.model.net().arch;
+        match &mut cfg.model {
+            ModelConfig::Autoencoder(AeConfig { recon_loss, .. })
+            | ModelConfig::Vae(VaeConfig { recon_loss, .. })
+            | ModelConfig::BetaVae(VaeConfig { recon_loss, .. }) => recon_loss_ui(ui, recon_loss),
+            ModelConfig::Gan(g) => gan_ui(ui, g, arch),
         }
     });
 
-    let m = &mut cfg.model;
-    let (title, unit) = match (m.family, m.arch) {
-        (Family::Gan, Arch::Mlp) => ("Generator layers (from the noise)", "width"),
-        (Family::Gan, Arch::Conv) => ("Conv layers, stride 2 (D; G mirrors)", "channels"),
-        (_, Arch::Mlp) => ("Encoder layers (decoder mirrors)", "width"),
-        (_, Arch::Conv) => ("Conv layers, stride 2 (decoder mirrors)", "channels"),
+    let (title, unit, disc) = match &cfg.model {
+        ModelConfig::Gan(_) if arch_of(cfg) == Arch::Mlp => {
+            ("Generator layers (from the noise)", "width", true)
+        }
+        ModelConfig::Gan(_) => ("Conv layers, stride 2 (D; G mirrors)", "channels", false),
+        ModelConfig::Autoencoder(_) | ModelConfig::Vae(_) | ModelConfig::BetaVae(_) => match arch_of(cfg) {
+            Arch::Mlp => ("Encoder layers (decoder mirrors)", "width", false),
+            Arch::Conv => ("Conv layers, stride 2 (decoder mirrors)", "channels", false),
+        },
     };
     ui.add_space(4.0);
     ui.label(RichText::new(title).strong());
-    layer_list(ui, &mut m.hidden, "Layer", unit, if m.arch == Arch::Conv { 1024 } else { 16384 });
-    if m.family == Family::Gan && m.arch == Arch::Mlp {
+    let max = if arch_of(cfg) == Arch::Conv { 1024 } else { MAX_WIDTH };
+    layer_list(ui, &mut cfg.model.net_mut().hidden, "Layer", unit, max);
+    if let (true, Some(g)) = (disc, cfg.model.gan_mut()) {
         ui.label(RichText::new("Discriminator layers (from the image)").strong());
-        layer_list(ui, &mut m.disc_hidden, "D layer", "width", 16384);
+        layer_list(ui, &mut g.disc_hidden, "D layer", "width", MAX_WIDTH);
+    }
+}
+
+fn arch_of(cfg: &RunConfig) -> Arch {
+    cfg.model.net().arch
+}
+
+fn recon_loss_ui(ui: &mut egui::Ui, loss: &mut ReconLoss) {
+    let label = ui.label("Recon loss");
+    egui::ComboBox::from_id_salt("recon_loss")
+        .selected_text(match loss {
+            ReconLoss::Bce => "Bernoulli (BCE)",
+            ReconLoss::Mse => "squared error",
+        })
+        .show_ui(ui, |ui| {
+            ui.selectable_value(loss, ReconLoss::Bce, "Bernoulli (BCE)");
+            ui.selectable_value(loss, ReconLoss::Mse, "squared error");
+        })
+        .response
+        .labelled_by(label.id);
+    ui.end_row();
+}
+
+fn gan_ui(ui: &mut egui::Ui, g: &mut GanConfig, arch: Arch) {
+    let label = ui.label("G loss");
+    egui::ComboBox::from_id_salt("gan_loss")
+        .selected_text(match g.gan_loss {
+            GanLoss::NonSaturating => "non-saturating",
+            GanLoss::Minimax => "minimax",
+        })
+        .show_ui(ui, |ui| {
+            ui.selectable_value(&mut g.gan_loss, GanLoss::NonSaturating, "non-saturating");
+            ui.selectable_value(&mut g.gan_loss, GanLoss::Minimax, "minimax");
+        })
+        .response
+        .labelled_by(label.id);
+    ui.end_row();
+    if arch == Arch::Conv {
+        ui.label("");
+        ui.checkbox(&mut g.batch_norm, "Batch norm");
+        ui.end_row();
     }
 }
 
@@ -291,7 +316,7 @@ fn schedule_ui(ui: &mut egui::Ui, cfg: &mut RunConfig) {
 }
 
 /// 1234567 → "1,234,567".
-pub fn group_digits(n: usize) -> String {
+pub fn group_digits(n: impl std::fmt::Display) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, ch) in s.chars().enumerate() {

@@ -21,7 +21,6 @@ use crate::engine::explore::{
 };
 use crate::engine::export;
 use crate::engine::images::ImageBatch;
-use crate::engine::models::Family;
 use crate::engine::protocol::Command;
 
 /// Channel of the live slider/map decode.
@@ -146,7 +145,7 @@ impl Tab for LatentTab {
         if !run.has_model() {
             ended_note(ui);
         }
-        let gan = run.config.model.family() == Family::Gan;
+        let no_encoder = !run.capabilities.encoder;
         let avail = ui.available_size();
         let left_w = (avail.x * 0.42).clamp(260.0, 520.0);
         ui.horizontal_top(|ui| {
@@ -156,12 +155,14 @@ impl Tab for LatentTab {
             });
             ui.separator();
             ui.vertical(|ui| {
-                if gan {
+                if no_encoder {
                     ui.label(
-                        RichText::new(
-                            "A GAN has no encoder: the sliders move its noise vector; there is no \
+                        RichText::new(format!(
+                            "A {} has no encoder: the sliders move its {} vector; there is no \
                              traversal by KL and no map of encoded images.",
-                        )
+                            run.config.model.family(),
+                            run.capabilities.latent_name
+                        ))
                         .weak(),
                     );
                     ui.add_space(6.0);
@@ -188,7 +189,7 @@ impl LatentTab {
     }
 
     fn live(&mut self, ui: &mut egui::Ui, cx: &mut TabCtx<'_>, run: &RunRecord, width: f32, height: f32) {
-        let what = if run.config.model.family() == Family::Gan { "noise" } else { "latent" };
+        let what = run.capabilities.latent_name;
         ui.strong(format!("Decoded {what} vector"));
         let size = (width - 8.0).min(height * 0.45).max(120.0);
         match run.explore.decoded.get(&LIVE) {
@@ -289,7 +290,7 @@ impl LatentTab {
     /// or for a GAN the noise vectors of two seeds (as `genlab interpolate` draws them).
     fn request_interpolation(&mut self, run: &RunRecord, cx: &mut TabCtx<'_>, ends: Ends) {
         let dim = run.config.model.latent_dim();
-        let (za, zb) = if run.config.model.family() == Family::Gan {
+        let (za, zb) = if !run.capabilities.encoder {
             (noise_vector(ends.a as u64, dim), noise_vector(ends.b as u64, dim))
         } else {
             match (test_mu(run, ends.a), test_mu(run, ends.b)) {
@@ -437,7 +438,7 @@ impl LatentTab {
     /// The A → B strip: two test images (or, for a GAN, two noise seeds) and the decodes on
     /// the straight line between their latent vectors, both ends included.
     fn interpolation(&mut self, ui: &mut egui::Ui, cx: &mut TabCtx<'_>, run: &RunRecord) {
-        let gan = run.config.model.family() == Family::Gan;
+        let gan = !run.capabilities.encoder;
         ui.strong(if gan {
             "Interpolation: the generator's noise from seed A to seed B"
         } else {

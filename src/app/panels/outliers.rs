@@ -20,7 +20,7 @@ use crate::app::theme;
 use crate::app::widgets::image_grid::{clickable_grid, single_image};
 use crate::engine::data::{convert_image, DataSource, Dataset, ImageShape, SplitKind};
 use crate::engine::images::ImageBatch;
-use crate::engine::models::{Family, ReconLoss};
+use crate::engine::models::ReconLoss;
 use crate::engine::protocol::{Command, ScoreTarget};
 use crate::engine::scoring::{
     auroc, hold_out_auroc, roc_curve, AnomalyScore, HoldOutAuroc, Likelihood, RocPoint, SampleScore,
@@ -202,14 +202,12 @@ impl Tab for OutliersTab {
 impl OutliersTab {
     /// The score the histogram, the gallery and the AUROCs use for this run's family.
     fn chosen(&self, run: &RunRecord) -> AnomalyScore {
-        let family = run.config.model.family();
-        self.score
-            .filter(|s| AnomalyScore::for_family(family).contains(s))
-            .unwrap_or(AnomalyScore::default_for(family))
+        let caps = &run.capabilities;
+        self.score.filter(|s| caps.anomaly_scores.contains(s)).unwrap_or(caps.default_anomaly())
     }
 
     fn score_chooser(&mut self, ui: &mut egui::Ui, run: &RunRecord) {
-        let choices = AnomalyScore::for_family(run.config.model.family());
+        let choices = &run.capabilities.anomaly_scores;
         let mut chosen = self.chosen(run);
         ui.horizontal(|ui| {
             if choices.len() > 1 {
@@ -282,9 +280,10 @@ impl OutliersTab {
 
     /// Whether `set` was scored with the current options.
     fn same_options(&self, run: &RunRecord, set: &ScoredSet) -> bool {
-        let m = &run.config.model;
-        let k = if m.family.is_variational() { self.k } else { 0 };
-        let cb = self.continuous_bernoulli && m.family.is_variational() && m.recon_loss == ReconLoss::Bce;
+        let likelihood = run.capabilities.likelihood;
+        let k = if likelihood { self.k } else { 0 };
+        let cb =
+            self.continuous_bernoulli && likelihood && run.config.model.recon_loss() == Some(ReconLoss::Bce);
         set.k == k && (set.likelihood == Some(Likelihood::ContinuousBernoulli)) == cb
     }
 
@@ -312,15 +311,19 @@ impl OutliersTab {
 
     fn likelihood_note(&self, ui: &mut egui::Ui, run: &RunRecord) {
         let m = &run.config.model;
-        let text = match m.family {
-            Family::Gan => {
-                "A GAN has no likelihood: the score is minus the discriminator's logit.".to_string()
+        let family = m.family();
+        let text = match run.capabilities.default_anomaly() {
+            AnomalyScore::NegDiscLogit => {
+                format!("A {family} has no likelihood: the score is minus the discriminator's logit.")
             }
-            Family::Autoencoder => {
-                "An autoencoder has no likelihood: the score is its reconstruction error.".into()
+            AnomalyScore::Recon => {
+                format!(
+                    "An {} has no likelihood: the score is its reconstruction error.",
+                    family.label().to_lowercase()
+                )
             }
-            Family::Vae | Family::BetaVae => {
-                let lik = match (m.recon_loss, self.continuous_bernoulli) {
+            AnomalyScore::NegLogPx | AnomalyScore::NegElbo | AnomalyScore::BitsPerDim => {
+                let lik = match (m.recon_loss().unwrap_or(ReconLoss::Bce), self.continuous_bernoulli) {
                     (ReconLoss::Bce, false) => {
                         "This model was trained with BCE, so its likelihood is a Bernoulli on grey levels: \
                          p(x|z) treats each pixel's brightness as a probability, and is not a normalised \
@@ -346,6 +349,7 @@ impl OutliersTab {
         let progress = run.explore.score_progress;
         let idle = progress.is_none() && run.has_model();
         let m = &run.config.model;
+        let likelihood = run.capabilities.likelihood;
         ui.horizontal_wrapped(|ui| {
             if ui.add_enabled(idle, egui::Button::new("Score test set")).clicked() {
                 self.score_split(cx, SplitKind::Test);
@@ -353,12 +357,12 @@ impl OutliersTab {
             if ui.add_enabled(idle, egui::Button::new("Score train set")).clicked() {
                 self.score_split(cx, SplitKind::Train);
             }
-            if m.family.is_variational() {
+            if likelihood {
                 let label = ui.label("K");
                 ui.add(egui::Slider::new(&mut self.k, 1..=256).logarithmic(true))
                     .on_hover_text("Importance samples per image (VAE): more = tighter estimate, slower")
                     .labelled_by(label.id);
-                if m.recon_loss == ReconLoss::Bce {
+                if m.recon_loss() == Some(ReconLoss::Bce) {
                     ui.checkbox(&mut self.continuous_bernoulli, "Continuous Bernoulli").on_hover_text(
                         "Add the continuous Bernoulli's normaliser so −log p(x) is a proper density on \
                          [0, 1] pixels (applies to the next scoring)",
@@ -608,7 +612,7 @@ impl OutliersTab {
         // Converted exactly as scoring converted it, so the model sees the image it scored.
         let pixels =
             if shape == input { item.pixels.clone() } else { convert_image(&item.pixels, shape, input) };
-        let request = (run.config.model.family() != Family::Gan && run.has_model()).then(|| {
+        let request = (run.capabilities.encoder && run.has_model()).then(|| {
             self.request += 1;
             cx.actions.push(Action::Worker(Command::ReconstructImages {
                 request: self.request,
@@ -631,7 +635,7 @@ impl OutliersTab {
     /// The image clicked in the gallery, its reconstruction and all its scores.
     fn zoom_window(&mut self, ui: &mut egui::Ui, cx: &mut TabCtx<'_>, run: &RunRecord) {
         let Some(z) = &self.zoom else { return };
-        let family = run.config.model.family();
+        let (family, encoder) = (run.config.model.family(), run.capabilities.encoder);
         let chosen = self.chosen(run);
         let answer = run.explore.images_reconstructed.as_ref().filter(|a| Some(a.value.request) == z.request);
         let mut open = true;
@@ -652,13 +656,13 @@ impl OutliersTab {
                         single_image(ui, cx.textures, "outliers_zoom_image", z.version, &z.image, 0, size);
                         ui.label("image");
                     });
-                    ui.vertical(|ui| match (family, z.request, answer) {
-                        (Family::Gan, _, _) => {
+                    ui.vertical(|ui| match (encoder, z.request, answer) {
+                        (false, _, _) => {
                             ui.label(
-                                RichText::new(
-                                    "A GAN has no encoder: there is no reconstruction. \
-                                     Its score is the discriminator's logit.",
-                                )
+                                RichText::new(format!(
+                                    "A {family} has no encoder: there is no reconstruction. Its score is {}.",
+                                    chosen.label()
+                                ))
                                 .weak(),
                             );
                         }
@@ -689,7 +693,7 @@ impl OutliersTab {
                     );
                 }
                 egui::Grid::new("outliers_zoom_scores").num_columns(2).striped(true).show(ui, |ui| {
-                    for &c in AnomalyScore::for_family(family) {
+                    for &c in &run.capabilities.anomaly_scores {
                         let v = c.of(&z.sample);
                         if v.is_finite() {
                             let name = if c == chosen {
@@ -829,7 +833,7 @@ fn color_key(kind: SetKind) -> &'static str {
 
 /// A ROC curve with the chance diagonal.
 fn roc_plot(ui: &mut egui::Ui, id: &str, roc: &[RocPoint]) {
-    let color = theme::series_color(ui, "loss");
+    let color = theme::series_color(ui, crate::engine::models::LossKey::Loss);
     let pts: Vec<[f64; 2]> = roc.iter().map(|p| [p.fpr, p.tpr]).collect();
     Plot::new(id)
         .height(260.0)
@@ -928,8 +932,15 @@ mod tests {
                 disc_logit: None,
             })
             .collect();
-        let set =
-            ScoredSet { family: Family::Autoencoder, likelihood: None, k: 0, dims: 4, notice: None, samples };
+        let set = ScoredSet {
+            family: crate::engine::models::Family::Autoencoder,
+            anomaly_scores: Vec::new(),
+            likelihood: None,
+            k: 0,
+            dims: 4,
+            notice: None,
+            samples,
+        };
         Versioned { version, value: Scored { name: name.into(), step: 1, set } }
     }
 

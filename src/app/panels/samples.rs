@@ -14,7 +14,6 @@ use crate::app::widgets::image_grid::{clickable_grid, single_image};
 use crate::engine::data::Dataset;
 use crate::engine::export;
 use crate::engine::images::ImageBatch;
-use crate::engine::models::Family;
 use crate::engine::protocol::Command;
 
 /// Test images reconstructed at a time.
@@ -141,8 +140,11 @@ impl Tab for SamplesTab {
 impl SamplesTab {
     fn reconstructions(&mut self, ui: &mut egui::Ui, cx: &mut TabCtx<'_>, run: &RunRecord, width: f32) {
         ui.strong("Reconstructions");
-        if run.config.model.family() == Family::Gan {
-            ui.label(RichText::new("A GAN has no encoder, so it cannot reconstruct images.").weak());
+        if !run.capabilities.encoder {
+            let family = run.config.model.family();
+            ui.label(
+                RichText::new(format!("A {family} has no encoder, so it cannot reconstruct images.")).weak(),
+            );
             return;
         }
         let mut refresh = false;

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use egui_plot::{Legend, Line, LineStyle, MarkerShape, Plot, PlotPoints, Points, VLine};
 
 use super::downsample::{downsample_minmax_by, ema_extend, Decimation, EmaState};
-use crate::app::run_view::{component, MarkerKind, RunRecord};
+use crate::app::run_view::{MarkerKind, RunRecord};
 use crate::app::state::PlotPrefs;
 use crate::app::theme;
 
@@ -100,14 +100,15 @@ pub fn loss_plot(
     let entries = &*entries;
     let mut curves: Vec<Curve> = Vec::new();
     for (r, faded) in drawn() {
-        for (col, name) in r.series.names.iter().enumerate() {
+        for (col, &key) in r.series.keys.iter().enumerate() {
+            let name = key.id();
             let raw = &r.series.values[col];
             let ys = match entries.get(&(r.id, col)) {
                 Some(e) if alpha > 0.0 => &e.3[..],
                 _ => &raw[..],
             };
             let label = if faded { format!("{name} (run {})", r.id) } else { name.to_string() };
-            let color = theme::series_color(ui, name);
+            let color = theme::series_color(ui, key);
             curves.push(Curve {
                 name: label,
                 color: if faded { theme::faded(color) } else { color },
@@ -131,12 +132,7 @@ pub fn loss_plot(
         .height(height)
         .legend(Legend::default().position(egui_plot::Corner::RightTop).follow_insertion_order(true))
         .x_axis_label("step")
-        .y_axis_label(match (run.config.model.family() == crate::engine::models::Family::Gan, log) {
-            (true, false) => "loss (nats) · D output",
-            (true, true) => "loss · D output (log scale)",
-            (false, false) => "loss (nats per image)",
-            (false, true) => "loss (nats per image, log scale)",
-        })
+        .y_axis_label(run.capabilities.loss_axis(log))
         .allow_scroll(false)
         .label_formatter(move |pos| {
             let (name, p) = match pos {
@@ -165,7 +161,7 @@ pub fn loss_plot(
     };
 
     let show_epochs = prefs.show_epochs;
-    let colors: Vec<egui::Color32> = run.series.names.iter().map(|n| theme::series_color(ui, n)).collect();
+    let colors: Vec<egui::Color32> = run.series.keys.iter().map(|&k| theme::series_color(ui, k)).collect();
     let marker_colors: Vec<egui::Color32> =
         run.markers.iter().map(|m| theme::marker_color(ui, &m.kind)).collect();
     let response = plot.show(ui, |plot_ui| {
@@ -186,19 +182,17 @@ pub fn loss_plot(
             plot_ui.line(line);
         }
         if show_epochs {
-            for (name, &color) in run.series.names.iter().zip(&colors) {
+            for (&key, &color) in run.series.keys.iter().zip(&colors) {
                 let train: Vec<[f64; 2]> = run
                     .epochs
                     .iter()
-                    .filter_map(|(s, e)| component(&e.train, name).map(|v| [*s as f64, to_y(v, log)]))
+                    .filter_map(|(s, e)| e.train.get(key).map(|v| [*s as f64, to_y(v, log)]))
                     .filter(|p| p[1].is_finite())
                     .collect();
                 let test: Vec<[f64; 2]> = run
                     .epochs
                     .iter()
-                    .filter_map(|(s, e)| {
-                        e.test.and_then(|t| component(&t, name)).map(|v| [*s as f64, to_y(v, log)])
-                    })
+                    .filter_map(|(s, e)| e.test.and_then(|t| t.get(key)).map(|v| [*s as f64, to_y(v, log)]))
                     .filter(|p| p[1].is_finite())
                     .collect();
                 if !train.is_empty() {

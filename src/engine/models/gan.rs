@@ -16,10 +16,11 @@ use super::likelihood::{SampleScore, ScoreOptions, ScoreSetup};
 use super::losses::softplus;
 use super::optim::{grads_finite, Adam, AdamConfig};
 use super::shapes::{conv_macs, expand_params, linear, mlp_macs, trunk_params};
+use super::spec::{self, Part, PartRole};
 use super::{
     collect_bn, collect_state, restore_bn, restore_state, scalar, Activation, AnomalyScore, Arch, Batch,
-    Capabilities, Family, GenerativeModel, HealthMonitor, LiveHyper, LossKey, Losses, ModelConfig,
-    NetConfig, Preset, StepMacs, StepOutcome, MAX_WIDTH,
+    Capabilities, Family, GenerativeModel, HealthMonitor, LiveHyper, LossKey, Losses, ModelConfig, NetConfig,
+    Preset, StepMacs, StepOutcome, MAX_WIDTH,
 };
 use crate::engine::error::{EngineError, Result};
 
@@ -140,6 +141,19 @@ impl GanConfig {
         self.batch_norm && self.net.arch == Arch::Conv
     }
 
+    /// Generator (noise → image) and discriminator (image → D(x)).
+    pub(super) fn network(&self) -> Vec<Part> {
+        let (g_widths, d_widths) = self.widths();
+        let mut g = vec![spec::boxed("noise z", self.net.latent_dim.to_string())];
+        g.extend(spec::expand(&self.net, &g_widths));
+        let mut d = spec::trunk(&self.net, &d_widths, "fc");
+        d.push(spec::boxed("D(x)", "1"));
+        vec![
+            Part { title: "Generator G", role: PartRole::Input, layers: g },
+            Part { title: "Discriminator D", role: PartRole::Output, layers: d },
+        ]
+    }
+
     pub(super) fn param_count(&self) -> u64 {
         let (g, d) = self.widths();
         let bn = self.uses_batch_norm();
@@ -155,8 +169,10 @@ impl GanConfig {
         let (d, l) = (net.input.len(), net.latent_dim as u64);
         let (g_macs, d_macs, e1, g1) = match net.arch {
             Arch::Mlp => {
-                let g: Vec<usize> = std::iter::once(net.latent_dim).chain(net.hidden.iter().copied()).chain([d]).collect();
-                let dd: Vec<usize> = std::iter::once(d).chain(self.disc_hidden.iter().copied()).chain([1]).collect();
+                let g: Vec<usize> =
+                    std::iter::once(net.latent_dim).chain(net.hidden.iter().copied()).chain([d]).collect();
+                let dd: Vec<usize> =
+                    std::iter::once(d).chain(self.disc_hidden.iter().copied()).chain([1]).collect();
                 let e1 = (d * self.disc_hidden.first().copied().unwrap_or(1)) as u64;
                 let g1 = l * net.hidden.first().copied().unwrap_or(d) as u64;
                 (mlp_macs(&g), mlp_macs(&dd), e1, g1)
@@ -164,7 +180,8 @@ impl GanConfig {
             Arch::Conv => {
                 let (convs, feat) = conv_macs(net, &net.hidden);
                 let c0 = net.hidden.first().copied().unwrap_or(net.input.channels);
-                let e1 = ((net.input.height / 2) * (net.input.width / 2) * c0 * net.input.channels * 16) as u64;
+                let e1 =
+                    ((net.input.height / 2) * (net.input.width / 2) * c0 * net.input.channels * 16) as u64;
                 // G: noise → the smallest feature map, then transposed convs mirroring D's.
                 (feat * l + convs, convs + feat, e1, feat * l)
             }

@@ -288,7 +288,6 @@ pub fn kl_row(mu: &[f32], logvar: &[f32]) -> f64 {
         .sum()
 }
 
-
 /// How a model scores images: the likelihood it uses (if any), its importance samples per image
 /// (0 when it draws none) and how many images it scores at once.
 #[derive(Clone, Copy, Debug, PartialEq)]

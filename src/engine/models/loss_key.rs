@@ -38,8 +38,15 @@ pub enum Axis {
 }
 
 impl LossKey {
-    pub const ALL: [LossKey; 7] =
-        [LossKey::Loss, LossKey::Recon, LossKey::Kl, LossKey::DLoss, LossKey::GLoss, LossKey::DReal, LossKey::DFake];
+    pub const ALL: [LossKey; 7] = [
+        LossKey::Loss,
+        LossKey::Recon,
+        LossKey::Kl,
+        LossKey::DLoss,
+        LossKey::GLoss,
+        LossKey::DReal,
+        LossKey::DFake,
+    ];
     pub const COUNT: usize = Self::ALL.len();
 
     /// Its identifier: the CSV column, the JSON key and the name in logs.

@@ -8,18 +8,20 @@
 //! counts and its model live there. This file holds what they share and the one exhaustive
 //! match per question ([`ModelConfig`]'s methods) that sends it to the family.
 
+mod capabilities;
 pub mod conv_ops;
 pub mod fastmath;
 pub mod fused;
 pub mod gan;
 pub mod layers;
+pub mod legacy;
+pub mod likelihood;
+mod loss_key;
 pub mod losses;
 pub mod optim;
-pub mod vae;
-mod capabilities;
-pub mod likelihood;
 mod shapes;
-mod loss_key;
+pub mod spec;
+pub mod vae;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -63,7 +65,6 @@ impl Family {
             Family::Gan => "GAN",
         }
     }
-
 }
 
 impl fmt::Display for Family {
@@ -238,6 +239,57 @@ impl ModelConfig {
         }
     }
 
+    /// The reconstruction loss, for the families that reconstruct.
+    pub fn recon_loss_mut(&mut self) -> Option<&mut ReconLoss> {
+        match self {
+            ModelConfig::Autoencoder(c) => Some(&mut c.recon_loss),
+            ModelConfig::Vae(c) | ModelConfig::BetaVae(c) => Some(&mut c.recon_loss),
+            ModelConfig::Gan(_) => None,
+        }
+    }
+
+    /// The reconstruction loss, for the families that reconstruct.
+    pub fn recon_loss(&self) -> Option<ReconLoss> {
+        match self {
+            ModelConfig::Autoencoder(c) => Some(c.recon_loss),
+            ModelConfig::Vae(c) | ModelConfig::BetaVae(c) => Some(c.recon_loss),
+            ModelConfig::Gan(_) => None,
+        }
+    }
+
+    /// β, for the family that weights its KL term by it (a plain VAE's is always 1).
+    pub fn beta_mut(&mut self) -> Option<&mut f64> {
+        match self {
+            ModelConfig::BetaVae(c) => Some(&mut c.beta),
+            ModelConfig::Autoencoder(_) | ModelConfig::Vae(_) | ModelConfig::Gan(_) => None,
+        }
+    }
+
+    /// The KL weight in force: β for a β-VAE, 1 for a VAE; `None` without a KL term.
+    pub fn kl_weight(&self) -> Option<f64> {
+        match self {
+            ModelConfig::Vae(_) => Some(1.0),
+            ModelConfig::BetaVae(c) => Some(c.beta),
+            ModelConfig::Autoencoder(_) | ModelConfig::Gan(_) => None,
+        }
+    }
+
+    /// The GAN's own settings.
+    pub fn gan_mut(&mut self) -> Option<&mut gan::GanConfig> {
+        match self {
+            ModelConfig::Gan(c) => Some(c),
+            ModelConfig::Autoencoder(_) | ModelConfig::Vae(_) | ModelConfig::BetaVae(_) => None,
+        }
+    }
+
+    /// The GAN's own settings.
+    pub fn gan(&self) -> Option<&gan::GanConfig> {
+        match self {
+            ModelConfig::Gan(c) => Some(c),
+            ModelConfig::Autoencoder(_) | ModelConfig::Vae(_) | ModelConfig::BetaVae(_) => None,
+        }
+    }
+
     /// The image shape the model reads and writes.
     pub fn input(&self) -> ImageShape {
         self.net().input
@@ -312,6 +364,15 @@ impl ModelConfig {
             ModelConfig::Autoencoder(c) => vae::param_count(&c.net, false),
             ModelConfig::Vae(c) | ModelConfig::BetaVae(c) => vae::param_count(&c.net, true),
             ModelConfig::Gan(c) => c.param_count(),
+        }
+    }
+
+    /// The network's parts and layers, for the diagram.
+    pub fn network(&self) -> Vec<spec::Part> {
+        match self {
+            ModelConfig::Autoencoder(c) => vae::network(&c.net, false),
+            ModelConfig::Vae(c) | ModelConfig::BetaVae(c) => vae::network(&c.net, true),
+            ModelConfig::Gan(c) => c.network(),
         }
     }
 

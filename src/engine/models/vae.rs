@@ -16,14 +16,17 @@ use serde::{Deserialize, Serialize};
 
 use super::fused::{row_loss, RowLoss};
 use super::layers::{normal_tensor, Expand, Linear, ParamSet, Trunk};
-use super::likelihood::{importance_weighted, kl_row, recon_error, Likelihood, SampleScore, ScoreOptions, ScoreSetup};
+use super::likelihood::{
+    importance_weighted, kl_row, recon_error, Likelihood, SampleScore, ScoreOptions, ScoreSetup,
+};
 use super::losses::kl_rows;
 use super::optim::{grads_finite, Adam, AdamConfig};
 use super::shapes::{conv_macs, expand_params, linear, mlp_macs, trunk_params};
+use super::spec::{self, Part, PartRole};
 use super::{
     collect_state, not_live, restore_state, scalar, AnomalyScore, Arch, Batch, Capabilities, Family,
-    GenerativeModel, HealthMonitor, LiveHyper, LossKey, Losses, ModelConfig, NetConfig, NoHealthRule,
-    Preset, ReconLoss, StepMacs, StepOutcome,
+    GenerativeModel, HealthMonitor, LiveHyper, LossKey, Losses, ModelConfig, NetConfig, NoHealthRule, Preset,
+    ReconLoss, StepMacs, StepOutcome,
 };
 use crate::engine::error::{EngineError, Result};
 
@@ -130,17 +133,36 @@ pub const PRESETS: &[Preset] = &[
         name: "mnist_beta_vae",
         make: || {
             let net = NetConfig { hidden: vec![512, 256], latent_dim: 10, ..NetConfig::default() };
-            (ModelConfig::BetaVae(VaeConfig { net, beta: 4.0, ..VaeConfig::default() }), AdamConfig::default())
+            (
+                ModelConfig::BetaVae(VaeConfig { net, beta: 4.0, ..VaeConfig::default() }),
+                AdamConfig::default(),
+            )
         },
     },
     Preset {
         name: "conv_vae",
         make: || {
-            let net = NetConfig { arch: Arch::Conv, hidden: vec![32, 64], latent_dim: 16, ..NetConfig::default() };
+            let net =
+                NetConfig { arch: Arch::Conv, hidden: vec![32, 64], latent_dim: 16, ..NetConfig::default() };
             (ModelConfig::Vae(VaeConfig { net, ..VaeConfig::default() }), AdamConfig::default())
         },
     },
 ];
+
+/// Encoder → code → mirrored decoder.
+pub(super) fn network(net: &NetConfig, variational: bool) -> Vec<Part> {
+    let z = if variational { "z (μ, log σ²)" } else { "z" };
+    let dec_widths: Vec<usize> = net.hidden.iter().rev().copied().collect();
+    vec![
+        Part { title: "Encoder", role: PartRole::Input, layers: spec::trunk(net, &net.hidden, "fc") },
+        Part {
+            title: "Latent",
+            role: PartRole::Latent,
+            layers: vec![spec::boxed(z, net.latent_dim.to_string())],
+        },
+        Part { title: "Decoder", role: PartRole::Output, layers: spec::expand(net, &dec_widths) },
+    ]
+}
 
 /// Parameters of the encoder (with one head, or two for a VAE) and the mirrored decoder.
 pub(super) fn param_count(net: &NetConfig, variational: bool) -> u64 {
@@ -160,14 +182,16 @@ pub(super) fn step_macs(net: &NetConfig, variational: bool) -> StepMacs {
         Arch::Mlp => {
             let enc: Vec<usize> = std::iter::once(d).chain(net.hidden.iter().copied()).collect();
             let last = *enc.last().unwrap_or(&d);
-            let dec: Vec<usize> = std::iter::once(l).chain(net.hidden.iter().rev().copied()).chain([d]).collect();
+            let dec: Vec<usize> =
+                std::iter::once(l).chain(net.hidden.iter().rev().copied()).chain([d]).collect();
             let first = (d * net.hidden.first().copied().unwrap_or(1)) as u64;
             (mlp_macs(&enc) + heads * (last * l) as u64 + mlp_macs(&dec), first)
         }
         Arch::Conv => {
             let (convs, feat) = conv_macs(net, &net.hidden);
             let c0 = net.hidden.first().copied().unwrap_or(net.input.channels);
-            let first = ((net.input.height / 2) * (net.input.width / 2) * c0 * net.input.channels * 16) as u64;
+            let first =
+                ((net.input.height / 2) * (net.input.width / 2) * c0 * net.input.channels * 16) as u64;
             // The decoder mirrors the encoder.
             (convs + heads * feat * l as u64 + convs + feat * l as u64, first)
         }
