@@ -81,7 +81,8 @@ fn every_preset_learns() {
 
 fn losses_of(cfg: &RunConfig, data: &Arc<Dataset>, steps: usize) -> Vec<f64> {
     let mut s = TrainingSession::new(cfg.clone(), data.clone()).unwrap();
-    (0..steps).map(|_| s.step().unwrap().losses.get(LossKey::Loss).unwrap()).collect()
+    let headline = cfg.model.capabilities().headline;
+    (0..steps).map(|_| s.step().unwrap().losses.get(headline).unwrap()).collect()
 }
 
 #[test]

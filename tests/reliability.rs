@@ -262,8 +262,11 @@ fn every_out_of_range_setting_is_refused_with_its_name() {
 #[test]
 fn negative_or_non_numeric_settings_in_a_file_are_refused_by_name() {
     for (json, needle) in [
-        (r#"{"model": {"hidden": [400, -5]}}"#, "-5"),
-        (r#"{"model": {"latent_dim": -1}}"#, "-1"),
+        (r#"{"model": {"family": "vae", "hidden": [400, -5]}}"#, "-5"),
+        (r#"{"model": {"family": "gan", "latent_dim": -1}}"#, "-1"),
+        (r#"{"model": {"family": "gan", "disc_hidden": [3, -2]}}"#, "-2"),
+        // A model is always of a family: the tag is what picks its settings' type.
+        (r#"{"model": {"hidden": [400]}}"#, "family"),
         (r#"{"train": {"batch_size": 1.5}}"#, "1.5"),
         (r#"{"optim": {"lr": "fast"}}"#, "fast"),
         (r#"{"model": {"family": "diffusion"}}"#, "diffusion"),
