@@ -10,7 +10,8 @@ use crate::app::widgets::network_diagram::network_diagram;
 use crate::engine::config::{preset, presets, RunConfig};
 use crate::engine::data::ImageShape;
 use crate::engine::models::{
-    Activation, AeConfig, Arch, Family, GanConfig, GanLoss, ModelConfig, ReconLoss, VaeConfig, MAX_WIDTH,
+    Activation, AeConfig, Arch, BetaVaeConfig, Family, GanConfig, GanLoss, ModelConfig, ReconLoss, VaeConfig,
+    MAX_WIDTH,
 };
 
 pub struct ArchitectureCtx<'a> {
@@ -160,7 +161,7 @@ fn structure_ui(ui: &mut egui::Ui, cfg: &mut RunConfig, shape: ImageShape, actio
         match &mut cfg.model {
             ModelConfig::Autoencoder(AeConfig { recon_loss, .. })
             | ModelConfig::Vae(VaeConfig { recon_loss, .. })
-            | ModelConfig::BetaVae(VaeConfig { recon_loss, .. }) => recon_loss_ui(ui, recon_loss),
+            | ModelConfig::BetaVae(BetaVaeConfig { recon_loss, .. }) => recon_loss_ui(ui, recon_loss),
             ModelConfig::Gan(g) => gan_ui(ui, g, arch),
         }
     });

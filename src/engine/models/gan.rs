@@ -19,8 +19,8 @@ use super::shapes::{conv_macs, expand_params, linear, mlp_macs, trunk_params};
 use super::spec::{self, Part, PartRole};
 use super::{
     collect_bn, collect_state, restore_bn, restore_state, scalar, Activation, AnomalyScore, Arch, Batch,
-    Capabilities, Family, GenerativeModel, HealthMonitor, LiveHyper, LossKey, Losses, ModelConfig, NetConfig,
-    Preset, StepMacs, StepOutcome, MAX_WIDTH,
+    Capabilities, Family, FamilyConfig, GenerativeModel, HealthMonitor, LiveHyper, LossKey, Losses,
+    ModelConfig, NetConfig, Preset, ReconLoss, StepMacs, StepOutcome, MAX_WIDTH,
 };
 use crate::engine::error::{EngineError, Result};
 
@@ -97,8 +97,20 @@ fn dcgan_adam() -> AdamConfig {
 const COLLAPSE_STEPS: u32 = 200;
 const COLLAPSE_D_LOSS: f64 = 0.01;
 
-impl GanConfig {
-    pub fn capabilities(&self) -> Capabilities {
+impl FamilyConfig for GanConfig {
+    fn family(&self) -> Family {
+        Family::Gan
+    }
+
+    fn net(&self) -> &NetConfig {
+        &self.net
+    }
+
+    fn net_mut(&mut self) -> &mut NetConfig {
+        &mut self.net
+    }
+
+    fn capabilities(&self) -> Capabilities {
         Capabilities {
             family: Family::Gan,
             encoder: false,
@@ -115,7 +127,7 @@ impl GanConfig {
         }
     }
 
-    pub(super) fn validate(&self) -> Result<()> {
+    fn validate(&self) -> Result<()> {
         let err = |m: String| Err(EngineError::Config(m));
         if let Some(i) = self.disc_hidden.iter().position(|&w| w == 0) {
             return err(format!("discriminator layer {} has width 0", i + 1));
@@ -129,20 +141,8 @@ impl GanConfig {
         Ok(())
     }
 
-    /// Generator and discriminator widths, each from its own input side.
-    fn widths(&self) -> (Vec<usize>, Vec<usize>) {
-        match self.net.arch {
-            Arch::Mlp => (self.net.hidden.clone(), self.disc_hidden.clone()),
-            Arch::Conv => (self.net.hidden.iter().rev().copied().collect(), self.net.hidden.clone()),
-        }
-    }
-
-    fn uses_batch_norm(&self) -> bool {
-        self.batch_norm && self.net.arch == Arch::Conv
-    }
-
     /// Generator (noise → image) and discriminator (image → D(x)).
-    pub(super) fn network(&self) -> Vec<Part> {
+    fn network(&self) -> Vec<Part> {
         let (g_widths, d_widths) = self.widths();
         let mut g = vec![spec::boxed("noise z", self.net.latent_dim.to_string())];
         g.extend(spec::expand(&self.net, &g_widths));
@@ -154,17 +154,37 @@ impl GanConfig {
         ]
     }
 
-    pub(super) fn param_count(&self) -> u64 {
+    fn param_count(&self) -> u64 {
         let (g, d) = self.widths();
         let bn = self.uses_batch_norm();
         let (d_trunk, feat) = trunk_params(&self.net, &d, bn);
         expand_params(&self.net, &g, bn).saturating_add(d_trunk).saturating_add(linear(feat, 1))
     }
 
+    fn build(&self, optim: &AdamConfig, seed: u64) -> Result<Box<dyn GenerativeModel>> {
+        Ok(Box::new(Gan::new(self.clone(), *optim, seed)?))
+    }
+
+    fn recon_loss(&self) -> Option<ReconLoss> {
+        None
+    }
+
+    fn recon_loss_mut(&mut self) -> Option<&mut ReconLoss> {
+        None
+    }
+
+    fn kl_weight(&self) -> Option<f64> {
+        None
+    }
+
+    fn beta_mut(&mut self) -> Option<&mut f64> {
+        None
+    }
+
     /// A step runs G forward and backward once (through D), and D forward on real, on detached
     /// fake and again on fake for G's loss: D's backward twice with parameter gradients, once
     /// for the input gradient only (G's step). Layers fed by data skip their input gradient.
-    pub(super) fn step_macs(&self) -> StepMacs {
+    fn step_macs(&self) -> StepMacs {
         let net = &self.net;
         let (d, l) = (net.input.len(), net.latent_dim as u64);
         let (g_macs, d_macs, e1, g1) = match net.arch {
@@ -187,6 +207,20 @@ impl GanConfig {
             }
         };
         StepMacs { forward: g_macs + d_macs, train_step: 3 * g_macs - g1 + 8 * d_macs - 2 * e1 }
+    }
+}
+
+impl GanConfig {
+    /// Generator and discriminator widths, each from its own input side.
+    fn widths(&self) -> (Vec<usize>, Vec<usize>) {
+        match self.net.arch {
+            Arch::Mlp => (self.net.hidden.clone(), self.disc_hidden.clone()),
+            Arch::Conv => (self.net.hidden.iter().rev().copied().collect(), self.net.hidden.clone()),
+        }
+    }
+
+    fn uses_batch_norm(&self) -> bool {
+        self.batch_norm && self.net.arch == Arch::Conv
     }
 }
 

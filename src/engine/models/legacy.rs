@@ -7,7 +7,8 @@
 use serde::Deserialize;
 
 use super::{
-    Activation, AeConfig, Arch, Family, GanConfig, GanLoss, ModelConfig, NetConfig, ReconLoss, VaeConfig,
+    Activation, AeConfig, Arch, BetaVaeConfig, Family, GanConfig, GanLoss, ModelConfig, NetConfig, ReconLoss,
+    VaeConfig,
 };
 use crate::engine::data::ImageShape;
 
@@ -58,9 +59,10 @@ impl From<LegacyModelConfig> for ModelConfig {
         };
         match c.family {
             Family::Autoencoder => ModelConfig::Autoencoder(AeConfig { net, recon_loss: c.recon_loss }),
-            Family::Vae => ModelConfig::Vae(VaeConfig { net, recon_loss: c.recon_loss, beta: c.beta }),
+            // A VAE's KL weight is always 1, whatever its old `beta` field held.
+            Family::Vae => ModelConfig::Vae(VaeConfig { net, recon_loss: c.recon_loss }),
             Family::BetaVae => {
-                ModelConfig::BetaVae(VaeConfig { net, recon_loss: c.recon_loss, beta: c.beta })
+                ModelConfig::BetaVae(BetaVaeConfig { net, recon_loss: c.recon_loss, beta: c.beta })
             }
             Family::Gan => ModelConfig::Gan(GanConfig {
                 net,

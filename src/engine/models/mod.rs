@@ -35,7 +35,7 @@ pub use gan::{GanConfig, GanLoss};
 use likelihood::{SampleScore, ScoreOptions, ScoreSetup};
 pub use loss_key::{Axis, LossKey, Losses};
 pub use optim::AdamConfig;
-pub use vae::{AeConfig, VaeConfig};
+pub use vae::{AeConfig, BetaVaeConfig, VaeConfig};
 
 use crate::engine::data::ImageShape;
 use crate::engine::error::{EngineError, Result};
@@ -194,6 +194,34 @@ impl NetConfig {
 /// The widest layer a configuration may ask for.
 pub const MAX_WIDTH: usize = 16384;
 
+/// What every family's configuration type answers: all that the rest of genlab asks of a
+/// family. A family implements it in its own file; [`ModelConfig::family_config`] is the one
+/// match that finds it.
+pub trait FamilyConfig {
+    fn family(&self) -> Family;
+    fn net(&self) -> &NetConfig;
+    fn net_mut(&mut self) -> &mut NetConfig;
+    /// What a model of this configuration offers.
+    fn capabilities(&self) -> Capabilities;
+    /// The family's own checks (the shared ones are [`NetConfig::validate`]).
+    fn validate(&self) -> Result<()>;
+    /// Trainable parameters from the layer shapes (saturating; no model is built).
+    fn param_count(&self) -> u64;
+    /// Multiply-adds per image of a forward pass and of a training step.
+    fn step_macs(&self) -> StepMacs;
+    /// Its parts and layers, for the diagram.
+    fn network(&self) -> Vec<spec::Part>;
+    /// Its model, weights drawn from `seed` (the configuration is already valid).
+    fn build(&self, optim: &AdamConfig, seed: u64) -> Result<Box<dyn GenerativeModel>>;
+    /// The reconstruction loss of a family that reconstructs.
+    fn recon_loss(&self) -> Option<ReconLoss>;
+    fn recon_loss_mut(&mut self) -> Option<&mut ReconLoss>;
+    /// The KL weight in force, for a family with a KL term.
+    fn kl_weight(&self) -> Option<f64>;
+    /// β, for a family whose KL weight is a setting.
+    fn beta_mut(&mut self) -> Option<&mut f64>;
+}
+
 /// Everything that decides a model's structure and loss: one configuration type per family.
 /// Serialised with a `"family"` tag beside the family's fields, which is also how checkpoints
 /// written before this type was an enum stored it (their other families' fields are ignored).
@@ -202,8 +230,7 @@ pub const MAX_WIDTH: usize = 16384;
 pub enum ModelConfig {
     Autoencoder(vae::AeConfig),
     Vae(vae::VaeConfig),
-    /// A VAE whose KL weight β is the config's (and can change live).
-    BetaVae(vae::VaeConfig),
+    BetaVae(vae::BetaVaeConfig),
     Gan(gan::GanConfig),
 }
 
@@ -213,77 +240,71 @@ impl Default for ModelConfig {
     }
 }
 
-impl ModelConfig {
-    pub fn family(&self) -> Family {
+impl Family {
+    /// A configuration of this family with its defaults.
+    pub fn default_config(self) -> ModelConfig {
         match self {
-            ModelConfig::Autoencoder(_) => Family::Autoencoder,
-            ModelConfig::Vae(_) => Family::Vae,
-            ModelConfig::BetaVae(_) => Family::BetaVae,
-            ModelConfig::Gan(_) => Family::Gan,
+            Family::Autoencoder => ModelConfig::Autoencoder(Default::default()),
+            Family::Vae => ModelConfig::Vae(Default::default()),
+            Family::BetaVae => ModelConfig::BetaVae(Default::default()),
+            Family::Gan => ModelConfig::Gan(Default::default()),
         }
+    }
+}
+
+impl ModelConfig {
+    /// The family's configuration, through the trait every family implements.
+    pub fn family_config(&self) -> &dyn FamilyConfig {
+        match self {
+            ModelConfig::Autoencoder(c) => c,
+            ModelConfig::Vae(c) => c,
+            ModelConfig::BetaVae(c) => c,
+            ModelConfig::Gan(c) => c,
+        }
+    }
+
+    pub fn family_config_mut(&mut self) -> &mut dyn FamilyConfig {
+        match self {
+            ModelConfig::Autoencoder(c) => c,
+            ModelConfig::Vae(c) => c,
+            ModelConfig::BetaVae(c) => c,
+            ModelConfig::Gan(c) => c,
+        }
+    }
+
+    pub fn family(&self) -> Family {
+        self.family_config().family()
     }
 
     pub fn net(&self) -> &NetConfig {
-        match self {
-            ModelConfig::Autoencoder(c) => &c.net,
-            ModelConfig::Vae(c) | ModelConfig::BetaVae(c) => &c.net,
-            ModelConfig::Gan(c) => &c.net,
-        }
+        self.family_config().net()
     }
 
     pub fn net_mut(&mut self) -> &mut NetConfig {
-        match self {
-            ModelConfig::Autoencoder(c) => &mut c.net,
-            ModelConfig::Vae(c) | ModelConfig::BetaVae(c) => &mut c.net,
-            ModelConfig::Gan(c) => &mut c.net,
-        }
-    }
-
-    /// The reconstruction loss, for the families that reconstruct.
-    pub fn recon_loss_mut(&mut self) -> Option<&mut ReconLoss> {
-        match self {
-            ModelConfig::Autoencoder(c) => Some(&mut c.recon_loss),
-            ModelConfig::Vae(c) | ModelConfig::BetaVae(c) => Some(&mut c.recon_loss),
-            ModelConfig::Gan(_) => None,
-        }
+        self.family_config_mut().net_mut()
     }
 
     /// The reconstruction loss, for the families that reconstruct.
     pub fn recon_loss(&self) -> Option<ReconLoss> {
-        match self {
-            ModelConfig::Autoencoder(c) => Some(c.recon_loss),
-            ModelConfig::Vae(c) | ModelConfig::BetaVae(c) => Some(c.recon_loss),
-            ModelConfig::Gan(_) => None,
-        }
+        self.family_config().recon_loss()
     }
 
-    /// β, for the family that weights its KL term by it (a plain VAE's is always 1).
+    pub fn recon_loss_mut(&mut self) -> Option<&mut ReconLoss> {
+        self.family_config_mut().recon_loss_mut()
+    }
+
+    /// β, for the family that weights its KL term by a setting (a plain VAE's is always 1).
     pub fn beta_mut(&mut self) -> Option<&mut f64> {
-        match self {
-            ModelConfig::BetaVae(c) => Some(&mut c.beta),
-            ModelConfig::Autoencoder(_) | ModelConfig::Vae(_) | ModelConfig::Gan(_) => None,
-        }
+        self.family_config_mut().beta_mut()
     }
 
     /// The KL weight in force: β for a β-VAE, 1 for a VAE; `None` without a KL term.
     pub fn kl_weight(&self) -> Option<f64> {
-        match self {
-            ModelConfig::Vae(_) => Some(1.0),
-            ModelConfig::BetaVae(c) => Some(c.beta),
-            ModelConfig::Autoencoder(_) | ModelConfig::Gan(_) => None,
-        }
+        self.family_config().kl_weight()
     }
 
     /// The GAN's own settings.
     pub fn gan_mut(&mut self) -> Option<&mut gan::GanConfig> {
-        match self {
-            ModelConfig::Gan(c) => Some(c),
-            ModelConfig::Autoencoder(_) | ModelConfig::Vae(_) | ModelConfig::BetaVae(_) => None,
-        }
-    }
-
-    /// The GAN's own settings.
-    pub fn gan(&self) -> Option<&gan::GanConfig> {
         match self {
             ModelConfig::Gan(c) => Some(c),
             ModelConfig::Autoencoder(_) | ModelConfig::Vae(_) | ModelConfig::BetaVae(_) => None,
@@ -301,53 +322,30 @@ impl ModelConfig {
 
     /// What a model of this configuration offers.
     pub fn capabilities(&self) -> Capabilities {
-        match self {
-            ModelConfig::Autoencoder(c) => c.capabilities(),
-            ModelConfig::Vae(c) => c.capabilities(false),
-            ModelConfig::BetaVae(c) => c.capabilities(true),
-            ModelConfig::Gan(c) => c.capabilities(),
-        }
+        self.family_config().capabilities()
     }
 
-    /// The same network as a model of `family`, with that family's own settings at their
-    /// defaults (a β-VAE keeps a VAE's settings and the other way round).
+    /// The same network as a model of `family`: its shared settings (network, reconstruction
+    /// loss, β) carried over where the new family has them, the rest at its defaults.
     pub fn with_family(&self, family: Family) -> ModelConfig {
         if family == self.family() {
             return self.clone();
         }
-        let net = self.net().clone();
-        let recon_loss = match self {
-            ModelConfig::Autoencoder(c) => Some(c.recon_loss),
-            ModelConfig::Vae(c) | ModelConfig::BetaVae(c) => Some(c.recon_loss),
-            ModelConfig::Gan(_) => None,
-        };
-        let vae = |beta: f64| {
-            let d = vae::VaeConfig::default();
-            let beta = match self {
-                ModelConfig::Vae(c) | ModelConfig::BetaVae(c) => c.beta,
-                _ => beta,
-            };
-            vae::VaeConfig { net: net.clone(), recon_loss: recon_loss.unwrap_or(d.recon_loss), beta }
-        };
-        match family {
-            Family::Autoencoder => ModelConfig::Autoencoder(vae::AeConfig {
-                net: net.clone(),
-                recon_loss: recon_loss.unwrap_or(vae::AeConfig::default().recon_loss),
-            }),
-            Family::Vae => ModelConfig::Vae(vae(1.0)),
-            Family::BetaVae => ModelConfig::BetaVae(vae(4.0)),
-            Family::Gan => ModelConfig::Gan(gan::GanConfig { net, ..gan::GanConfig::default() }),
+        let mut out = family.default_config();
+        *out.net_mut() = self.net().clone();
+        if let (Some(from), Some(to)) = (self.recon_loss(), out.recon_loss_mut()) {
+            *to = from;
         }
+        if let (Some(from), Some(to)) = (self.kl_weight(), out.beta_mut()) {
+            *to = from;
+        }
+        out
     }
 
     /// Checks the configuration; the message names the setting and says why.
     pub fn validate(&self) -> Result<()> {
         self.net().validate()?;
-        match self {
-            ModelConfig::Autoencoder(_) | ModelConfig::Vae(_) => {}
-            ModelConfig::BetaVae(c) => c.validate_beta()?,
-            ModelConfig::Gan(c) => c.validate()?,
-        }
+        self.family_config().validate()?;
         let params = self.param_count_from_shapes();
         if params > MAX_PARAMS {
             return Err(EngineError::Config(format!(
@@ -360,20 +358,12 @@ impl ModelConfig {
     /// Number of trainable parameters, computed from the layer shapes without building the
     /// model (saturating, so any configuration gives an answer).
     pub fn param_count_from_shapes(&self) -> u64 {
-        match self {
-            ModelConfig::Autoencoder(c) => vae::param_count(&c.net, false),
-            ModelConfig::Vae(c) | ModelConfig::BetaVae(c) => vae::param_count(&c.net, true),
-            ModelConfig::Gan(c) => c.param_count(),
-        }
+        self.family_config().param_count()
     }
 
     /// The network's parts and layers, for the diagram.
     pub fn network(&self) -> Vec<spec::Part> {
-        match self {
-            ModelConfig::Autoencoder(c) => vae::network(&c.net, false),
-            ModelConfig::Vae(c) | ModelConfig::BetaVae(c) => vae::network(&c.net, true),
-            ModelConfig::Gan(c) => c.network(),
-        }
+        self.family_config().network()
     }
 
     /// Multiply-adds of one forward pass (every network once) for one image, counted from the
@@ -384,21 +374,7 @@ impl ModelConfig {
 
     /// Multiply-adds per image of one training step, by the family's own schedule.
     pub fn step_macs(&self) -> StepMacs {
-        match self {
-            ModelConfig::Autoencoder(c) => vae::step_macs(&c.net, false),
-            ModelConfig::Vae(c) | ModelConfig::BetaVae(c) => vae::step_macs(&c.net, true),
-            ModelConfig::Gan(c) => c.step_macs(),
-        }
-    }
-
-    /// Builds the model, with weights drawn from `seed`.
-    fn build(&self, optim: &AdamConfig, seed: u64) -> Result<Box<dyn GenerativeModel>> {
-        Ok(match self {
-            ModelConfig::Autoencoder(_) | ModelConfig::Vae(_) | ModelConfig::BetaVae(_) => {
-                Box::new(vae::Vae::new(self.clone(), *optim, seed)?)
-            }
-            ModelConfig::Gan(c) => Box::new(gan::Gan::new(c.clone(), *optim, seed)?),
-        })
+        self.family_config().step_macs()
     }
 }
 
@@ -564,7 +540,7 @@ pub const MAX_PARAMS: u64 = 1 << 28;
 /// Builds the model a configuration describes, with weights drawn from `seed`.
 pub fn build_model(cfg: &ModelConfig, optim: &AdamConfig, seed: u64) -> Result<Box<dyn GenerativeModel>> {
     cfg.validate()?;
-    cfg.build(optim, seed)
+    cfg.family_config().build(optim, seed)
 }
 
 /// Scalar of a 0-d or 1-element tensor as f64.

@@ -25,8 +25,8 @@ use super::shapes::{conv_macs, expand_params, linear, mlp_macs, trunk_params};
 use super::spec::{self, Part, PartRole};
 use super::{
     collect_state, not_live, restore_state, scalar, AnomalyScore, Arch, Batch, Capabilities, Family,
-    GenerativeModel, HealthMonitor, LiveHyper, LossKey, Losses, ModelConfig, NetConfig, NoHealthRule, Preset,
-    ReconLoss, StepMacs, StepOutcome,
+    FamilyConfig, GenerativeModel, HealthMonitor, LiveHyper, LossKey, Losses, ModelConfig, NetConfig,
+    NoHealthRule, Preset, ReconLoss, StepMacs, StepOutcome,
 };
 use crate::engine::error::{EngineError, Result};
 
@@ -40,81 +40,212 @@ pub struct AeConfig {
     pub recon_loss: ReconLoss,
 }
 
-impl Default for AeConfig {
-    fn default() -> Self {
-        Self { net: NetConfig::default(), recon_loss: ReconLoss::Bce }
-    }
-}
-
-/// A VAE or β-VAE: the autoencoder's network with a Gaussian code.
+/// A VAE: the autoencoder's network with a Gaussian code, KL weight 1.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct VaeConfig {
     #[serde(flatten)]
     pub net: NetConfig,
     pub recon_loss: ReconLoss,
-    /// Weight of the KL term (β-VAE; a plain VAE always uses 1).
+}
+
+/// A β-VAE: a VAE whose KL term is weighted by β (which can change while training).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BetaVaeConfig {
+    #[serde(flatten)]
+    pub net: NetConfig,
+    pub recon_loss: ReconLoss,
     pub beta: f64,
+}
+
+impl Default for AeConfig {
+    fn default() -> Self {
+        Self { net: NetConfig::default(), recon_loss: ReconLoss::Bce }
+    }
 }
 
 impl Default for VaeConfig {
     fn default() -> Self {
-        Self { net: NetConfig::default(), recon_loss: ReconLoss::Bce, beta: 1.0 }
+        Self { net: NetConfig::default(), recon_loss: ReconLoss::Bce }
     }
 }
 
-impl AeConfig {
-    pub fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            family: Family::Autoencoder,
-            encoder: true,
-            discriminator: false,
-            conditional: false,
-            latent_dim: self.net.latent_dim,
-            latent_name: "latent",
-            live: vec![LiveHyper::LearningRate],
-            loss_keys: vec![LossKey::Loss, LossKey::Recon],
-            headline: LossKey::Loss,
-            anomaly_scores: vec![AnomalyScore::Recon],
-            likelihood: false,
-            variational: false,
-        }
+impl Default for BetaVaeConfig {
+    fn default() -> Self {
+        Self { net: NetConfig::default(), recon_loss: ReconLoss::Bce, beta: 4.0 }
     }
 }
 
-impl VaeConfig {
-    /// `beta_vae`: the β-VAE family (β in force and live) rather than the VAE (β = 1).
-    pub fn capabilities(&self, beta_vae: bool) -> Capabilities {
-        let mut live = vec![LiveHyper::LearningRate];
-        if beta_vae {
-            live.push(LiveHyper::Beta);
-        }
-        Capabilities {
-            family: if beta_vae { Family::BetaVae } else { Family::Vae },
-            encoder: true,
-            discriminator: false,
-            conditional: false,
-            latent_dim: self.net.latent_dim,
-            latent_name: "latent",
-            live,
-            loss_keys: vec![LossKey::Loss, LossKey::Recon, LossKey::Kl],
-            headline: LossKey::Loss,
-            anomaly_scores: vec![
+/// What the three families' models differ in.
+#[derive(Clone, Copy, Debug)]
+struct Code {
+    variational: bool,
+    /// The KL weight (0 without a KL term).
+    beta: f64,
+}
+
+fn capabilities(family: Family, net: &NetConfig, variational: bool, live_beta: bool) -> Capabilities {
+    let mut live = vec![LiveHyper::LearningRate];
+    if live_beta {
+        live.push(LiveHyper::Beta);
+    }
+    let (loss_keys, anomaly_scores) = if variational {
+        (
+            vec![LossKey::Loss, LossKey::Recon, LossKey::Kl],
+            vec![
                 AnomalyScore::NegLogPx,
                 AnomalyScore::NegElbo,
                 AnomalyScore::BitsPerDim,
                 AnomalyScore::Recon,
             ],
-            likelihood: true,
-            variational: true,
-        }
+        )
+    } else {
+        (vec![LossKey::Loss, LossKey::Recon], vec![AnomalyScore::Recon])
+    };
+    Capabilities {
+        family,
+        encoder: true,
+        discriminator: false,
+        conditional: false,
+        latent_dim: net.latent_dim,
+        latent_name: "latent",
+        live,
+        loss_keys,
+        headline: LossKey::Loss,
+        anomaly_scores,
+        likelihood: variational,
+        variational,
     }
+}
 
-    pub(super) fn validate_beta(&self) -> Result<()> {
+/// The [`FamilyConfig`] methods the three families share; `$code` says what kind of code.
+macro_rules! encoder_decoder_family {
+    ($ty:ty, $family:expr, $variational:expr) => {
+        impl FamilyConfig for $ty {
+            fn family(&self) -> Family {
+                $family
+            }
+
+            fn net(&self) -> &NetConfig {
+                &self.net
+            }
+
+            fn net_mut(&mut self) -> &mut NetConfig {
+                &mut self.net
+            }
+
+            fn capabilities(&self) -> Capabilities {
+                capabilities($family, &self.net, $variational, self.beta_live())
+            }
+
+            fn validate(&self) -> Result<()> {
+                self.validate_own()
+            }
+
+            fn param_count(&self) -> u64 {
+                param_count(&self.net, $variational)
+            }
+
+            fn step_macs(&self) -> StepMacs {
+                step_macs(&self.net, $variational)
+            }
+
+            fn network(&self) -> Vec<Part> {
+                network(&self.net, $variational)
+            }
+
+            fn build(&self, optim: &AdamConfig, seed: u64) -> Result<Box<dyn GenerativeModel>> {
+                let code = Code { variational: $variational, beta: self.kl_weight().unwrap_or(0.0) };
+                Ok(Box::new(Vae::new(self.clone().into(), self.recon_loss, code, *optim, seed)?))
+            }
+
+            fn recon_loss(&self) -> Option<ReconLoss> {
+                Some(self.recon_loss)
+            }
+
+            fn recon_loss_mut(&mut self) -> Option<&mut ReconLoss> {
+                Some(&mut self.recon_loss)
+            }
+
+            fn kl_weight(&self) -> Option<f64> {
+                self.kl()
+            }
+
+            fn beta_mut(&mut self) -> Option<&mut f64> {
+                self.beta_setting()
+            }
+        }
+    };
+}
+
+encoder_decoder_family!(AeConfig, Family::Autoencoder, false);
+encoder_decoder_family!(VaeConfig, Family::Vae, true);
+encoder_decoder_family!(BetaVaeConfig, Family::BetaVae, true);
+
+impl AeConfig {
+    fn beta_live(&self) -> bool {
+        false
+    }
+    fn validate_own(&self) -> Result<()> {
+        Ok(())
+    }
+    fn kl(&self) -> Option<f64> {
+        None
+    }
+    fn beta_setting(&mut self) -> Option<&mut f64> {
+        None
+    }
+}
+
+impl VaeConfig {
+    fn beta_live(&self) -> bool {
+        false
+    }
+    fn validate_own(&self) -> Result<()> {
+        Ok(())
+    }
+    fn kl(&self) -> Option<f64> {
+        Some(1.0)
+    }
+    fn beta_setting(&mut self) -> Option<&mut f64> {
+        None
+    }
+}
+
+impl BetaVaeConfig {
+    fn beta_live(&self) -> bool {
+        true
+    }
+    fn validate_own(&self) -> Result<()> {
         if !(self.beta.is_finite() && self.beta >= 0.0) {
             return Err(EngineError::Config(format!("β must be a finite number ≥ 0 (got {})", self.beta)));
         }
         Ok(())
+    }
+    fn kl(&self) -> Option<f64> {
+        Some(self.beta)
+    }
+    fn beta_setting(&mut self) -> Option<&mut f64> {
+        Some(&mut self.beta)
+    }
+}
+
+impl From<AeConfig> for ModelConfig {
+    fn from(c: AeConfig) -> Self {
+        ModelConfig::Autoencoder(c)
+    }
+}
+
+impl From<VaeConfig> for ModelConfig {
+    fn from(c: VaeConfig) -> Self {
+        ModelConfig::Vae(c)
+    }
+}
+
+impl From<BetaVaeConfig> for ModelConfig {
+    fn from(c: BetaVaeConfig) -> Self {
+        ModelConfig::BetaVae(c)
     }
 }
 
@@ -134,7 +265,7 @@ pub const PRESETS: &[Preset] = &[
         make: || {
             let net = NetConfig { hidden: vec![512, 256], latent_dim: 10, ..NetConfig::default() };
             (
-                ModelConfig::BetaVae(VaeConfig { net, beta: 4.0, ..VaeConfig::default() }),
+                ModelConfig::BetaVae(BetaVaeConfig { net, beta: 4.0, ..BetaVaeConfig::default() }),
                 AdamConfig::default(),
             )
         },
@@ -150,7 +281,7 @@ pub const PRESETS: &[Preset] = &[
 ];
 
 /// Encoder → code → mirrored decoder.
-pub(super) fn network(net: &NetConfig, variational: bool) -> Vec<Part> {
+fn network(net: &NetConfig, variational: bool) -> Vec<Part> {
     let z = if variational { "z (μ, log σ²)" } else { "z" };
     let dec_widths: Vec<usize> = net.hidden.iter().rev().copied().collect();
     vec![
@@ -165,7 +296,7 @@ pub(super) fn network(net: &NetConfig, variational: bool) -> Vec<Part> {
 }
 
 /// Parameters of the encoder (with one head, or two for a VAE) and the mirrored decoder.
-pub(super) fn param_count(net: &NetConfig, variational: bool) -> u64 {
+fn param_count(net: &NetConfig, variational: bool) -> u64 {
     let (enc, feat) = trunk_params(net, &net.hidden, false);
     let heads = if variational { 2 } else { 1 };
     let reversed: Vec<usize> = net.hidden.iter().rev().copied().collect();
@@ -175,7 +306,7 @@ pub(super) fn param_count(net: &NetConfig, variational: bool) -> u64 {
 
 /// A step runs encoder and decoder forward and backward once; the encoder's first layer, fed
 /// by data, needs no input gradient.
-pub(super) fn step_macs(net: &NetConfig, variational: bool) -> StepMacs {
+fn step_macs(net: &NetConfig, variational: bool) -> StepMacs {
     let (d, l) = (net.input.len(), net.latent_dim);
     let heads = if variational { 2 } else { 1 };
     let (forward, first) = match net.arch {
@@ -221,15 +352,14 @@ struct Forward {
 
 impl Vae {
     /// `cfg` is an autoencoder's, a VAE's or a β-VAE's configuration.
-    pub fn new(cfg: ModelConfig, optim: AdamConfig, seed: u64) -> Result<Self> {
-        let (recon_loss, variational, beta) = match &cfg {
-            ModelConfig::Autoencoder(c) => (c.recon_loss, false, 0.0),
-            ModelConfig::Vae(c) => (c.recon_loss, true, 1.0),
-            ModelConfig::BetaVae(c) => (c.recon_loss, true, c.beta),
-            ModelConfig::Gan(_) => {
-                return Err(EngineError::Config("a GAN's configuration cannot build a VAE".into()))
-            }
-        };
+    fn new(
+        cfg: ModelConfig,
+        recon_loss: ReconLoss,
+        code: Code,
+        optim: AdamConfig,
+        seed: u64,
+    ) -> Result<Self> {
+        let Code { variational, beta } = code;
         let net = cfg.net();
         let mut rng = StdRng::seed_from_u64(seed);
         let mut ps = ParamSet::default();
@@ -400,11 +530,13 @@ impl GenerativeModel for Vae {
     fn set_hyper(&mut self, hyper: LiveHyper, value: f64) -> Result<()> {
         match (hyper, &mut self.cfg) {
             (LiveHyper::LearningRate, _) => self.adam.config.lr = value,
-            (LiveHyper::Beta, ModelConfig::BetaVae(c)) => {
-                self.beta = value;
-                c.beta = value;
-            }
-            (LiveHyper::Beta, cfg) => return Err(not_live(cfg.family(), hyper)),
+            (LiveHyper::Beta, cfg) => match cfg.beta_mut() {
+                Some(beta) => {
+                    *beta = value;
+                    self.beta = value;
+                }
+                None => return Err(not_live(cfg.family(), hyper)),
+            },
         }
         Ok(())
     }
