@@ -18,9 +18,11 @@ pub mod legacy;
 pub mod likelihood;
 mod loss_key;
 pub mod losses;
+mod net;
 pub mod optim;
 mod shapes;
 pub mod spec;
+mod state;
 pub mod vae;
 
 use std::collections::HashMap;
@@ -34,7 +36,9 @@ pub use capabilities::{AnomalyScore, Capabilities, LiveHyper};
 pub use gan::{GanConfig, GanLoss};
 use likelihood::{SampleScore, ScoreOptions, ScoreSetup};
 pub use loss_key::{Axis, LossKey, Losses};
+pub use net::{Activation, Arch, NetConfig, ReconLoss, MAX_WIDTH};
 pub use optim::AdamConfig;
+pub(crate) use state::{collect_bn, collect_state, restore_bn, restore_state, scalar};
 pub use vae::{AeConfig, BetaVaeConfig, VaeConfig};
 
 use crate::engine::data::ImageShape;
@@ -72,127 +76,6 @@ impl fmt::Display for Family {
         f.write_str(self.label())
     }
 }
-
-/// Network shape.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Arch {
-    Mlp,
-    Conv,
-}
-
-impl fmt::Display for Arch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Arch::Mlp => "MLP",
-            Arch::Conv => "Conv",
-        })
-    }
-}
-
-/// Hidden-layer non-linearity (LeakyReLU has slope 0.2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Activation {
-    Relu,
-    LeakyRelu,
-    Tanh,
-    Gelu,
-    Silu,
-}
-
-impl Activation {
-    pub const ALL: [Activation; 5] =
-        [Activation::Relu, Activation::LeakyRelu, Activation::Tanh, Activation::Gelu, Activation::Silu];
-
-    pub fn label(&self) -> &'static str {
-        match self {
-            Activation::Relu => "ReLU",
-            Activation::LeakyRelu => "LeakyReLU(0.2)",
-            Activation::Tanh => "Tanh",
-            Activation::Gelu => "GELU",
-            Activation::Silu => "SiLU",
-        }
-    }
-}
-
-/// Reconstruction loss: Bernoulli cross-entropy on grey levels, or squared error.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ReconLoss {
-    Bce,
-    Mse,
-}
-
-/// The network every family is built from: image shape, layer widths, latent size and
-/// non-linearity. What `hidden` means is the family's to say (see its config type).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct NetConfig {
-    pub arch: Arch,
-    /// The image shape the model reads and writes.
-    pub input: ImageShape,
-    /// MLP: encoder widths (the decoder mirrors them) or generator widths (from the noise
-    /// outwards). Conv: encoder / discriminator channels per stride-2 layer.
-    pub hidden: Vec<usize>,
-    /// Latent size (VAE / AE) or noise size (GAN).
-    pub latent_dim: usize,
-    pub activation: Activation,
-}
-
-impl Default for NetConfig {
-    fn default() -> Self {
-        Self {
-            arch: Arch::Mlp,
-            input: ImageShape::new(1, 28, 28),
-            hidden: vec![400],
-            latent_dim: 20,
-            activation: Activation::Relu,
-        }
-    }
-}
-
-impl NetConfig {
-    /// The checks every family shares; messages name the setting and say why.
-    pub fn validate(&self) -> Result<()> {
-        let err = |m: String| Err(EngineError::Config(m));
-        if self.input.is_empty() {
-            return err(format!("input shape {} has no pixels", self.input));
-        }
-        if self.latent_dim == 0 {
-            return err("latent dim must be at least 1".into());
-        }
-        if self.latent_dim > 4096 {
-            return err(format!("latent dim {} is over 4096", self.latent_dim));
-        }
-        if let Some(i) = self.hidden.iter().position(|&w| w == 0) {
-            return err(format!("layer {} has width 0; every layer needs at least 1 unit", i + 1));
-        }
-        if let Some(&w) = self.hidden.iter().find(|&&w| w > MAX_WIDTH) {
-            return err(format!("a layer of width {w} is over the limit of {MAX_WIDTH}"));
-        }
-        if self.arch == Arch::Conv {
-            let k = self.hidden.len();
-            if k == 0 {
-                return err("a conv net needs at least one conv layer".into());
-            }
-            if k > 6 {
-                return err(format!("{k} conv layers: at most 6"));
-            }
-            let s = 1usize << k;
-            if !self.input.height.is_multiple_of(s) || !self.input.width.is_multiple_of(s) {
-                return err(format!(
-                    "a conv net with {k} stride-2 layers needs height and width divisible by {s}; the images are {}×{}",
-                    self.input.height, self.input.width
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The widest layer a configuration may ask for.
-pub const MAX_WIDTH: usize = 16384;
 
 /// What every family's configuration type answers: all that the rest of genlab asks of a
 /// family. A family implements it in its own file; [`ModelConfig::family_config`] is the one
@@ -541,90 +424,4 @@ pub const MAX_PARAMS: u64 = 1 << 28;
 pub fn build_model(cfg: &ModelConfig, optim: &AdamConfig, seed: u64) -> Result<Box<dyn GenerativeModel>> {
     cfg.validate()?;
     cfg.family_config().build(optim, seed)
-}
-
-/// Scalar of a 0-d or 1-element tensor as f64.
-pub(crate) fn scalar(t: &Tensor) -> Result<f64> {
-    Ok(t.to_dtype(candle_core::DType::F64)?.flatten_all()?.to_vec1::<f64>()?[0])
-}
-
-/// Collects parameters and Adam state under stable names: `name`, `name.adam_m`, `name.adam_v`.
-pub(crate) fn collect_state(
-    params: &layers::ParamSet,
-    adam: &optim::Adam,
-    out: &mut HashMap<String, Tensor>,
-) -> Result<()> {
-    for (i, (name, var)) in params.params.iter().enumerate() {
-        let shape = var.shape().clone();
-        out.insert(name.clone(), var.as_tensor().copy()?);
-        out.insert(
-            format!("{name}.adam_m"),
-            Tensor::from_slice(&adam.m[i], &shape, &candle_core::Device::Cpu)?,
-        );
-        out.insert(
-            format!("{name}.adam_v"),
-            Tensor::from_slice(&adam.v[i], &shape, &candle_core::Device::Cpu)?,
-        );
-    }
-    Ok(())
-}
-
-/// The inverse of [`collect_state`]: shapes must match exactly.
-pub(crate) fn restore_state(
-    params: &layers::ParamSet,
-    adam: &mut optim::Adam,
-    state: &HashMap<String, Tensor>,
-) -> Result<()> {
-    let get = |name: &str, shape: &candle_core::Shape| -> Result<Tensor> {
-        let t = state.get(name).ok_or_else(|| EngineError::Other(format!("tensor `{name}` is missing")))?;
-        if t.shape() != shape {
-            return Err(EngineError::Other(format!(
-                "tensor `{name}` has shape {:?}, the model expects {:?}",
-                t.dims(),
-                shape.dims()
-            )));
-        }
-        Ok(t.to_dtype(candle_core::DType::F32)?)
-    };
-    for (i, (name, var)) in params.params.iter().enumerate() {
-        let shape = var.shape().clone();
-        var.set(&get(name, &shape)?)?;
-        adam.m[i] = get(&format!("{name}.adam_m"), &shape)?.flatten_all()?.to_vec1()?;
-        adam.v[i] = get(&format!("{name}.adam_v"), &shape)?.flatten_all()?.to_vec1()?;
-    }
-    Ok(())
-}
-
-/// Saves and restores batch-norm running statistics under `prefix.bnK.running_{mean,var}`.
-pub(crate) fn collect_bn(prefix: &str, bns: &[&layers::BatchNorm], out: &mut HashMap<String, Tensor>) {
-    for (i, bn) in bns.iter().enumerate() {
-        let (m, v) = bn.running_stats();
-        out.insert(format!("{prefix}.bn{i}.running_mean"), m);
-        out.insert(format!("{prefix}.bn{i}.running_var"), v);
-    }
-}
-
-pub(crate) fn restore_bn(
-    prefix: &str,
-    bns: &[&layers::BatchNorm],
-    state: &HashMap<String, Tensor>,
-) -> Result<()> {
-    for (i, bn) in bns.iter().enumerate() {
-        let (mean, _) = bn.running_stats();
-        let get = |k: &str| -> Result<Tensor> {
-            let name = format!("{prefix}.bn{i}.{k}");
-            let t =
-                state.get(&name).ok_or_else(|| EngineError::Other(format!("tensor `{name}` is missing")))?;
-            if t.shape() != mean.shape() {
-                return Err(EngineError::Other(format!(
-                    "tensor `{name}` has shape {:?}, the model expects {:?}",
-                    t.dims(),
-                    mean.dims()
-                )));
-            }
-            Ok(t.to_dtype(candle_core::DType::F32)?)
-        };
-        bn.set_running_stats(get("running_mean")?, get("running_var")?);
-    }
-    Ok(())
 }
