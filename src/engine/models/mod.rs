@@ -4,9 +4,6 @@
 //! DCGAN-style convolutional net. Every model works on flattened images `[B, C·H·W]` in [0, 1]
 //! and reports its losses per image in nats.
 
-pub mod conv_ops;
-pub mod fastmath;
-pub mod fused;
 pub mod gan;
 pub mod layers;
 pub mod losses;

@@ -7,7 +7,6 @@ use candle_core::Tensor;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use super::fused::{row_loss, RowLoss};
 use super::layers::{normal_tensor, Expand, Linear, ParamSet, Trunk};
 use super::losses::kl_rows;
 use super::optim::{grads_finite, Adam, AdamConfig};
@@ -15,6 +14,7 @@ use super::{
     collect_state, restore_state, scalar, GenerativeModel, Losses, ModelConfig, ReconLoss, StepOutcome,
 };
 use crate::engine::error::Result;
+use crate::engine::kernels::{row_loss, RowLoss};
 
 pub struct Vae {
     cfg: ModelConfig,
