@@ -12,8 +12,7 @@ use candle_core::{Device, Tensor, Var};
 use criterion::{criterion_group, criterion_main, Criterion};
 use genlab::engine::config::preset;
 use genlab::engine::data::builtin;
-use genlab::engine::models::conv_ops::{self, Geometry};
-use genlab::engine::models::fused::{self, Epilogue};
+use genlab::engine::kernels::{self, Epilogue, Geometry};
 use genlab::engine::models::layers::ParamSet;
 use genlab::engine::models::optim::{Adam, AdamConfig};
 use genlab::engine::session::TrainingSession;
@@ -69,7 +68,7 @@ fn linear_layer(c: &mut Criterion) {
     for (name, x) in [("with", var(&[128, 784]).as_tensor().clone()), ("without", randn(&[128, 784]))] {
         c.bench_function(&format!("fused linear 784→400, batch 128, fwd+bwd {name} dx"), |bench| {
             bench.iter(|| {
-                let y = fused::linear(&x, &w, &b, Epilogue::Relu, None).expect("forward");
+                let y = kernels::linear(&x, &w, &b, Epilogue::Relu, None).expect("forward");
                 black_box((y * &up).and_then(|l| l.sum_all()).and_then(|l| l.backward()).expect("backward"))
             })
         });
@@ -84,7 +83,7 @@ fn conv_layers(c: &mut Criterion) {
     let (x, w, b, up) = (var(&[128, 32, 14, 14]), var(&[64, 32, 4, 4]), var(&[64]), randn(&[128, 64, 7, 7]));
     c.bench_function("fused conv2d 32→64, 14×14, batch 128, fwd+bwd", |bench| {
         bench.iter(|| {
-            let y = conv_ops::conv2d_act(&x, &w, &b, g, Epilogue::Relu, None).expect("forward");
+            let y = kernels::conv2d_act(&x, &w, &b, g, Epilogue::Relu, None).expect("forward");
             black_box((y * &up).and_then(|l| l.sum_all()).and_then(|l| l.backward()).expect("backward"))
         })
     });
@@ -92,17 +91,17 @@ fn conv_layers(c: &mut Criterion) {
         (var(&[128, 64, 7, 7]), var(&[64, 32, 4, 4]), var(&[32]), randn(&[128, 32, 14, 14]));
     c.bench_function("fused conv-transpose2d 64→32, 7×7, batch 128, fwd+bwd", |bench| {
         bench.iter(|| {
-            let y = conv_ops::conv_transpose2d_act(&xt, &wt, &bt, g, Epilogue::Relu, None).expect("forward");
+            let y = kernels::conv_transpose2d_act(&xt, &wt, &bt, g, Epilogue::Relu, None).expect("forward");
             black_box((y * &upt).and_then(|l| l.sum_all()).and_then(|l| l.backward()).expect("backward"))
         })
     });
     let plain = randn(&[128, 32, 14, 14]);
-    let cols = conv_ops::unfold(&plain, g).expect("columns");
+    let cols = kernels::unfold(&plain, g).expect("columns");
     c.bench_function("im2col 32×14×14, 4×4/2/1, batch 128", |bench| {
-        bench.iter(|| black_box(conv_ops::unfold(&plain, g).expect("im2col")))
+        bench.iter(|| black_box(kernels::unfold(&plain, g).expect("im2col")))
     });
     c.bench_function("col2im 32×14×14, 4×4/2/1, batch 128", |bench| {
-        bench.iter(|| black_box(conv_ops::fold(&cols, (14, 14), g).expect("col2im")))
+        bench.iter(|| black_box(kernels::fold(&cols, (14, 14), g).expect("col2im")))
     });
 }
 

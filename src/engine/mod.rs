@@ -3,6 +3,7 @@
 
 pub mod data;
 pub mod error;
+pub mod kernels;
 pub mod models;
 
 pub use error::{EngineError, Result};

@@ -10,8 +10,9 @@ use rand::rngs::StdRng;
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-use super::{conv_ops, fused, Activation, Arch, NetConfig};
+use super::{Activation, Arch, NetConfig};
 use crate::engine::data::ImageShape;
+use crate::engine::kernels::{self, Epilogue};
 
 /// Named trainable variables of one network (a GAN has two sets).
 #[derive(Default)]
@@ -19,7 +20,7 @@ pub struct ParamSet {
     pub params: Vec<(String, Var)>,
     /// Where the fused layers of this network hand their parameter gradients
     /// ([`ParamSet::backward`] collects them).
-    pub side: fused::SideGrads,
+    pub side: kernels::SideGrads,
 }
 
 impl ParamSet {
@@ -71,7 +72,7 @@ impl Activation {
     pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
         match self {
             Activation::Relu => x.relu(),
-            Activation::LeakyRelu => candle_nn::ops::leaky_relu(x, fused::LEAKY_SLOPE as f64),
+            Activation::LeakyRelu => candle_nn::ops::leaky_relu(x, kernels::LEAKY_SLOPE as f64),
             Activation::Tanh => x.tanh(),
             Activation::Gelu => x.gelu_erf(),
             Activation::Silu => x.silu(),
@@ -79,11 +80,22 @@ impl Activation {
     }
 }
 
+/// The epilogue for `act` (`None`: no activation), or `None` when it cannot be fused.
+fn fusable(act: Option<Activation>) -> Option<Epilogue> {
+    match act {
+        None => Some(Epilogue::Identity),
+        Some(Activation::Relu) => Some(Epilogue::Relu),
+        Some(Activation::LeakyRelu) => Some(Epilogue::LeakyRelu),
+        Some(Activation::Tanh) => Some(Epilogue::Tanh),
+        Some(Activation::Gelu | Activation::Silu) => None,
+    }
+}
+
 /// `y = x Wᵀ + b`, PyTorch's layout and default initialisation (U(±1/√fan_in)).
 pub struct Linear {
     w: Tensor,
     b: Tensor,
-    sink: fused::SideGrads,
+    sink: kernels::SideGrads,
 }
 
 impl Linear {
@@ -105,12 +117,12 @@ impl Linear {
         self.forward_act(x, None)
     }
 
-    /// `[B, in] → [B, out]` followed by `act`: one fused op ([`fused::linear`]) where the
+    /// `[B, in] → [B, out]` followed by `act`: one fused op ([`kernels::linear`]) where the
     /// activation allows it.
     pub fn forward_act(&self, x: &Tensor, act: Option<Activation>) -> Result<Tensor> {
-        match fused::fusable(act) {
+        match fusable(act) {
             Some(epilogue) if x.dtype() == DType::F32 && x.device().is_cpu() => {
-                fused::linear(x, &self.w, &self.b, epilogue, Some(&self.sink))
+                kernels::linear(x, &self.w, &self.b, epilogue, Some(&self.sink))
             }
             _ => {
                 let h = x.matmul(&self.w.t()?)?.broadcast_add(&self.b)?;
@@ -127,7 +139,7 @@ impl Linear {
     /// `[B, in] → [B, out]` pixel values `σ(x Wᵀ + b)`: one fused op on f32 CPU tensors.
     pub fn forward_sigmoid(&self, x: &Tensor) -> Result<Tensor> {
         if x.dtype() == DType::F32 && x.device().is_cpu() {
-            return fused::linear(x, &self.w, &self.b, fused::Epilogue::Sigmoid, Some(&self.sink));
+            return kernels::linear(x, &self.w, &self.b, Epilogue::Sigmoid, Some(&self.sink));
         }
         candle_nn::ops::sigmoid(&self.forward(x)?)
     }
@@ -159,11 +171,11 @@ impl BatchNorm {
     }
 
     /// [`BatchNorm::forward`] then `act`; in training on f32 CPU tensors one fused op
-    /// ([`fused::batch_norm_act`]) where the activation allows it.
+    /// ([`kernels::batch_norm_act`]) where the activation allows it.
     pub fn forward_act(&self, x: &Tensor, train: bool, act: Option<Activation>) -> Result<Tensor> {
         let fast = x.dtype() == DType::F32 && x.device().is_cpu();
-        if let (true, true, Some(epilogue)) = (train, fast, fused::fusable(act)) {
-            let (y, stats) = fused::batch_norm_act(x, &self.gamma, &self.beta, EPS as f32, epilogue)?;
+        if let (true, true, Some(epilogue)) = (train, fast, fusable(act)) {
+            let (y, stats) = kernels::batch_norm_act(x, &self.gamma, &self.beta, EPS as f32, epilogue)?;
             let (mean, var) = stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
             let shape = self.gamma.shape().clone();
             let (mean, var) =
@@ -206,7 +218,7 @@ pub struct ConvDown {
     w: Tensor,
     b: Tensor,
     bn: Option<BatchNorm>,
-    sink: fused::SideGrads,
+    sink: kernels::SideGrads,
 }
 
 /// A 4×4, stride-2, padding-1 transposed convolution (doubles H and W).
@@ -214,7 +226,7 @@ pub struct ConvUp {
     w: Tensor,
     b: Tensor,
     bn: Option<BatchNorm>,
-    sink: fused::SideGrads,
+    sink: kernels::SideGrads,
 }
 
 impl ConvDown {
@@ -236,8 +248,8 @@ impl ConvDown {
     /// `[B, Cin, H, W] → [B, Cout, H/2, W/2]`, then batch norm and `act`.
     fn forward(&self, x: &Tensor, train: bool, act: Option<Activation>) -> Result<Tensor> {
         conv_block(x, train, act, self.bn.as_ref(), |x, e| match e {
-            Some(e) => conv_ops::conv2d_act(x, &self.w, &self.b, GEOM, e, Some(&self.sink)),
-            None => conv_ops::conv2d(x, &self.w, Some(&self.b), GEOM.stride, GEOM.pad),
+            Some(e) => kernels::conv2d_act(x, &self.w, &self.b, GEOM, e, Some(&self.sink)),
+            None => kernels::conv2d(x, &self.w, Some(&self.b), GEOM.stride, GEOM.pad),
         })
     }
 }
@@ -262,14 +274,14 @@ impl ConvUp {
     /// `[B, Cin, H, W] → [B, Cout, 2H, 2W]`, then batch norm and `act`.
     fn forward(&self, x: &Tensor, train: bool, act: Option<Activation>) -> Result<Tensor> {
         conv_block(x, train, act, self.bn.as_ref(), |x, e| match e {
-            Some(e) => conv_ops::conv_transpose2d_act(x, &self.w, &self.b, GEOM, e, Some(&self.sink)),
-            None => conv_ops::conv_transpose2d(x, &self.w, Some(&self.b), GEOM.stride, GEOM.pad),
+            Some(e) => kernels::conv_transpose2d_act(x, &self.w, &self.b, GEOM, e, Some(&self.sink)),
+            None => kernels::conv_transpose2d(x, &self.w, Some(&self.b), GEOM.stride, GEOM.pad),
         })
     }
 }
 
 /// Every conv layer here: 4×4 kernels, stride 2, padding 1.
-const GEOM: conv_ops::Geometry = conv_ops::Geometry { kernel: 4, stride: 2, pad: 1 };
+const GEOM: kernels::Geometry = kernels::Geometry { kernel: 4, stride: 2, pad: 1 };
 
 /// A convolution (`conv(x, epilogue)`; `None`: the stock ops), then batch norm and `act`. The
 /// activation is fused into the convolution when nothing comes between them and it can be;
@@ -279,12 +291,12 @@ fn conv_block(
     train: bool,
     act: Option<Activation>,
     bn: Option<&BatchNorm>,
-    conv: impl Fn(&Tensor, Option<fused::Epilogue>) -> Result<Tensor>,
+    conv: impl Fn(&Tensor, Option<Epilogue>) -> Result<Tensor>,
 ) -> Result<Tensor> {
     let fast = x.dtype() == DType::F32 && x.device().is_cpu();
-    let (fused_act, rest) = match (bn, fused::fusable(act)) {
+    let (fused_act, rest) = match (bn, fusable(act)) {
         (None, Some(e)) if fast => (Some(e), None),
-        _ if fast => (Some(fused::Epilogue::Identity), act),
+        _ if fast => (Some(Epilogue::Identity), act),
         _ => (None, act),
     };
     let y = conv(x, fused_act)?;

@@ -1,6 +1,6 @@
 //! Loss functions, all reported per image in nats (sum over pixels or latent dimensions, mean
 //! over the batch). Training computes the reconstruction losses with the fused kernel
-//! [`super::fused::row_loss`]; the stock-op formulas here are its reference in the tests.
+//! [`crate::engine::kernels::row_loss`]; the stock-op formulas here are its reference in the tests.
 
 use candle_core::{Result, Tensor};
 

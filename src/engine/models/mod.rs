@@ -9,9 +9,6 @@
 //! match per question ([`ModelConfig`]'s methods) that sends it to the family.
 
 mod capabilities;
-pub mod conv_ops;
-pub mod fastmath;
-pub mod fused;
 pub mod gan;
 pub mod layers;
 pub mod legacy;

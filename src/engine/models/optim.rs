@@ -8,8 +8,8 @@ use candle_core::{CpuStorage, InplaceOp2, Layout, Storage, Tensor};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::fastmath;
 use super::layers::ParamSet;
+use crate::engine::kernels::fastmath;
 
 /// Values per task when the update of one parameter spreads over the rayon pool. The update is
 /// element-wise, so the result does not depend on how it is cut.

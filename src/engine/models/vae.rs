@@ -14,7 +14,6 @@ use candle_core::Device;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::fused::{row_loss, RowLoss};
 use super::layers::{normal_tensor, Expand, Linear, ParamSet, Trunk};
 use super::likelihood::{
     importance_weighted, kl_row, recon_error, Likelihood, SampleScore, ScoreOptions, ScoreSetup,
@@ -29,6 +28,7 @@ use super::{
     NoHealthRule, Preset, ReconLoss, StepMacs, StepOutcome,
 };
 use crate::engine::error::{EngineError, Result};
+use crate::engine::kernels::{row_loss, RowLoss};
 
 /// An autoencoder: `hidden` are the encoder's widths (MLP) or channels (conv); the decoder
 /// mirrors them.

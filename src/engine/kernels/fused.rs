@@ -21,7 +21,7 @@ use std::mem::MaybeUninit;
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::{fastmath, Activation};
+use super::fastmath;
 
 /// The leaky ReLU's slope for negative inputs ([`Activation::LeakyRelu`]).
 pub const LEAKY_SLOPE: f32 = 0.2;
@@ -108,17 +108,6 @@ pub enum Epilogue {
     Tanh,
     /// `σ(v)`: pixel values from logits (a GAN generator's output layer).
     Sigmoid,
-}
-
-/// The epilogue for `act` (`None`: no activation), or `None` when it cannot be fused.
-pub fn fusable(act: Option<Activation>) -> Option<Epilogue> {
-    match act {
-        None => Some(Epilogue::Identity),
-        Some(Activation::Relu) => Some(Epilogue::Relu),
-        Some(Activation::LeakyRelu) => Some(Epilogue::LeakyRelu),
-        Some(Activation::Tanh) => Some(Epilogue::Tanh),
-        Some(Activation::Gelu | Activation::Silu) => None,
-    }
 }
 
 impl Epilogue {
