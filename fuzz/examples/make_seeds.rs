@@ -129,9 +129,11 @@ fn main() {
     ] {
         let mut cfg = preset(preset_name, shape).expect("preset");
         cfg.model.net_mut().hidden = hidden;
-        cfg.model.disc_hidden = vec![3];
         cfg.model.net_mut().latent_dim = 2;
-        cfg.model.batch_norm = batch_norm;
+        if let Some(gan) = cfg.model.gan_mut() {
+            gan.disc_hidden = vec![3];
+            gan.batch_norm = batch_norm;
+        }
         cfg.train.batch_size = 4;
         let mut s = TrainingSession::new(cfg, data.clone()).expect("session");
         s.step().expect("a step");
