@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use super::config::RunConfig;
 use super::data::{convert_image, Dataset, ImageShape, SplitKind};
 use super::error::{EngineError, Result};
-use super::metrics::write_atomic;
+use super::fsio::write_atomic;
 use super::models::{Family, GenerativeModel, ReconLoss};
 use super::session::TrainingSession;
 
@@ -667,7 +667,7 @@ pub fn write_per_sample_csv(path: &std::path::Path, sets: &[(&str, &ScoredSet)])
             out.push_str(&format!(",{}\n", s.anomaly()));
         }
     }
-    write_atomic(path, out.as_bytes())
+    write_atomic(path, out.as_bytes()).map_err(|e| EngineError::io(path, e))
 }
 
 /// The outcome of [`hold_out_classes`].
