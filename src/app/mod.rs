@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use egui::{Align2, Color32, FontId, Id, LayerId, Order, RichText};
+use egui::{Align2, FontId, Id, LayerId, Order, RichText};
 
 use crate::engine::config::{preset, PRESETS};
 use crate::engine::data::{DataSource, Dataset, ImageShape};
@@ -285,13 +285,13 @@ fn drop_overlay(ctx: &egui::Context) {
     }
     let painter = ctx.layer_painter(LayerId::new(Order::Foreground, Id::unique("drop_overlay")));
     let rect = ctx.content_rect();
-    painter.rect_filled(rect, 0.0, Color32::from_black_alpha(180));
+    painter.rect_filled(rect, 0.0, theme::DROP_OVERLAY_FILL);
     painter.text(
         rect.center(),
         Align2::CENTER_CENTER,
         "Drop to load this dataset",
         FontId::proportional(28.0),
-        Color32::WHITE,
+        theme::DROP_OVERLAY_TEXT,
     );
 }
 
