@@ -20,7 +20,12 @@ fn main() -> ExitCode {
 
 #[cfg(feature = "app")]
 fn open(args: Option<genlab::cli::OpenArgs>) -> ExitCode {
-    genlab::app::launch(args)
+    let startup = args.map_or_else(genlab::app::Startup::default, |a| genlab::app::Startup {
+        data: Some(genlab::engine::data::DataSource::parse(&a.data)),
+        preset: a.preset,
+        train: a.train,
+    });
+    genlab::app::launch(startup)
 }
 
 #[cfg(not(feature = "app"))]

@@ -1,6 +1,7 @@
 //! Headers that claim terabytes: every loader answers at once with an error naming the file,
 //! and the process's peak memory (VmHWM) barely moves. One test in its own binary, so that no
 //! other test's allocations land in the peak being measured.
+#![allow(clippy::unwrap_used, reason = "test helpers too: a panic is the failure report")]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

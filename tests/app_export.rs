@@ -2,6 +2,7 @@
 //! Exports and checkpoint loading driven through the real app and the real worker: each export
 //! button writes a file that decodes (PNG, GIF frames, CSV rows), an existing file is never
 //! replaced without the checkbox, and "Load from folder" restores a saved run.
+#![allow(clippy::unwrap_used, reason = "test helpers too: a panic is the failure report")]
 
 use std::path::Path;
 use std::time::Duration;

@@ -3,6 +3,7 @@
 //! loader thread and the real worker: load a second set from a temporary folder, score it
 //! against the model being trained, see it overlaid and compared (AUROC); a bad file gives an
 //! error naming it while the run and the data stay.
+#![allow(clippy::unwrap_used, reason = "test helpers too: a panic is the failure report")]
 
 use std::path::Path;
 

@@ -2,6 +2,7 @@
 //! The exploring tabs (Samples, Latent space, Outliers) driven through the real app and the
 //! real worker: widgets are found by label, background work is waited for with bounded frame
 //! loops and a clear message.
+#![allow(clippy::unwrap_used, reason = "test helpers too: a panic is the failure report")]
 
 use std::time::Duration;
 

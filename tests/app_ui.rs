@@ -2,6 +2,7 @@
 //! The real app driven headlessly with egui_kittest: widgets are found by their labels, as a
 //! user (or a screen reader) finds them. Background work (loader, worker) is waited for by
 //! stepping frames with a bound and a clear failure message.
+#![allow(clippy::unwrap_used, reason = "test helpers too: a panic is the failure report")]
 
 use std::time::Duration;
 

@@ -1,5 +1,6 @@
 //! `genlab bench` end to end: the JSON lines parse and carry the fields the comparison script
 //! reads, with positive numbers. No timing is asserted.
+#![allow(clippy::unwrap_used, reason = "test helpers too: a panic is the failure report")]
 
 use std::process::Command;
 

@@ -2,6 +2,7 @@
 //! SIGKILLed at random moments, over and over into the same folder, and after every kill the
 //! folder must load as either the checkpoint saved last or the one being saved, with exactly
 //! the weights a replay of the run has at that step.
+#![allow(clippy::unwrap_used, reason = "test helpers too: a panic is the failure report")]
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -101,15 +102,18 @@ fn checkpoints_killed_mid_save_load_as_the_old_or_the_new_one() {
             .spawn()
             .expect("the binary runs");
         let stderr = child.stderr.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut saved = Vec::new();
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(n) = line.strip_prefix("saved checkpoint at step ") {
-                    saved.push(n.trim().parse::<u64>().unwrap());
+        let reader = std::thread::Builder::new()
+            .name("stderr-reader".into())
+            .spawn(move || {
+                let mut saved = Vec::new();
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Some(n) = line.strip_prefix("saved checkpoint at step ") {
+                        saved.push(n.trim().parse::<u64>().unwrap());
+                    }
                 }
-            }
-            saved
-        });
+                saved
+            })
+            .unwrap();
         std::thread::sleep(Duration::from_micros(rng.random_range(2_000..250_000)));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();

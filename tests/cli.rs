@@ -1,5 +1,6 @@
 //! The `genlab` binary end to end: train, sample, eval and score on the built-in data, and
 //! one-line errors for bad input.
+#![allow(clippy::unwrap_used, reason = "test helpers too: a panic is the failure report")]
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -3,6 +3,7 @@
 //! `ModelConfig`): one small trained checkpoint per family and network shape, with the
 //! decodes, encodings and discriminator logits that version computed from fixed inputs
 //! (`expected.json`), and the app's saved state (eframe's RON) for three presets.
+#![allow(clippy::unwrap_used, reason = "test helpers too: a panic is the failure report")]
 
 use std::path::PathBuf;
 

@@ -1,4 +1,5 @@
 //! The CSV and image-folder loaders, on small files written by the tests.
+#![allow(clippy::unwrap_used, reason = "test helpers too: a panic is the failure report")]
 
 use std::path::{Path, PathBuf};
 

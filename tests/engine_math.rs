@@ -1,4 +1,5 @@
 //! The models' math against closed forms and naive formulas.
+#![allow(clippy::unwrap_used, reason = "test helpers too: a panic is the failure report")]
 
 use candle_core::{Device, Tensor, Var};
 use genlab::engine::models::layers::ParamSet;

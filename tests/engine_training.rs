@@ -1,5 +1,6 @@
 //! Training on the real built-in digits: the quality bar, every preset learning, determinism,
 //! divergence handling and checkpoint round trips.
+#![allow(clippy::unwrap_used, reason = "test helpers too: a panic is the failure report")]
 
 use std::sync::Arc;
 

@@ -1,4 +1,5 @@
 //! The worker thread through its real channels: event order, pause, stop, step, failures.
+#![allow(clippy::unwrap_used, reason = "test helpers too: a panic is the failure report")]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -1,4 +1,5 @@
 //! Traversals, interpolation, the latent map, the grid history and the export files.
+#![allow(clippy::unwrap_used, reason = "test helpers too: a panic is the failure report")]
 
 use std::sync::Arc;
 

@@ -1,4 +1,5 @@
 //! The IDX reader on files the tests write: good ones and every kind of broken one.
+#![allow(clippy::unwrap_used, reason = "test helpers too: a panic is the failure report")]
 
 use genlab::engine::data::idx::write_idx;
 use genlab::engine::data::{self, DataError, DataSource, ImageShape, LoadOptions};

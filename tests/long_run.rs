@@ -7,6 +7,7 @@
 //! Set `GENLAB_LONG_RUN_STEPS` for a longer or shorter run. Measured (2 cores): 10⁵ steps in
 //! ~30 s; RSS 10.8 MB from step 4·10⁴ on, +0.5 byte/step from half-way (the metrics log is
 //! bounded); it grew by 157 bytes/step before the log was thinned.
+#![allow(clippy::unwrap_used, reason = "test helpers too: a panic is the failure report")]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

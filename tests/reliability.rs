@@ -1,5 +1,6 @@
 //! Reliability (issue #7): checkpoint layout and size checks, allocation limits on hostile
 //! headers, and input validation with messages that say what is wrong.
+#![allow(clippy::unwrap_used, reason = "test helpers too: a panic is the failure report")]
 
 use std::path::Path;
 use std::sync::Arc;

@@ -1,6 +1,7 @@
 //! Scoring: likelihoods against the training losses, the IWAE estimator against a closed form,
 //! AUROC against hand-computed cases, and outlier detection with a VAE trained on the built-in
 //! digits. Run with `--release`.
+#![allow(clippy::unwrap_used, reason = "test helpers too: a panic is the failure report")]
 
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;

@@ -107,7 +107,8 @@ impl ExportTarget {
         path: PathBuf,
         write: impl FnOnce(&Path) -> Outcome + Send + 'static,
     ) {
-        let (tx, rx) = mpsc::channel();
+        // One result, sent once.
+        let (tx, rx) = mpsc::sync_channel(1);
         let ctx = ctx.clone();
         let spawned = std::thread::Builder::new().name("genlab-export".into()).spawn(move || {
             let result = write(&path).map_err(|e| format!("Could not write {}: {e}", path.display()));

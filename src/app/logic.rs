@@ -15,7 +15,7 @@ use crate::engine::checkpoint::CheckpointMeta;
 use crate::engine::config::preset;
 use crate::engine::data::{DataError, DataSource, LoadOptions};
 use crate::engine::protocol::{Command, DataSpec};
-use crate::engine::worker::Worker;
+use crate::engine::worker::{SendError, Worker, COMMAND_CAPACITY};
 
 impl App {
     /// Folds everything that arrived since the last frame into the app's state.
@@ -181,14 +181,23 @@ impl App {
         );
     }
 
-    /// Sends a command, restarting the worker once if it has gone away.
+    /// Queues a command without waiting (a frame never blocks on the worker), restarting the
+    /// worker once if it has gone away; a full queue drops the command and says so.
     fn send(&mut self, cmd: Command) -> bool {
-        if self.worker.send(cmd.clone()) {
-            return true;
-        }
+        let cmd = match self.worker.try_send(cmd) {
+            Ok(()) => return true,
+            Err(SendError::Full(_)) => {
+                self.notices.error(format!(
+                    "The training thread is busy with {COMMAND_CAPACITY} requests waiting; this one was \
+                     dropped. Try again once it has caught up."
+                ));
+                return false;
+            }
+            Err(SendError::Gone(cmd)) => cmd,
+        };
         self.notices.error("The training thread had stopped; it was restarted.");
         self.worker = Worker::spawn(self.waker.clone());
-        self.worker.send(cmd)
+        self.worker.try_send(*cmd).is_ok()
     }
 
     fn start_run(&mut self, paused: bool) -> bool {
@@ -361,5 +370,51 @@ impl App {
             return Some("load a dataset first".into());
         }
         self.config_problem()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::engine::data::LoadOptions;
+    use crate::engine::worker::StepHook;
+
+    #[test]
+    fn a_full_command_queue_drops_the_command_with_a_notice_and_never_blocks_the_frame() {
+        let entered = Arc::new(AtomicBool::new(false));
+        let release = Arc::new(AtomicBool::new(false));
+        let hook: StepHook = {
+            let (entered, release) = (entered.clone(), release.clone());
+            Arc::new(move |_run, _step| {
+                entered.store(true, Ordering::SeqCst);
+                while !release.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            })
+        };
+        let mut app = App::with_worker(Worker::spawn_with_hook(Arc::new(|| {}), Some(hook)));
+        let ctx = egui::Context::default();
+        let config = Box::new(app.persisted.config.clone());
+        let data = DataSpec::Source(DataSource::Builtin, LoadOptions::default());
+        app.act(Action::Worker(Command::Start { config, data, checkpoint: None, paused: false }), &ctx);
+        let t0 = Instant::now();
+        while !entered.load(Ordering::SeqCst) {
+            assert!(t0.elapsed() < Duration::from_secs(60), "the run never took a step");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+
+        let t0 = Instant::now();
+        for _ in 0..=COMMAND_CAPACITY {
+            app.act(Action::Worker(Command::SetLearningRate(1e-3)), &ctx);
+        }
+        assert!(t0.elapsed() < Duration::from_secs(1), "sending waited on the worker");
+        assert!(app.errors().iter().any(|e| e.contains("busy")), "errors: {:?}", app.errors());
+        // Dropping the app shuts the worker down through the full queue once it is free.
+        release.store(true, Ordering::SeqCst);
+        drop(app);
     }
 }

@@ -18,9 +18,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use egui::{Align2, Color32, FontId, Id, LayerId, Order, RichText};
+use egui::{Align2, FontId, Id, LayerId, Order, RichText};
 
-use crate::cli::OpenArgs;
 use crate::engine::config::{preset, presets};
 use crate::engine::data::{DataSource, Dataset, ImageShape};
 use crate::engine::worker::{Waker, Worker};
@@ -39,6 +38,18 @@ use widgets::notices::{notices_ui, Notices};
 /// How often the app looks again while something runs in the background, should a wake-up be
 /// missed (events wake it at once).
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// What the app is asked to do as it opens (`genlab open …`), built by the binary from its
+/// command line. The default (plain `genlab`) reopens the last dataset.
+#[derive(Clone, Debug, Default)]
+pub struct Startup {
+    /// The dataset to load instead of the last one.
+    pub data: Option<DataSource>,
+    /// A preset to select once the data's shape is known.
+    pub preset: Option<String>,
+    /// Start training once the data is loaded.
+    pub train: bool,
+}
 
 /// The workbench. Persisted state is [`Persisted`]; everything else is rebuilt at start-up.
 pub struct App {
@@ -68,8 +79,8 @@ pub struct App {
 }
 
 impl App {
-    /// The app as eframe starts it: saved state restored, `open` arguments applied.
-    pub fn new(cc: &eframe::CreationContext<'_>, open: Option<OpenArgs>) -> Self {
+    /// The app as eframe starts it: saved state restored, `startup` applied.
+    pub fn new(cc: &eframe::CreationContext<'_>, startup: Startup) -> Self {
         let persisted: Persisted = cc
             .storage
             .and_then(|s| eframe::get_value::<Persisted>(s, eframe::APP_KEY))
@@ -78,23 +89,23 @@ impl App {
         let ctx = cc.egui_ctx.clone();
         let waker: Waker = Arc::new(move || ctx.request_repaint());
         theme::apply(&cc.egui_ctx, persisted.theme);
-        Self::build(persisted, waker, open, None)
+        Self::build(persisted, waker, startup, None)
     }
 
     /// The app with fresh state, the built-in data and no repaint waker (for tests).
     pub fn new_for_test() -> Self {
-        Self::build(Persisted::default(), Arc::new(|| {}), None, None)
+        Self::build(Persisted::default(), Arc::new(|| {}), Startup::default(), None)
     }
 
     /// The app with fresh state and the built-in data, driving `worker` (which may already be
     /// running something; `genlab bench ui` hands in one with a step hook).
     pub fn with_worker(worker: Worker) -> Self {
-        Self::build(Persisted::default(), Arc::new(|| {}), None, Some(worker))
+        Self::build(Persisted::default(), Arc::new(|| {}), Startup::default(), Some(worker))
     }
 
-    fn build(persisted: Persisted, waker: Waker, open: Option<OpenArgs>, worker: Option<Worker>) -> Self {
-        let (source, fallback) = match &open {
-            Some(a) => (DataSource::parse(&a.data), false),
+    fn build(persisted: Persisted, waker: Waker, startup: Startup, worker: Option<Worker>) -> Self {
+        let (source, fallback) = match startup.data {
+            Some(s) => (s, false),
             None => match &persisted.last_dataset {
                 Some(s @ DataSource::Path(_)) => (s.clone(), true),
                 _ => (DataSource::Builtin, false),
@@ -116,8 +127,8 @@ impl App {
             notices: Notices::default(),
             tabs: panels::all_tabs(),
             dataset_panel: DatasetPanel::default(),
-            pending_train: open.as_ref().is_some_and(|a| a.train),
-            pending_preset: open.and_then(|a| a.preset),
+            pending_train: startup.train,
+            pending_preset: startup.preset,
             fallback_to_builtin: fallback,
         };
         app.start_load(source);
@@ -271,13 +282,13 @@ fn drop_overlay(ctx: &egui::Context) {
     }
     let painter = ctx.layer_painter(LayerId::new(Order::Foreground, Id::unique("drop_overlay")));
     let rect = ctx.content_rect();
-    painter.rect_filled(rect, 0.0, Color32::from_black_alpha(180));
+    painter.rect_filled(rect, 0.0, theme::DROP_OVERLAY_FILL);
     painter.text(
         rect.center(),
         Align2::CENTER_CENTER,
         "Drop to load this dataset",
         FontId::proportional(28.0),
-        Color32::WHITE,
+        theme::DROP_OVERLAY_TEXT,
     );
 }
 
@@ -292,8 +303,8 @@ impl eframe::App for App {
 }
 
 /// Opens the app window (`genlab` or `genlab open …`); returns when it closes.
-pub fn launch(open: Option<OpenArgs>) -> ExitCode {
-    if let Some(name) = open.as_ref().and_then(|a| a.preset.as_deref()) {
+pub fn launch(startup: Startup) -> ExitCode {
+    if let Some(name) = startup.preset.as_deref() {
         if preset(name, ImageShape::new(1, 28, 28)).is_none() {
             eprintln!("error: unknown preset `{name}`; presets: {}", presets().join(", "));
             return ExitCode::from(2);
@@ -320,7 +331,7 @@ pub fn launch(open: Option<OpenArgs>) -> ExitCode {
     let result = eframe::run_native(
         "genlab",
         options,
-        Box::new(move |cc| Ok(Box::new(App::new(cc, open)) as Box<dyn eframe::App>)),
+        Box::new(move |cc| Ok(Box::new(App::new(cc, startup)) as Box<dyn eframe::App>)),
     );
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,4 +1,6 @@
 //! The only place with colours.
+// clippy.toml refuses colour constructors everywhere else so that every colour is named here.
+#![allow(clippy::disallowed_methods, reason = "the theme is where colours are made")]
 
 use egui::Color32;
 
@@ -12,6 +14,11 @@ pub fn apply(ctx: &egui::Context, theme: ThemeChoice) {
         ThemeChoice::Light => egui::Theme::Light,
     });
 }
+
+/// The veil over the window while files are dragged over it.
+pub const DROP_OVERLAY_FILL: Color32 = Color32::from_black_alpha(180);
+/// The text on that veil.
+pub const DROP_OVERLAY_TEXT: Color32 = Color32::WHITE;
 
 fn dark(ui: &egui::Ui) -> bool {
     ui.visuals().dark_mode

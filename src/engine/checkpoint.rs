@@ -25,7 +25,8 @@ use serde::{Deserialize, Serialize};
 use super::config::RunConfig;
 use super::data::DataSource;
 use super::error::{EngineError, Result};
-use super::metrics::{write_atomic, MetricsLog};
+use super::fsio::{temp_target, write_atomic};
+use super::metrics::MetricsLog;
 use super::models::{build_model, GenerativeModel};
 
 /// The weights file of checkpoints written before weights files were named by their hash.
@@ -88,7 +89,8 @@ pub fn save(
     let bytes = safetensors_bytes(&state)?;
     let hash = weights_checksum(&bytes);
     let weights_file = format!("model-{hash}.safetensors");
-    write_atomic(&dir.join(&weights_file), &bytes)?;
+    let weights_path = dir.join(&weights_file);
+    write_atomic(&weights_path, &bytes).map_err(|e| EngineError::io(&weights_path, e))?;
     let meta = CheckpointMeta {
         format_version: FORMAT_VERSION,
         genlab_version: env!("CARGO_PKG_VERSION").into(),
@@ -102,7 +104,8 @@ pub fn save(
         weights_fnv1a: hash,
     };
     let json = serde_json::to_vec_pretty(&meta).map_err(|e| EngineError::checkpoint(dir, e.to_string()))?;
-    write_atomic(&dir.join(CONFIG_FILE), &json)?;
+    let config_path = dir.join(CONFIG_FILE);
+    write_atomic(&config_path, &json).map_err(|e| EngineError::io(&config_path, e))?;
     if let Some(m) = metrics {
         m.write_csv(&dir.join(METRICS_FILE), &config.model.capabilities().loss_keys)?;
     }
@@ -116,9 +119,7 @@ fn remove_stale_files(dir: &Path, keep: &str) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        // write_atomic's temporary files are `.<name>.tmp-<pid>`.
-        let tmp_of = name.strip_prefix('.').and_then(|n| n.split_once(".tmp-")).map(|(n, _)| n);
-        let stale = match tmp_of {
+        let stale = match temp_target(&name) {
             Some(target) => is_weights_name(target) || target == CONFIG_FILE || target == METRICS_FILE,
             None => is_weights_name(&name) && name != keep,
         };

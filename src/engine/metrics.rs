@@ -2,10 +2,10 @@
 //! `metrics.csv`. A long run keeps every epoch row but thins its step rows to at most
 //! [`MAX_STEP_ROWS`], evenly spaced, so that its memory stays bounded.
 
-use std::io::Write;
 use std::path::Path;
 
 use super::error::{EngineError, Result};
+use super::fsio::write_atomic;
 use super::models::{LossKey, Losses};
 use super::protocol::StepMetrics;
 use super::session::EpochSummary;
@@ -110,27 +110,6 @@ impl MetricsLog {
     }
 
     pub fn write_csv(&self, path: &Path, keys: &[LossKey]) -> Result<()> {
-        write_atomic(path, self.to_csv(keys).as_bytes())
+        write_atomic(path, self.to_csv(keys).as_bytes()).map_err(|e| EngineError::io(path, e))
     }
-}
-
-/// Writes `bytes` to `path` atomically: a temporary file beside it, fsync, rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        EngineError::io(path, e)
-    })
 }

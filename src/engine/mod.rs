@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod explore;
 pub mod export;
+pub mod fsio;
 pub mod images;
 pub mod metrics;
 pub mod protocol;

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use super::config::RunConfig;
 use super::data::{convert_image, Dataset, ImageShape, SplitKind};
 use super::error::{EngineError, Result};
-use super::metrics::write_atomic;
+use super::fsio::write_atomic;
 pub use super::models::likelihood::{
     cb_log_norm, importance_weighted, kl_row, log_sum_exp, recon_error, Likelihood, SampleScore, ScoreOptions,
 };
@@ -288,7 +288,7 @@ pub fn write_per_sample_csv(path: &std::path::Path, sets: &[(&str, &ScoredSet)])
             out.push_str(&format!(",{}\n", s.anomaly()));
         }
     }
-    write_atomic(path, out.as_bytes())
+    write_atomic(path, out.as_bytes()).map_err(|e| EngineError::io(path, e))
 }
 
 /// The outcome of [`hold_out_classes`].

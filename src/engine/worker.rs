@@ -29,10 +29,26 @@ pub type StepHook = Arc<dyn Fn(u64, u64) + Send + Sync>;
 
 /// Capacity of the event channel; beyond it events wait in the worker's outbox.
 const EVENT_CAPACITY: usize = 256;
+/// Capacity of the command channel (and of the commands put aside during a long request).
+/// Commands come from user actions, a few per frame at most (dragging a latent slider sends a
+/// decode per frame and view), and the worker takes them all between steps, so the channel
+/// fills only while one long command runs (encoding a split, scoring, saving): 1024 is ~6 s
+/// of three decode views at 60 Hz, and ~10 MB of their latents at most.
+pub const COMMAND_CAPACITY: usize = 1024;
 /// Metrics are sent at most this often (and whenever another event goes out): about a frame
 /// at 60 Hz, so batching adds at most a frame to the way from a step to the plot (30 ms made
 /// it most of the 50 ms budget of `genlab bench ui`).
 const METRICS_INTERVAL: Duration = Duration::from_millis(16);
+
+/// Why [`Worker::try_send`] did not queue a command; the command comes back inside (boxed:
+/// the failure is rare and a command is large).
+#[derive(Debug)]
+pub enum SendError {
+    /// [`COMMAND_CAPACITY`] commands are waiting: the worker is busy with a long request.
+    Full(Box<Command>),
+    /// The worker thread has ended.
+    Gone(Box<Command>),
+}
 
 /// Handle to the worker thread: send commands, receive events. Dropping it shuts the worker
 /// down and joins it.
@@ -50,7 +66,7 @@ impl Worker {
 
     /// [`Worker::spawn`], calling `step_hook` after every training step.
     pub fn spawn_with_hook(waker: Waker, step_hook: Option<StepHook>) -> Self {
-        let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+        let (cmd_tx, cmd_rx) = crossbeam_channel::bounded(COMMAND_CAPACITY);
         let (ev_tx, ev_rx) = crossbeam_channel::bounded(EVENT_CAPACITY);
         let handle = std::thread::Builder::new()
             .name("genlab-worker".into())
@@ -63,9 +79,20 @@ impl Worker {
         Self { commands: cmd_tx, events: ev_rx, handle }
     }
 
-    /// Queues a command; returns `false` if the worker is gone.
+    /// Queues a command, waiting while [`COMMAND_CAPACITY`] commands are queued; returns
+    /// `false` if the worker is gone. The worker empties the channel between steps and never
+    /// waits on a sender, so the wait ends within one step or one long command: fine for the
+    /// CLI, benchmarks and tests. The UI thread uses [`Worker::try_send`].
     pub fn send(&self, cmd: Command) -> bool {
         self.commands.send(cmd).is_ok()
+    }
+
+    /// Queues a command without waiting; a full channel or a finished worker hands it back.
+    pub fn try_send(&self, cmd: Command) -> std::result::Result<(), SendError> {
+        self.commands.try_send(cmd).map_err(|e| match e {
+            TrySendError::Full(c) => SendError::Full(Box::new(c)),
+            TrySendError::Disconnected(c) => SendError::Gone(Box::new(c)),
+        })
     }
 
     /// The events that have arrived, without waiting.
@@ -86,6 +113,7 @@ impl Worker {
 
 impl Drop for Worker {
     fn drop(&mut self) {
+        // A full channel makes this wait as long as the join below would anyway (see `send`).
         let _ = self.commands.send(Command::Shutdown);
         // Unblock a worker waiting to send by draining what it has queued.
         while self.handle.as_ref().is_some_and(|h| !h.is_finished()) {
@@ -486,14 +514,24 @@ impl WorkerLoop {
             self.outbox.send(&self.events, &self.waker);
         }
         let mut cancel = false;
-        for c in self.commands.try_iter() {
+        // The stash is bounded like the channel: once it is full, commands wait in the channel
+        // (where the UI's `try_send` finds it full and says so).
+        while self.stash.len() < COMMAND_CAPACITY {
+            let Ok(c) = self.commands.try_recv() else { break };
             match c {
                 Command::CancelScore => cancel = true,
                 c @ (Command::Stop | Command::Start { .. } | Command::Shutdown) => {
                     cancel = true;
                     self.stash.push_back(c);
                 }
-                c => self.stash.push_back(c),
+                c => {
+                    // Only the newest decode per view is answered anyway (see `run`).
+                    if let &Command::Decode { channel: ch, .. } = &c {
+                        self.stash
+                            .retain(|s| !matches!(s, Command::Decode { channel, .. } if *channel == ch));
+                    }
+                    self.stash.push_back(c);
+                }
             }
         }
         !cancel
