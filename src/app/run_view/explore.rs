@@ -1,0 +1,92 @@
+//! What a run has to explore: the fixed-noise history, reconstructions, decodes, encodings and
+//! scores, each stamped with the version of the event that brought it.
+
+use std::collections::BTreeMap;
+
+use super::*;
+
+/// Memory the fixed-noise history of one run may take at most.
+pub const HISTORY_BUDGET: usize = 64 * 1024 * 1024;
+/// Grids the fixed-noise history keeps (thinning halves the older ones past it). Without this
+/// cap a run of 28×28 digits (50 kB a grid) kept growing for 1,300 grids, 65,000 steps at the
+/// default `sample_every`, before the byte budget stopped it; with it the history levels off
+/// at 12.8 MB after 12,800 steps. Larger images still stop at [`HISTORY_BUDGET`].
+pub const HISTORY_GRIDS: usize = 256;
+
+/// The history's byte budget for grids of `grid_bytes` bytes each.
+pub fn history_budget(grid_bytes: usize) -> usize {
+    HISTORY_BUDGET.min(HISTORY_GRIDS.saturating_mul(grid_bytes.max(1)))
+}
+
+/// A value with the sequence number of the event that brought it (changes whenever it does;
+/// texture caches key on it).
+#[derive(Clone, Debug)]
+pub struct Versioned<T> {
+    pub version: u64,
+    pub value: T,
+}
+
+/// Test images and their reconstructions.
+#[derive(Clone, Debug)]
+pub struct Reconstructions {
+    pub indices: Vec<usize>,
+    pub originals: ImageBatch,
+    pub reconstructions: ImageBatch,
+}
+
+/// The answer to one [`crate::engine::protocol::Command::ReconstructImages`].
+#[derive(Clone, Debug)]
+pub struct ImagesReconstructed {
+    /// The request it answers.
+    pub request: u64,
+    pub originals: ImageBatch,
+    pub reconstructions: ImageBatch,
+}
+
+/// Scored sets kept per run: the newest, by request number.
+pub const SCORED_KEEP: usize = 8;
+
+/// One answered [`Event::Scored`].
+#[derive(Clone, Debug)]
+pub struct Scored {
+    /// Which set: a split ("test", "train") or another dataset's name.
+    pub name: String,
+    /// The run's step when the scores arrived (sets are comparable only at the same step).
+    pub step: u64,
+    pub set: ScoredSet,
+}
+
+/// What the exploring tabs (samples, latent space, outliers) receive for a run.
+#[derive(Clone, Debug)]
+pub struct Explore {
+    /// Every fixed-noise grid, thinned to [`history_budget`].
+    pub history: GridHistory,
+    pub samples: Option<Versioned<ImageBatch>>,
+    pub reconstructions: Option<Versioned<Reconstructions>>,
+    /// The newest images reconstructed from their pixels (the Outliers tab's zoom window).
+    pub images_reconstructed: Option<Versioned<ImagesReconstructed>>,
+    /// The newest decoded batch per channel, with its request number.
+    pub decoded: BTreeMap<u32, Versioned<(u64, ImageBatch)>>,
+    pub encoded: Option<Versioned<Encoding>>,
+    /// A score or hold-out request under way: (request, done, total).
+    pub score_progress: Option<(u64, usize, usize)>,
+    /// Answered score requests by request number (at most [`SCORED_KEEP`], the newest).
+    pub scored: BTreeMap<u64, Versioned<Scored>>,
+    pub hold_out: Option<Versioned<HoldOutReport>>,
+}
+
+impl Default for Explore {
+    fn default() -> Self {
+        Self {
+            history: GridHistory::new(HISTORY_BUDGET),
+            samples: None,
+            reconstructions: None,
+            images_reconstructed: None,
+            decoded: BTreeMap::new(),
+            encoded: None,
+            score_progress: None,
+            scored: BTreeMap::new(),
+            hold_out: None,
+        }
+    }
+}
