@@ -7,10 +7,12 @@
 //! unit tests already hold those stock compositions as the fused ops' references).
 //!
 //! One op per file: [`linear`] (a fully connected layer and its activation), [`row_loss`],
-//! [`batch_norm_act`], the convolutions (`conv/`), im2col / col2im ([`unfold`], [`fold`]).
+//! [`batch_norm_act`], the convolutions (`conv/`), im2col / col2im ([`unfold`], [`fold`]), the
+//! Adam update and the gradients' finiteness check ([`adam_update`], [`all_finite`]).
 //! Beside them: the activations they end in (`epilogue`), the side channel for parameter
 //! gradients ([`SideGrads`]), gemm helpers and vectorisable maths ([`fastmath`]).
 
+mod adam;
 mod batch_norm;
 mod conv;
 mod cpu;
@@ -25,6 +27,7 @@ mod side_grads;
 #[cfg(test)]
 mod testing;
 
+pub use adam::{adam_update, all_finite, AdamStep};
 pub use batch_norm::{batch_norm_act, BatchStats};
 pub use conv::{conv2d, conv2d_act, conv_transpose2d, conv_transpose2d_act};
 pub use epilogue::{Epilogue, LEAKY_SLOPE};
