@@ -5,9 +5,9 @@ use std::mem::MaybeUninit;
 
 use gemm::Parallelism;
 
-/// gemm's threads: as many as the tensor maths is given (`RAYON_NUM_THREADS`).
+/// gemm's threads: those of the pool the op runs in.
 pub(super) fn threads() -> Parallelism {
-    match candle_core::utils::get_num_threads() {
+    match rayon::current_num_threads() {
         0 | 1 => Parallelism::None,
         n => Parallelism::Rayon(n),
     }

@@ -11,6 +11,9 @@
 //! Adam update and the gradients' finiteness check ([`adam_update`], [`all_finite`]).
 //! Beside them: the activations they end in (`epilogue`), the side channel for parameter
 //! gradients ([`SideGrads`]), gemm helpers and vectorisable maths ([`fastmath`]).
+//!
+//! Threads: a kernel splits its work over the rayon pool it runs in
+//! (`rayon::current_num_threads()`); a run's maths runs inside [`pool::build`]'s pool.
 
 mod adam;
 mod batch_norm;
@@ -22,6 +25,7 @@ mod gemm;
 mod im2col;
 mod im2col_plane;
 mod linear;
+pub mod pool;
 mod row_loss;
 mod side_grads;
 #[cfg(test)]
