@@ -19,9 +19,13 @@ use genlab::engine::session::TrainingSession;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
+/// Makes rayon's global pool, which the kernels and candle's matmul split over outside an
+/// installed pool, one thread; before the first op.
 fn single_thread() {
-    // candle reads it per op; set before the first one.
-    std::env::set_var("RAYON_NUM_THREADS", "1");
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        rayon::ThreadPoolBuilder::new().num_threads(1).build_global().expect("a one-thread global pool")
+    });
 }
 
 fn vae_step(c: &mut Criterion) {

@@ -49,6 +49,7 @@ use serde::Serialize;
 use crate::engine::config::{preset, presets};
 use crate::engine::data::{self, builtin, idx, DataSource, Dataset, LoadOptions};
 use crate::engine::error::{EngineError, Result};
+use crate::engine::kernels::pool;
 use crate::engine::models::ModelConfig;
 use crate::engine::session::{tune_allocator, TrainingSession};
 
@@ -61,7 +62,7 @@ pub const BATCH: usize = 128;
 /// What to measure and how long.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BenchOptions {
-    /// Threads of the rayon pool (and `RAYON_NUM_THREADS`).
+    /// Threads of the rayon pool the maths runs in.
     pub threads: usize,
     pub models: Vec<String>,
     /// Untimed steps before each repeat (`None`: the model's default, see [`schedule`]).
@@ -256,13 +257,6 @@ pub fn run(opts: &BenchOptions, emit: &mut (dyn FnMut(&Record) + Send)) -> Resul
         }
     }
     tune_allocator();
-    // candle splits element-wise ops over a global pool sized once, at its first use, from
-    // CANDLE_NUM_THREADS (else RAYON_NUM_THREADS). Its idle threads spin (25,000 rounds) and
-    // took a core's share from the matmuls and convolutions; like the app, the bench keeps it
-    // at 1 (main sets it, unless the environment does) whatever N is.
-    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
-        std::env::set_var("CANDLE_NUM_THREADS", "1");
-    }
     emit(&Record::Machine(MachineInfo {
         kind: "machine",
         framework: "genlab",
@@ -280,7 +274,7 @@ pub fn run(opts: &BenchOptions, emit: &mut (dyn FnMut(&Record) + Send)) -> Resul
             counts.push(opts.threads);
         }
         for t in counts {
-            let r = in_pool(t, || sgemm(opts.sgemm_n, t))?;
+            let r = pool::install(t, || sgemm(opts.sgemm_n, t))??;
             if t == opts.threads {
                 peak_at_n = Some(r.gflops);
             }
@@ -288,7 +282,7 @@ pub fn run(opts: &BenchOptions, emit: &mut (dyn FnMut(&Record) + Send)) -> Resul
         }
     }
 
-    in_pool(opts.threads, || -> Result<()> {
+    pool::install(opts.threads, || -> Result<()> {
         if opts.data_loads {
             for r in load_times(if opts.repeats > 1 { 3 } else { 1 })? {
                 emit(&Record::Load(r));
@@ -301,19 +295,7 @@ pub fn run(opts: &BenchOptions, emit: &mut (dyn FnMut(&Record) + Send)) -> Resul
             emit(&Record::Model(r));
         }
         Ok(())
-    })
-}
-
-/// Runs `f` in a fresh rayon pool of `threads` threads, with `RAYON_NUM_THREADS` set to match
-/// (candle reads it per op to split matmuls), as the training worker does.
-pub fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> Result<R> + Send) -> Result<R> {
-    std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("genlab-bench-{i}"))
-        .build()
-        .map_err(|e| EngineError::Other(format!("could not start {threads} threads: {e}")))?;
-    pool.install(f)
+    })?
 }
 
 /// FLOPs of one training step per image (see the module docs; the family counts its own

@@ -13,6 +13,7 @@ use crate::engine::checkpoint;
 use crate::engine::config::{preset, presets, RunConfig};
 use crate::engine::data::{self, DataSource, Dataset, LoadOptions, SplitKind};
 use crate::engine::images::ImageBatch;
+use crate::engine::kernels;
 use crate::engine::metrics::MetricsLog;
 use crate::engine::models::{Arch, Family, GanLoss, LossKey, Losses, ReconLoss};
 use crate::engine::protocol::StepMetrics;
@@ -286,9 +287,7 @@ fn train(a: TrainArgs) -> anyhow::Result<ExitCode> {
     // Fail now rather than after the training when the results cannot be written.
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("cannot create the output folder {}", a.out.display()))?;
-    std::env::set_var("RAYON_NUM_THREADS", cfg.train.threads.to_string());
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(cfg.train.threads).build()?;
-    pool.install(|| train_in_pool(a, data, cfg))
+    kernels::pool::install(cfg.train.threads, || train_in_pool(a, data, cfg))?
 }
 
 fn train_in_pool(a: TrainArgs, data: Arc<Dataset>, cfg: RunConfig) -> anyhow::Result<ExitCode> {

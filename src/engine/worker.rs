@@ -14,6 +14,7 @@ use super::checkpoint;
 use super::config::RunConfig;
 use super::data::{self, Dataset};
 use super::error::{EngineError, Result};
+use super::kernels;
 use super::metrics::MetricsLog;
 use super::models::{HealthMonitor, LiveHyper};
 use super::protocol::{Command, DataSpec, DatasetInfo, Event, FinishReason, StepMetrics};
@@ -735,17 +736,6 @@ fn load_data(spec: DataSpec) -> Result<Arc<Dataset>> {
     }
 }
 
-/// Sets the thread count the tensor maths uses (candle reads `RAYON_NUM_THREADS` per matmul)
-/// and builds the pool the run executes in.
-fn thread_pool(threads: usize) -> Result<rayon::ThreadPool> {
-    std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("genlab-math-{i}"))
-        .build()
-        .map_err(|e| EngineError::Other(format!("could not start {threads} threads: {e}")))
-}
-
 fn start_run(
     id: u64,
     config: RunConfig,
@@ -754,7 +744,7 @@ fn start_run(
     paused: bool,
 ) -> Result<(Run, Event)> {
     let data = load_data(data)?;
-    let pool = thread_pool(config.train.threads)?;
+    let pool = kernels::pool::build(config.train.threads)?;
     let mut session = pool.install(|| TrainingSession::new(config.clone(), data.clone()))?;
     if let Some(dir) = checkpoint_dir {
         let loaded = checkpoint::load(dir)?;

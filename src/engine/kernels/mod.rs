@@ -4,11 +4,38 @@
 //!
 //! Today every entry point is the fused f32 CPU op. This module is where a later change adds
 //! device dispatch: the fused ops for tensors on the CPU, candle's stock ops elsewhere (the
-//! tests already hold those stock compositions as the fused ops' references).
+//! unit tests already hold those stock compositions as the fused ops' references).
+//!
+//! One op per file: [`linear`] (a fully connected layer and its activation), [`row_loss`],
+//! [`batch_norm_act`], the convolutions (`conv/`), im2col / col2im ([`unfold`], [`fold`]), the
+//! Adam update and the gradients' finiteness check ([`adam_update`], [`all_finite`]).
+//! Beside them: the activations they end in (`epilogue`), the side channel for parameter
+//! gradients ([`SideGrads`]), gemm helpers and vectorisable maths ([`fastmath`]).
+//!
+//! Threads: a kernel splits its work over the rayon pool it runs in
+//! (`rayon::current_num_threads()`); a run's maths runs inside [`pool::build`]'s pool.
 
-mod conv_ops;
+mod adam;
+mod batch_norm;
+mod conv;
+mod cpu;
+mod epilogue;
 pub mod fastmath;
-mod fused;
+mod gemm;
+mod im2col;
+mod im2col_plane;
+mod linear;
+pub mod pool;
+mod row_loss;
+mod side_grads;
+#[cfg(test)]
+mod testing;
 
-pub use conv_ops::{conv2d, conv2d_act, conv_transpose2d, conv_transpose2d_act, fold, unfold, Geometry};
-pub use fused::{batch_norm_act, linear, row_loss, BatchStats, Epilogue, RowLoss, SideGrads, LEAKY_SLOPE};
+pub use adam::{adam_update, all_finite, AdamStep};
+pub use batch_norm::{batch_norm_act, BatchStats};
+pub use conv::{conv2d, conv2d_act, conv_transpose2d, conv_transpose2d_act};
+pub use epilogue::{Epilogue, LEAKY_SLOPE};
+pub use im2col::{fold, unfold, Geometry};
+pub use linear::linear;
+pub use row_loss::{row_loss, RowLoss};
+pub use side_grads::SideGrads;

@@ -1479,7 +1479,8 @@ impl Map2 for MatMul {
         let dst_cs = dst_strides[1];
 
         let mut dst = vec![T::zero(); b * m * n];
-        let num_threads = crate::utils::get_num_threads();
+        // genlab: the threads of the rayon pool this runs in (see vendor/README.md).
+        let num_threads = rayon::current_num_threads();
         let parallelism = if num_threads > 1 {
             Parallelism::Rayon(num_threads)
         } else {

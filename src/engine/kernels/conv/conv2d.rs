@@ -1,0 +1,173 @@
+//! The fused convolution's forward and backward passes ([`super::Conv2dAct`]).
+
+use candle_core::{bail, CpuStorage, Layout, Result, Shape, Tensor};
+
+use super::{sum_parts, Conv2dAct, Split};
+use crate::engine::kernels::cpu::{f32s, with_f32};
+use crate::engine::kernels::gemm::gemm_into;
+use crate::engine::kernels::im2col::{fold_into, unfold_into};
+use crate::engine::kernels::{fastmath, SideGrads};
+
+impl candle_core::CustomOp3 for Conv2dAct {
+    fn name(&self) -> &'static str {
+        "fused-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (batch, cin, h, wd) = xl.shape().dims4()?;
+        let (cout, wcin, k, k2) = wl.shape().dims4()?;
+        if wcin != cin || k != k2 || k != self.geom.kernel || bl.dims() != [cout] {
+            bail!(
+                "conv2d: weight {:?} / bias {:?} do not fit an input of {cin} channels",
+                wl.dims(),
+                bl.dims()
+            )
+        }
+        let (x, w, b) = (f32s(xs, xl, "x")?, f32s(ws, wl, "w")?, f32s(bs, bl, "b")?);
+        let (ho, wo) = (self.geom.out_len(h)?, self.geom.out_len(wd)?);
+        let (l, ckk, img) = (ho * wo, cin * k * k, cin * h * wd);
+        let shape = Shape::from((batch, cout, ho, wo));
+        let mut out = vec![0f32; shape.elem_count()];
+        if shape.elem_count() > 0 {
+            let sp = Split::new(ckk * l, batch);
+            let (geom, e, threads) = (self.geom, self.epilogue, sp.gemm_threads());
+            sp.run(batch, &mut out, cout * l, |first, n, out| {
+                let (nb, ld) = (sp.nb, sp.nb * l);
+                let mut cols = vec![0f32; ckk * ld]; // [Cin·k·k, ld]
+                let mut y = vec![0f32; cout * ld]; // [Cout, ld]
+                for c0 in (0..n).step_by(nb) {
+                    let (m, b0) = (nb.min(n - c0), first + c0);
+                    let xs = &x[b0 * img..][..m * img];
+                    unfold_into(xs, (m, cin, h, wd), geom, &mut cols, ld, sp.inner_parallel())?;
+                    gemm_into((cout, m * l, ckk), &mut y, ld, false, w, (ckk, 1), &cols, (ld, 1), threads);
+                    let outs = out[c0 * cout * l..][..m * cout * l].chunks_exact_mut(cout * l);
+                    fastmath::with_simd(|| {
+                        for (bi, planes) in outs.enumerate() {
+                            for ((co, &bias), plane) in b.iter().enumerate().zip(planes.chunks_exact_mut(l)) {
+                                e.map(plane, &y[co * ld + bi * l..][..l], |v| v + bias);
+                            }
+                        }
+                    });
+                }
+                Ok(())
+            })?;
+        }
+        Ok((CpuStorage::F32(out), shape))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        y: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (batch, cin, h, wd) = x.dims4()?;
+        let (cout, _, k, _) = w.dims4()?;
+        let (_, _, ho, wo) = y.dims4()?;
+        let (l, ckk, img) = (ho * wo, cin * k * k, cin * h * wd);
+        let (e, geom) = (self.epilogue, self.geom);
+        let want_dx = x.track_op();
+        // A frozen layer (a GAN's discriminator in the generator's step) needs no dW, db.
+        let want_dw = !SideGrads::is_frozen(self.sink.as_ref());
+        let grad = grad.contiguous()?;
+        let mut dx = if want_dx { vec![0f32; batch * img] } else { Vec::new() };
+        let (mut dw, mut db) = (vec![0f32; cout * ckk], vec![0f32; cout]);
+        if batch * l > 0 {
+            let parts = with_f32(y, "conv2d: output", |yv| {
+                with_f32(&grad, "conv2d: gradient", |gv| {
+                    with_f32(x, "conv2d: x", |xv| {
+                        with_f32(w, "conv2d: w", |wv| {
+                            let sp = Split::new(ckk * l, batch);
+                            let threads = sp.gemm_threads();
+                            sp.run(batch, &mut dx, img, |first, n, dx| {
+                                let (nb, ld) = (sp.nb, sp.nb * l);
+                                let mut cols = if want_dw { vec![0f32; ckk * ld] } else { Vec::new() };
+                                let mut g = vec![0f32; cout * ld]; // [Cout, ld]
+                                let mut dcols = if want_dx { vec![0f32; ckk * ld] } else { Vec::new() };
+                                let (mut dw, mut db) = (vec![0f32; cout * ckk], vec![0f32; cout]);
+                                for c0 in (0..n).step_by(nb) {
+                                    let (m, b0) = (nb.min(n - c0), first + c0);
+                                    // g = grad ⊙ act′(y), channel-major, and its per-channel sums.
+                                    let (ys, gs) =
+                                        (&yv[b0 * cout * l..][..m * cout * l], &gv[b0 * cout * l..]);
+                                    fastmath::with_simd(|| {
+                                        for (plane, (yp, gp)) in
+                                            ys.chunks_exact(l).zip(gs.chunks_exact(l)).enumerate()
+                                        {
+                                            let (bi, co) = (plane / cout, plane % cout);
+                                            db[co] += e.grad_into(&mut g[co * ld + bi * l..][..l], yp, gp);
+                                        }
+                                    });
+                                    if want_dw {
+                                        let xs = &xv[b0 * img..][..m * img];
+                                        unfold_into(
+                                            xs,
+                                            (m, cin, h, wd),
+                                            geom,
+                                            &mut cols,
+                                            ld,
+                                            sp.inner_parallel(),
+                                        )?;
+                                        // dW [Cout, Cin·k·k] += g · colsᵀ
+                                        gemm_into(
+                                            (cout, ckk, m * l),
+                                            &mut dw,
+                                            ckk,
+                                            c0 > 0,
+                                            &g,
+                                            (ld, 1),
+                                            &cols,
+                                            (1, ld),
+                                            threads,
+                                        );
+                                    }
+                                    if want_dx {
+                                        // dcols [Cin·k·k, m·L] = Wᵀ · g, folded back onto the input.
+                                        gemm_into(
+                                            (ckk, m * l, cout),
+                                            &mut dcols,
+                                            ld,
+                                            false,
+                                            wv,
+                                            (1, ckk),
+                                            &g,
+                                            (ld, 1),
+                                            threads,
+                                        );
+                                        let dxs = &mut dx[c0 * img..][..m * img];
+                                        fold_into(
+                                            &dcols,
+                                            ld,
+                                            (m, cin, h, wd),
+                                            geom,
+                                            dxs,
+                                            sp.inner_parallel(),
+                                        )?;
+                                    }
+                                }
+                                Ok((dw, db))
+                            })
+                        })
+                    })
+                })
+            })?;
+            (dw, db) = sum_parts(parts);
+        }
+        let dx = if want_dx { Some(Tensor::from_vec(dx, (batch, cin, h, wd), x.device())?) } else { None };
+        if !want_dw {
+            return Ok((dx, None, None));
+        }
+        let sink = self.sink.as_ref();
+        Ok((dx, SideGrads::give(sink, w, dw)?, SideGrads::give(sink, b, db)?))
+    }
+}
