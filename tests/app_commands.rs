@@ -7,12 +7,14 @@ use egui_kittest::kittest::{NodeT, Queryable};
 use egui_kittest::Harness;
 use genlab::app::run_view::Status;
 use genlab::app::App;
-use genlab::engine::config::preset;
+use genlab::engine::config::{preset, presets};
+use genlab::engine::data::SplitKind;
 use genlab::engine::models::Family;
-use genlab::engine::protocol::{Command, DataSpec, Event};
+use genlab::engine::protocol::{Command, DataSpec, Event, ScoreTarget};
 
 mod common;
-use common::canned::{feed, recording, sent, started};
+use common::canned::{feed, recording, scored_set, sent, started, trained};
+use common::select_tab;
 
 fn is_disabled(h: &Harness<'_, App>, label: &str) -> bool {
     h.get_by_label(label).accesskit_node().is_disabled()
@@ -138,4 +140,36 @@ fn beta_changes_live_for_a_beta_vae() {
     let cmds = sent(&mut h);
     let [Command::SetBeta(beta)] = &cmds[..] else { panic!("one SetBeta: {cmds:?}") };
     assert!((beta - 2.5).abs() < 1e-12, "sent {beta}");
+}
+
+#[test]
+fn scoring_sends_its_request_and_the_answer_fills_the_histogram_for_every_preset() {
+    for name in presets() {
+        let mut h = recording();
+        let shape = h.state().dataset().map(|d| d.shape).expect("data");
+        let config = preset(name, shape).expect("the preset");
+        h.state_mut().persisted.config = config.clone();
+        feed(&mut h, trained(1, &config));
+        select_tab(&mut h, "Outliers");
+        sent(&mut h);
+
+        h.get_by_label("Score test set").click();
+        h.run();
+        let cmds = sent(&mut h);
+        let [Command::Score { request, target: ScoreTarget::Split(SplitKind::Test), .. }] = &cmds[..] else {
+            panic!("{name}: one Score of the test split: {cmds:?}");
+        };
+        let request = *request;
+        feed(&mut h, [Event::ScoreProgress { run: 1, request, done: 500, total: 2000 }]);
+        h.get_by_label_contains("500/2000");
+        h.get_by_label("Cancel").click();
+        h.run();
+        assert!(matches!(&sent(&mut h)[..], [Command::CancelScore]), "{name}: Cancel");
+
+        let set = Box::new(scored_set(&config, 2000));
+        feed(&mut h, [Event::Scored { run: 1, request, name: "test".into(), set }]);
+        let score = config.model.capabilities().default_anomaly();
+        h.get_by_label(&format!("Histogram of {} (higher = less likely)", score.label()));
+        h.get_by_label("Most likely test images (lowest score)");
+    }
 }

@@ -8,6 +8,7 @@ use genlab::engine::data::{self, DataSource, SplitKind};
 use genlab::engine::images::ImageBatch;
 use genlab::engine::models::Losses;
 use genlab::engine::protocol::{Command, DatasetInfo, Event, StepMetrics};
+use genlab::engine::scoring::{SampleScore, ScoredSet};
 use genlab::engine::session::{Encoding, EpochSummary};
 
 /// Steps per epoch of a canned run.
@@ -119,5 +120,33 @@ pub fn encoding(config: &RunConfig, n: usize) -> Encoding {
         mu,
         logvar: vec![-1.0; n * dim],
         labels: (0..n as u32).map(|i| i % 10).collect(),
+    }
+}
+
+/// The scores of `n` test images under a model of `config`, every score its family offers
+/// filled in and spread out (so that histograms have bins).
+pub fn scored_set(config: &RunConfig, n: usize) -> ScoredSet {
+    let caps = config.model.capabilities();
+    let samples = (0..n)
+        .map(|i| {
+            let v = 50.0 + (i * 37 % 101) as f64;
+            let mut s = SampleScore::new(8000 + i, Some((i % 10) as u32));
+            s.recon = Some(v);
+            s.kl = Some(v / 10.0);
+            s.neg_elbo = Some(v * 1.1);
+            s.neg_log_px = Some(v * 1.05);
+            s.bits_per_dim = Some(v / 543.0);
+            s.disc_logit = Some(v / 50.0 - 2.0);
+            s
+        })
+        .collect();
+    ScoredSet {
+        family: caps.family,
+        anomaly_scores: caps.anomaly_scores,
+        likelihood: None,
+        k: 0,
+        dims: config.model.input().len(),
+        notice: None,
+        samples,
     }
 }
