@@ -1,7 +1,8 @@
 #![cfg(feature = "app")]
 //! The real app driven headlessly with egui_kittest: widgets are found by their labels, as a
 //! user (or a screen reader) finds them. Background work (loader, worker) is waited for by
-//! stepping frames with a bound and a clear failure message.
+//! stepping frames with a bound and a clear failure message; tests that need neither run a
+//! recording app fed canned events.
 #![allow(clippy::unwrap_used, reason = "test helpers too: a panic is the failure report")]
 
 use std::time::Duration;
@@ -13,6 +14,7 @@ use genlab::app::App;
 use genlab::engine::models::LossKey;
 
 mod common;
+use common::canned::{feed, recording, sent, started};
 use common::*;
 
 fn is_disabled(h: &Harness<'_, App>, label: &str) -> bool {
@@ -71,8 +73,8 @@ fn train_produces_plot_points_and_pause_stops_steps() {
 
 #[test]
 fn zero_width_shows_its_message_and_disables_train() {
-    let mut h = harness();
-    loaded(&mut h);
+    let mut h = recording();
+    h.run();
     h.get_by_label("Layer 1 width").set_value_accesskit(0.0);
     h.run();
     assert_eq!(h.state().persisted.config.model.net().hidden[0], 0);
@@ -81,6 +83,7 @@ fn zero_width_shows_its_message_and_disables_train() {
     h.get_by_label("Train").click();
     h.run();
     assert_eq!(h.state().run_view.status(), Status::Idle);
+    assert!(sent(&mut h).is_empty(), "a disabled Train asks nothing of the worker");
 
     // A batch larger than the training split is refused too.
     h.get_by_label("Layer 1 width").set_value_accesskit(64.0);
@@ -133,46 +136,34 @@ fn without_a_display_the_app_says_so_and_exits() {
 #[test]
 fn a_diverged_run_offers_to_resume_with_a_lower_learning_rate() {
     use genlab::engine::config::RunConfig;
-    use genlab::engine::data::{DataSource, ImageShape};
-    use genlab::engine::protocol::{DatasetInfo, Event};
+    use genlab::engine::protocol::{Command, Event};
 
-    let mut h = harness();
-    loaded(&mut h);
-    // Fold the worker's report of a divergence as if it had happened.
-    let now = std::time::Instant::now();
-    let started = Event::Started {
-        run: 77,
-        config: Box::new(RunConfig::default()),
-        capabilities: Box::new(RunConfig::default().model.capabilities()),
-        param_count: 1,
-        dataset: DatasetInfo {
-            name: "d".into(),
-            source: DataSource::Builtin,
-            shape: ImageShape::new(1, 28, 28),
-            train: 8000,
-            test: 2000,
-        },
-        steps_per_epoch: 63,
-        total_steps: 630,
-        start_step: 0,
-    };
-    let rv = &mut h.state_mut().run_view;
-    rv.apply(started, now);
-    rv.apply(Event::Diverged { run: 77, step: 12, message: "the loss became NaN".into() }, now);
-    rv.apply(Event::Paused { run: 77, step: 12 }, now);
+    let mut h = recording();
     h.run();
+    // The worker's report of a divergence, as if it had happened.
+    feed(
+        &mut h,
+        [
+            started(77, &RunConfig::default()),
+            Event::Diverged { run: 77, step: 12, message: "the loss became NaN".into() },
+            Event::Paused { run: 77, step: 12 },
+        ],
+    );
     h.get_by_label_contains("Diverged at step 12: the loss became NaN");
     h.get_by_label("Resume with lr ÷ 10").click();
-    // The worker has no run 77 and answers the resume with an error event, which repaints at
-    // a time of its own: step a fixed number of frames instead of waiting to settle.
-    h.run_steps(10);
+    h.run();
     assert!((h.state().persisted.config.optim.lr - 1e-4).abs() < 1e-12);
+    let cmds = sent(&mut h);
+    assert!(
+        matches!(&cmds[..], [Command::SetLearningRate(lr), Command::Resume] if (lr - 1e-4).abs() < 1e-12),
+        "the lower rate, then resume: {cmds:?}"
+    );
 }
 
 #[test]
 fn choosing_the_gan_preset_shows_generator_and_discriminator() {
-    let mut h = harness();
-    loaded(&mut h);
+    let mut h = recording();
+    h.run();
     h.get_by_label("Preset").click();
     h.run();
     h.get_by_label("mnist_mlp_gan").click();
@@ -193,8 +184,8 @@ fn a_frame_with_a_long_run_stays_cheap() {
     use genlab::engine::models::Losses;
     use genlab::engine::protocol::{DatasetInfo, Event, StepMetrics};
 
-    let mut h = harness();
-    loaded(&mut h);
+    let mut h = recording();
+    h.run();
     let now = std::time::Instant::now();
     let n = 100_000u64;
     let started = Event::Started {

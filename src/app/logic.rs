@@ -8,6 +8,7 @@ use super::actions::Action;
 use super::loader::{CheckpointJob, DialogJob, DialogKind, DialogResult, LoadJob};
 use super::other_data::OtherDataNews;
 use super::panels::dataset::LoadedDataset;
+use super::sink::CommandSink;
 use super::theme;
 use super::widgets::notices::NoticeKind;
 use super::App;
@@ -21,7 +22,7 @@ impl App {
     /// Folds everything that arrived since the last frame into the app's state.
     pub(super) fn drain(&mut self, ctx: &egui::Context) {
         let now = Instant::now();
-        for ev in self.worker.try_events() {
+        for ev in self.sink.try_events() {
             self.run_view.apply(ev, now);
         }
         for msg in self.run_view.take_messages() {
@@ -92,7 +93,11 @@ impl App {
         }
     }
 
-    fn finish_load(&mut self, source: DataSource, result: Result<crate::engine::data::Dataset, DataError>) {
+    pub(super) fn finish_load(
+        &mut self,
+        source: DataSource,
+        result: Result<crate::engine::data::Dataset, DataError>,
+    ) {
         match result {
             Ok(data) => {
                 self.fallback_to_builtin = false;
@@ -184,7 +189,7 @@ impl App {
     /// Queues a command without waiting (a frame never blocks on the worker), restarting the
     /// worker once if it has gone away; a full queue drops the command and says so.
     fn send(&mut self, cmd: Command) -> bool {
-        let cmd = match self.worker.try_send(cmd) {
+        let cmd = match self.sink.try_send(cmd) {
             Ok(()) => return true,
             Err(SendError::Full(_)) => {
                 self.notices.error(format!(
@@ -196,8 +201,8 @@ impl App {
             Err(SendError::Gone(cmd)) => cmd,
         };
         self.notices.error("The training thread had stopped; it was restarted.");
-        self.worker = Worker::spawn(self.waker.clone());
-        self.worker.try_send(*cmd).is_ok()
+        self.sink = CommandSink::Worker(Worker::spawn(self.waker.clone()));
+        self.sink.try_send(*cmd).is_ok()
     }
 
     fn start_run(&mut self, paused: bool) -> bool {

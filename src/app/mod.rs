@@ -9,6 +9,7 @@ mod logic;
 pub mod other_data;
 pub mod panels;
 pub mod run_view;
+pub mod sink;
 pub mod state;
 pub mod textures;
 pub mod theme;
@@ -31,6 +32,7 @@ use panels::controls::{controls_ui, ControlsCtx};
 use panels::dataset::{DatasetCtx, DatasetPanel, LoadedDataset};
 use panels::{Tab, TabCtx};
 use run_view::RunView;
+use sink::{CommandSink, Recorder};
 use state::Persisted;
 use textures::Textures;
 use widgets::notices::{notices_ui, Notices};
@@ -55,7 +57,8 @@ pub struct Startup {
 pub struct App {
     pub persisted: Persisted,
     pub run_view: RunView,
-    worker: Worker,
+    /// The training worker (or, in tests, a recorder of the commands sent).
+    sink: CommandSink,
     waker: Waker,
     dataset: Option<LoadedDataset>,
     data_version: u64,
@@ -103,18 +106,46 @@ impl App {
         Self::build(Persisted::default(), Arc::new(|| {}), Startup::default(), Some(worker))
     }
 
-    fn build(persisted: Persisted, waker: Waker, startup: Startup, worker: Option<Worker>) -> Self {
-        let (source, fallback) = match startup.data {
+    /// The app with fresh state and `data` already loaded, sending its commands to a
+    /// [`Recorder`] instead of a worker: UI tests read what a click sent and feed it canned
+    /// events ([`App::recorder`]), with no thread to wait for.
+    pub fn recording(data: Dataset) -> Self {
+        let sink = CommandSink::Recorder(Recorder::default());
+        let mut app = Self::unloaded(Persisted::default(), Arc::new(|| {}), Startup::default(), sink);
+        let source = data.source.clone();
+        app.finish_load(source, Ok(data));
+        app
+    }
+
+    /// The recorder of a [`App::recording`] app (`None` when a real worker runs).
+    pub fn recorder(&mut self) -> Option<&mut Recorder> {
+        match &mut self.sink {
+            CommandSink::Recorder(r) => Some(r),
+            CommandSink::Worker(_) => None,
+        }
+    }
+
+    fn build(persisted: Persisted, waker: Waker, mut startup: Startup, worker: Option<Worker>) -> Self {
+        let (source, fallback) = match startup.data.take() {
             Some(s) => (s, false),
             None => match &persisted.last_dataset {
                 Some(s @ DataSource::Path(_)) => (s.clone(), true),
                 _ => (DataSource::Builtin, false),
             },
         };
-        let mut app = Self {
+        let sink = CommandSink::Worker(worker.unwrap_or_else(|| Worker::spawn(waker.clone())));
+        let mut app = Self::unloaded(persisted, waker, startup, sink);
+        app.fallback_to_builtin = fallback;
+        app.start_load(source);
+        app
+    }
+
+    /// The app before any dataset is asked for.
+    fn unloaded(persisted: Persisted, waker: Waker, startup: Startup, sink: CommandSink) -> Self {
+        Self {
             persisted,
             run_view: RunView::default(),
-            worker: worker.unwrap_or_else(|| Worker::spawn(waker.clone())),
+            sink,
             waker,
             dataset: None,
             data_version: 0,
@@ -129,10 +160,8 @@ impl App {
             dataset_panel: DatasetPanel::default(),
             pending_train: startup.train,
             pending_preset: startup.preset,
-            fallback_to_builtin: fallback,
-        };
-        app.start_load(source);
-        app
+            fallback_to_builtin: false,
+        }
     }
 
     /// The loaded dataset, if any.

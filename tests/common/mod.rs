@@ -1,6 +1,9 @@
 //! What the app's kittest tests share: the real app in a harness, bounded waits for background
-//! work (loader, worker) with a clear failure message, and a trained, paused run to start from.
+//! work (loader, worker) with a clear failure message, and a trained, paused run to start from;
+//! [`canned`]: a recording app (no worker) and the events that put it into a run.
 #![allow(dead_code)] // each test file uses its own part
+
+pub mod canned;
 
 use std::time::Duration;
 

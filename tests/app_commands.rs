@@ -1,0 +1,175 @@
+#![cfg(feature = "app")]
+//! What a click asks of the worker: the app records its commands instead of sending them to a
+//! thread, and canned events put it into a running state, so nothing trains and nothing waits.
+
+use egui::accesskit::Role;
+use egui_kittest::kittest::{NodeT, Queryable};
+use egui_kittest::Harness;
+use genlab::app::run_view::Status;
+use genlab::app::App;
+use genlab::engine::config::{preset, presets};
+use genlab::engine::data::SplitKind;
+use genlab::engine::models::Family;
+use genlab::engine::protocol::{Command, DataSpec, Event, ScoreTarget};
+
+mod common;
+use common::canned::{feed, recording, scored_set, sent, started, trained};
+use common::select_tab;
+
+fn is_disabled(h: &Harness<'_, App>, label: &str) -> bool {
+    h.get_by_label(label).accesskit_node().is_disabled()
+}
+
+fn choose_preset(h: &mut Harness<'_, App>, name: &str) {
+    h.get_by_label("Preset").click();
+    h.run();
+    h.get_by_label(name).click();
+    h.run();
+}
+
+/// Puts the app into a live run of its current configuration.
+fn start_run(h: &mut Harness<'_, App>) {
+    let config = h.state().persisted.config.clone();
+    feed(h, [started(1, &config)]);
+    assert_eq!(h.state().run_view.status(), Status::Training);
+}
+
+#[test]
+fn train_sends_start_with_the_panels_settings() {
+    let mut h = recording();
+    h.run();
+    h.get_by_role_and_label(Role::SpinButton, "Latent dim").set_value_accesskit(7.0);
+    h.run();
+    h.get_by_label("Train").click();
+    h.run();
+    let cmds = sent(&mut h);
+    let [Command::Start { config, data, checkpoint, paused }] = &cmds[..] else {
+        panic!("Train sends one Start: {cmds:?}");
+    };
+    assert_eq!(config.model.latent_dim(), 7, "the panel's latent size travels with the run");
+    assert_eq!(**config, h.state().persisted.config);
+    assert!(matches!(data, DataSpec::Loaded(d) if d.len() == 10_000), "the loaded data goes with it");
+    assert!(checkpoint.is_none() && !paused);
+    assert_eq!(h.state().run_view.status(), Status::Starting);
+    assert!(is_disabled(&h, "Train"), "no second start while the first is under way");
+}
+
+#[test]
+fn train_after_choosing_a_preset_sends_that_preset() {
+    let mut h = recording();
+    h.run();
+    choose_preset(&mut h, "mnist_dcgan");
+    h.get_by_label("Train").click();
+    h.run();
+    let cmds = sent(&mut h);
+    let [Command::Start { config, .. }] = &cmds[..] else { panic!("Train sends one Start: {cmds:?}") };
+    let shape = h.state().dataset().map(|d| d.shape).expect("data");
+    let expected = preset("mnist_dcgan", shape).expect("the preset");
+    assert_eq!(config.preset, "mnist_dcgan");
+    assert_eq!(config.model.family(), Family::Gan);
+    assert_eq!(config.model, expected.model);
+    assert_eq!(config.optim, expected.optim);
+}
+
+#[test]
+fn step_without_a_run_starts_one_paused_and_takes_one_batch() {
+    let mut h = recording();
+    h.run();
+    h.get_by_label("Step").click();
+    h.run();
+    let cmds = sent(&mut h);
+    assert!(
+        matches!(&cmds[..], [Command::Start { paused: true, .. }, Command::Step(1)]),
+        "a paused start, then one step: {cmds:?}"
+    );
+}
+
+#[test]
+fn pause_resume_step_and_stop_send_their_commands() {
+    let mut h = recording();
+    h.run();
+    assert!(is_disabled(&h, "Pause") && is_disabled(&h, "Stop"), "nothing to pause without a run");
+    start_run(&mut h);
+
+    h.get_by_label("Pause").click();
+    h.run();
+    assert!(matches!(&sent(&mut h)[..], [Command::Pause]));
+    // The button follows the worker's confirmation, not the click.
+    feed(&mut h, [Event::Paused { run: 1, step: 3 }]);
+    h.get_by_label("Resume").click();
+    h.run();
+    assert!(matches!(&sent(&mut h)[..], [Command::Resume]));
+    h.get_by_label("Step").click();
+    h.run();
+    assert!(matches!(&sent(&mut h)[..], [Command::Step(1)]), "paused, Step takes one batch");
+    h.get_by_label("Stop").click();
+    h.run();
+    assert!(matches!(&sent(&mut h)[..], [Command::Stop]));
+}
+
+#[test]
+fn the_learning_rate_changes_live_only_while_a_run_is_active() {
+    let mut h = recording();
+    h.run();
+    // Without a run the field edits the next run's settings and asks nothing of the worker.
+    h.get_by_role_and_label(Role::SpinButton, "Learning rate").set_value_accesskit(2e-3);
+    h.run();
+    assert!((h.state().persisted.config.optim.lr - 2e-3).abs() < 1e-12);
+    assert!(sent(&mut h).is_empty());
+
+    start_run(&mut h);
+    h.get_by_role_and_label(Role::SpinButton, "Learning rate").set_value_accesskit(3e-4);
+    h.run();
+    let cmds = sent(&mut h);
+    let [Command::SetLearningRate(lr)] = &cmds[..] else { panic!("one SetLearningRate: {cmds:?}") };
+    assert!((lr - 3e-4).abs() < 1e-12, "sent {lr}");
+}
+
+#[test]
+fn beta_changes_live_for_a_beta_vae() {
+    let mut h = recording();
+    h.run();
+    assert!(
+        h.query_by_role_and_label(Role::SpinButton, "β").is_none(),
+        "a plain VAE's KL weight is 1, with no β to set"
+    );
+    choose_preset(&mut h, "mnist_beta_vae");
+    start_run(&mut h);
+    h.get_by_role_and_label(Role::SpinButton, "β").set_value_accesskit(2.5);
+    h.run();
+    let cmds = sent(&mut h);
+    let [Command::SetBeta(beta)] = &cmds[..] else { panic!("one SetBeta: {cmds:?}") };
+    assert!((beta - 2.5).abs() < 1e-12, "sent {beta}");
+}
+
+#[test]
+fn scoring_sends_its_request_and_the_answer_fills_the_histogram_for_every_preset() {
+    for name in presets() {
+        let mut h = recording();
+        let shape = h.state().dataset().map(|d| d.shape).expect("data");
+        let config = preset(name, shape).expect("the preset");
+        h.state_mut().persisted.config = config.clone();
+        feed(&mut h, trained(1, &config));
+        select_tab(&mut h, "Outliers");
+        sent(&mut h);
+
+        h.get_by_label("Score test set").click();
+        h.run();
+        let cmds = sent(&mut h);
+        let [Command::Score { request, target: ScoreTarget::Split(SplitKind::Test), .. }] = &cmds[..] else {
+            panic!("{name}: one Score of the test split: {cmds:?}");
+        };
+        let request = *request;
+        feed(&mut h, [Event::ScoreProgress { run: 1, request, done: 500, total: 2000 }]);
+        h.get_by_label_contains("500/2000");
+        h.get_by_label("Cancel").click();
+        h.run();
+        assert!(matches!(&sent(&mut h)[..], [Command::CancelScore]), "{name}: Cancel");
+
+        let set = Box::new(scored_set(&config, 2000));
+        feed(&mut h, [Event::Scored { run: 1, request, name: "test".into(), set }]);
+        let score = config.model.capabilities().default_anomaly();
+        h.get_by_label(&format!("Histogram of {} (higher = less likely)", score.label()));
+        h.get_by_label("Most likely test images (lowest score)");
+    }
+}
