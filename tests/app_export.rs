@@ -89,8 +89,7 @@ fn samples_tab_writes_sample_pngs_and_the_history_gif() {
     let (w, hgt, frames) = wait_for_file(&mut h, &gif, gif_frames);
     assert_eq!(frames, kept, "one frame per kept grid");
     assert_eq!((w, hgt), (grid_side(8), grid_side(8)), "an 8×8 grid of digits per frame");
-    wait_for(&mut h, "the GIF export to report", 200, |_| true);
-    h.get_by_label_contains(&format!("({kept} frames)"));
+    wait_for_label(&mut h, &format!("Saved {} ({kept} frames)", gif.display()), 200);
 
     // The grid PNG onto an existing file: refused until the checkbox is ticked.
     let png = dir.path().join("grid.png");
@@ -163,8 +162,7 @@ fn latent_and_training_tabs_write_traversal_gif_encoding_and_metrics_csv() {
     assert_eq!(rows.len(), steps);
     assert_eq!(&rows[0][0], "1");
     assert!(rows.iter().all(|r| r[2].parse::<f64>().is_ok_and(f64::is_finite)));
-    wait_for(&mut h, "the metrics export to report", 200, |_| true);
-    h.get_by_label_contains(&format!("({steps} steps)"));
+    wait_for_label(&mut h, &format!("Saved {} ({steps} steps)", metrics.display()), 200);
 
     // Not over an existing file without the checkbox.
     h.get_by_label("Save metrics CSV").click();

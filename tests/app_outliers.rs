@@ -117,9 +117,9 @@ fn a_loaded_dataset_is_scored_overlaid_and_compared() {
         .and_then(|t| t.parse().ok())
         .unwrap_or_else(|| panic!("no AUROC number in {text:?}"));
     eprintln!("AUROC, test vs inverted digits: {auroc:.3}");
-    assert!((0.0..=1.0).contains(&auroc), "AUROC {auroc} outside [0, 1]");
-    // Inverted digits are far less likely than digits even under a barely trained VAE.
-    assert!(auroc > 0.9, "AUROC {auroc}: the score does not flag inverted digits");
+    // Inverted digits are far less likely than digits even under a barely trained VAE: 1.000 in
+    // each of 3 runs.
+    assert!(auroc > 0.98, "AUROC {auroc}: the score does not flag inverted digits");
 
     // The gallery shows the newest set's extremes, and any other scored set's when picked.
     h.get_by_label("Most likely inv images (lowest score)");
@@ -245,8 +245,11 @@ fn score_train_set_and_the_hold_out_experiment_from_the_tab() {
         .nth(1)
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no AUROC value in {auroc:?}"));
-    assert!((0.0..=1.0).contains(&value), "{auroc}");
-    // Even a short run ranks held-out digits above the trained ones more often than not.
-    assert!(value > 0.5, "held-out digits 5–9 should look less likely: {auroc}");
+    eprintln!("hold-out AUROC, 5–9 vs 0–4 after 150 steps: {value}");
+    // These settings (the app's default VAE, 150 steps, K = 2) gave 0.692 here in each of 3
+    // runs, and 0.702–0.707 over training seeds 1–6 with `hold_out_classes` directly; chance is 0.5.
+    assert!(value > 0.62, "held-out digits 5–9 should look less likely: {auroc}");
+    let agrees = (rep.auroc - value).abs() < 1e-3; // shown to 3 decimals
+    assert!(agrees, "the tab shows the report's AUROC {:.4}: {auroc}", rep.auroc);
     h.get_by_label_contains("trained 150 steps on");
 }

@@ -142,8 +142,7 @@ fn history_slider_shows_an_older_grid_and_export_writes_a_png() {
     wait_for(&mut h, "the PNG to be written", 500, |_| image::open(&path).is_ok());
     let img = image::open(&path).expect("a readable PNG");
     assert!(img.width() > 28 * 8 && img.height() > 28 * 8, "an 8×8 grid of 28-pixel digits");
-    wait_for(&mut h, "the export to report", 200, |_| true);
-    h.get_by_label_contains("Saved");
+    wait_for_label(&mut h, &format!("Saved {}", path.display()), 200);
 
     // A second export to the same path is refused, not silently overwritten.
     h.get_by_label("Save grid PNG").click();

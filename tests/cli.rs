@@ -180,12 +180,13 @@ fn write_small_csv(path: &Path, pixel: impl Fn(usize, usize) -> usize) {
     std::fs::write(path, text).unwrap();
 }
 
-/// Trains a tiny VAE (hidden 8, latent 2, batch 8) on `data` for `epochs` into `out`.
-fn train_tiny(data: &Path, out: &Path, epochs: usize) {
-    let epochs = epochs.to_string();
-    let args = ["--hidden", "8", "--latent", "2", "--batch", "8", "--epochs", &epochs, "--quiet"];
+/// Trains a tiny VAE (latent 2, batch 8) of `hidden` units on `data` for `epochs` into `out`;
+/// `extra` flags are passed on.
+fn train_tiny(data: &Path, out: &Path, hidden: usize, epochs: usize, extra: &[&str]) {
+    let (hidden, epochs) = (hidden.to_string(), epochs.to_string());
+    let args = ["--hidden", &hidden, "--latent", "2", "--batch", "8", "--epochs", &epochs, "--quiet"];
     let o = genlab(
-        &[&["train", "--data", data.to_str().unwrap()][..], &args, &["--out", out.to_str().unwrap()]]
+        &[&["train", "--data", data.to_str().unwrap()][..], &args, extra, &["--out", out.to_str().unwrap()]]
             .concat(),
     );
     assert!(o.status.success(), "{}", stderr(&o));
@@ -197,7 +198,7 @@ fn eval_and_score_say_when_the_checkpoints_dataset_is_gone() {
     let csv = dir.path().join("digits.csv");
     write_small_csv(&csv, |i, p| (i * 31 + p * 7) % 256);
     let ck = dir.path().join("ck");
-    train_tiny(&csv, &ck, 1);
+    train_tiny(&csv, &ck, 8, 1, &[]);
     let o = genlab(&["eval", "--checkpoint", ck.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
 
@@ -256,7 +257,11 @@ fn score_against_outliers_prints_an_auroc_and_writes_per_sample_scores() {
     std::fs::write(&idx, bytes).unwrap();
 
     let ck = dir.path().join("ck");
-    train_tiny(&digits, &ck, 2);
+    // Trained enough to tell the stripes from noise: hidden 32, lr 0.01, 30 epochs (120 steps)
+    // gave an AUROC of 1.0 for each of 16 seeds (0–14 and the default). Two epochs of hidden 8,
+    // as before, gave anything from 0.3 to 0.7, and even 100 epochs of it fell to 0.375 for one
+    // seed in four.
+    train_tiny(&digits, &ck, 32, 30, &["--lr", "0.01"]);
 
     let per_sample = dir.path().join("scores.csv");
     let o = genlab(&[
@@ -274,7 +279,9 @@ fn score_against_outliers_prints_an_auroc_and_writes_per_sample_scores() {
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
     let auroc = v["auroc"].as_f64().unwrap_or_else(|| panic!("a numeric auroc: {v}"));
-    assert!((0.0..=1.0).contains(&auroc), "{v}");
+    eprintln!("AUROC, test vs noise: {auroc}");
+    // One pair of the 8 × 12 ranked the wrong way costs 0.0104.
+    assert!(auroc >= 0.9, "noise should look far less likely than the stripes trained on: {v}");
     let sets = v["sets"].as_array().expect("sets");
     assert_eq!(sets.len(), 2, "{v}");
     assert_eq!((sets[0]["set"].as_str(), sets[0]["n"].as_u64()), (Some("test"), Some(8)), "{v}");

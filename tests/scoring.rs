@@ -620,7 +620,11 @@ fn hold_out_one_class_runs_end_to_end() {
     assert_eq!(report.steps, 40);
     assert!(report.train_images > 6000 && report.train_images < 8000);
     assert_eq!(report.scores.samples.len(), 2000);
-    assert!((0.0..=1.0).contains(&report.auroc));
+    // The ones are the digits with the least ink, and a likelihood model rates them *more* likely
+    // than the digits it was trained on even when it never saw one: 0.122–0.168 over training
+    // seeds 1–6 at these settings. A score with its sign flipped, or inliers and outliers swapped,
+    // gives one minus that.
+    assert!(report.auroc < 0.3, "held-out ones should look more likely, not less: {}", report.auroc);
     assert_eq!(report.per_class_auroc.len(), 1);
     assert_eq!(report.per_class_auroc[0].0, 1);
     assert!((report.per_class_auroc[0].1 - report.auroc).abs() < 1e-12);

@@ -37,6 +37,22 @@ pub fn wait_for(h: &mut Harness<'_, App>, what: &str, max_frames: usize, done: i
     panic!("gave up after {max_frames} frames waiting for: {what}; errors: {:?}", h.state().errors());
 }
 
+/// Steps frames until a widget whose label contains `text` is on screen (an export's notice,
+/// which arrives from the export's own thread); panics naming it and the errors on screen.
+pub fn wait_for_label(h: &mut Harness<'_, App>, text: &str, max_frames: usize) {
+    for _ in 0..max_frames {
+        h.step();
+        if h.query_all_by_label_contains(text).next().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!(
+        "gave up after {max_frames} frames waiting for {text:?} on screen; errors: {:?}",
+        h.state().errors()
+    );
+}
+
 pub fn run(app: &App) -> Option<&RunRecord> {
     app.run_view.current()
 }
