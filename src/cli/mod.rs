@@ -1,0 +1,105 @@
+//! The command line: `genlab` opens the app; `train`, `sample` and `eval` run headless on the
+//! same engine.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use clap::{Args, Parser, Subcommand};
+
+use crate::engine::checkpoint;
+use crate::engine::config::{preset, presets, RunConfig};
+use crate::engine::data::{self, DataSource, Dataset, LoadOptions, SplitKind};
+use crate::engine::images::ImageBatch;
+use crate::engine::kernels;
+use crate::engine::metrics::MetricsLog;
+use crate::engine::models::{Arch, Family, GanLoss, LossKey, Losses, ReconLoss};
+use crate::engine::protocol::StepMetrics;
+use crate::engine::session::{self, TrainingSession};
+
+/// Exit code of a run whose loss diverged.
+pub const EXIT_DIVERGED: u8 = 3;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "genlab",
+    version,
+    about = "A workbench for deep generative models: autoencoders, VAEs, β-VAEs and GANs."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Cmd>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Open the app with a dataset loaded (`builtin` or a path).
+    Open(OpenArgs),
+    /// Train a model and write a checkpoint folder.
+    Train(TrainArgs),
+    /// Decode samples from a checkpoint's prior into a PNG grid.
+    Sample(SampleArgs),
+    /// Evaluate a checkpoint's losses on a dataset split (JSON on stdout).
+    Eval(EvalArgs),
+    /// Score images under a checkpoint: −ELBO and importance-weighted −log p(x) (VAE),
+    /// reconstruction error (AE) or discriminator logit (GAN); AUROC against --outliers.
+    Score(ScoreArgs),
+    /// Latent traversal of a checkpoint as an animated GIF (or a PNG grid).
+    Traverse(TraverseArgs),
+    /// Encode a dataset split to CSV (index, label, μ…, log σ²…).
+    Encode(EncodeArgs),
+    /// Decode the line between two test images' encodings into a PNG strip.
+    Interpolate(InterpolateArgs),
+    /// Measure training throughput (images/s, GFLOP/s, peak RSS) of the presets, the sgemm
+    /// peak and dataset load times.
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct OpenArgs {
+    /// `builtin` or a path to an IDX file, CSV file or image folder.
+    pub data: String,
+    /// Preset to select.
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Start training right away.
+    #[arg(long)]
+    pub train: bool,
+}
+
+/// Runs a headless subcommand; prints errors as one line on stderr.
+pub fn run(cmd: Cmd) -> ExitCode {
+    let result = match cmd {
+        Cmd::Train(a) => train::train(a),
+        Cmd::Sample(a) => inspect::sample(a).map(|_| ExitCode::SUCCESS),
+        Cmd::Eval(a) => inspect::eval(a).map(|_| ExitCode::SUCCESS),
+        Cmd::Score(a) => inspect::score(a).map(|_| ExitCode::SUCCESS),
+        Cmd::Traverse(a) => explore::traverse(a).map(|_| ExitCode::SUCCESS),
+        Cmd::Encode(a) => explore::encode(a).map(|_| ExitCode::SUCCESS),
+        Cmd::Interpolate(a) => explore::interpolate(a).map(|_| ExitCode::SUCCESS),
+        Cmd::Bench(a) => bench::bench(a).map(|_| ExitCode::SUCCESS),
+        Cmd::Open(_) => Err(anyhow!("`open` is handled by the app")),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn load_data(spec: &str) -> anyhow::Result<Arc<Dataset>> {
+    let src = DataSource::parse(spec);
+    Ok(Arc::new(data::load(&src, &LoadOptions::default())?))
+}
+
+mod bench;
+mod explore;
+mod inspect;
+mod train;
+
+pub use bench::*;
+pub use explore::*;
+pub use inspect::*;
+pub use train::*;

@@ -1,0 +1,283 @@
+//! `genlab train`: a run from a preset and overrides, with a progress bar, checkpoints and
+//! the outputs (weights, samples, metrics) written to a folder.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context};
+use clap::{Args, ValueEnum};
+
+use super::*;
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+pub enum FamilyArg {
+    Ae,
+    Vae,
+    BetaVae,
+    Gan,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+pub enum ArchArg {
+    Mlp,
+    Conv,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+pub enum LossArg {
+    Bce,
+    Mse,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+pub enum GanLossArg {
+    NonSaturating,
+    Minimax,
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// `builtin` or a path to an IDX file, CSV file or image folder.
+    #[arg(long, default_value = "builtin")]
+    pub data: String,
+    /// One of: mnist_vae, mnist_ae, mnist_beta_vae, mnist_mlp_gan, mnist_dcgan, conv_vae.
+    #[arg(long, default_value = "mnist_vae")]
+    pub preset: String,
+    #[arg(long, value_enum)]
+    pub family: Option<FamilyArg>,
+    #[arg(long, value_enum)]
+    pub arch: Option<ArchArg>,
+    /// Hidden widths (MLP) or channels (conv), comma-separated, e.g. 400,200.
+    #[arg(long, value_delimiter = ',')]
+    pub hidden: Option<Vec<usize>>,
+    #[arg(long)]
+    pub latent: Option<usize>,
+    #[arg(long)]
+    pub beta: Option<f64>,
+    #[arg(long, value_enum)]
+    pub loss: Option<LossArg>,
+    #[arg(long, value_enum)]
+    pub gan_loss: Option<GanLossArg>,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long)]
+    pub batch: Option<usize>,
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Threads for the tensor maths (default: 1).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Stop after this many steps (for quick runs).
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    /// Also save the checkpoint (and metrics.csv) every this many steps, not only at the end.
+    #[arg(long)]
+    pub checkpoint_every: Option<u64>,
+    /// Output folder for the checkpoint, metrics.csv, samples.png and reconstructions.png.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// The run configuration a `train` invocation describes.
+pub fn train_config(a: &TrainArgs, data: &Dataset) -> anyhow::Result<RunConfig> {
+    let mut cfg = preset(&a.preset, data.shape)
+        .ok_or_else(|| anyhow!("unknown preset `{}`; presets: {}", a.preset, presets().join(", ")))?;
+    if let Some(f) = a.family {
+        let family = match f {
+            FamilyArg::Ae => Family::Autoencoder,
+            FamilyArg::Vae => Family::Vae,
+            FamilyArg::BetaVae => Family::BetaVae,
+            FamilyArg::Gan => Family::Gan,
+        };
+        cfg.model = cfg.model.with_family(family);
+    }
+    if a.beta.is_some_and(|b| b != 1.0) && cfg.model.family() == Family::Vae {
+        cfg.model = cfg.model.with_family(Family::BetaVae);
+    }
+    let m = &mut cfg.model;
+    let family = m.family();
+    if let Some(x) = a.arch {
+        m.net_mut().arch = match x {
+            ArchArg::Mlp => Arch::Mlp,
+            ArchArg::Conv => Arch::Conv,
+        };
+    }
+    if let Some(h) = &a.hidden {
+        m.net_mut().hidden = h.clone();
+    }
+    if let Some(l) = a.latent {
+        m.net_mut().latent_dim = l;
+    }
+    if let Some(b) = a.beta {
+        match m.beta_mut() {
+            Some(beta) => *beta = b,
+            None if b == 1.0 => {}
+            None => bail!("--beta applies to a VAE or β-VAE, not to a {family}"),
+        }
+    }
+    if let Some(l) = a.loss {
+        let loss = match l {
+            LossArg::Bce => ReconLoss::Bce,
+            LossArg::Mse => ReconLoss::Mse,
+        };
+        match m.recon_loss_mut() {
+            Some(r) => *r = loss,
+            None => bail!("--loss (the reconstruction loss) does not apply to a {family}"),
+        }
+    }
+    if let Some(g) = a.gan_loss {
+        let loss = match g {
+            GanLossArg::NonSaturating => GanLoss::NonSaturating,
+            GanLossArg::Minimax => GanLoss::Minimax,
+        };
+        match m.gan_mut() {
+            Some(gan) => gan.gan_loss = loss,
+            None => bail!("--gan-loss applies to a GAN, not to a {family}"),
+        }
+    }
+    if let Some(e) = a.epochs {
+        cfg.train.epochs = e;
+    }
+    if let Some(b) = a.batch {
+        cfg.train.batch_size = b;
+    }
+    if let Some(lr) = a.lr {
+        cfg.optim.lr = lr;
+    }
+    if let Some(s) = a.seed {
+        cfg.train.seed = s;
+    }
+    if let Some(t) = a.threads {
+        cfg.train.threads = t;
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+pub(super) fn train(a: TrainArgs) -> anyhow::Result<ExitCode> {
+    let data = load_data(&a.data)?;
+    let cfg = train_config(&a, &data)?;
+    // Fail now rather than after the training when the results cannot be written.
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("cannot create the output folder {}", a.out.display()))?;
+    kernels::pool::install(cfg.train.threads, || train_in_pool(a, data, cfg))?
+}
+
+fn train_in_pool(a: TrainArgs, data: Arc<Dataset>, cfg: RunConfig) -> anyhow::Result<ExitCode> {
+    let family = cfg.model.family();
+    let caps = cfg.model.capabilities();
+    let name = caps.headline.id();
+    let mut s = TrainingSession::new(cfg.clone(), data.clone())?;
+    let total = a.max_steps.map_or(s.total_steps(), |m| m.min(s.total_steps()));
+    eprintln!(
+        "training {} ({} {}, {} parameters) on {} ({} train / {} test images of {})",
+        cfg.preset,
+        cfg.model.net().arch,
+        family,
+        s.model().param_count(),
+        data.name,
+        s.split().train.len(),
+        s.split().test.len(),
+        data.shape
+    );
+    let bar = if a.quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        let b = indicatif::ProgressBar::new(total);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  ETA {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    };
+    let mut log = MetricsLog::default();
+    let t0 = Instant::now();
+    let mut images = 0usize;
+    while s.step_count() < total {
+        let r = s.step()?;
+        images += r.batch;
+        let m = StepMetrics {
+            step: r.step,
+            epoch: r.epoch,
+            losses: r.losses,
+            learning_rate: s.model().learning_rate(),
+            images_per_sec: r.images_per_sec,
+        };
+        log.push_step(&m);
+        if r.diverged {
+            bar.abandon();
+            save_outputs(&a.out, &s, &log)?;
+            let advice = if r.nonfinite_input { r.divergence_advice() } else { "Try a lower --lr." };
+            eprintln!(
+                "error: the loss diverged (NaN or infinite) at step {} with learning rate {}; the last good weights are saved in {}. {advice}",
+                r.step,
+                s.model().learning_rate(),
+                a.out.display()
+            );
+            return Ok(ExitCode::from(EXIT_DIVERGED));
+        }
+        let rate = images as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+        bar.set_position(r.step);
+        let headline = |l: &Losses| l.get(caps.headline).unwrap_or(f64::NAN);
+        bar.set_message(format!(
+            "epoch {}  {name} {:.3}  {:.0} img/s",
+            r.epoch + 1,
+            headline(&r.losses),
+            rate
+        ));
+        if let Some(e) = &r.epoch_end {
+            log.push_epoch(r.step, e);
+            let test = e.test.map(|t| format!("{:.3}", headline(&t))).unwrap_or_else(|| "-".into());
+            say(
+                &bar,
+                format!(
+                    "epoch {:>3}: train {name} {:.3}  test {name} {test}",
+                    e.epoch + 1,
+                    headline(&e.train)
+                ),
+            );
+        }
+        if a.checkpoint_every.is_some_and(|k| k > 0 && r.step % k == 0 && r.step < total) {
+            checkpoint::save(&a.out, s.model(), s.config(), &s.data().source, r.step, Some(&log))?;
+            say(&bar, format!("saved checkpoint at step {}", r.step));
+        }
+    }
+    bar.finish_and_clear();
+    let secs = t0.elapsed().as_secs_f64();
+    save_outputs(&a.out, &s, &log)?;
+    eprintln!(
+        "{} steps in {secs:.1} s ({:.0} images/s); wrote {}",
+        s.step_count(),
+        images as f64 / secs.max(1e-9),
+        a.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A line of progress above the bar, or on stderr when there is no bar to draw it above.
+fn say(bar: &indicatif::ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+}
+
+/// Writes the checkpoint, metrics.csv, samples.png and (AE/VAE) reconstructions.png.
+fn save_outputs(out: &Path, s: &TrainingSession, log: &MetricsLog) -> anyhow::Result<()> {
+    checkpoint::save(out, s.model(), s.config(), &s.data().source, s.step_count(), Some(log))?;
+    s.sample(64, 1.0, s.config().train.seed)?.save_grid_png(&out.join("samples.png"), 8)?;
+    let test: Vec<usize> = s.split().test.iter().take(32).copied().collect();
+    let idx = if test.is_empty() { s.split().train.iter().take(32).copied().collect() } else { test };
+    if let Some((orig, rec)) = s.reconstruct(&idx)? {
+        reconstruction_rows(&orig, &rec, 8).save_grid_png(&out.join("reconstructions.png"), 8)?;
+    }
+    Ok(())
+}
