@@ -114,7 +114,7 @@ fn bench_ui(a: BenchUiArgs) -> anyhow::Result<()> {
 
 #[cfg(not(feature = "app"))]
 fn bench_ui(_a: BenchUiArgs) -> anyhow::Result<()> {
-    Err(anyhow!("`bench ui` needs the app: this genlab was built without the feature `app`"))
+    Err(anyhow::anyhow!("`bench ui` needs the app: this genlab was built without the feature `app`"))
 }
 
 /// `genlab bench memory`: with the app built in, every event is folded into the app's run view.
