@@ -186,20 +186,21 @@ impl FamilyConfig for GanConfig {
     /// for the input gradient only (G's step). Layers fed by data skip their input gradient.
     fn step_macs(&self) -> StepMacs {
         let net = &self.net;
+        let (g_widths, d_widths) = self.widths();
         let (d, l) = (net.input.len(), net.latent_dim as u64);
         let (g_macs, d_macs, e1, g1) = match net.arch {
             Arch::Mlp => {
                 let g: Vec<usize> =
-                    std::iter::once(net.latent_dim).chain(net.hidden.iter().copied()).chain([d]).collect();
-                let dd: Vec<usize> =
-                    std::iter::once(d).chain(self.disc_hidden.iter().copied()).chain([1]).collect();
-                let e1 = (d * self.disc_hidden.first().copied().unwrap_or(1)) as u64;
-                let g1 = l * net.hidden.first().copied().unwrap_or(d) as u64;
+                    std::iter::once(net.latent_dim).chain(g_widths.iter().copied()).chain([d]).collect();
+                let dd: Vec<usize> = std::iter::once(d).chain(d_widths.iter().copied()).chain([1]).collect();
+                let e1 = (d * d_widths.first().copied().unwrap_or(1)) as u64;
+                let g1 = l * g_widths.first().copied().unwrap_or(d) as u64;
                 (mlp_macs(&g), mlp_macs(&dd), e1, g1)
             }
             Arch::Conv => {
-                let (convs, feat) = conv_macs(net, &net.hidden);
-                let c0 = net.hidden.first().copied().unwrap_or(net.input.channels);
+                // D's stride-2 convs; G's transposed convs mirror them at the same cost.
+                let (convs, feat) = conv_macs(net, &d_widths);
+                let c0 = d_widths.first().copied().unwrap_or(net.input.channels);
                 let e1 =
                     ((net.input.height / 2) * (net.input.width / 2) * c0 * net.input.channels * 16) as u64;
                 // G: noise → the smallest feature map, then transposed convs mirroring D's.
@@ -211,7 +212,8 @@ impl FamilyConfig for GanConfig {
 }
 
 impl GanConfig {
-    /// Generator and discriminator widths, each from its own input side.
+    /// The network, decided once: generator and discriminator widths, each from its own input
+    /// side. Building ([`Gan::new`]), the counts and the diagram all read it.
     fn widths(&self) -> (Vec<usize>, Vec<usize>) {
         match self.net.arch {
             Arch::Mlp => (self.net.hidden.clone(), self.disc_hidden.clone()),

@@ -422,3 +422,25 @@ pub fn build_model(cfg: &ModelConfig, optim: &AdamConfig, seed: u64) -> Result<B
     cfg.validate()?;
     cfg.family_config().build(optim, seed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every family is listed in `Family::ALL` (the app's family picker), its default
+    /// configuration is of that family and valid, and every preset's family is listed.
+    #[test]
+    fn families_are_listed_and_their_defaults_build() {
+        for f in Family::ALL {
+            let cfg = f.default_config();
+            assert_eq!(cfg.family(), f);
+            assert_eq!(cfg.capabilities().family, f);
+            let model = build_model(&cfg, &AdamConfig::default(), 0).expect("the default builds");
+            assert_eq!(model.param_count() as u64, cfg.param_count_from_shapes(), "{f}");
+        }
+        for name in preset_names() {
+            let (cfg, _) = preset(name, ImageShape::new(1, 28, 28)).expect("a preset");
+            assert!(Family::ALL.contains(&cfg.family()), "{name}'s family is not in Family::ALL");
+        }
+    }
+}

@@ -281,50 +281,69 @@ pub const PRESETS: &[Preset] = &[
 ];
 
 /// Encoder → code → mirrored decoder.
+/// The network of the three families, decided once: the encoder's widths, how many code
+/// heads (μ, and log σ² for a VAE), and the decoder's widths (the encoder's, mirrored).
+/// Building ([`Vae::new`]), the parameter and FLOP counts and the diagram all read it.
+struct Layout {
+    encoder: Vec<usize>,
+    heads: u64,
+    decoder: Vec<usize>,
+}
+
+fn layout(net: &NetConfig, variational: bool) -> Layout {
+    Layout {
+        encoder: net.hidden.clone(),
+        heads: if variational { 2 } else { 1 },
+        decoder: net.hidden.iter().rev().copied().collect(),
+    }
+}
+
+/// Encoder → code → mirrored decoder.
 fn network(net: &NetConfig, variational: bool) -> Vec<Part> {
-    let z = if variational { "z (μ, log σ²)" } else { "z" };
-    let dec_widths: Vec<usize> = net.hidden.iter().rev().copied().collect();
+    let lay = layout(net, variational);
+    let z = if lay.heads == 2 { "z (μ, log σ²)" } else { "z" };
     vec![
-        Part { title: "Encoder", role: PartRole::Input, layers: spec::trunk(net, &net.hidden, "fc") },
+        Part { title: "Encoder", role: PartRole::Input, layers: spec::trunk(net, &lay.encoder, "fc") },
         Part {
             title: "Latent",
             role: PartRole::Latent,
             layers: vec![spec::boxed(z, net.latent_dim.to_string())],
         },
-        Part { title: "Decoder", role: PartRole::Output, layers: spec::expand(net, &dec_widths) },
+        Part { title: "Decoder", role: PartRole::Output, layers: spec::expand(net, &lay.decoder) },
     ]
 }
 
-/// Parameters of the encoder (with one head, or two for a VAE) and the mirrored decoder.
+/// Parameters of the encoder, its code heads and the decoder.
 fn param_count(net: &NetConfig, variational: bool) -> u64 {
-    let (enc, feat) = trunk_params(net, &net.hidden, false);
-    let heads = if variational { 2 } else { 1 };
-    let reversed: Vec<usize> = net.hidden.iter().rev().copied().collect();
-    enc.saturating_add(linear(feat, net.latent_dim).saturating_mul(heads))
-        .saturating_add(expand_params(net, &reversed, false))
+    let lay = layout(net, variational);
+    let (enc, feat) = trunk_params(net, &lay.encoder, false);
+    enc.saturating_add(linear(feat, net.latent_dim).saturating_mul(lay.heads)).saturating_add(expand_params(
+        net,
+        &lay.decoder,
+        false,
+    ))
 }
 
 /// A step runs encoder and decoder forward and backward once; the encoder's first layer, fed
 /// by data, needs no input gradient.
 fn step_macs(net: &NetConfig, variational: bool) -> StepMacs {
+    let lay = layout(net, variational);
     let (d, l) = (net.input.len(), net.latent_dim);
-    let heads = if variational { 2 } else { 1 };
     let (forward, first) = match net.arch {
         Arch::Mlp => {
-            let enc: Vec<usize> = std::iter::once(d).chain(net.hidden.iter().copied()).collect();
+            let enc: Vec<usize> = std::iter::once(d).chain(lay.encoder.iter().copied()).collect();
             let last = *enc.last().unwrap_or(&d);
-            let dec: Vec<usize> =
-                std::iter::once(l).chain(net.hidden.iter().rev().copied()).chain([d]).collect();
-            let first = (d * net.hidden.first().copied().unwrap_or(1)) as u64;
-            (mlp_macs(&enc) + heads * (last * l) as u64 + mlp_macs(&dec), first)
+            let dec: Vec<usize> = std::iter::once(l).chain(lay.decoder.iter().copied()).chain([d]).collect();
+            let first = (d * lay.encoder.first().copied().unwrap_or(1)) as u64;
+            (mlp_macs(&enc) + lay.heads * (last * l) as u64 + mlp_macs(&dec), first)
         }
         Arch::Conv => {
-            let (convs, feat) = conv_macs(net, &net.hidden);
-            let c0 = net.hidden.first().copied().unwrap_or(net.input.channels);
+            let (convs, feat) = conv_macs(net, &lay.encoder);
+            let c0 = lay.encoder.first().copied().unwrap_or(net.input.channels);
             let first =
                 ((net.input.height / 2) * (net.input.width / 2) * c0 * net.input.channels * 16) as u64;
-            // The decoder mirrors the encoder.
-            (convs + heads * feat * l as u64 + convs + feat * l as u64, first)
+            // The decoder's transposed convs cost what the encoder's convs do.
+            (convs + lay.heads * feat * l as u64 + convs + feat * l as u64, first)
         }
     };
     StepMacs { forward, train_step: 3 * forward - first }
@@ -363,16 +382,16 @@ impl Vae {
         let net = cfg.net();
         let mut rng = StdRng::seed_from_u64(seed);
         let mut ps = ParamSet::default();
-        let trunk = Trunk::new(&mut ps, "encoder", net, &net.hidden, false, &mut rng)?;
-        let feat = Trunk::out_dim(net.arch, net.input, &net.hidden);
+        let lay = layout(net, variational);
+        let trunk = Trunk::new(&mut ps, "encoder", net, &lay.encoder, false, &mut rng)?;
+        let feat = Trunk::out_dim(net.arch, net.input, &lay.encoder);
         let mu = Linear::new(&mut ps, "encoder.mu", feat, net.latent_dim, &mut rng)?;
         let logvar = if variational {
             Some(Linear::new(&mut ps, "encoder.logvar", feat, net.latent_dim, &mut rng)?)
         } else {
             None
         };
-        let widths: Vec<usize> = net.hidden.iter().rev().copied().collect();
-        let decoder = Expand::new(&mut ps, "decoder", net, net.latent_dim, &widths, false, &mut rng)?;
+        let decoder = Expand::new(&mut ps, "decoder", net, net.latent_dim, &lay.decoder, false, &mut rng)?;
         let adam = Adam::new(optim, &ps);
         Ok(Self { cfg, recon_loss, params: ps, adam, trunk, mu, logvar, decoder, beta })
     }
