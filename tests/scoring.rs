@@ -639,3 +639,30 @@ fn hold_out_one_class_runs_end_to_end() {
     assert!(hold_out_classes(cfg.clone(), data, &[], 1, &ScoreOptions::default(), &mut |_, _| true).is_err());
     assert!(hold_out_classes(cfg, data, &[42], 1, &ScoreOptions::default(), &mut |_, _| true).is_err());
 }
+
+/// The hold-out experiment takes the steps asked for even when they run past the epochs of the
+/// configuration (the subset it trains on is smaller than the data those epochs were set for).
+#[test]
+fn hold_out_takes_the_steps_asked_for_past_the_configured_epochs() {
+    let shape = ImageShape::new(1, 4, 4);
+    let n = 80;
+    let images: Vec<f32> = (0..n * 16).map(|i| ((i * 7 + i / 16) % 11) as f32 / 10.0).collect();
+    let labels: Vec<u32> = (0..n as u32).map(|i| i % 2).collect();
+    let data = Dataset::new("two classes", DataSource::Builtin, shape, images, Some(labels)).unwrap();
+    let mut cfg: RunConfig = preset("mnist_vae", shape).unwrap();
+    cfg.model.net_mut().hidden = vec![4];
+    cfg.model.net_mut().latent_dim = 2;
+    cfg.train.batch_size = 16;
+    cfg.train.epochs = 1; // about 32 label-0 training images: 2 steps an epoch
+    let report = hold_out_classes(
+        cfg,
+        &data,
+        &[0],
+        9,
+        &ScoreOptions { k: 2, ..ScoreOptions::default() },
+        &mut |_, _| true,
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(report.steps, 9);
+}

@@ -358,6 +358,14 @@ pub fn hold_out_classes(
     .map_err(EngineError::Other)?;
     subset.class_names = data.class_names.clone();
     subset.fixed_split = Some(train.len());
+    // The steps asked for are taken even past the run's epochs (the subset has fewer images
+    // than the data the epochs were set for).
+    let mut config = config;
+    if steps > 0 {
+        let per_epoch = (train.len().div_ceil(config.train.batch_size.max(1)) as u64).max(1);
+        let epochs = usize::try_from(steps.div_ceil(per_epoch)).unwrap_or(usize::MAX);
+        config.train.epochs = config.train.epochs.max(epochs);
+    }
     let mut session = TrainingSession::new(config, Arc::new(subset))?;
     let steps = if steps == 0 { session.total_steps() } else { steps };
     let total = steps as usize + test.len();
