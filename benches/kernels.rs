@@ -50,7 +50,7 @@ fn adam_update(c: &mut Criterion) {
     let mut grads = GradStore::default();
     grads.insert(&w, Tensor::randn(0f32, 1e-3, (400, 784), &Device::Cpu).expect("a gradient"));
     grads.insert(&b, Tensor::randn(0f32, 1e-3, 400, &Device::Cpu).expect("a gradient"));
-    let mut adam = Adam::new(AdamConfig::default(), &params);
+    let mut adam = Adam::new(AdamConfig::default(), &params).expect("adam state");
     c.bench_function("fused Adam update (784×400 + 400)", |bench| {
         bench.iter(|| adam.step(&params, &grads).expect("an update"))
     });

@@ -48,8 +48,9 @@ use serde::Serialize;
 
 use crate::engine::config::{preset, presets};
 use crate::engine::data::{self, builtin, idx, DataSource, Dataset, LoadOptions};
+use crate::engine::device::DeviceChoice;
 use crate::engine::error::{EngineError, Result};
-use crate::engine::kernels::pool;
+use crate::engine::kernels::{pool, KernelPath};
 use crate::engine::models::ModelConfig;
 use crate::engine::session::{tune_allocator, TrainingSession};
 
@@ -76,6 +77,9 @@ pub struct BenchOptions {
     pub sgemm_n: usize,
     /// Measure dataset load times.
     pub data_loads: bool,
+    /// Where the models train.
+    pub device: DeviceChoice,
+    pub kernels: KernelPath,
 }
 
 impl BenchOptions {
@@ -90,6 +94,8 @@ impl BenchOptions {
             quick,
             sgemm_n: if quick { 512 } else { 1024 },
             data_loads: true,
+            device: DeviceChoice::Cpu,
+            kernels: KernelPath::Fused,
         }
     }
 
@@ -124,6 +130,8 @@ pub struct ModelResult {
     pub kind: &'static str,
     pub framework: &'static str,
     pub model: String,
+    /// Device and kernels, e.g. `cpu/fused`, `cuda:0/reference`.
+    pub device: String,
     pub threads: usize,
     pub batch: usize,
     /// Median over the repeats.
@@ -229,8 +237,9 @@ impl Record {
                 l.images_per_sec
             ),
             Record::Model(m) => format!(
-                "{:<14} {} thread(s): {:>8.0} images/s  {:>6.1} GFLOP/s{}  peak RSS {:.0} MB (+{:.0} MB)",
+                "{:<14} {} {} thread(s): {:>8.0} images/s  {:>6.1} GFLOP/s{}  peak RSS {:.0} MB (+{:.0} MB)",
                 m.model,
+                m.device,
                 m.threads,
                 m.images_per_sec,
                 m.gflops,
@@ -310,7 +319,9 @@ pub fn train_model(name: &str, data: &Arc<Dataset>, opts: &BenchOptions) -> Resu
         preset(name, data.shape).ok_or_else(|| EngineError::Config(format!("unknown model `{name}`")))?;
     cfg.train.batch_size = BATCH;
     cfg.train.threads = opts.threads;
+    cfg.train.kernels = opts.kernels;
     cfg.train.epochs = usize::MAX / 2;
+    let device = opts.device.open()?;
     // The epoch-end evaluation is not timed; keep it short.
     cfg.train.eval_limit = BATCH;
     let flop_per_image = step_flop_per_image(&cfg.model);
@@ -320,7 +331,7 @@ pub fn train_model(name: &str, data: &Arc<Dataset>, opts: &BenchOptions) -> Resu
     let rss_before = rss_mb("VmRSS:").unwrap_or(0.0);
     let mut runs = Vec::with_capacity(opts.repeats);
     for _ in 0..opts.repeats {
-        let mut s = TrainingSession::new(cfg.clone(), data.clone())?;
+        let mut s = TrainingSession::on(cfg.clone(), data.clone(), device.clone())?;
         for _ in 0..warmup {
             s.step()?;
         }
@@ -347,6 +358,7 @@ pub fn train_model(name: &str, data: &Arc<Dataset>, opts: &BenchOptions) -> Resu
         kind: "train",
         framework: "genlab",
         model: name.to_string(),
+        device: crate::engine::parity::Side::new(device, opts.kernels).label(),
         threads: opts.threads,
         batch: BATCH,
         images_per_sec: ips,

@@ -2,8 +2,9 @@
 #![allow(clippy::unwrap_used, reason = "test helpers too: a panic is the failure report")]
 
 use candle_core::{Device, Tensor, Var};
+use genlab::engine::kernels::{reference, Exec, KernelPath, RowLoss};
 use genlab::engine::models::layers::ParamSet;
-use genlab::engine::models::losses::{bce_with_logits_rows, kl_rows, softplus};
+use genlab::engine::models::losses::{kl_rows, softplus};
 use genlab::engine::models::optim::{adam_reference, grads_finite, Adam, AdamConfig};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -70,7 +71,7 @@ fn gradients_reach_mu_and_logvar_through_the_reparameterised_sample() {
 fn bce_from_logits_equals_the_naive_formula_where_finite() {
     let logits = [-8.0f32, -2.0, -0.1, 0.0, 0.3, 1.7, 6.0, 12.0];
     let target = [0.0f32, 0.2, 1.0, 0.5, 0.9, 0.0, 1.0, 0.3];
-    let ours = vec1(&bce_with_logits_rows(&t(&logits, 8), &t(&target, 8)).unwrap());
+    let ours = vec1(&reference::row_loss(&t(&logits, 8), &t(&target, 8), RowLoss::BceWithLogits).unwrap());
     for i in 0..8 {
         let p = 1.0 / (1.0 + (-(logits[i] as f64)).exp());
         let x = target[i] as f64;
@@ -88,13 +89,20 @@ fn bce_from_logits_equals_the_naive_formula_where_finite() {
     assert_eq!(big[1], 1000.0);
 }
 
+/// Both kernel paths' Adam (the fused update and the stock-op one) against the textbook.
 #[test]
-fn fused_adam_matches_the_textbook_update() {
+fn adam_matches_the_textbook_update_on_both_kernel_paths() {
+    for path in KernelPath::ALL {
+        adam_case(path);
+    }
+}
+
+fn adam_case(path: KernelPath) {
     let mut rng = StdRng::seed_from_u64(3);
-    let mut ps = ParamSet::default();
+    let mut ps = ParamSet::new(Exec::new(Device::Cpu, path));
     let w = ps.uniform("w".into(), &[3, 5], 1.0, &mut rng).unwrap();
     let cfg = AdamConfig { lr: 0.01, beta1: 0.8, beta2: 0.95, eps: 1e-6 };
-    let mut adam = Adam::new(cfg, &ps);
+    let mut adam = Adam::new(cfg, &ps).unwrap();
     let mut p_ref = vec1(&w);
     let (mut m, mut v) = (vec![0.0; 15], vec![0.0; 15]);
     let target = Tensor::ones((3, 5), candle_core::DType::F32, &Device::Cpu).unwrap();
@@ -106,7 +114,7 @@ fn fused_adam_matches_the_textbook_update() {
         adam_reference(&mut p_ref, &g, &mut m, &mut v, cfg, step);
         let ours = vec1(ps.params[0].1.as_tensor());
         for (a, b) in ours.iter().zip(&p_ref) {
-            assert!((a - b).abs() < 1e-6, "step {step}: {a} vs {b}");
+            assert!((a - b).abs() < 1e-6, "{path}: step {step}: {a} vs {b}");
         }
     }
 }
@@ -118,7 +126,7 @@ fn fused_adam_spread_over_a_pool_matches_the_textbook_update() {
     let mut ps = ParamSet::default();
     let w = ps.uniform("w".into(), &[300, 300], 1.0, &mut rng).unwrap();
     let cfg = AdamConfig { lr: 0.01, beta1: 0.8, beta2: 0.95, eps: 1e-6 };
-    let mut adam = Adam::new(cfg, &ps);
+    let mut adam = Adam::new(cfg, &ps).unwrap();
     let mut p_ref = vec1(&w);
     let (mut m, mut v) = (vec![0.0; 90_000], vec![0.0; 90_000]);
     let target = Tensor::ones((300, 300), candle_core::DType::F32, &Device::Cpu).unwrap();
@@ -135,11 +143,18 @@ fn fused_adam_spread_over_a_pool_matches_the_textbook_update() {
     }
 }
 
+/// On both kernel paths (the fused check, and the stock-op one every other device uses).
 #[test]
 fn gradient_check_over_a_pool_finds_one_bad_value_anywhere() {
-    // 90,000 values: the check splits into chunks over the pool's two threads.
+    for path in KernelPath::ALL {
+        gradient_check_case(path);
+    }
+}
+
+fn gradient_check_case(path: KernelPath) {
+    // 90,000 values: the fused check splits into chunks over the pool's two threads.
     let mut rng = StdRng::seed_from_u64(5);
-    let mut ps = ParamSet::default();
+    let mut ps = ParamSet::new(Exec::new(Device::Cpu, path));
     let w = ps.uniform("w".into(), &[300, 300], 1.0, &mut rng).unwrap();
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
     let grads_with = |bad: Option<(usize, f32)>| {
@@ -153,12 +168,15 @@ fn gradient_check_over_a_pool_finds_one_bad_value_anywhere() {
         grads.insert(&w, g);
         grads
     };
-    assert!(pool.install(|| grads_finite(&ps, &grads_with(None))));
+    assert!(pool.install(|| grads_finite(&ps, &grads_with(None))).unwrap());
     for at in [0, 32_767, 32_768, 65_536, 89_999] {
         for v in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
             let grads = grads_with(Some((at, v)));
-            assert!(!pool.install(|| grads_finite(&ps, &grads)), "{v} at {at} over the pool");
-            assert!(!grads_finite(&ps, &grads), "{v} at {at} on one thread");
+            assert!(
+                !pool.install(|| grads_finite(&ps, &grads)).unwrap(),
+                "{path}: {v} at {at} over the pool"
+            );
+            assert!(!grads_finite(&ps, &grads).unwrap(), "{path}: {v} at {at} on one thread");
         }
     }
 }

@@ -52,7 +52,9 @@ fn param_count_from_shapes_matches_the_built_models() {
     deep.net_mut().hidden = vec![];
     configs.push(deep);
     for cfg in configs {
-        let built = build_model(&cfg, &AdamConfig::default(), 0).unwrap().param_count() as u64;
+        let built = build_model(&cfg, &AdamConfig::default(), 0, &genlab::engine::kernels::Exec::cpu())
+            .unwrap()
+            .param_count() as u64;
         assert_eq!(
             cfg.param_count_from_shapes(),
             built,

@@ -9,7 +9,7 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 use genlab::engine::config::{preset, RunConfig};
 use genlab::engine::data::{builtin, DataSource, Dataset, ImageShape, SplitKind};
-use genlab::engine::models::losses::{bce_with_logits_rows, squared_error_rows};
+use genlab::engine::kernels::{reference, RowLoss};
 use genlab::engine::models::{build_model, AdamConfig, Family, GenerativeModel, LossKey, ReconLoss};
 use genlab::engine::scoring::{
     auroc, cb_log_norm, hold_out_classes, importance_weighted, recon_error, roc_curve, score_dataset,
@@ -112,8 +112,8 @@ fn likelihoods_match_the_training_losses() {
     let l: Vec<f32> = (0..b * d).map(|_| rng.random_range(-8.0..8.0f32)).collect();
     let xt = Tensor::from_slice(&x, (b, d), &Device::Cpu).unwrap();
     let lt = Tensor::from_slice(&l, (b, d), &Device::Cpu).unwrap();
-    let bce = bce_with_logits_rows(&lt, &xt).unwrap().to_vec1::<f32>().unwrap();
-    let se = squared_error_rows(&lt, &xt).unwrap().to_vec1::<f32>().unwrap();
+    let bce = reference::row_loss(&lt, &xt, RowLoss::BceWithLogits).unwrap().to_vec1::<f32>().unwrap();
+    let se = reference::row_loss(&lt, &xt, RowLoss::SquaredError).unwrap().to_vec1::<f32>().unwrap();
     for i in 0..b {
         let (xi, li) = (&x[i * d..(i + 1) * d], &l[i * d..(i + 1) * d]);
         let bern = Likelihood::Bernoulli.log_prob(xi, li);
@@ -569,7 +569,8 @@ fn autoencoder_scores_are_its_training_loss() {
 fn gan_scores_are_discriminator_logits() {
     let data = digits();
     let cfg = preset("mnist_mlp_gan", MNIST).unwrap();
-    let model = build_model(&cfg.model, &AdamConfig::default(), 4).unwrap();
+    let model =
+        build_model(&cfg.model, &AdamConfig::default(), 4, &genlab::engine::kernels::Exec::cpu()).unwrap();
     let idx: Vec<usize> = (0..50).collect();
     let set = score(model.as_ref(), data, &idx, &ScoreOptions::default());
     assert_eq!(set.family, Family::Gan);

@@ -36,6 +36,8 @@ pub struct BenchArgs {
     /// every round, so that each round's share of the peak uses a peak of the same moment).
     #[arg(long, conflicts_with = "train_only")]
     pub no_loads: bool,
+    #[command(flatten)]
+    pub compute: super::ComputeArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -92,6 +94,8 @@ pub(super) fn bench(a: BenchArgs) -> anyhow::Result<()> {
     opts.steps = a.steps.or(opts.steps);
     opts.warmup = a.warmup.or(opts.warmup);
     opts.repeats = a.repeats.unwrap_or(opts.repeats);
+    opts.device = a.compute.device;
+    opts.kernels = a.compute.kernels.unwrap_or_default();
     if a.train_only {
         opts.sgemm_n = 0;
     }

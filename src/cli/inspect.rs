@@ -22,6 +22,8 @@ pub struct SampleArgs {
     /// Scale of the prior's σ.
     #[arg(long, default_value_t = 1.0)]
     pub temperature: f32,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
@@ -42,6 +44,8 @@ pub struct EvalArgs {
     /// Print one JSON object (the default output is a line of text).
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
 }
 
 /// Interleaves rows of `cols` originals with rows of their reconstructions.
@@ -62,7 +66,7 @@ pub(super) fn sample(a: SampleArgs) -> anyhow::Result<()> {
     if a.n == 0 || a.n > 4096 {
         bail!("--n must be between 1 and 4096");
     }
-    let loaded = checkpoint::load(&a.checkpoint)?;
+    let loaded = a.compute.load(&a.checkpoint)?;
     let images = session::sample(loaded.model.as_ref(), a.n, a.temperature, a.seed)?;
     let cols = (a.n as f64).sqrt().ceil() as usize;
     images.save_grid_png(&a.out, cols)?;
@@ -71,7 +75,7 @@ pub(super) fn sample(a: SampleArgs) -> anyhow::Result<()> {
 }
 
 pub(super) fn eval(a: EvalArgs) -> anyhow::Result<()> {
-    let loaded = checkpoint::load(&a.checkpoint)?;
+    let loaded = a.compute.load(&a.checkpoint)?;
     let cfg = &loaded.meta.config;
     let data = match &a.data {
         Some(spec) => load_data(spec)?,
@@ -154,6 +158,8 @@ pub struct ScoreArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
 }
 
 /// `genlab score`: per-set means and standard errors, and the AUROC against --outliers.
@@ -162,7 +168,7 @@ pub(super) fn score(a: ScoreArgs) -> anyhow::Result<()> {
     if a.k == 0 {
         bail!("--k must be at least 1");
     }
-    let loaded = checkpoint::load(&a.checkpoint)?;
+    let loaded = a.compute.load(&a.checkpoint)?;
     let model = loaded.model.as_ref();
     let cfg = &loaded.meta.config;
     let data = match &a.data {

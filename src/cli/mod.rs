@@ -10,8 +10,9 @@ use clap::{Args, Parser, Subcommand};
 use crate::engine::checkpoint;
 use crate::engine::config::{preset, presets, RunConfig};
 use crate::engine::data::{self, DataSource, Dataset, LoadOptions, SplitKind};
+use crate::engine::device::DeviceChoice;
 use crate::engine::images::ImageBatch;
-use crate::engine::kernels;
+use crate::engine::kernels::{self, KernelPath};
 use crate::engine::metrics::MetricsLog;
 use crate::engine::models::{Arch, Family, GanLoss, LossKey, Losses, ReconLoss};
 use crate::engine::protocol::StepMetrics;
@@ -53,6 +54,34 @@ pub enum Cmd {
     /// Measure training throughput (images/s, GFLOP/s, peak RSS) of the presets, the sgemm
     /// peak and dataset load times.
     Bench(BenchArgs),
+    /// Train presets from one seed on the CPU's reference kernels and on another device or
+    /// kernel path, and compare their losses step by step.
+    Parity(ParityArgs),
+}
+
+/// Where a command computes: `--device` and `--kernels`, shared by every command that runs a
+/// model.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ComputeArgs {
+    /// `cpu`, `cuda`, `cuda:N` or `metal` (the GPUs need a build with `--features cuda` or
+    /// `metal`).
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceChoice,
+    /// `fused` (the hand-written CPU kernels) or `reference` (candle's stock ops, what a GPU
+    /// runs). Default: the run's own (training: fused).
+    #[arg(long, value_enum)]
+    pub kernels: Option<KernelPath>,
+}
+
+impl ComputeArgs {
+    pub fn device(&self) -> anyhow::Result<candle_core::Device> {
+        Ok(self.device.open()?)
+    }
+
+    /// A checkpoint loaded onto this device and kernel path.
+    pub fn load(&self, dir: &std::path::Path) -> anyhow::Result<checkpoint::Loaded> {
+        Ok(checkpoint::load_on(dir, &self.device()?, self.kernels)?)
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -78,6 +107,7 @@ pub fn run(cmd: Cmd) -> ExitCode {
         Cmd::Encode(a) => explore::encode(a).map(|_| ExitCode::SUCCESS),
         Cmd::Interpolate(a) => explore::interpolate(a).map(|_| ExitCode::SUCCESS),
         Cmd::Bench(a) => bench::bench(a).map(|_| ExitCode::SUCCESS),
+        Cmd::Parity(a) => parity::parity(a),
         Cmd::Open(_) => Err(anyhow!("`open` is handled by the app")),
     };
     match result {
@@ -97,9 +127,11 @@ fn load_data(spec: &str) -> anyhow::Result<Arc<Dataset>> {
 mod bench;
 mod explore;
 mod inspect;
+mod parity;
 mod train;
 
 pub use bench::*;
 pub use explore::*;
 pub use inspect::*;
+pub use parity::*;
 pub use train::*;

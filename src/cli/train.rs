@@ -83,6 +83,8 @@ pub struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
 }
 
 /// The run configuration a `train` invocation describes.
@@ -154,6 +156,9 @@ pub fn train_config(a: &TrainArgs, data: &Dataset) -> anyhow::Result<RunConfig> 
     if let Some(s) = a.seed {
         cfg.train.seed = s;
     }
+    if let Some(k) = a.compute.kernels {
+        cfg.train.kernels = k;
+    }
     if let Some(t) = a.threads {
         cfg.train.threads = t;
     }
@@ -174,7 +179,7 @@ fn train_in_pool(a: TrainArgs, data: Arc<Dataset>, cfg: RunConfig) -> anyhow::Re
     let family = cfg.model.family();
     let caps = cfg.model.capabilities();
     let name = caps.headline.id();
-    let mut s = TrainingSession::new(cfg.clone(), data.clone())?;
+    let mut s = TrainingSession::on(cfg.clone(), data.clone(), a.compute.device()?)?;
     let total = a.max_steps.map_or(s.total_steps(), |m| m.min(s.total_steps()));
     eprintln!(
         "training {} ({} {}, {} parameters) on {} ({} train / {} test images of {})",
@@ -187,6 +192,7 @@ fn train_in_pool(a: TrainArgs, data: Arc<Dataset>, cfg: RunConfig) -> anyhow::Re
         s.split().test.len(),
         data.shape
     );
+    eprintln!("computing on {} with the {} kernels", a.compute.device, cfg.train.kernels);
     let bar = if a.quiet {
         indicatif::ProgressBar::hidden()
     } else {

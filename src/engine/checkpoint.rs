@@ -26,6 +26,7 @@ use super::config::RunConfig;
 use super::data::DataSource;
 use super::error::{EngineError, Result};
 use super::fsio::{temp_target, write_atomic};
+use super::kernels::{Exec, KernelPath};
 use super::metrics::MetricsLog;
 use super::models::{build_model, GenerativeModel};
 
@@ -230,6 +231,12 @@ pub struct Loaded {
 
 /// Loads a checkpoint: configuration, weights and optimiser state.
 pub fn load(dir: &Path) -> Result<Loaded> {
+    load_on(dir, &Device::Cpu, None)
+}
+
+/// [`load`] with the model on `device`, on the checkpoint's kernel path or on `kernels`.
+/// Checkpoints carry no device: one written on a GPU loads on the CPU and the other way round.
+pub fn load_on(dir: &Path, device: &Device, kernels: Option<KernelPath>) -> Result<Loaded> {
     if !dir.is_dir() {
         return Err(EngineError::checkpoint(dir, "no such checkpoint folder"));
     }
@@ -250,7 +257,8 @@ pub fn load(dir: &Path) -> Result<Loaded> {
         }
     };
     let weights = dir.join(&meta.weights_file);
-    restore(meta, &state, &weights)
+    let exec = Exec::new(device.clone(), kernels.unwrap_or(meta.config.train.kernels));
+    restore(meta, &state, &weights, &exec)
 }
 
 /// Loads a checkpoint from the bytes of its `config.json` and weights file (`name` stands for
@@ -259,12 +267,18 @@ pub fn load_from_bytes(config_json: &[u8], weights: &[u8], name: &Path) -> Resul
     let meta = parse_meta(config_json, &name.join(CONFIG_FILE))?;
     let weights_path = name.join(&meta.weights_file);
     let state = parse_state(weights, &meta, &weights_path)?;
-    restore(meta, &state, &weights_path)
+    let exec = Exec::new(Device::Cpu, meta.config.train.kernels);
+    restore(meta, &state, &weights_path, &exec)
 }
 
 /// Builds the model `meta` describes and puts the weights (from `weights`) into it.
-fn restore(meta: CheckpointMeta, state: &HashMap<String, Tensor>, weights: &Path) -> Result<Loaded> {
-    let mut model = build_model(&meta.config.model, &meta.config.optim, meta.config.train.seed)?;
+fn restore(
+    meta: CheckpointMeta,
+    state: &HashMap<String, Tensor>,
+    weights: &Path,
+    exec: &Exec,
+) -> Result<Loaded> {
+    let mut model = build_model(&meta.config.model, &meta.config.optim, meta.config.train.seed, exec)?;
     model.load_state(state).map_err(|e| EngineError::checkpoint(weights, e.to_string()))?;
     model.set_optimizer_steps(&meta.optimizer_steps);
     Ok(Loaded { meta, model })

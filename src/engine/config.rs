@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::data::ImageShape;
 use super::error::{EngineError, Result};
+use super::kernels::KernelPath;
 use super::models::{self, AdamConfig, ModelConfig};
 
 /// The training schedule.
@@ -26,6 +27,9 @@ pub struct TrainConfig {
     pub keep_every: u64,
     /// Rewind points kept at most (the oldest are thinned, the first is kept).
     pub keep_count: usize,
+    /// The fused CPU kernels (default) or candle's stock ops everywhere; tensors on a GPU
+    /// always take the stock ops.
+    pub kernels: KernelPath,
     /// Fault injection for tests: the step that would be step `n` (1-based) panics, and 0
     /// panics while the session is built, so that tests can check a panic is isolated. Never
     /// saved or loaded.
@@ -46,6 +50,7 @@ impl Default for TrainConfig {
             eval_limit: 0,
             keep_every: 500,
             keep_count: 10,
+            kernels: KernelPath::Fused,
             fault_at_step: None,
         }
     }

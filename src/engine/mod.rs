@@ -2,6 +2,7 @@
 //! everything below is tested headlessly and shared by the app, the CLI and the benchmarks.
 
 pub mod data;
+pub mod device;
 pub mod error;
 pub mod kernels;
 pub mod models;
@@ -14,6 +15,7 @@ pub mod export;
 pub mod fsio;
 pub mod images;
 pub mod metrics;
+pub mod parity;
 pub mod protocol;
 pub mod rewind;
 pub mod scoring;

@@ -13,6 +13,7 @@ use super::config::RunConfig;
 use super::data::{Dataset, Split, SplitKind};
 use super::error::{EngineError, Result};
 use super::images::ImageBatch;
+use super::kernels::Exec;
 use super::models::layers::normal_tensor;
 use super::models::{build_model, Batch, GenerativeModel, Losses, StepOutcome};
 
@@ -98,11 +99,59 @@ pub struct TrainingSession {
     epoch_losses: Losses,
     epoch_images: usize,
     last_good: Option<Snapshot>,
+    feed: Feed,
+}
+
+/// The most image bytes copied whole to a GPU's memory for training; a larger dataset is sent
+/// batch by batch.
+pub const RESIDENT_MAX_BYTES: usize = 4 << 30;
+
+/// How training batches reach the model: gathered on the host each step (on the CPU that is
+/// the data itself), or picked by an index select from a copy of the whole dataset made once
+/// on the model's device.
+enum Feed {
+    Host,
+    Resident { x: Tensor, y: Option<Tensor> },
+}
+
+impl Feed {
+    fn new(data: &Dataset, device: &Device) -> Result<Self> {
+        if device.is_cpu() || data.images.len() * 4 > RESIDENT_MAX_BYTES {
+            return Ok(Feed::Host);
+        }
+        let n = data.len();
+        let x = Tensor::from_slice(&data.images, (n, data.shape.len()), &Device::Cpu)?.to_device(device)?;
+        let y = match &data.labels {
+            Some(l) => Some(Tensor::from_slice(l, n, &Device::Cpu)?.to_device(device)?),
+            None => None,
+        };
+        Ok(Feed::Resident { x, y })
+    }
+
+    fn batch(&self, data: &Dataset, idx: &[usize]) -> Result<Batch> {
+        match self {
+            Feed::Host => batch_of(data, idx),
+            Feed::Resident { x, y } => {
+                let rows: Vec<u32> = idx.iter().map(|&i| i as u32).collect();
+                let rows = Tensor::from_vec(rows, idx.len(), &Device::Cpu)?.to_device(x.device())?;
+                let y = match y {
+                    Some(y) => Some(y.index_select(&rows, 0)?),
+                    None => None,
+                };
+                Ok(Batch { x: x.index_select(&rows, 0)?, y })
+            }
+        }
+    }
 }
 
 impl TrainingSession {
-    /// Builds the model for `data` and checks that the configuration fits it.
+    /// Builds the model for `data` on the CPU and checks that the configuration fits it.
     pub fn new(config: RunConfig, data: Arc<Dataset>) -> Result<Self> {
+        Self::on(config, data, Device::Cpu)
+    }
+
+    /// [`TrainingSession::new`] with the model on `device`.
+    pub fn on(config: RunConfig, data: Arc<Dataset>, device: Device) -> Result<Self> {
         tune_allocator();
         config.validate()?;
         if config.train.fault_at_step == Some(0) {
@@ -127,7 +176,9 @@ impl TrainingSession {
             )));
         }
         let seed = config.train.seed;
-        let model = build_model(&config.model, &config.optim, seed)?;
+        let exec = Exec::new(device, config.train.kernels);
+        let model = build_model(&config.model, &config.optim, seed, &exec)?;
+        let feed = Feed::new(&data, exec.device())?;
         let mut rng = StdRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15);
         let fixed_noise = {
             let mut noise_rng = StdRng::seed_from_u64(seed.wrapping_add(0xf1e5));
@@ -149,6 +200,7 @@ impl TrainingSession {
             epoch_losses: Losses::default(),
             epoch_images: 0,
             last_good: None,
+            feed,
         }
         .with_snapshot()
     }
@@ -235,7 +287,7 @@ impl TrainingSession {
         let end = (self.cursor + bs).min(self.order.len());
         let idx = &self.order[self.cursor..end];
         let n = idx.len();
-        let batch = batch_of(&self.data, idx)?;
+        let batch = self.feed.batch(&self.data, idx)?;
         // Candidate snapshot: the weights this step starts from, kept if its loss is finite.
         let candidate = if self.step.is_multiple_of(SNAPSHOT_EVERY) && self.step > 0 {
             Some(Snapshot {

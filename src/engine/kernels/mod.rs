@@ -1,10 +1,9 @@
-//! The hand-written CPU kernels (candle custom ops) the models run on, and the one seam they
-//! are called through: models import from here (`crate::engine::kernels::…`), never from the
-//! files below, so that the choice of kernel is made in this one place.
-//!
-//! Today every entry point is the fused f32 CPU op. This module is where a later change adds
-//! device dispatch: the fused ops for tensors on the CPU, candle's stock ops elsewhere (the
-//! unit tests already hold those stock compositions as the fused ops' references).
+//! The hand-written CPU kernels (candle custom ops) the models run on, their reference path in
+//! candle's stock ops ([`reference`]), and the one seam they are called through: [`Exec`].
+//! Models import from here (`crate::engine::kernels::…`), never from the files below, so that
+//! the choice of kernel is made in this one place: the fused op when the run asks for it
+//! ([`KernelPath::Fused`], the default) and the tensors are f32 on the CPU, the reference op
+//! otherwise (any other device, or `--kernels reference`).
 //!
 //! One op per file: [`linear`] (a fully connected layer and its activation), [`row_loss`],
 //! [`batch_norm_act`], the convolutions (`conv/`), im2col / col2im ([`unfold`], [`fold`]), the
@@ -26,6 +25,7 @@ mod im2col;
 mod im2col_plane;
 mod linear;
 pub mod pool;
+pub mod reference;
 mod row_loss;
 mod side_grads;
 #[cfg(test)]
@@ -39,3 +39,6 @@ pub use im2col::{fold, unfold, Geometry};
 pub use linear::linear;
 pub use row_loss::{row_loss, RowLoss};
 pub use side_grads::SideGrads;
+
+mod exec;
+pub use exec::{Exec, KernelPath, Moments};

@@ -23,6 +23,7 @@ use super::{
     ModelConfig, NetConfig, Preset, ReconLoss, StepMacs, StepOutcome, MAX_WIDTH,
 };
 use crate::engine::error::{EngineError, Result};
+use crate::engine::kernels::Exec;
 
 /// The generator's loss.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -161,8 +162,8 @@ impl FamilyConfig for GanConfig {
         expand_params(&self.net, &g, bn).saturating_add(d_trunk).saturating_add(linear(feat, 1))
     }
 
-    fn build(&self, optim: &AdamConfig, seed: u64) -> Result<Box<dyn GenerativeModel>> {
-        Ok(Box::new(Gan::new(self.clone(), *optim, seed)?))
+    fn build(&self, optim: &AdamConfig, seed: u64, exec: &Exec) -> Result<Box<dyn GenerativeModel>> {
+        Ok(Box::new(Gan::new(self.clone(), *optim, seed, exec)?))
     }
 
     fn recon_loss(&self) -> Option<ReconLoss> {
@@ -257,10 +258,10 @@ pub struct Gan {
 }
 
 impl Gan {
-    pub fn new(gan: GanConfig, optim: AdamConfig, seed: u64) -> Result<Self> {
+    pub fn new(gan: GanConfig, optim: AdamConfig, seed: u64, exec: &Exec) -> Result<Self> {
         let mut rng = StdRng::seed_from_u64(seed);
-        let mut gp = ParamSet::default();
-        let mut dp = ParamSet::default();
+        let mut gp = ParamSet::new(exec.clone());
+        let mut dp = ParamSet::new(exec.clone());
         let bn = gan.uses_batch_norm();
         let (g_widths, d_widths) = gan.widths();
         let net = &gan.net;
@@ -268,8 +269,8 @@ impl Gan {
         let d_trunk = Trunk::new(&mut dp, "discriminator", net, &d_widths, bn, &mut rng)?;
         let feat = Trunk::out_dim(net.arch, net.input, &d_widths);
         let d_head = Linear::new(&mut dp, "discriminator.out", feat, 1, &mut rng)?;
-        let g_adam = Adam::new(optim, &gp);
-        let d_adam = Adam::new(optim, &dp);
+        let g_adam = Adam::new(optim, &gp)?;
+        let d_adam = Adam::new(optim, &dp)?;
         let cfg = ModelConfig::Gan(gan.clone());
         Ok(Self { cfg, gan, g_params: gp, d_params: dp, g_adam, d_adam, generator, d_trunk, d_head })
     }
@@ -277,6 +278,15 @@ impl Gan {
     /// `[B, D] → [B]` logits.
     fn d_logits(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         Ok(self.d_head.forward(&self.d_trunk.forward(x, train)?)?.squeeze(1)?)
+    }
+
+    /// `b` noise vectors on the model's device.
+    fn noise(&self, b: usize, rng: &mut StdRng) -> Result<Tensor> {
+        Ok(self.exec().put(&normal_tensor(b, self.gan.net.latent_dim, 1.0, rng)?)?)
+    }
+
+    fn exec(&self) -> &Exec {
+        &self.g_params.exec
     }
 
     fn g_loss(&self, fake_logits: &Tensor) -> Result<Tensor> {
@@ -310,9 +320,9 @@ impl GenerativeModel for Gan {
     }
 
     fn train_step(&mut self, batch: &Batch, rng: &mut StdRng) -> Result<StepOutcome> {
-        let x = &batch.x;
+        let x = &self.exec().put(&batch.x)?;
         let (b, _) = x.dims2()?;
-        let z = normal_tensor(b, self.gan.net.latent_dim, 1.0, rng)?;
+        let z = self.noise(b, rng)?;
         let fake = self.generator.forward_pixels(&z, true)?; // [B, D]
 
         // Discriminator step on real and (detached) fake images.
@@ -328,7 +338,7 @@ impl GenerativeModel for Gan {
             return Ok(StepOutcome::NonFinite(losses));
         }
         let d_grads = self.d_params.backward(&d_loss)?;
-        if !grads_finite(&self.d_params, &d_grads) {
+        if !grads_finite(&self.d_params, &d_grads)? {
             return Ok(StepOutcome::NonFinite(losses));
         }
 
@@ -348,7 +358,7 @@ impl GenerativeModel for Gan {
         self.d_params.side.set_frozen(false);
         let g_grads = g_grads?;
         self.d_params.side.clear(); // what unfused layers (conv) still handed over
-        if !grads_finite(&self.g_params, &g_grads) {
+        if !grads_finite(&self.g_params, &g_grads)? {
             return Ok(StepOutcome::NonFinite(losses));
         }
         self.g_adam.step(&self.g_params, &g_grads)?;
@@ -356,9 +366,9 @@ impl GenerativeModel for Gan {
     }
 
     fn evaluate(&self, batch: &Batch, rng: &mut StdRng) -> Result<Losses> {
-        let x = &batch.x;
+        let x = &self.exec().put(&batch.x)?;
         let (b, _) = x.dims2()?;
-        let z = normal_tensor(b, self.gan.net.latent_dim, 1.0, rng)?;
+        let z = self.noise(b, rng)?;
         let fake = self.decode(&z)?;
         let real_l = self.d_logits(&x.detach(), false)?;
         let fake_l = self.d_logits(&fake, false)?;
@@ -375,11 +385,11 @@ impl GenerativeModel for Gan {
     }
 
     fn decode_logits(&self, z: &Tensor) -> Result<Tensor> {
-        Ok(self.generator.forward(z, false)?.detach())
+        Ok(self.generator.forward(&self.exec().put(z)?, false)?.detach())
     }
 
     fn discriminate(&self, x: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(self.d_logits(x, false)?.detach()))
+        Ok(Some(self.d_logits(&self.exec().put(x)?, false)?.detach()))
     }
 
     fn learning_rate(&self) -> f64 {
@@ -398,7 +408,7 @@ impl GenerativeModel for Gan {
         _rng: &mut StdRng,
         out: &mut [SampleScore],
     ) -> Result<()> {
-        let xt = Tensor::from_slice(x, (out.len(), self.gan.net.input.len()), &candle_core::Device::Cpu)?;
+        let xt = Tensor::from_slice(x, (out.len(), self.gan.net.input.len()), self.exec().device())?;
         let logits = self.d_logits(&xt, false)?.detach().flatten_all()?.to_vec1::<f32>()?;
         for (s, l) in out.iter_mut().zip(logits) {
             s.disc_logit = Some(l as f64);
@@ -426,8 +436,8 @@ impl GenerativeModel for Gan {
         collect_state(&self.g_params, &self.g_adam, &mut out)?;
         collect_state(&self.d_params, &self.d_adam, &mut out)?;
         let (g, d) = self.bns();
-        collect_bn("generator", &g, &mut out);
-        collect_bn("discriminator", &d, &mut out);
+        collect_bn("generator", &g, &mut out)?;
+        collect_bn("discriminator", &d, &mut out)?;
         Ok(out)
     }
 

@@ -12,18 +12,24 @@ use rand_distr::{Distribution, StandardNormal};
 
 use super::{Activation, Arch, NetConfig};
 use crate::engine::data::ImageShape;
-use crate::engine::kernels::{self, Epilogue};
+use crate::engine::kernels::{self, Epilogue, Exec};
 
-/// Named trainable variables of one network (a GAN has two sets).
+/// Named trainable variables of one network (a GAN has two sets), on the device of its
+/// [`Exec`], which every layer built from it computes with.
 #[derive(Default)]
 pub struct ParamSet {
     pub params: Vec<(String, Var)>,
     /// Where the fused layers of this network hand their parameter gradients
     /// ([`ParamSet::backward`] collects them).
     pub side: kernels::SideGrads,
+    pub exec: Exec,
 }
 
 impl ParamSet {
+    pub fn new(exec: Exec) -> Self {
+        Self { exec, ..Self::default() }
+    }
+
     pub fn vars(&self) -> impl Iterator<Item = &Var> {
         self.params.iter().map(|(_, v)| v)
     }
@@ -53,8 +59,9 @@ impl ParamSet {
         self.push(name, Tensor::full(value, shape, &Device::Cpu)?)
     }
 
+    /// Values are drawn on the CPU, so a seed gives the same weights on every device.
     fn push(&mut self, name: String, t: Tensor) -> Result<Tensor> {
-        let var = Var::from_tensor(&t)?;
+        let var = Var::from_tensor(&self.exec.put(&t)?)?;
         let out = var.as_tensor().clone();
         self.params.push((name, var));
         Ok(out)
@@ -96,6 +103,7 @@ pub struct Linear {
     w: Tensor,
     b: Tensor,
     sink: kernels::SideGrads,
+    exec: Exec,
 }
 
 impl Linear {
@@ -109,7 +117,7 @@ impl Linear {
         let bound = 1.0 / (fan_in as f64).sqrt();
         let w = ps.uniform(format!("{name}.weight"), &[fan_out, fan_in], bound, rng)?;
         let b = ps.uniform(format!("{name}.bias"), &[fan_out], bound, rng)?;
-        Ok(Self { w, b, sink: ps.side.clone() })
+        Ok(Self { w, b, sink: ps.side.clone(), exec: ps.exec.clone() })
     }
 
     /// `[B, in] → [B, out]`
@@ -117,14 +125,12 @@ impl Linear {
         self.forward_act(x, None)
     }
 
-    /// `[B, in] → [B, out]` followed by `act`: one fused op ([`kernels::linear`]) where the
-    /// activation allows it.
+    /// `[B, in] → [B, out]` followed by `act`: one op ([`Exec::linear`]) where the activation
+    /// allows it.
     pub fn forward_act(&self, x: &Tensor, act: Option<Activation>) -> Result<Tensor> {
         match fusable(act) {
-            Some(epilogue) if x.dtype() == DType::F32 && x.device().is_cpu() => {
-                kernels::linear(x, &self.w, &self.b, epilogue, Some(&self.sink))
-            }
-            _ => {
+            Some(epilogue) => self.exec.linear(x, &self.w, &self.b, epilogue, &self.sink),
+            None => {
                 let h = x.matmul(&self.w.t()?)?.broadcast_add(&self.b)?;
                 match act {
                     Some(act) => act.apply(&h),
@@ -136,12 +142,9 @@ impl Linear {
 }
 
 impl Linear {
-    /// `[B, in] → [B, out]` pixel values `σ(x Wᵀ + b)`: one fused op on f32 CPU tensors.
+    /// `[B, in] → [B, out]` pixel values `σ(x Wᵀ + b)`.
     pub fn forward_sigmoid(&self, x: &Tensor) -> Result<Tensor> {
-        if x.dtype() == DType::F32 && x.device().is_cpu() {
-            return kernels::linear(x, &self.w, &self.b, Epilogue::Sigmoid, Some(&self.sink));
-        }
-        candle_nn::ops::sigmoid(&self.forward(x)?)
+        self.exec.linear(x, &self.w, &self.b, Epilogue::Sigmoid, &self.sink)
     }
 }
 
@@ -153,15 +156,16 @@ pub struct BatchNorm {
     gamma: Tensor,
     beta: Tensor,
     running: Mutex<(Tensor, Tensor)>,
+    exec: Exec,
 }
 
 impl BatchNorm {
     pub fn new(ps: &mut ParamSet, name: &str, channels: usize) -> Result<Self> {
         let gamma = ps.constant(format!("{name}.weight"), &[1, channels, 1, 1], 1.0)?;
         let beta = ps.constant(format!("{name}.bias"), &[1, channels, 1, 1], 0.0)?;
-        let mean = Tensor::zeros((1, channels, 1, 1), DType::F32, &Device::Cpu)?;
-        let var = Tensor::ones((1, channels, 1, 1), DType::F32, &Device::Cpu)?;
-        Ok(Self { gamma, beta, running: Mutex::new((mean, var)) })
+        let mean = Tensor::zeros((1, channels, 1, 1), DType::F32, ps.exec.device())?;
+        let var = Tensor::ones((1, channels, 1, 1), DType::F32, ps.exec.device())?;
+        Ok(Self { gamma, beta, running: Mutex::new((mean, var)), exec: ps.exec.clone() })
     }
 
     /// `[B, C, H, W] → [B, C, H, W]`; batch statistics when training (and the running ones are
@@ -170,16 +174,12 @@ impl BatchNorm {
         self.forward_act(x, train, None)
     }
 
-    /// [`BatchNorm::forward`] then `act`; in training on f32 CPU tensors one fused op
-    /// ([`kernels::batch_norm_act`]) where the activation allows it.
+    /// [`BatchNorm::forward`] then `act`; in training one op ([`Exec::batch_norm_act`]) where
+    /// the activation allows it.
     pub fn forward_act(&self, x: &Tensor, train: bool, act: Option<Activation>) -> Result<Tensor> {
-        let fast = x.dtype() == DType::F32 && x.device().is_cpu();
-        if let (true, true, Some(epilogue)) = (train, fast, fusable(act)) {
-            let (y, stats) = kernels::batch_norm_act(x, &self.gamma, &self.beta, EPS as f32, epilogue)?;
-            let (mean, var) = stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            let shape = self.gamma.shape().clone();
-            let (mean, var) =
-                (Tensor::from_vec(mean, &shape, x.device())?, Tensor::from_vec(var, &shape, x.device())?);
+        if let (true, Some(epilogue)) = (train, fusable(act)) {
+            let (y, mean, var) =
+                self.exec.batch_norm_act(x, &self.gamma, &self.beta, EPS as f32, epilogue)?;
             let mut r = self.running.lock().unwrap_or_else(|p| p.into_inner());
             r.0 = ((&r.0 * 0.9)? + (mean * 0.1)?)?;
             r.1 = ((&r.1 * 0.9)? + (var * 0.1)?)?;
@@ -208,8 +208,11 @@ impl BatchNorm {
         self.running.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    pub fn set_running_stats(&self, mean: Tensor, var: Tensor) {
+    /// Replaces the running statistics (from a checkpoint, on any device).
+    pub fn set_running_stats(&self, mean: Tensor, var: Tensor) -> Result<()> {
+        let (mean, var) = (self.exec.put(&mean)?, self.exec.put(&var)?);
         *self.running.lock().unwrap_or_else(|p| p.into_inner()) = (mean, var);
+        Ok(())
     }
 }
 
@@ -219,6 +222,7 @@ pub struct ConvDown {
     b: Tensor,
     bn: Option<BatchNorm>,
     sink: kernels::SideGrads,
+    exec: Exec,
 }
 
 /// A 4×4, stride-2, padding-1 transposed convolution (doubles H and W).
@@ -227,6 +231,7 @@ pub struct ConvUp {
     b: Tensor,
     bn: Option<BatchNorm>,
     sink: kernels::SideGrads,
+    exec: Exec,
 }
 
 impl ConvDown {
@@ -242,14 +247,13 @@ impl ConvDown {
         let w = ps.uniform(format!("{name}.weight"), &[cout, cin, 4, 4], bound, rng)?;
         let b = ps.uniform(format!("{name}.bias"), &[cout], bound, rng)?;
         let bn = if bn { Some(BatchNorm::new(ps, &format!("{name}.bn"), cout)?) } else { None };
-        Ok(Self { w, b, bn, sink: ps.side.clone() })
+        Ok(Self { w, b, bn, sink: ps.side.clone(), exec: ps.exec.clone() })
     }
 
     /// `[B, Cin, H, W] → [B, Cout, H/2, W/2]`, then batch norm and `act`.
     fn forward(&self, x: &Tensor, train: bool, act: Option<Activation>) -> Result<Tensor> {
-        conv_block(x, train, act, self.bn.as_ref(), |x, e| match e {
-            Some(e) => kernels::conv2d_act(x, &self.w, &self.b, GEOM, e, Some(&self.sink)),
-            None => kernels::conv2d(x, &self.w, Some(&self.b), GEOM.stride, GEOM.pad),
+        conv_block(x, train, act, self.bn.as_ref(), |x, e| {
+            self.exec.conv2d_act(x, &self.w, &self.b, GEOM, e, &self.sink)
         })
     }
 }
@@ -268,14 +272,13 @@ impl ConvUp {
         let w = ps.uniform(format!("{name}.weight"), &[cin, cout, 4, 4], bound, rng)?;
         let b = ps.uniform(format!("{name}.bias"), &[cout], bound, rng)?;
         let bn = if bn { Some(BatchNorm::new(ps, &format!("{name}.bn"), cout)?) } else { None };
-        Ok(Self { w, b, bn, sink: ps.side.clone() })
+        Ok(Self { w, b, bn, sink: ps.side.clone(), exec: ps.exec.clone() })
     }
 
     /// `[B, Cin, H, W] → [B, Cout, 2H, 2W]`, then batch norm and `act`.
     fn forward(&self, x: &Tensor, train: bool, act: Option<Activation>) -> Result<Tensor> {
-        conv_block(x, train, act, self.bn.as_ref(), |x, e| match e {
-            Some(e) => kernels::conv_transpose2d_act(x, &self.w, &self.b, GEOM, e, Some(&self.sink)),
-            None => kernels::conv_transpose2d(x, &self.w, Some(&self.b), GEOM.stride, GEOM.pad),
+        conv_block(x, train, act, self.bn.as_ref(), |x, e| {
+            self.exec.conv_transpose2d_act(x, &self.w, &self.b, GEOM, e, &self.sink)
         })
     }
 }
@@ -283,23 +286,20 @@ impl ConvUp {
 /// Every conv layer here: 4×4 kernels, stride 2, padding 1.
 const GEOM: kernels::Geometry = kernels::Geometry { kernel: 4, stride: 2, pad: 1 };
 
-/// A convolution (`conv(x, epilogue)`; `None`: the stock ops), then batch norm and `act`. The
-/// activation is fused into the convolution when nothing comes between them and it can be;
-/// the bias always is (f32 on the CPU).
+/// A convolution with its bias (`conv(x, epilogue)`), then batch norm and `act`. The activation
+/// is part of the convolution's op when nothing comes between them and it can be.
 fn conv_block(
     x: &Tensor,
     train: bool,
     act: Option<Activation>,
     bn: Option<&BatchNorm>,
-    conv: impl Fn(&Tensor, Option<Epilogue>) -> Result<Tensor>,
+    conv: impl Fn(&Tensor, Epilogue) -> Result<Tensor>,
 ) -> Result<Tensor> {
-    let fast = x.dtype() == DType::F32 && x.device().is_cpu();
-    let (fused_act, rest) = match (bn, fusable(act)) {
-        (None, Some(e)) if fast => (Some(e), None),
-        _ if fast => (Some(Epilogue::Identity), act),
-        _ => (None, act),
+    let (epilogue, rest) = match (bn, fusable(act)) {
+        (None, Some(e)) => (e, None),
+        _ => (Epilogue::Identity, act),
     };
-    let y = conv(x, fused_act)?;
+    let y = conv(x, epilogue)?;
     match (bn, rest) {
         (Some(bn), act) => bn.forward_act(&y, train, act),
         (None, Some(act)) => act.apply(&y),

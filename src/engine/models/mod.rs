@@ -40,6 +40,7 @@ pub use vae::{AeConfig, BetaVaeConfig, VaeConfig};
 
 use crate::engine::data::ImageShape;
 use crate::engine::error::{EngineError, Result};
+use crate::engine::kernels::Exec;
 
 /// The kind of generative model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -92,7 +93,7 @@ pub trait FamilyConfig {
     /// Its parts and layers, for the diagram.
     fn network(&self) -> Vec<spec::Part>;
     /// Its model, weights drawn from `seed` (the configuration is already valid).
-    fn build(&self, optim: &AdamConfig, seed: u64) -> Result<Box<dyn GenerativeModel>>;
+    fn build(&self, optim: &AdamConfig, seed: u64, exec: &Exec) -> Result<Box<dyn GenerativeModel>>;
     /// The reconstruction loss of a family that reconstructs.
     fn recon_loss(&self) -> Option<ReconLoss>;
     fn recon_loss_mut(&mut self) -> Option<&mut ReconLoss>;
@@ -417,10 +418,16 @@ pub(crate) fn not_live(family: Family, hyper: LiveHyper) -> EngineError {
 /// that again).
 pub const MAX_PARAMS: u64 = 1 << 28;
 
-/// Builds the model a configuration describes, with weights drawn from `seed`.
-pub fn build_model(cfg: &ModelConfig, optim: &AdamConfig, seed: u64) -> Result<Box<dyn GenerativeModel>> {
+/// Builds the model a configuration describes, with weights drawn from `seed` (the same on
+/// every device), computing with `exec`.
+pub fn build_model(
+    cfg: &ModelConfig,
+    optim: &AdamConfig,
+    seed: u64,
+    exec: &Exec,
+) -> Result<Box<dyn GenerativeModel>> {
     cfg.validate()?;
-    cfg.family_config().build(optim, seed)
+    cfg.family_config().build(optim, seed, exec)
 }
 
 #[cfg(test)]
@@ -435,7 +442,8 @@ mod tests {
             let cfg = f.default_config();
             assert_eq!(cfg.family(), f);
             assert_eq!(cfg.capabilities().family, f);
-            let model = build_model(&cfg, &AdamConfig::default(), 0).expect("the default builds");
+            let model =
+                build_model(&cfg, &AdamConfig::default(), 0, &Exec::cpu()).expect("the default builds");
             assert_eq!(model.param_count() as u64, cfg.param_count_from_shapes(), "{f}");
         }
         for name in preset_names() {

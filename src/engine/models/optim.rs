@@ -1,12 +1,12 @@
-//! Adam: its configuration and per-parameter state. The update itself is one fused in-place
-//! pass per parameter ([`kernels::adam_update`]); candle's stock optimiser runs about thirteen
-//! tensor ops per parameter per step.
+//! Adam: its configuration and per-parameter state. On the CPU the update is one fused in-place
+//! pass per parameter (candle's stock optimiser runs about thirteen tensor ops per parameter
+//! per step); [`Exec::adam_update`] chooses.
 
 use candle_core::backprop::GradStore;
 use serde::{Deserialize, Serialize};
 
 use super::layers::ParamSet;
-use crate::engine::kernels::{self, AdamStep};
+use crate::engine::kernels::{AdamStep, Exec, Moments};
 
 /// Adam's hyper-parameters (weight decay is always 0: this is Adam, not AdamW).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -28,23 +28,24 @@ impl Default for AdamConfig {
 pub struct Adam {
     pub config: AdamConfig,
     pub step: u64,
-    pub m: Vec<Vec<f32>>,
-    pub v: Vec<Vec<f32>>,
+    /// One per parameter of the set, in its order.
+    pub moments: Vec<Moments>,
+    exec: Exec,
 }
 
-/// Whether every gradient of `params` is present and finite; used to refuse a poisoned update.
-pub fn grads_finite(params: &ParamSet, grads: &GradStore) -> bool {
-    params.vars().all(|var| match grads.get(var.as_tensor()) {
-        None => true,
-        Some(g) => kernels::all_finite(g),
-    })
+/// Whether every gradient of `params` that is present is finite; used to refuse a poisoned
+/// update.
+pub fn grads_finite(params: &ParamSet, grads: &GradStore) -> candle_core::Result<bool> {
+    let present: Vec<_> = params.vars().filter_map(|var| grads.get(var.as_tensor())).collect();
+    params.exec.all_finite(&present)
 }
 
 impl Adam {
-    pub fn new(config: AdamConfig, params: &ParamSet) -> Self {
-        let m = params.vars().map(|v| vec![0.0; v.elem_count()]).collect();
-        let v = params.vars().map(|v| vec![0.0; v.elem_count()]).collect();
-        Self { config, step: 0, m, v }
+    pub fn new(config: AdamConfig, params: &ParamSet) -> candle_core::Result<Self> {
+        let exec = params.exec.clone();
+        let moments =
+            params.vars().map(|v| exec.moments(v.as_tensor())).collect::<candle_core::Result<_>>()?;
+        Ok(Self { config, step: 0, moments, exec })
     }
 
     /// Applies one Adam step to every parameter that has a gradient.
@@ -63,7 +64,7 @@ impl Adam {
                 beta2: c.beta2 as f32,
                 eps: c.eps as f32,
             };
-            kernels::adam_update(var.as_tensor(), g, &mut self.m[i], &mut self.v[i], coeffs)?;
+            self.exec.adam_update(var, g, &mut self.moments[i], coeffs)?;
         }
         Ok(())
     }

@@ -19,17 +19,12 @@ pub(crate) fn collect_state(
     adam: &optim::Adam,
     out: &mut HashMap<String, Tensor>,
 ) -> Result<()> {
-    for (i, (name, var)) in params.params.iter().enumerate() {
-        let shape = var.shape().clone();
-        out.insert(name.clone(), var.as_tensor().copy()?);
-        out.insert(
-            format!("{name}.adam_m"),
-            Tensor::from_slice(&adam.m[i], &shape, &candle_core::Device::Cpu)?,
-        );
-        out.insert(
-            format!("{name}.adam_v"),
-            Tensor::from_slice(&adam.v[i], &shape, &candle_core::Device::Cpu)?,
-        );
+    for ((name, var), moments) in params.params.iter().zip(&adam.moments) {
+        let (m, v) = moments.to_cpu(var.shape())?;
+        // A copy: the fused update changes the parameter's storage in place.
+        out.insert(name.clone(), var.as_tensor().copy()?.to_device(&candle_core::Device::Cpu)?);
+        out.insert(format!("{name}.adam_m"), m);
+        out.insert(format!("{name}.adam_v"), v);
     }
     Ok(())
 }
@@ -51,22 +46,26 @@ pub(crate) fn restore_state(
         }
         Ok(t.to_dtype(candle_core::DType::F32)?)
     };
-    for (i, (name, var)) in params.params.iter().enumerate() {
+    for ((name, var), moments) in params.params.iter().zip(adam.moments.iter_mut()) {
         let shape = var.shape().clone();
-        var.set(&get(name, &shape)?)?;
-        adam.m[i] = get(&format!("{name}.adam_m"), &shape)?.flatten_all()?.to_vec1()?;
-        adam.v[i] = get(&format!("{name}.adam_v"), &shape)?.flatten_all()?.to_vec1()?;
+        var.set(&params.exec.put(&get(name, &shape)?)?)?;
+        moments.set(&get(&format!("{name}.adam_m"), &shape)?, &get(&format!("{name}.adam_v"), &shape)?)?;
     }
     Ok(())
 }
 
 /// Saves and restores batch-norm running statistics under `prefix.bnK.running_{mean,var}`.
-pub(crate) fn collect_bn(prefix: &str, bns: &[&layers::BatchNorm], out: &mut HashMap<String, Tensor>) {
+pub(crate) fn collect_bn(
+    prefix: &str,
+    bns: &[&layers::BatchNorm],
+    out: &mut HashMap<String, Tensor>,
+) -> Result<()> {
     for (i, bn) in bns.iter().enumerate() {
         let (m, v) = bn.running_stats();
-        out.insert(format!("{prefix}.bn{i}.running_mean"), m);
-        out.insert(format!("{prefix}.bn{i}.running_var"), v);
+        out.insert(format!("{prefix}.bn{i}.running_mean"), m.to_device(&candle_core::Device::Cpu)?);
+        out.insert(format!("{prefix}.bn{i}.running_var"), v.to_device(&candle_core::Device::Cpu)?);
     }
+    Ok(())
 }
 
 pub(crate) fn restore_bn(
@@ -89,7 +88,7 @@ pub(crate) fn restore_bn(
             }
             Ok(t.to_dtype(candle_core::DType::F32)?)
         };
-        bn.set_running_stats(get("running_mean")?, get("running_var")?);
+        bn.set_running_stats(get("running_mean")?, get("running_var")?)?;
     }
     Ok(())
 }

@@ -10,7 +10,6 @@ use rand::SeedableRng;
 
 use std::f64::consts::LN_2;
 
-use candle_core::Device;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -28,7 +27,7 @@ use super::{
     NoHealthRule, Preset, ReconLoss, StepMacs, StepOutcome,
 };
 use crate::engine::error::{EngineError, Result};
-use crate::engine::kernels::{row_loss, RowLoss};
+use crate::engine::kernels::{Exec, RowLoss};
 
 /// An autoencoder: `hidden` are the encoder's widths (MLP) or channels (conv); the decoder
 /// mirrors them.
@@ -155,9 +154,9 @@ macro_rules! encoder_decoder_family {
                 network(&self.net, $variational)
             }
 
-            fn build(&self, optim: &AdamConfig, seed: u64) -> Result<Box<dyn GenerativeModel>> {
+            fn build(&self, optim: &AdamConfig, seed: u64, exec: &Exec) -> Result<Box<dyn GenerativeModel>> {
                 let code = Code { variational: $variational, beta: self.kl_weight().unwrap_or(0.0) };
-                Ok(Box::new(Vae::new(self.clone().into(), self.recon_loss, code, *optim, seed)?))
+                Ok(Box::new(Vae::new(self.clone().into(), self.recon_loss, code, *optim, seed, exec)?))
             }
 
             fn recon_loss(&self) -> Option<ReconLoss> {
@@ -377,11 +376,12 @@ impl Vae {
         code: Code,
         optim: AdamConfig,
         seed: u64,
+        exec: &Exec,
     ) -> Result<Self> {
         let Code { variational, beta } = code;
         let net = cfg.net();
         let mut rng = StdRng::seed_from_u64(seed);
-        let mut ps = ParamSet::default();
+        let mut ps = ParamSet::new(exec.clone());
         let lay = layout(net, variational);
         let trunk = Trunk::new(&mut ps, "encoder", net, &lay.encoder, false, &mut rng)?;
         let feat = Trunk::out_dim(net.arch, net.input, &lay.encoder);
@@ -392,7 +392,7 @@ impl Vae {
             None
         };
         let decoder = Expand::new(&mut ps, "decoder", net, net.latent_dim, &lay.decoder, false, &mut rng)?;
-        let adam = Adam::new(optim, &ps);
+        let adam = Adam::new(optim, &ps)?;
         Ok(Self { cfg, recon_loss, params: ps, adam, trunk, mu, logvar, decoder, beta })
     }
 
@@ -408,20 +408,22 @@ impl Vae {
     }
 
     fn forward(&self, x: &Tensor, rng: &mut StdRng) -> Result<Forward> {
+        let x = &self.params.exec.put(x)?;
         let (b, _) = x.dims2()?;
         let (mu, logvar) = self.encode_t(x)?;
         let variational = self.logvar.is_some();
         let z = if variational {
-            let eps = normal_tensor(b, self.cfg.latent_dim(), 1.0, rng)?;
+            let eps = self.params.exec.put(&normal_tensor(b, self.cfg.latent_dim(), 1.0, rng)?)?;
             (&mu + (logvar.affine(0.5, 0.0)?.exp()? * eps)?)? // [B, L]
         } else {
             mu.clone()
         };
         let logits = self.decoder.forward(&z, true)?; // [B, D]
-        let recon_rows = match self.recon_loss {
-            ReconLoss::Bce => row_loss(&logits, x, RowLoss::BceWithLogits)?,
-            ReconLoss::Mse => row_loss(&logits, x, RowLoss::SquaredError)?,
+        let kind = match self.recon_loss {
+            ReconLoss::Bce => RowLoss::BceWithLogits,
+            ReconLoss::Mse => RowLoss::SquaredError,
         };
+        let recon_rows = self.params.exec.row_loss(&logits, x, kind)?;
         let recon = recon_rows.mean(0)?;
         let (loss, kl_v) = if variational {
             let kl = kl_rows(&mu, &logvar)?.mean(0)?;
@@ -453,7 +455,7 @@ impl GenerativeModel for Vae {
             return Ok(StepOutcome::NonFinite(f.losses));
         }
         let grads = self.params.backward(&f.loss)?;
-        if !grads_finite(&self.params, &grads) {
+        if !grads_finite(&self.params, &grads)? {
             return Ok(StepOutcome::NonFinite(f.losses));
         }
         self.adam.step(&self.params, &grads)?;
@@ -465,12 +467,12 @@ impl GenerativeModel for Vae {
     }
 
     fn encode(&self, x: &Tensor) -> Result<Option<(Tensor, Tensor)>> {
-        let (mu, lv) = self.encode_t(x)?;
+        let (mu, lv) = self.encode_t(&self.params.exec.put(x)?)?;
         Ok(Some((mu.detach(), lv.detach())))
     }
 
     fn decode_logits(&self, z: &Tensor) -> Result<Tensor> {
-        Ok(self.decoder.forward(z, false)?.detach())
+        Ok(self.decoder.forward(&self.params.exec.put(z)?, false)?.detach())
     }
 
     fn learning_rate(&self) -> f64 {
@@ -511,7 +513,7 @@ impl GenerativeModel for Vae {
         out: &mut [SampleScore],
     ) -> Result<()> {
         let d = self.cfg.input().len();
-        let xt = Tensor::from_slice(x, (out.len(), d), &Device::Cpu)?;
+        let xt = Tensor::from_slice(x, (out.len(), d), self.params.exec.device())?;
         let (mu, logvar) = self.encode_t(&xt)?;
         let (mu, logvar) = (mu.detach(), logvar.detach());
         if self.logvar.is_none() {
@@ -527,7 +529,7 @@ impl GenerativeModel for Vae {
         let mu = mu.flatten_all()?.to_vec1::<f32>()?;
         let logvar = logvar.flatten_all()?.to_vec1::<f32>()?;
         let iw = importance_weighted(&mu, &logvar, latent, setup.k, setup.max_rows, rng, |items, z| {
-            let zt = Tensor::from_slice(z, (items.len(), latent), &Device::Cpu)?;
+            let zt = Tensor::from_slice(z, (items.len(), latent), self.params.exec.device())?;
             let logits = self.decode_logits(&zt)?.flatten_all()?.to_vec1::<f32>()?; // [rows·D]
             Ok(items
                 .par_iter()

@@ -1,0 +1,92 @@
+//! `genlab parity`: the same presets trained from one seed on the CPU's reference kernels and
+//! on another device or kernel path, their losses compared step by step.
+
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::*;
+use crate::engine::parity::{compare, Side};
+
+#[derive(Args, Debug)]
+pub struct ParityArgs {
+    /// Presets to compare (comma-separated; default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub preset: Vec<String>,
+    /// Training steps per preset and side.
+    #[arg(long, default_value_t = 200)]
+    pub steps: usize,
+    /// Batch size (default: each preset's).
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// `builtin` or a path to an IDX file, CSV file or image folder.
+    #[arg(long, default_value = "builtin")]
+    pub data: String,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Threads for the CPU's maths.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// The largest relative loss difference that passes (exit code 1 above it).
+    #[arg(long, default_value_t = 1e-2)]
+    pub tolerance: f64,
+    /// One JSON object per preset (both loss traces included).
+    #[arg(long)]
+    pub json: bool,
+    /// The side compared with the CPU's reference kernels (default: the CPU's fused kernels).
+    #[command(flatten)]
+    pub compute: ComputeArgs,
+}
+
+pub(super) fn parity(a: ParityArgs) -> anyhow::Result<ExitCode> {
+    let data = load_data(&a.data)?;
+    let names: Vec<String> = if a.preset.is_empty() {
+        presets().iter().map(|s| s.to_string()).collect()
+    } else {
+        a.preset.clone()
+    };
+    let reference = Side::new(candle_core::Device::Cpu, KernelPath::Reference);
+    let other = Side::new(a.compute.device()?, a.compute.kernels.unwrap_or_default());
+    if !a.json {
+        println!("{} against {}, {} steps, seed {}", other.label(), reference.label(), a.steps, a.seed);
+        println!(
+            "{:<16} {:>12} {:>6} {:>8} {:>12} {:>12} {:>12}",
+            "preset", "max rel diff", "step", "loss", "first step", "img/s ref", "img/s other"
+        );
+    }
+    let mut all_pass = true;
+    for name in &names {
+        let mut cfg = preset(name, data.shape)
+            .ok_or_else(|| anyhow!("unknown preset `{name}`; presets: {}", presets().join(", ")))?;
+        cfg.train.seed = a.seed;
+        cfg.train.threads = a.threads;
+        if let Some(b) = a.batch {
+            cfg.train.batch_size = b;
+        }
+        let p =
+            kernels::pool::install(a.threads, || compare(&cfg, data.clone(), &reference, &other, a.steps))??;
+        let pass = p.max_rel_diff <= a.tolerance && p.steps == a.steps;
+        all_pass &= pass;
+        if a.json {
+            let mut v = serde_json::to_value(&p)?;
+            if let Some(o) = v.as_object_mut() {
+                o.insert("preset".into(), name.clone().into());
+                o.insert("pass".into(), pass.into());
+            }
+            println!("{v}");
+        } else {
+            println!(
+                "{:<16} {:>12.2e} {:>6} {:>8} {:>12.2e} {:>12.0} {:>12.0}{}",
+                name,
+                p.max_rel_diff,
+                p.worst_step,
+                p.worst_loss.map_or("-", |k| k.id()),
+                p.first_step_diff,
+                p.a.images_per_sec,
+                p.b.images_per_sec,
+                if pass { "" } else { "  ← over the tolerance" }
+            );
+        }
+    }
+    Ok(if all_pass { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
