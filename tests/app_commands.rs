@@ -54,6 +54,29 @@ fn train_sends_start_with_the_panels_settings() {
     assert!(is_disabled(&h, "Train"), "no second start while the first is under way");
 }
 
+/// The Kernels picker's choice travels with the run, and a preset keeps it (a machine's
+/// choice, like the threads).
+#[test]
+fn the_kernel_path_chosen_travels_with_the_run() {
+    use genlab::engine::kernels::KernelPath;
+    let mut h = recording();
+    h.run();
+    // The picker sits at the foot of the settings: scroll it into view first.
+    h.get_by_role_and_label(Role::ComboBox, "Kernels").scroll_to_me();
+    h.run();
+    h.get_by_role_and_label(Role::ComboBox, "Kernels").click();
+    h.run();
+    h.get_by_label("reference").click();
+    h.run();
+    choose_preset(&mut h, "mnist_mlp_gan");
+    h.get_by_label("Train").click();
+    h.run();
+    let cmds = sent(&mut h);
+    let [Command::Start { config, .. }] = &cmds[..] else { panic!("Train sends one Start: {cmds:?}") };
+    assert_eq!(config.train.kernels, KernelPath::Reference);
+    assert_eq!(config.preset, "mnist_mlp_gan");
+}
+
 #[test]
 fn train_after_choosing_a_preset_sends_that_preset() {
     let mut h = recording();

@@ -158,8 +158,10 @@ impl App {
                 config.train.batch_size, data.name
             )));
         }
-        // How many threads to use is this machine's choice, not the checkpoint's.
+        // How many threads and which device to use is this machine's choice, not the
+        // checkpoint's.
         config.train.threads = self.persisted.config.train.threads;
+        config.train.device = self.persisted.config.train.device;
         let cmd = Command::Start {
             config: Box::new(config.clone()),
             data: DataSpec::Loaded(data.clone()),
@@ -297,6 +299,8 @@ impl App {
                     Some(mut p) => {
                         // Machine and data choices are not the preset's to change.
                         p.train.threads = self.persisted.config.train.threads;
+                        p.train.device = self.persisted.config.train.device;
+                        p.train.kernels = self.persisted.config.train.kernels;
                         p.train.test_fraction = self.persisted.config.train.test_fraction;
                         self.persisted.config = p;
                     }

@@ -159,6 +159,7 @@ pub fn train_config(a: &TrainArgs, data: &Dataset) -> anyhow::Result<RunConfig> 
     if let Some(k) = a.compute.kernels {
         cfg.train.kernels = k;
     }
+    cfg.train.device = a.compute.device;
     if let Some(t) = a.threads {
         cfg.train.threads = t;
     }
@@ -179,7 +180,7 @@ fn train_in_pool(a: TrainArgs, data: Arc<Dataset>, cfg: RunConfig) -> anyhow::Re
     let family = cfg.model.family();
     let caps = cfg.model.capabilities();
     let name = caps.headline.id();
-    let mut s = TrainingSession::on(cfg.clone(), data.clone(), a.compute.device()?)?;
+    let mut s = TrainingSession::new(cfg.clone(), data.clone())?;
     let total = a.max_steps.map_or(s.total_steps(), |m| m.min(s.total_steps()));
     eprintln!(
         "training {} ({} {}, {} parameters) on {} ({} train / {} test images of {})",

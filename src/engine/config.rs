@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::data::ImageShape;
+use super::device::DeviceChoice;
 use super::error::{EngineError, Result};
 use super::kernels::KernelPath;
 use super::models::{self, AdamConfig, ModelConfig};
@@ -30,6 +31,10 @@ pub struct TrainConfig {
     /// The fused CPU kernels (default) or candle's stock ops everywhere; tensors on a GPU
     /// always take the stock ops.
     pub kernels: KernelPath,
+    /// Where the run computes. Chosen each time a run starts (`--device`, the app's picker),
+    /// never saved: a checkpoint written on a GPU loads anywhere.
+    #[serde(skip)]
+    pub device: DeviceChoice,
     /// Fault injection for tests: the step that would be step `n` (1-based) panics, and 0
     /// panics while the session is built, so that tests can check a panic is isolated. Never
     /// saved or loaded.
@@ -51,6 +56,7 @@ impl Default for TrainConfig {
             keep_every: 500,
             keep_count: 10,
             kernels: KernelPath::Fused,
+            device: DeviceChoice::Cpu,
             fault_at_step: None,
         }
     }

@@ -145,9 +145,11 @@ impl Feed {
 }
 
 impl TrainingSession {
-    /// Builds the model for `data` on the CPU and checks that the configuration fits it.
+    /// Builds the model for `data` on the configuration's device and checks that the
+    /// configuration fits it.
     pub fn new(config: RunConfig, data: Arc<Dataset>) -> Result<Self> {
-        Self::on(config, data, Device::Cpu)
+        let device = config.train.device.open()?;
+        Self::on(config, data, device)
     }
 
     /// [`TrainingSession::new`] with the model on `device`.

@@ -303,6 +303,7 @@ fn schedule_ui(ui: &mut egui::Ui, cfg: &mut RunConfig) {
             .labelled_by(label.id)
             .on_hover_text("Threads for the tensor maths; 1 leaves a core for the window");
         ui.end_row();
+        compute_ui(ui, cfg);
         let label = ui.label("Rewind every");
         ui.add(DragValue::new(&mut cfg.train.keep_every).range(0..=1_000_000).suffix(" steps"))
             .labelled_by(label.id)
@@ -314,6 +315,43 @@ fn schedule_ui(ui: &mut egui::Ui, cfg: &mut RunConfig) {
             .on_hover_text("At most this many, on disk; past it older ones are thinned (the first is kept)");
         ui.end_row();
     });
+}
+
+/// The device picker (only in a build with a GPU backend) and the kernel path.
+fn compute_ui(ui: &mut egui::Ui, cfg: &mut RunConfig) {
+    use crate::engine::device::{DeviceChoice, GPU_BUILD};
+    use crate::engine::kernels::KernelPath;
+    if GPU_BUILD {
+        // Probing the GPUs opens them: once per process.
+        static AVAILABLE: std::sync::OnceLock<Vec<DeviceChoice>> = std::sync::OnceLock::new();
+        let available = AVAILABLE.get_or_init(DeviceChoice::available);
+        let label = ui.label("Device");
+        egui::ComboBox::from_id_salt("device")
+            .selected_text(cfg.train.device.to_string())
+            .show_ui(ui, |ui| {
+                for d in available {
+                    ui.selectable_value(&mut cfg.train.device, *d, d.to_string());
+                }
+            })
+            .response
+            .labelled_by(label.id)
+            .on_hover_text("Where the next run computes; off the CPU every op is candle's stock one");
+        ui.end_row();
+    }
+    let label = ui.label("Kernels");
+    egui::ComboBox::from_id_salt("kernels")
+        .selected_text(cfg.train.kernels.id())
+        .show_ui(ui, |ui| {
+            for k in KernelPath::ALL {
+                ui.selectable_value(&mut cfg.train.kernels, k, k.id());
+            }
+        })
+        .response
+        .labelled_by(label.id)
+        .on_hover_text(
+            "fused: genlab's hand-written CPU kernels (fast); reference: candle's stock ops, what a GPU runs (the same maths, slower on the CPU)",
+        );
+    ui.end_row();
 }
 
 /// 1234567 → "1,234,567".
