@@ -84,7 +84,8 @@ pub fn sigmoid(l: f32) -> f32 {
 
 /// Runs `f` compiled for the widest vector unit the CPU has (AVX-512, else AVX2), picked at
 /// run time: the default x86-64 target only has SSE2. Floating-point results are the same
-/// either way (Rust never fuses a multiply and an add on its own), only faster.
+/// either way (Rust never fuses a multiply and an add on its own), only faster. Elsewhere, and
+/// under `GENLAB_PORTABLE_KERNELS`, `f` runs as the target's baseline compiles it.
 #[inline(always)]
 pub fn with_simd<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
@@ -97,15 +98,11 @@ pub fn with_simd<R>(f: impl FnOnce() -> R) -> R {
         fn avx2<R>(f: impl FnOnce() -> R) -> R {
             f()
         }
-        if is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("avx512bw")
-            && is_x86_feature_detected!("avx512dq")
-            && is_x86_feature_detected!("avx512vl")
-        {
+        if super::simd::has_avx512_loops() {
             // SAFETY: the CPU has every feature the function is compiled for (checked above).
             return unsafe { avx512(f) };
         }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        if super::simd::has_avx2_fma() {
             // SAFETY: as above, for AVX2 and FMA.
             return unsafe { avx2(f) };
         }
@@ -215,6 +212,17 @@ mod tests {
         assert!((0.0..1e-37).contains(&softplus(-1e4)), "{}", softplus(-1e4));
         assert_eq!(softplus(1e4), 1e4);
         assert!(sigmoid(1e4) == 1.0 && sigmoid(-1e4) < 1e-37);
+    }
+
+    /// The loops give the same bits compiled for the widest vectors as for the baseline (what
+    /// `GENLAB_PORTABLE_KERNELS` and CPUs without AVX run): no fused multiply-adds appear.
+    #[test]
+    fn with_simd_changes_speed_not_results() {
+        let v: Vec<f32> = (0..10_007).map(|i| (i as f32 * 0.731).sin() * 30.0).collect();
+        let loss = |v: &[f32]| v.iter().map(|&l| softplus(l) - 0.3 * l + sigmoid(l)).collect::<Vec<_>>();
+        let (fast, slow) = (with_simd(|| loss(&v)), loss(&v));
+        assert!(fast.iter().zip(&slow).all(|(a, b)| a.to_bits() == b.to_bits()));
+        assert_eq!(with_simd(|| sum(&fast)).to_bits(), sum(&slow).to_bits());
     }
 
     #[test]

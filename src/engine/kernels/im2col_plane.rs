@@ -34,6 +34,7 @@ impl Taps {
     }
 
     /// Whether the vector kernels apply: rows of at most 16 outputs spanning at most 32 inputs.
+    #[cfg(target_arch = "x86_64")]
     pub(super) fn vector_rows(&self) -> bool {
         self.wo > 0 && self.wo <= 16 && (self.wo - 1) * self.s < ROW_SLACK
     }
@@ -79,7 +80,7 @@ impl Elem for f32 {
     #[inline(always)]
     fn unfold_plane(out: &mut [f32], ld: usize, plane: &[f32], padded: &mut [f32], t: Taps) {
         #[cfg(target_arch = "x86_64")]
-        if t.vector_rows() && std::arch::is_x86_feature_detected!("avx512f") {
+        if t.vector_rows() && super::simd::has_avx512f() {
             t.check(plane.len(), out.len(), ld, padded.len());
             // SAFETY: AVX-512F is there; `check` bounds every access (see the function).
             return unsafe { unfold_plane_avx512(out, ld, plane, padded, t) };
@@ -90,7 +91,7 @@ impl Elem for f32 {
     #[inline(always)]
     fn fold_plane(out: &mut [f32], cols: &[f32], ld: usize, acc: &mut [f32], t: Taps) {
         #[cfg(target_arch = "x86_64")]
-        if t.vector_rows() && std::arch::is_x86_feature_detected!("avx512f") {
+        if t.vector_rows() && super::simd::has_avx512f() {
             t.check(out.len(), cols.len(), ld, acc.len());
             // SAFETY: as above.
             return unsafe { fold_plane_avx512(out, cols, ld, acc, t) };
@@ -249,6 +250,37 @@ unsafe fn fold_plane_avx512(out: &mut [f32], cols: &[f32], ld: usize, acc: &mut 
         }
         for y in 0..h {
             copy_f32s(out.as_mut_ptr().add(y * w), acc.as_ptr().add((y + p) * wp + p), w);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::kernels::testing::{Case, CASES};
+
+    /// The f32 dispatch (AVX-512 where the CPU has it, the rows fit and
+    /// `GENLAB_PORTABLE_KERNELS` is unset) and the portable loops give the same bits, both ways.
+    #[test]
+    fn f32_paths_agree_with_the_portable_loops() {
+        for case in CASES {
+            let Case { h, w, k, s, p, .. } = case;
+            let t = Taps::new(Geometry { kernel: k, stride: s, pad: p }, h, w).unwrap();
+            let ld = t.ho * t.wo + 3; // a stride past the row, as the batched columns have
+            let plane: Vec<f32> = (0..h * w).map(|i| (i as f32 * 0.37).sin()).collect();
+            let cols_len = (k * k - 1) * ld + t.ho * t.wo;
+            let (mut fast, mut slow) = (vec![0.0; cols_len], vec![0.0; cols_len]);
+            let mut padded = vec![0.0; t.padded_len()];
+            f32::unfold_plane(&mut fast, ld, &plane, &mut padded, t);
+            let mut padded = vec![0.0; t.padded_len()];
+            unfold_plane_portable(&mut slow, ld, &plane, &mut padded, t);
+            assert!(fast.iter().zip(&slow).all(|(a, b)| a.to_bits() == b.to_bits()), "unfold, {case:?}");
+
+            let cols: Vec<f32> = (0..cols_len).map(|i| (i as f32 * 0.11).cos()).collect();
+            let (mut fast, mut slow) = (vec![0.0; h * w], vec![0.0; h * w]);
+            f32::fold_plane(&mut fast, &cols, ld, &mut vec![f32::NAN; t.padded_len()], t);
+            fold_plane_portable(&mut slow, &cols, ld, &mut vec![f32::NAN; t.padded_len()], t);
+            assert!(fast.iter().zip(&slow).all(|(a, b)| a.to_bits() == b.to_bits()), "fold, {case:?}");
         }
     }
 }

@@ -75,10 +75,12 @@ fn transpose_add_bias<'a>(
         "transpose: sizes do not fit"
     );
     // Whole 16 × 16 tiles in registers where the CPU has AVX-512; the rest value by value.
-    let mut tiled_cols = 0;
+    #[cfg(not(target_arch = "x86_64"))]
+    let tiled_cols = 0;
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        tiled_cols = cols / BLOCK * BLOCK;
+    let tiled_cols = if super::simd::has_avx512f() { cols / BLOCK * BLOCK } else { 0 };
+    #[cfg(target_arch = "x86_64")]
+    if tiled_cols > 0 {
         let tiled_rows = rows / BLOCK * BLOCK;
         for r0 in (0..tiled_rows).step_by(BLOCK) {
             for c0 in (0..tiled_cols).step_by(BLOCK) {

@@ -28,6 +28,9 @@ pub mod pool;
 pub mod reference;
 mod row_loss;
 mod side_grads;
+// Only x86-64 kernels have SIMD paths to switch off; elsewhere every loop is the portable one.
+#[cfg(target_arch = "x86_64")]
+mod simd;
 #[cfg(test)]
 mod testing;
 
