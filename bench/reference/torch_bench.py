@@ -46,6 +46,7 @@ def parse_args():
     p.add_argument("--quick", action="store_true", help="a smoke run: fewer steps and repeats")
     p.add_argument("--train-only", action="store_true", help="skip the sgemm peak")
     p.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "assets" / "mnist10k"))
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (bench/gpu_check.sh)")
     a = p.parse_args()
     if a.repeats is None:
         a.repeats = 1 if a.quick else 3
@@ -71,6 +72,7 @@ import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 torch.set_num_threads(ARGS.threads)
+DEVICE = torch.device(ARGS.device)
 
 
 def utc_now():
@@ -248,7 +250,7 @@ class GanTrainer:
         self.opt_d = torch.optim.Adam(d.parameters(), lr=lr, betas=(0.5, 0.999), eps=1e-8)
 
     def step(self, x):
-        z = torch.randn(x.shape[0], self.latent)
+        z = torch.randn(x.shape[0], self.latent, device=x.device)
         fake = torch.sigmoid(self.g(z))
         real_l = self.d(x).squeeze(1)
         fake_l = self.d(fake.detach()).squeeze(1)
@@ -266,12 +268,14 @@ class GanTrainer:
 
 def make_trainer(model):
     if model == "mnist_vae":
-        return VaeTrainer(MlpVae())
+        return VaeTrainer(MlpVae().to(DEVICE))
     if model == "conv_vae":
-        return VaeTrainer(ConvVae())
+        return VaeTrainer(ConvVae().to(DEVICE))
     if model == "mnist_mlp_gan":
-        return GanTrainer(*mlp_gan())
-    return GanTrainer(*dcgan())
+        g, d = mlp_gan()
+    else:
+        g, d = dcgan()
+    return GanTrainer(g.to(DEVICE), d.to(DEVICE))
 
 
 def schedule(model):
@@ -298,7 +302,7 @@ def train_model(model, data, gen):
                 order, cursor = torch.randperm(n, generator=gen), 0
             idx = order[cursor: cursor + BATCH]
             cursor += BATCH
-            return data[idx]
+            return data[idx.to(DEVICE)]
 
         for _ in range(warmup):
             trainer.step(batch())
@@ -314,6 +318,7 @@ def train_model(model, data, gen):
         "kind": "train",
         "framework": "pytorch",
         "model": model,
+        "device": str(DEVICE),
         "threads": ARGS.threads,
         "batch": BATCH,
         "images_per_sec": ips,
@@ -361,6 +366,7 @@ def main():
         "nproc": os.cpu_count(),
         "threads": ARGS.threads,
         "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
+        "device": torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else "cpu",
         "date": utc_now(),
     })
     peak = None
@@ -371,7 +377,8 @@ def main():
             if t == ARGS.threads:
                 peak = r["gflops"]
             emit(r)
-    data = torch.from_numpy(read_idx_images(Path(ARGS.data) / "train-images-idx3-ubyte.gz"))
+    # Each step ends in .item(), which waits for the device: a step's time is its whole work.
+    data = torch.from_numpy(read_idx_images(Path(ARGS.data) / "train-images-idx3-ubyte.gz")).to(DEVICE)
     gen = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     for model in ARGS.models:
