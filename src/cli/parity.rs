@@ -27,8 +27,10 @@ pub struct ParityArgs {
     /// Threads for the CPU's maths.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
-    /// The largest relative loss difference that passes (exit code 1 above it).
-    #[arg(long, default_value_t = 1e-2)]
+    /// The largest relative difference of the headline loss's mean over the last quarter of
+    /// the steps that passes (exit code 1 above it, or when the first step differs by more
+    /// than 1e-4). Step by step the traces agree at first and drift apart later (see README).
+    #[arg(long, default_value_t = 0.05)]
     pub tolerance: f64,
     /// One JSON object per preset (both loss traces included).
     #[arg(long)]
@@ -37,6 +39,9 @@ pub struct ParityArgs {
     #[command(flatten)]
     pub compute: ComputeArgs,
 }
+
+/// Before any update both sides compute the same forward pass: rounding only.
+const FIRST_STEP_TOLERANCE: f64 = 1e-4;
 
 pub(super) fn parity(a: ParityArgs) -> anyhow::Result<ExitCode> {
     let data = load_data(&a.data)?;
@@ -50,8 +55,16 @@ pub(super) fn parity(a: ParityArgs) -> anyhow::Result<ExitCode> {
     if !a.json {
         println!("{} against {}, {} steps, seed {}", other.label(), reference.label(), a.steps, a.seed);
         println!(
-            "{:<16} {:>12} {:>6} {:>8} {:>12} {:>12} {:>12}",
-            "preset", "max rel diff", "step", "loss", "first step", "img/s ref", "img/s other"
+            "{:<16} {:>10} {:>10} {:>12} {:>6} {:>8} {:>10} {:>10} {:>11}",
+            "preset",
+            "first step",
+            "agree 1e-3",
+            "max rel diff",
+            "step",
+            "loss",
+            "tail mean",
+            "img/s ref",
+            "img/s other"
         );
     }
     let mut all_pass = true;
@@ -65,7 +78,9 @@ pub(super) fn parity(a: ParityArgs) -> anyhow::Result<ExitCode> {
         }
         let p =
             kernels::pool::install(a.threads, || compare(&cfg, data.clone(), &reference, &other, a.steps))??;
-        let pass = p.max_rel_diff <= a.tolerance && p.steps == a.steps;
+        let pass = p.first_step_diff <= FIRST_STEP_TOLERANCE
+            && p.tail_mean_diff <= a.tolerance
+            && p.steps == a.steps;
         all_pass &= pass;
         if a.json {
             let mut v = serde_json::to_value(&p)?;
@@ -76,12 +91,14 @@ pub(super) fn parity(a: ParityArgs) -> anyhow::Result<ExitCode> {
             println!("{v}");
         } else {
             println!(
-                "{:<16} {:>12.2e} {:>6} {:>8} {:>12.2e} {:>12.0} {:>12.0}{}",
+                "{:<16} {:>10.2e} {:>10} {:>12.2e} {:>6} {:>8} {:>10.2e} {:>10.0} {:>11.0}{}",
                 name,
+                p.first_step_diff,
+                p.agree_steps,
                 p.max_rel_diff,
                 p.worst_step,
                 p.worst_loss.map_or("-", |k| k.id()),
-                p.first_step_diff,
+                p.tail_mean_diff,
                 p.a.images_per_sec,
                 p.b.images_per_sec,
                 if pass { "" } else { "  ← over the tolerance" }

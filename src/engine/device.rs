@@ -38,10 +38,8 @@ impl DeviceChoice {
             DeviceChoice::Cpu => Ok(Device::Cpu),
             DeviceChoice::Cuda(_) if !cfg!(feature = "cuda") => Err(missing("CUDA", "cuda")),
             DeviceChoice::Metal(_) if !cfg!(feature = "metal") => Err(missing("Metal", "metal")),
-            DeviceChoice::Cuda(n) => Device::new_cuda(n)
-                .map_err(|e| EngineError::Config(format!("CUDA device {n} cannot be opened: {e}"))),
-            DeviceChoice::Metal(n) => Device::new_metal(n)
-                .map_err(|e| EngineError::Config(format!("Metal device {n} cannot be opened: {e}"))),
+            DeviceChoice::Cuda(n) => opened(self, || Device::new_cuda(n)),
+            DeviceChoice::Metal(n) => opened(self, || Device::new_metal(n)),
         }
     }
 
@@ -60,6 +58,25 @@ impl DeviceChoice {
 
     pub fn is_cpu(self) -> bool {
         self == DeviceChoice::Cpu
+    }
+}
+
+/// `open()`'s result as an error naming the device. The CUDA libraries are loaded when the
+/// first device opens, and a missing one (no NVIDIA driver) is a panic in candle's CUDA
+/// bindings: caught here, it is this device's error like any other.
+fn opened(d: DeviceChoice, open: impl FnOnce() -> candle_core::Result<Device>) -> Result<Device> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(open)) {
+        Ok(Ok(device)) => Ok(device),
+        Ok(Err(e)) => Err(EngineError::Config(format!("{d} cannot be opened: {e}"))),
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("its libraries could not be loaded");
+            let why = why.split(" - ").next().unwrap_or(why);
+            Err(EngineError::Config(format!("{d} cannot be opened: {why} (is the GPU's driver installed?)")))
+        }
     }
 }
 
