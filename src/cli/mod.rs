@@ -57,6 +57,13 @@ pub enum Cmd {
     /// Train presets from one seed on the CPU's reference kernels and on another device or
     /// kernel path, and compare their losses step by step.
     Parity(ParityArgs),
+    /// Sample quality of a checkpoint: Fréchet distance, KID, precision/recall,
+    /// density/coverage (and, with labels, the classes of the samples), each beside the real
+    /// data's floor and noise's ceiling.
+    Quality(QualityArgs),
+    /// Train the classifier whose features the quality metrics use (the built-in digits ship
+    /// one: assets/features/).
+    Classifier(ClassifierArgs),
 }
 
 /// Where a command computes: `--device` and `--kernels`, shared by every command that runs a
@@ -108,6 +115,8 @@ pub fn run(cmd: Cmd) -> ExitCode {
         Cmd::Interpolate(a) => explore::interpolate(a).map(|_| ExitCode::SUCCESS),
         Cmd::Bench(a) => bench::bench(a).map(|_| ExitCode::SUCCESS),
         Cmd::Parity(a) => parity::parity(a),
+        Cmd::Quality(a) => quality::quality(a).map(|_| ExitCode::SUCCESS),
+        Cmd::Classifier(a) => quality::classifier(a).map(|_| ExitCode::SUCCESS),
         Cmd::Open(_) => Err(anyhow!("`open` is handled by the app")),
     };
     match result {
@@ -128,10 +137,12 @@ mod bench;
 mod explore;
 mod inspect;
 mod parity;
+mod quality;
 mod train;
 
 pub use bench::*;
 pub use explore::*;
 pub use inspect::*;
 pub use parity::*;
+pub use quality::*;
 pub use train::*;

@@ -17,6 +17,7 @@ pub mod images;
 pub mod metrics;
 pub mod parity;
 pub mod protocol;
+pub mod quality;
 pub mod rewind;
 pub mod scoring;
 pub mod session;

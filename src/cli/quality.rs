@@ -1,0 +1,120 @@
+//! `genlab quality`: a checkpoint's sample quality with its floor and ceiling; `genlab
+//! classifier`: trains the classifier whose features the metrics use (how the shipped one for
+//! the built-in digits is made).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::Args;
+
+use super::*;
+use crate::engine::quality::{self, features, QualityContext, QualityReport, Scored};
+
+#[derive(Args, Debug)]
+pub struct QualityArgs {
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Samples drawn (and real images per side).
+    #[arg(long, default_value_t = quality::DEFAULT_SAMPLES)]
+    pub n: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ClassifierArgs {
+    /// `builtin` or a path to labelled data.
+    #[arg(long, default_value = "builtin")]
+    pub data: String,
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = quality::CLASSIFIER_EPOCHS)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+pub(super) fn quality(a: QualityArgs) -> anyhow::Result<()> {
+    if a.n < 10 || a.n > 20_000 {
+        bail!("--n must be between 10 and 20000");
+    }
+    let loaded = a.compute.load(&a.checkpoint)?;
+    let cfg = &loaded.meta.config;
+    let data = data::load(&loaded.meta.data_source, &LoadOptions::default())
+        .with_context(|| format!("loading the checkpoint's dataset {}", loaded.meta.data_source))?;
+    let data = data.converted_to(cfg.model.input());
+    let split = data.split(cfg.train.test_fraction, cfg.train.seed);
+    let net = quality::feature_net(&data, &split, &mut |m| eprintln!("{m}"))?;
+    let ctx = QualityContext::new(&data, &split, net, a.n, a.seed)?;
+    let report = ctx.score_model(loaded.model.as_ref(), a.seed)?;
+    if a.json {
+        let mut v = serde_json::to_value(&report)?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("step".into(), loaded.meta.step.into());
+            o.insert("warnings".into(), quality::warnings(&report).into());
+        }
+        println!("{v}");
+    } else {
+        println!(
+            "{} ({}, step {}): {} samples against {} training images of {}",
+            a.checkpoint.display(),
+            cfg.preset,
+            loaded.meta.step,
+            report.n,
+            report.n,
+            data.name
+        );
+        print!("{}", table(&report));
+        for w in quality::warnings(&report) {
+            println!("warning: {w}");
+        }
+    }
+    Ok(())
+}
+
+/// The report as a text table: each metric for the samples, the floor and the ceiling.
+pub fn table(r: &QualityReport) -> String {
+    let mut out = format!("{}\n", r.features);
+    out += &format!("{:<22} {:>14} {:>18} {:>16}\n", "", "samples", "floor (real test)", "ceiling (noise)");
+    let row = |name: &str, f: &dyn Fn(&Scored) -> String| {
+        format!("{:<22} {:>14} {:>18} {:>16}\n", name, f(&r.samples), f(&r.floor), f(&r.ceiling))
+    };
+    out += &row("Fréchet distance ↓", &|s| format!("{:.2}", s.metrics.fd));
+    out += &row("KID ↓", &|s| format!("{:.4}±{:.4}", s.metrics.kid, s.metrics.kid_std));
+    out += &row("precision (k=3) ↑", &|s| format!("{:.3}", s.metrics.precision));
+    out += &row("recall (k=3) ↑", &|s| format!("{:.3}", s.metrics.recall));
+    out += &row("density (k=5) ↑", &|s| format!("{:.3}", s.metrics.density));
+    out += &row("coverage (k=5) ↑", &|s| format!("{:.3}", s.metrics.coverage));
+    if r.samples.classes.is_some() {
+        let confident =
+            |s: &Scored| s.classes.as_ref().map_or("-".into(), |c| format!("{:.1}%", 100.0 * c.confident));
+        let covered = |s: &Scored| {
+            s.classes.as_ref().map_or("-".into(), |c| format!("{}/{}", c.covered, c.histogram.len()))
+        };
+        out += &row("confident (p ≥ 0.9) ↑", &confident);
+        out += &row("classes covered ↑", &covered);
+        if let Some(c) = &r.samples.classes {
+            let h: Vec<String> = c.histogram.iter().enumerate().map(|(i, k)| format!("{i}: {k}")).collect();
+            out += &format!("samples per class: {}\n", h.join(", "));
+        }
+    }
+    out += &format!("({:.1} s for the samples' part)\n", r.seconds);
+    out
+}
+
+pub(super) fn classifier(a: ClassifierArgs) -> anyhow::Result<()> {
+    let data = load_data(&a.data)?;
+    let input = features::feature_input(data.shape);
+    let data = data.converted_to(input);
+    let split = data.split(0.2, a.seed);
+    let t0 = std::time::Instant::now();
+    let net = features::FeatureNet::train_classifier(&data, &split.train, &split.test, a.epochs, a.seed)?;
+    net.save(&a.out)?;
+    eprintln!("{} in {:.1} s; wrote {}", net.describe(), t0.elapsed().as_secs_f64(), a.out.display());
+    Ok(())
+}
