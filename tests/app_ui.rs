@@ -269,3 +269,48 @@ fn a_frame_with_a_long_run_stays_cheap() {
     // Generous for a loaded 2-core machine; drawing is decimated to a few thousand points.
     assert!(per_frame < Duration::from_millis(150), "a frame took {per_frame:?}");
 }
+
+/// "Resize to" and "Channels" reach the load: a folder of grey PNGs of odd sizes loads as RGB
+/// at the chosen width × height, and dcgan64 (which needs sides divisible by 16) then fits it.
+#[test]
+fn resize_and_channels_reach_the_folder_load() {
+    use egui::accesskit::Role;
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (i, (w, h)) in [(37u32, 53u32), (120, 71), (64, 64), (9, 200)].into_iter().enumerate() {
+        image::GrayImage::from_pixel(w, h, image::Luma([40 * i as u8]))
+            .save(dir.path().join(format!("{i}.png")))
+            .expect("write a PNG");
+    }
+    let mut h = harness();
+    loaded(&mut h);
+    h.get_by_label("Resize to").click();
+    h.run();
+    h.get_by_role_and_label(Role::SpinButton, "Width").set_value_accesskit(48.0);
+    h.run();
+    h.get_by_role_and_label(Role::SpinButton, "Height").set_value_accesskit(32.0);
+    h.run();
+    h.get_by_role_and_label(Role::ComboBox, "Channels").click();
+    h.run();
+    h.get_by_label("3 (RGB)").click();
+    h.run();
+    h.get_by_label("Path").click();
+    h.run();
+    h.get_by_label("Path").type_text(&dir.path().display().to_string());
+    h.run();
+    h.get_by_label("Load").click();
+    wait_for(&mut h, "the folder to load", 500, |a| {
+        !a.is_loading() && a.dataset().is_some_and(|d| d.len() == 4)
+    });
+    let shape = h.state().dataset().map(|d| d.shape);
+    assert_eq!(shape, Some(genlab::engine::data::ImageShape::new(3, 32, 48)), "{:?}", h.state().errors());
+    h.get_by_label("48×32 pixels, 3 channels (RGB)");
+
+    h.get_by_label("Preset").click();
+    h.run();
+    h.get_by_label("dcgan64").click();
+    h.run();
+    assert_eq!(h.state().persisted.config.model.input(), shape.unwrap());
+    // The network can be built (Train waits for more images than the 4 here: batch 128).
+    assert!(h.query_by_label("cannot be built").is_none(), "dcgan64 fits 32×48 images");
+    h.get_by_label_contains(" parameters");
+}

@@ -61,6 +61,20 @@ fn no_loads_keeps_the_sgemm_peak_and_skips_the_loads() {
     assert!(m["pct_of_sgemm_peak"].as_f64().is_some_and(|p| p > 0.0), "{m}");
 }
 
+/// The 64×64 presets train on the built-in digits converted to 3×64×64; they are measured
+/// only on request (one of their steps costs about a second here).
+#[test]
+fn the_64x64_presets_bench_on_converted_digits_and_only_on_request() {
+    let args = ["bench", "--json", "--train-only", "--threads", "1", "--repeats", "1"];
+    let lines =
+        json_lines(&[&args[..], &["--models", "conv_vae64", "--warmup", "0", "--steps", "1"]].concat());
+    let m = lines.iter().find(|v| v["kind"] == "train").expect("a model line");
+    assert_eq!(m["model"], "conv_vae64");
+    positive(m, &["images_per_sec", "gflops"]);
+    assert!(!genlab::bench::MODELS.iter().any(|m| m.ends_with("64")), "not in the default list");
+    assert_eq!(genlab::bench::schedule("dcgan64", false), (1, 1));
+}
+
 #[test]
 fn unknown_model_is_a_one_line_error() {
     let out = Command::new(env!("CARGO_BIN_EXE_genlab"))

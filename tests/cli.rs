@@ -315,3 +315,43 @@ fn score_against_outliers_prints_an_auroc_and_writes_per_sample_scores() {
         mann_whitney(&inl, &out)
     );
 }
+
+/// A folder of images of odd sizes trains the 64×64 presets with `--resize 64 --channels 3`;
+/// without them the error says so, and `eval` reloads the folder at the model's size.
+#[test]
+fn resize_and_channels_load_a_folder_for_the_64x64_presets() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("photos");
+    std::fs::create_dir_all(&folder).unwrap();
+    for i in 0..12u32 {
+        let (w, h) = (40 + 7 * i, 90 - 3 * i);
+        image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 5) as u8, (y * 3) as u8, (i * 20) as u8]))
+            .save(folder.join(format!("{i:02}.png")))
+            .unwrap();
+    }
+    let data = folder.to_str().unwrap();
+    let ck = dir.path().join("ck");
+    let out = ck.to_str().unwrap();
+    let base = ["train", "--data", data, "--preset", "conv_vae64", "--out", out, "--quiet"];
+
+    let o = genlab(&base);
+    let e = stderr(&o);
+    assert!(!o.status.success() && !e.contains("panicked"), "{e}");
+    assert!(e.contains("resize the data to 64×64") && e.contains("--resize 64 --channels 3"), "{e}");
+
+    let o = genlab(
+        &[&base[..], &["--resize", "64", "--channels", "3", "--batch", "4", "--max-steps", "2"]].concat(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let loaded = genlab::engine::checkpoint::load(&ck).unwrap();
+    assert_eq!(loaded.meta.config.model.input(), genlab::engine::data::ImageShape::new(3, 64, 64));
+
+    let o = genlab(&["eval", "--checkpoint", out, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("converting"), "loaded at the model's size: {}", stderr(&o));
+
+    for (flag, value) in [("--resize", "0"), ("--resize", "64x"), ("--channels", "2")] {
+        let o = genlab(&["train", "--data", data, "--out", out, flag, value]);
+        assert!(!o.status.success() && !stderr(&o).contains("panicked"), "{flag} {value}: {}", stderr(&o));
+    }
+}

@@ -327,6 +327,38 @@ fn mixed_sizes_are_resized_to_the_most_common() {
     assert!(matches!(image_folder::load(root, &bad, &mut no_progress()), Err(DataError::Invalid { .. })));
 }
 
+/// A folder of photos of odd sizes, loaded for the 64×64 presets (`--resize 64 --channels 3`).
+#[test]
+fn odd_sizes_load_resized_to_64x64_rgb() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("faces");
+    rgb(&root.join("a.png"), 97, 131, [255, 0, 0]);
+    rgb(&root.join("b.png"), 50, 37, [0, 0, 255]);
+    gray(&root.join("c.png"), 201, 64, 128);
+    let forced = LoadOptions { resize: Some((64, 64)), channels: Some(3), ..opts() };
+    let d = data::load(&DataSource::Path(root), &forced).unwrap();
+    assert_eq!((d.len(), d.shape), (3, ImageShape::new(3, 64, 64)));
+    let plane = 64 * 64;
+    assert_close(d.image(0), &[[1.0; 4096], [0.0; 4096], [0.0; 4096]].concat());
+    assert_close(&d.image(1)[2 * plane..], &[1.0; 4096]);
+    assert_close(d.image(2), &[128.0 / 255.0; 3 * 4096]);
+}
+
+/// Sources stored at one size (the built-in digits, IDX files) are converted after loading, so
+/// that the options mean the same for every source.
+#[test]
+fn resize_and_channels_convert_the_builtin_digits() {
+    let forced = LoadOptions { resize: Some((20, 36)), channels: Some(3), ..opts() };
+    let d = data::load(&DataSource::Builtin, &forced).unwrap();
+    let mnist = data::builtin::load().unwrap();
+    assert_eq!((d.len(), d.shape), (mnist.len(), ImageShape::new(3, 20, 36)));
+    assert_eq!((d.labels, d.fixed_split), (mnist.labels.clone(), mnist.fixed_split));
+    let zero = LoadOptions { resize: Some((0, 64)), ..opts() };
+    assert!(matches!(data::load(&DataSource::Builtin, &zero), Err(DataError::Invalid { .. })));
+    let small = LoadOptions { max_decoded_bytes: 1 << 20, ..forced };
+    assert!(matches!(data::load(&DataSource::Builtin, &small), Err(DataError::TooLarge { .. })));
+}
+
 #[test]
 fn gray_or_rgb_is_detected() {
     let dir = tempfile::tempdir().unwrap();

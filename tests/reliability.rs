@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use genlab::engine::checkpoint;
-use genlab::engine::config::{preset, presets, RunConfig};
+use genlab::engine::config::{preset, preset_input, presets, RunConfig};
 use genlab::engine::data::{DataSource, Dataset, ImageShape};
 use genlab::engine::models::{build_model, AdamConfig, Family};
 use genlab::engine::session::TrainingSession;
@@ -39,6 +39,10 @@ fn param_count_from_shapes_matches_the_built_models() {
             }
         }
     }
+    // Each preset at the shape it is laid out for (3×64×64 for dcgan64 and conv_vae64).
+    for name in presets() {
+        configs.push(preset(name, preset_input(name).unwrap()).unwrap().model);
+    }
     let ae_conv = preset("conv_vae", ImageShape::new(1, 8, 8)).unwrap().model;
     let ae_conv = ae_conv.with_family(Family::Autoencoder);
     configs.push(ae_conv);
@@ -63,6 +67,24 @@ fn param_count_from_shapes_matches_the_built_models() {
             cfg.net().arch,
             cfg.input()
         );
+    }
+}
+
+/// The 64×64 presets' sizes, counted by hand from their layers. dcgan64: G 3,585,347 (linear
+/// 100 → 512×4×4 with batch norm, transposed convs to 256, 128, 64 with batch norm, then 3) and
+/// D 2,766,529 (convs 64, 128, 256, 512, batch norm on the last three, linear 8192 → 1), the
+/// DCGAN paper's layout. conv_vae64: encoder convs 32, 64, 128, 256 (690,144), μ and log σ²
+/// heads 4096 → 128 (1,048,832), decoder 128 → 256×4×4 and transposed convs back (1,218,275).
+#[test]
+fn the_64x64_presets_have_their_documented_sizes() {
+    for (name, params) in
+        [("dcgan64", 3_585_347 + 2_766_529), ("conv_vae64", 690_144 + 1_048_832 + 1_218_275)]
+    {
+        let shape = preset_input(name).unwrap();
+        assert_eq!(shape, ImageShape::new(3, 64, 64), "{name}");
+        let cfg = preset(name, shape).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.model.param_count_from_shapes(), params, "{name}");
     }
 }
 

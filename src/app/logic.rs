@@ -14,7 +14,7 @@ use super::widgets::notices::NoticeKind;
 use super::App;
 use crate::engine::checkpoint::CheckpointMeta;
 use crate::engine::config::preset;
-use crate::engine::data::{DataError, DataSource, LoadOptions};
+use crate::engine::data::{DataError, DataSource};
 use crate::engine::protocol::{Command, DataSpec};
 use crate::engine::worker::{SendError, Worker, COMMAND_CAPACITY};
 
@@ -87,7 +87,7 @@ impl App {
         if let DataSource::Path(p) = &source {
             self.dataset_panel.path = p.display().to_string();
         }
-        match LoadJob::spawn(source, LoadOptions::default(), self.waker.clone()) {
+        match LoadJob::spawn(source, self.persisted.load.options(), self.waker.clone()) {
             Ok(job) => self.loading = Some(job),
             Err(e) => self.notices.error(e),
         }

@@ -230,6 +230,7 @@ impl App {
                         loading: self.loading.as_ref(),
                         dialog_open: self.dialog.is_some(),
                         recent: &self.persisted.recent,
+                        load: &mut self.persisted.load,
                         split,
                         test_fraction: &mut self.persisted.config.train.test_fraction,
                         locked,

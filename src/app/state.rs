@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::engine::config::{LegacyRunConfig, RunConfig};
-use crate::engine::data::DataSource;
+use crate::engine::data::{DataSource, LoadOptions};
 
 /// How many datasets the recent list keeps.
 pub const RECENT_MAX: usize = 8;
@@ -34,6 +34,36 @@ impl Default for PlotPrefs {
     }
 }
 
+/// How the dataset panel loads images: "Resize to" and "Channels" (every source; what the
+/// 64×64 presets need from a folder of photos of any size).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LoadPrefs {
+    /// Resize every image to `size`.
+    pub resize: bool,
+    /// Width and height, kept while `resize` is off.
+    pub size: [usize; 2],
+    /// 1 (grey) or 3 (RGB); `None`: as stored.
+    pub channels: Option<usize>,
+}
+
+impl Default for LoadPrefs {
+    fn default() -> Self {
+        Self { resize: false, size: [64, 64], channels: None }
+    }
+}
+
+impl LoadPrefs {
+    pub fn options(&self) -> LoadOptions {
+        let [w, h] = self.size;
+        LoadOptions {
+            resize: self.resize.then_some((h, w)),
+            channels: self.channels,
+            ..LoadOptions::default()
+        }
+    }
+}
+
 /// Everything the app persists (eframe storage, key [`eframe::APP_KEY`]).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -53,6 +83,8 @@ pub struct Persisted {
     pub recent: Vec<DataSource>,
     /// Title of the selected central tab.
     pub tab: String,
+    /// How datasets are loaded.
+    pub load: LoadPrefs,
 }
 
 /// A field that is there (RON writes an `Option` as `Some(..)`; the old field was no option).

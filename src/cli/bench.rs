@@ -17,7 +17,8 @@ pub struct BenchArgs {
     /// Threads for the tensor maths (default: every core).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Presets to train, comma-separated (default: mnist_vae,mnist_mlp_gan,conv_vae,mnist_dcgan).
+    /// Presets to train, comma-separated (default: mnist_vae,mnist_mlp_gan,conv_vae,mnist_dcgan;
+    /// dcgan64 and conv_vae64 train on the built-in digits converted to 3×64×64).
     #[arg(long, value_delimiter = ',')]
     pub models: Option<Vec<String>>,
     /// Timed steps per repeat (default: per model, 8 for mnist_dcgan to 600 for mnist_vae).

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, bail};
 use clap::Args;
 
 use super::*;
@@ -81,12 +81,8 @@ impl Explorer {
         let loaded = checkpoint::load(dir)?;
         let input = loaded.meta.config.model.input();
         let data = match data {
-            Some(spec) => load_data(spec)?,
-            None => {
-                Arc::new(data::load(&loaded.meta.data_source, &LoadOptions::default()).with_context(
-                    || format!("loading the checkpoint's dataset {}", loaded.meta.data_source),
-                )?)
-            }
+            Some(spec) => load_data(spec, &LoadArgs::default())?,
+            None => load_checkpoint_data(&loaded.meta)?,
         };
         let data = if data.shape != input { Arc::new(data.converted_to(input)) } else { data };
         Ok(Explorer { loaded, data })

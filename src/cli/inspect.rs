@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, bail};
 use clap::{Args, ValueEnum};
 
 use super::*;
@@ -45,6 +45,8 @@ pub struct EvalArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
+    pub load: LoadArgs,
+    #[command(flatten)]
     pub compute: ComputeArgs,
 }
 
@@ -78,11 +80,8 @@ pub(super) fn eval(a: EvalArgs) -> anyhow::Result<()> {
     let loaded = a.compute.load(&a.checkpoint)?;
     let cfg = &loaded.meta.config;
     let data = match &a.data {
-        Some(spec) => load_data(spec)?,
-        None => Arc::new(
-            data::load(&loaded.meta.data_source, &LoadOptions::default())
-                .with_context(|| format!("loading the checkpoint's dataset {}", loaded.meta.data_source))?,
-        ),
+        Some(spec) => load_data(spec, &a.load)?,
+        None => load_checkpoint_data(&loaded.meta)?,
     };
     let data = if data.shape != cfg.model.input() {
         eprintln!(
@@ -158,6 +157,9 @@ pub struct ScoreArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// How --data and --outliers are loaded.
+    #[command(flatten)]
+    pub load: LoadArgs,
     #[command(flatten)]
     pub compute: ComputeArgs,
 }
@@ -172,11 +174,8 @@ pub(super) fn score(a: ScoreArgs) -> anyhow::Result<()> {
     let model = loaded.model.as_ref();
     let cfg = &loaded.meta.config;
     let data = match &a.data {
-        Some(spec) => load_data(spec)?,
-        None => Arc::new(
-            data::load(&loaded.meta.data_source, &LoadOptions::default())
-                .with_context(|| format!("loading the checkpoint's dataset {}", loaded.meta.data_source))?,
-        ),
+        Some(spec) => load_data(spec, &a.load)?,
+        None => load_checkpoint_data(&loaded.meta)?,
     };
     let split_kind = match a.split {
         SplitArg::Train => SplitKind::Train,
@@ -188,7 +187,7 @@ pub(super) fn score(a: ScoreArgs) -> anyhow::Result<()> {
     if idx.is_empty() {
         bail!("the {split_kind} split of {} is empty", data.name);
     }
-    let outliers = a.outliers.as_deref().map(load_data).transpose()?;
+    let outliers = a.outliers.as_deref().map(|spec| load_data(spec, &a.load)).transpose()?;
     let opts = ScoreOptions {
         k: a.k,
         continuous_bernoulli: a.continuous_bernoulli,

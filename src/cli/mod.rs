@@ -128,9 +128,63 @@ pub fn run(cmd: Cmd) -> ExitCode {
     }
 }
 
-fn load_data(spec: &str) -> anyhow::Result<Arc<Dataset>> {
+/// How a dataset's images are loaded: `--resize` and `--channels`, shared by every command that
+/// reads one.
+#[derive(Args, Debug, Clone, Default)]
+pub struct LoadArgs {
+    /// Resize every image to WxH, or N for N×N (e.g. `--resize 64` for dcgan64 and
+    /// conv_vae64). Default: folders take their most common size, files their own.
+    #[arg(long, value_name = "WxH", value_parser = parse_size)]
+    pub resize: Option<(usize, usize)>,
+    /// 1 (grey) or 3 (RGB) channels. Default: grey when every image is grey.
+    #[arg(long, value_parser = parse_channels)]
+    pub channels: Option<usize>,
+}
+
+impl LoadArgs {
+    pub fn options(&self) -> LoadOptions {
+        LoadOptions { resize: self.resize, channels: self.channels, ..LoadOptions::default() }
+    }
+}
+
+/// `WxH` or `N` (square) → (height, width).
+fn parse_size(s: &str) -> Result<(usize, usize), String> {
+    let side = |v: &str| match v.trim().parse::<usize>() {
+        Ok(n) if (1..=4096).contains(&n) => Ok(n),
+        _ => Err(format!("`{v}` is not a size from 1 to 4096")),
+    };
+    match s.split_once(['x', 'X', '×']) {
+        Some((w, h)) => Ok((side(h)?, side(w)?)),
+        None => side(s).map(|n| (n, n)),
+    }
+}
+
+fn parse_channels(s: &str) -> Result<usize, String> {
+    match s.trim() {
+        "1" => Ok(1),
+        "3" => Ok(3),
+        _ => Err(format!("`{s}`: images can have 1 (grey) or 3 (RGB) channels")),
+    }
+}
+
+fn load_data(spec: &str, load: &LoadArgs) -> anyhow::Result<Arc<Dataset>> {
     let src = DataSource::parse(spec);
-    Ok(Arc::new(data::load(&src, &LoadOptions::default())?))
+    Ok(Arc::new(data::load(&src, &load.options())?))
+}
+
+/// The dataset a checkpoint was trained on, decoded at the model's input shape (as
+/// `train --resize --channels` loaded it).
+fn load_checkpoint_data(meta: &checkpoint::CheckpointMeta) -> anyhow::Result<Arc<Dataset>> {
+    use anyhow::Context;
+    let input = meta.config.model.input();
+    let opts = LoadOptions {
+        resize: Some((input.height, input.width)),
+        channels: matches!(input.channels, 1 | 3).then_some(input.channels),
+        ..LoadOptions::default()
+    };
+    let data = data::load(&meta.data_source, &opts)
+        .with_context(|| format!("loading the checkpoint's dataset {}", meta.data_source))?;
+    Ok(Arc::new(data))
 }
 
 mod bench;

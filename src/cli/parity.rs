@@ -3,10 +3,16 @@
 
 use std::process::ExitCode;
 
+use anyhow::bail;
 use clap::Args;
 
 use super::*;
+use crate::engine::config::data_for_preset;
 use crate::engine::parity::{compare, Side};
+
+/// Images a preset laid out for another shape trains on, converted (dcgan64 on the built-in
+/// digits: at most 4,096 of them at 3×64×64, 200 MB).
+const CONVERTED_IMAGES: usize = 4096;
 
 #[derive(Args, Debug)]
 pub struct ParityArgs {
@@ -19,9 +25,12 @@ pub struct ParityArgs {
     /// Batch size (default: each preset's).
     #[arg(long)]
     pub batch: Option<usize>,
-    /// `builtin` or a path to an IDX file, CSV file or image folder.
+    /// `builtin` or a path to an IDX file, CSV file or image folder. A preset that cannot be
+    /// laid out on its images trains on them converted to its own shape (dcgan64: 3×64×64).
     #[arg(long, default_value = "builtin")]
     pub data: String,
+    #[command(flatten)]
+    pub load: LoadArgs,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Threads for the CPU's maths.
@@ -44,7 +53,8 @@ pub struct ParityArgs {
 const FIRST_STEP_TOLERANCE: f64 = 1e-4;
 
 pub(super) fn parity(a: ParityArgs) -> anyhow::Result<ExitCode> {
-    let data = load_data(&a.data)?;
+    let data = load_data(&a.data, &a.load)?;
+    let data_shape = data.shape;
     let names: Vec<String> = if a.preset.is_empty() {
         presets().iter().map(|s| s.to_string()).collect()
     } else {
@@ -69,6 +79,18 @@ pub(super) fn parity(a: ParityArgs) -> anyhow::Result<ExitCode> {
     }
     let mut all_pass = true;
     for name in &names {
+        if preset(name, data.shape).is_none() {
+            bail!("unknown preset `{name}`; presets: {}", presets().join(", "));
+        }
+        let data = data_for_preset(name, &data, CONVERTED_IMAGES);
+        if data.shape != data_shape {
+            eprintln!(
+                "note: {name} trains on {} images of {} converted to {}",
+                data.len(),
+                data_shape,
+                data.shape
+            );
+        }
         let mut cfg = preset(name, data.shape)
             .ok_or_else(|| anyhow!("unknown preset `{name}`; presets: {}", presets().join(", ")))?;
         cfg.train.seed = a.seed;

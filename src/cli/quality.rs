@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Args;
 
 use super::*;
@@ -37,6 +37,8 @@ pub struct ClassifierArgs {
     pub epochs: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    #[command(flatten)]
+    pub load: LoadArgs,
 }
 
 pub(super) fn quality(a: QualityArgs) -> anyhow::Result<()> {
@@ -45,9 +47,7 @@ pub(super) fn quality(a: QualityArgs) -> anyhow::Result<()> {
     }
     let loaded = a.compute.load(&a.checkpoint)?;
     let cfg = &loaded.meta.config;
-    let data = data::load(&loaded.meta.data_source, &LoadOptions::default())
-        .with_context(|| format!("loading the checkpoint's dataset {}", loaded.meta.data_source))?;
-    let data = data.converted_to(cfg.model.input());
+    let data = load_checkpoint_data(&loaded.meta)?;
     let split = data.split(cfg.train.test_fraction, cfg.train.seed);
     let net = quality::feature_net(&data, &split, &mut |m| eprintln!("{m}"))?;
     let ctx = QualityContext::new(&data, &split, net, a.n, a.seed)?;
@@ -108,7 +108,7 @@ pub fn table(r: &QualityReport) -> String {
 }
 
 pub(super) fn classifier(a: ClassifierArgs) -> anyhow::Result<()> {
-    let data = load_data(&a.data)?;
+    let data = load_data(&a.data, &a.load)?;
     let input = features::feature_input(data.shape);
     let data = data.converted_to(input);
     let split = data.split(0.2, a.seed);

@@ -42,7 +42,10 @@ pub struct TrainArgs {
     /// `builtin` or a path to an IDX file, CSV file or image folder.
     #[arg(long, default_value = "builtin")]
     pub data: String,
-    /// One of: mnist_vae, mnist_ae, mnist_beta_vae, mnist_mlp_gan, mnist_dcgan, conv_vae.
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// One of: mnist_vae, mnist_ae, mnist_beta_vae, mnist_mlp_gan, mnist_dcgan, conv_vae,
+    /// dcgan64, conv_vae64 (the last two expect 3×64×64 images: `--resize 64 --channels 3`).
     #[arg(long, default_value = "mnist_vae")]
     pub preset: String,
     #[arg(long, value_enum)]
@@ -168,7 +171,7 @@ pub fn train_config(a: &TrainArgs, data: &Dataset) -> anyhow::Result<RunConfig> 
 }
 
 pub(super) fn train(a: TrainArgs) -> anyhow::Result<ExitCode> {
-    let data = load_data(&a.data)?;
+    let data = load_data(&a.data, &a.load)?;
     let cfg = train_config(&a, &data)?;
     // Fail now rather than after the training when the results cannot be written.
     std::fs::create_dir_all(&a.out)

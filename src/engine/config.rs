@@ -1,8 +1,10 @@
 //! A run's full configuration (model, optimiser, training schedule) and the named presets.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
-use super::data::ImageShape;
+use super::data::{Dataset, ImageShape};
 use super::device::DeviceChoice;
 use super::error::{EngineError, Result};
 use super::kernels::KernelPath;
@@ -107,16 +109,55 @@ pub fn presets() -> Vec<&'static str> {
 }
 
 /// A named preset, adapted to images of `input` shape (the MLP presets take any shape; the conv
-/// presets keep their layers and need sizes divisible by 4). Each family defines its own.
+/// presets keep their layers and need sizes divisible by 2 per conv layer: 4 for the MNIST
+/// ones, 16 for the 64×64 ones). Each family defines its own.
 pub fn preset(name: &str, input: ImageShape) -> Option<RunConfig> {
     let (model, optim) = models::preset(name, input)?;
     Some(RunConfig { preset: name.to_string(), model, optim, train: TrainConfig::default() })
 }
 
+/// The image shape preset `name` is laid out for: 1×28×28 for the MNIST presets, 3×64×64 for
+/// `dcgan64` and `conv_vae64`.
+pub fn preset_input(name: &str) -> Option<ImageShape> {
+    models::preset_input(name)
+}
+
+/// `data` as preset `name` can train on it: unchanged when the preset's layers fit its images,
+/// else at most `limit` of them (thinned evenly) converted to the shape the preset is laid out
+/// for. The bench, `genlab parity` and the tests run the 64×64 presets on the built-in digits
+/// this way.
+pub fn data_for_preset(name: &str, data: &Arc<Dataset>, limit: usize) -> Arc<Dataset> {
+    let fits = preset(name, data.shape).is_some_and(|c| c.validate().is_ok());
+    match preset_input(name) {
+        Some(want) if !fits && want != data.shape => Arc::new(data.thinned(limit).converted_to(want)),
+        _ => data.clone(),
+    }
+}
+
+/// How to load images for a preset laid out for `want`: the command-line flags and the app's
+/// dataset-panel option that resize them.
+fn resize_hint(preset: &str, want: ImageShape) -> String {
+    let size = if want.height == want.width {
+        want.height.to_string()
+    } else {
+        format!("{}x{}", want.width, want.height)
+    };
+    format!(
+        "preset `{preset}` is laid out for {want} images: resize the data to {}×{} (`--resize {size} --channels {}`, or \"Resize to\" in the app's dataset panel)",
+        want.width, want.height, want.channels
+    )
+}
+
 impl RunConfig {
     /// Checks the model and the schedule; messages name the setting.
     pub fn validate(&self) -> Result<()> {
-        self.model.validate()?;
+        self.model.validate().map_err(|e| match (e, preset_input(&self.preset)) {
+            // A preset met with images of another size: say how to load them at its own.
+            (EngineError::Config(m), Some(want)) if want != self.model.input() => {
+                EngineError::Config(format!("{m}; {}", resize_hint(&self.preset, want)))
+            }
+            (e, _) => e,
+        })?;
         let err = |m: String| Err(EngineError::Config(m));
         let o = &self.optim;
         if !(o.lr.is_finite() && o.lr > 0.0) {

@@ -9,6 +9,7 @@ use egui::{RichText, Vec2};
 
 use crate::app::actions::Action;
 use crate::app::loader::LoadJob;
+use crate::app::state::LoadPrefs;
 use crate::app::textures::Textures;
 use crate::app::widgets::histogram::label_histogram;
 use crate::app::widgets::image_grid::image_grid;
@@ -45,6 +46,8 @@ pub struct DatasetCtx<'a> {
     pub loading: Option<&'a LoadJob>,
     pub dialog_open: bool,
     pub recent: &'a [DataSource],
+    /// How the next load decodes images (edited here).
+    pub load: &'a mut LoadPrefs,
     /// Train and test image counts under the configured split.
     pub split: Option<(usize, usize)>,
     /// The configuration's test share (edited here).
@@ -68,6 +71,7 @@ impl DatasetPanel {
             loading,
             dialog_open,
             recent,
+            load,
             split,
             test_fraction,
             locked,
@@ -116,6 +120,7 @@ impl DatasetPanel {
             });
         });
         ui.label(RichText::new("You can also drop a file or folder onto the window.").weak().small());
+        ui.add_enabled_ui(idle, |ui| load_options_ui(ui, load));
 
         if let Some(job) = loading {
             loading_ui(ui, job, actions);
@@ -193,6 +198,42 @@ fn loaded_ui(
     ui.label(RichText::new("Preview").small());
     let w = ui.available_width().min(320.0);
     image_grid(ui, textures, "dataset_preview", d.version, &d.preview, 8, Vec2::splat(w));
+}
+
+/// "Resize to" and "Channels": applied to the next load, whatever the source.
+fn load_options_ui(ui: &mut egui::Ui, load: &mut LoadPrefs) {
+    ui.horizontal(|ui| {
+        ui.checkbox(&mut load.resize, "Resize to")
+            .on_hover_text("Every image to this size as it loads (dcgan64 and conv_vae64 expect 64×64)");
+        ui.add_enabled_ui(load.resize, |ui| {
+            let [w, h] = &mut load.size;
+            size_field(ui, w, "Width");
+            ui.label("×");
+            size_field(ui, h, "Height");
+        });
+        ui.separator();
+        let label = ui.label("Channels");
+        let text = |c: Option<usize>| match c {
+            None => "as stored",
+            Some(1) => "1 (grey)",
+            Some(_) => "3 (RGB)",
+        };
+        egui::ComboBox::from_id_salt("load_channels")
+            .selected_text(text(load.channels))
+            .show_ui(ui, |ui| {
+                for c in [None, Some(1), Some(3)] {
+                    ui.selectable_value(&mut load.channels, c, text(c));
+                }
+            })
+            .response
+            .labelled_by(label.id);
+    });
+}
+
+/// A side in pixels, named for screen readers (the row shows only "64 × 64").
+fn size_field(ui: &mut egui::Ui, value: &mut usize, name: &str) {
+    let r = ui.add(egui::DragValue::new(value).range(1..=4096));
+    ui.ctx().accesskit_node_builder(r.id, |node| node.set_label(name));
 }
 
 fn loading_ui(ui: &mut egui::Ui, job: &LoadJob, actions: &mut Vec<Action>) {

@@ -81,9 +81,10 @@ impl fmt::Display for DataSource {
 pub struct LoadOptions {
     /// Upper bound on the decoded dataset (f32 values), checked before allocating.
     pub max_decoded_bytes: u64,
-    /// Force every image to this size (image folders, CSV); `None` = infer.
+    /// Force every image to this (height, width); `None` = infer. Folders and CSV files decode
+    /// to it, other sources are converted after loading.
     pub resize: Option<(usize, usize)>,
-    /// Force 1 (gray) or 3 (RGB) channels (image folders); `None` = infer.
+    /// Force 1 (gray) or 3 (RGB) channels; `None` = infer (as for `resize`).
     pub channels: Option<usize>,
     /// CSV: the label column by name or 0-based index; `None` = look for `label`, `class`, `y`.
     pub label_column: Option<String>,
@@ -296,6 +297,26 @@ impl Dataset {
         }
     }
 
+    /// At most `n` images, every k-th: a smaller set that keeps the whole set's variety, with
+    /// a fixed split kept in proportion.
+    pub fn thinned(&self, n: usize) -> Dataset {
+        let len = self.len();
+        if n >= len {
+            return self.clone();
+        }
+        let step = len.div_ceil(n.max(1));
+        let picks: Vec<usize> = (0..len).step_by(step).collect();
+        Dataset {
+            name: self.name.clone(),
+            source: self.source.clone(),
+            shape: self.shape,
+            images: self.gather(&picks),
+            labels: self.labels.as_ref().map(|_| self.gather_labels(&picks)),
+            class_names: self.class_names.clone(),
+            fixed_split: self.fixed_split.map(|k| k.div_ceil(step)),
+        }
+    }
+
     /// The images converted to another shape (nearest-channel conversion and bilinear resize),
     /// so that any image set can be fed to a model trained on another size.
     pub fn converted_to(&self, target: ImageShape) -> Dataset {
@@ -365,6 +386,38 @@ pub fn load(source: &DataSource, opts: &LoadOptions) -> Result<Dataset, DataErro
 
 /// Like [`load`], reporting `(done, total)` for folders; the callback returns `false` to cancel.
 pub fn load_with_progress(
+    source: &DataSource,
+    opts: &LoadOptions,
+    progress: &mut dyn FnMut(usize, usize) -> bool,
+) -> Result<Dataset, DataError> {
+    let data = load_source(source, opts, progress)?;
+    fit_to_options(data, opts)
+}
+
+/// Folders and CSV files decode straight to [`LoadOptions::resize`] and `channels`; the
+/// built-in digits and IDX files are stored at one size and are converted after loading
+/// (bilinear, [`Dataset::converted_to`]), so that the options mean the same for every source.
+fn fit_to_options(data: Dataset, opts: &LoadOptions) -> Result<Dataset, DataError> {
+    let (height, width) = opts.resize.unwrap_or((data.shape.height, data.shape.width));
+    let target = ImageShape::new(opts.channels.unwrap_or(data.shape.channels), height, width);
+    if target == data.shape {
+        return Ok(data);
+    }
+    let path = PathBuf::from(data.source.to_string());
+    if target.is_empty() {
+        return Err(DataError::invalid(&path, format!("cannot resize images to {height}×{width}")));
+    }
+    if !matches!(target.channels, 1 | 3) {
+        return Err(DataError::invalid(
+            &path,
+            format!("images can have 1 or 3 channels, not {}", target.channels),
+        ));
+    }
+    check_budget(&path, data.len() as u64, target, opts)?;
+    Ok(data.converted_to(target))
+}
+
+fn load_source(
     source: &DataSource,
     opts: &LoadOptions,
     progress: &mut dyn FnMut(usize, usize) -> bool,

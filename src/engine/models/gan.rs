@@ -22,6 +22,7 @@ use super::{
     Capabilities, Family, FamilyConfig, GenerativeModel, HealthMonitor, LiveHyper, LossKey, Losses,
     ModelConfig, NetConfig, Preset, ReconLoss, StepMacs, StepOutcome, MAX_WIDTH,
 };
+use crate::engine::data::ImageShape;
 use crate::engine::error::{EngineError, Result};
 use crate::engine::kernels::Exec;
 
@@ -61,7 +62,7 @@ impl Default for GanConfig {
     }
 }
 
-/// The presets of this family (both with DCGAN's Adam: 2e-4, β₁ = 0.5).
+/// The presets of this family (all with DCGAN's Adam: 2e-4, β₁ = 0.5).
 pub const PRESETS: &[Preset] = &[
     Preset {
         name: "mnist_mlp_gan",
@@ -84,6 +85,26 @@ pub const PRESETS: &[Preset] = &[
                 latent_dim: 100,
                 activation: Activation::LeakyRelu,
                 ..NetConfig::default()
+            };
+            (ModelConfig::Gan(GanConfig { net, batch_norm: true, ..GanConfig::default() }), dcgan_adam())
+        },
+    },
+    // The DCGAN paper's 64×64 layout (Radford et al. 2016, Fig. 1); expects 3×64×64 images
+    // (`--resize 64 --channels 3` for a folder of another size). D: convs 3 → 64 → 128 → 256 →
+    // 512 (4×4, stride 2; batch norm on all but the first) → linear → 1. G: z (100) → linear →
+    // 512×4×4 (batch norm) → transposed convs 256, 128, 64 (batch norm) → 3. Two departures:
+    // genlab's net has one activation, so G uses D's LeakyReLU(0.2) where the paper has ReLU,
+    // and G's output is a sigmoid (pixels in [0, 1]) where the paper has tanh on [−1, 1].
+    // The paper's batch size is 128, genlab's default.
+    Preset {
+        name: "dcgan64",
+        make: || {
+            let net = NetConfig {
+                arch: Arch::Conv,
+                input: ImageShape::new(3, 64, 64),
+                hidden: vec![64, 128, 256, 512],
+                latent_dim: 100,
+                activation: Activation::LeakyRelu,
             };
             (ModelConfig::Gan(GanConfig { net, batch_norm: true, ..GanConfig::default() }), dcgan_adam())
         },

@@ -277,10 +277,19 @@ pub fn preset_names() -> Vec<&'static str> {
 /// Preset `name` (model and optimiser), adapted to images of `input` shape (the MLP presets
 /// take any shape; the conv presets keep their layers and need sizes divisible by 4).
 pub fn preset(name: &str, input: ImageShape) -> Option<(ModelConfig, AdamConfig)> {
-    let p = vae::PRESETS.iter().chain(gan::PRESETS).find(|p| p.name == name)?;
-    let (mut model, optim) = (p.make)();
+    let (mut model, optim) = (find_preset(name)?.make)();
     model.net_mut().input = input;
     Some((model, optim))
+}
+
+/// The image shape preset `name` is laid out for (1×28×28 for the MNIST presets, 3×64×64 for
+/// the 64×64 ones): where its layers fit without adapting.
+pub fn preset_input(name: &str) -> Option<ImageShape> {
+    Some((find_preset(name)?.make)().0.input())
+}
+
+fn find_preset(name: &str) -> Option<&'static Preset> {
+    vae::PRESETS.iter().chain(gan::PRESETS).find(|p| p.name == name)
 }
 
 /// A named starting point of one family.

@@ -26,6 +26,7 @@ use super::{
     FamilyConfig, GenerativeModel, HealthMonitor, LiveHyper, LossKey, Losses, ModelConfig, NetConfig,
     NoHealthRule, Preset, ReconLoss, StepMacs, StepOutcome,
 };
+use crate::engine::data::ImageShape;
 use crate::engine::error::{EngineError, Result};
 use crate::engine::kernels::{Exec, RowLoss};
 
@@ -274,6 +275,25 @@ pub const PRESETS: &[Preset] = &[
         make: || {
             let net =
                 NetConfig { arch: Arch::Conv, hidden: vec![32, 64], latent_dim: 16, ..NetConfig::default() };
+            (ModelConfig::Vae(VaeConfig { net, ..VaeConfig::default() }), AdamConfig::default())
+        },
+    },
+    // A conv VAE for 64×64 colour images (faces, objects); expects 3×64×64 images
+    // (`--resize 64 --channels 3` for a folder of another size). Encoder convs 3 → 32 → 64 →
+    // 128 → 256 (4×4, stride 2) down to 256×4×4, a 128-d Gaussian code, the decoder mirrored.
+    // Widths and latent size follow the common CelebA-64 reference (AntixK/PyTorch-VAE's
+    // VanillaVAE: channels 32…512, latent 128), stopping one layer earlier at genlab's 4×4
+    // kernels. BCE on pixel intensities and Adam 1e-3, like conv_vae.
+    Preset {
+        name: "conv_vae64",
+        make: || {
+            let net = NetConfig {
+                arch: Arch::Conv,
+                input: ImageShape::new(3, 64, 64),
+                hidden: vec![32, 64, 128, 256],
+                latent_dim: 128,
+                ..NetConfig::default()
+            };
             (ModelConfig::Vae(VaeConfig { net, ..VaeConfig::default() }), AdamConfig::default())
         },
     },

@@ -127,10 +127,8 @@ impl FeatureNet {
             order.shuffle(&mut rng);
             for idx in order.chunks(128) {
                 let x = images(data, idx)?;
-                let y: Vec<u32> = idx.iter().map(|&i| labels[i]).collect();
-                let y = Tensor::from_vec(y, idx.len(), &Device::Cpu)?;
                 let logits = net.logits(&x, true)?;
-                let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
+                let loss = cross_entropy(&logits, idx.iter().map(|&i| labels[i] as usize), classes)?;
                 let grads = net.params.backward(&loss)?;
                 adam.step(&net.params, &grads)?;
             }
@@ -280,6 +278,22 @@ impl safetensors::View for TensorView<'_> {
     fn data_len(&self) -> usize {
         self.0.elem_count() * 4
     }
+}
+
+/// The mean cross-entropy of `logits [B, C]` against the labels: −Σ onehot · log softmax,
+/// written with a one-hot product (candle's gather-based loss needs a contiguous gradient in
+/// its backward pass, which a fused layer's output does not promise).
+fn cross_entropy(logits: &Tensor, labels: impl Iterator<Item = usize>, classes: usize) -> Result<Tensor> {
+    let b = logits.dim(0)?;
+    let mut onehot = vec![0f32; b * classes];
+    for (row, l) in labels.enumerate() {
+        if let Some(v) = onehot.get_mut(row * classes + l) {
+            *v = 1.0;
+        }
+    }
+    let onehot = Tensor::from_vec(onehot, (b, classes), &Device::Cpu)?;
+    let logp = candle_nn::ops::log_softmax(logits, 1)?;
+    Ok((logp * onehot)?.sum(1)?.mean(0)?.neg()?)
 }
 
 /// The images at `idx` as a `[n, D]` CPU tensor.
