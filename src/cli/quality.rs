@@ -12,8 +12,16 @@ use crate::engine::quality::{self, features, QualityContext, QualityReport, Scor
 
 #[derive(Args, Debug)]
 pub struct QualityArgs {
+    /// The model whose prior samples are measured.
+    #[arg(long, required_unless_present = "images", conflicts_with = "images")]
+    pub checkpoint: Option<PathBuf>,
+    /// Instead: images made elsewhere (an IDX file, CSV or image folder; e.g. another
+    /// framework's samples), measured against `--data`.
+    #[arg(long, requires = "data")]
+    pub images: Option<String>,
+    /// The real data (`builtin` or a path) that `--images` are measured against.
     #[arg(long)]
-    pub checkpoint: PathBuf,
+    pub data: Option<String>,
     /// Samples drawn (and real images per side).
     #[arg(long, default_value_t = quality::DEFAULT_SAMPLES)]
     pub n: usize,
@@ -45,7 +53,11 @@ pub(super) fn quality(a: QualityArgs) -> anyhow::Result<()> {
     if a.n < 10 || a.n > 20_000 {
         bail!("--n must be between 10 and 20000");
     }
-    let loaded = a.compute.load(&a.checkpoint)?;
+    if let (Some(images), Some(data)) = (&a.images, &a.data) {
+        return quality_of_images(&a, images, data);
+    }
+    let Some(dir) = &a.checkpoint else { bail!("give --checkpoint, or --images and --data") };
+    let loaded = a.compute.load(dir)?;
     let cfg = &loaded.meta.config;
     let data = load_checkpoint_data(&loaded.meta)?;
     let split = data.split(cfg.train.test_fraction, cfg.train.seed);
@@ -62,13 +74,47 @@ pub(super) fn quality(a: QualityArgs) -> anyhow::Result<()> {
     } else {
         println!(
             "{} ({}, step {}): {} samples against {} training images of {}",
-            a.checkpoint.display(),
+            dir.display(),
             cfg.preset,
             loaded.meta.step,
             report.n,
             report.n,
             data.name
         );
+        print!("{}", table(&report));
+        for w in quality::warnings(&report) {
+            println!("warning: {w}");
+        }
+    }
+    Ok(())
+}
+
+/// `--images`: a set of images against real data (its default split, seed 0).
+fn quality_of_images(a: &QualityArgs, images: &str, data: &str) -> anyhow::Result<()> {
+    let data = load_data(data, &LoadArgs::default())?;
+    let samples = load_data(images, &LoadArgs::default())?.converted_to(data.shape);
+    let split = data.split(0.2, 0);
+    let net = quality::feature_net(&data, &split, &mut |m| eprintln!("{m}"))?;
+    let ctx = QualityContext::new(&data, &split, net, a.n, a.seed)?;
+    let n = ctx.n.min(samples.len());
+    let t0 = std::time::Instant::now();
+    let scored = ctx.score_pixels(&samples.images[..n * data.shape.len()])?;
+    let report = QualityReport {
+        n,
+        features: ctx.net.describe(),
+        samples: scored,
+        floor: ctx.floor.clone(),
+        ceiling: ctx.ceiling.clone(),
+        seconds: t0.elapsed().as_secs_f64(),
+    };
+    if a.json {
+        let mut v = serde_json::to_value(&report)?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("warnings".into(), quality::warnings(&report).into());
+        }
+        println!("{v}");
+    } else {
+        println!("{images}: {n} images against {} training images of {}", ctx.n, data.name);
         print!("{}", table(&report));
         for w in quality::warnings(&report) {
             println!("warning: {w}");
@@ -85,7 +131,7 @@ pub fn table(r: &QualityReport) -> String {
         format!("{:<22} {:>14} {:>18} {:>16}\n", name, f(&r.samples), f(&r.floor), f(&r.ceiling))
     };
     out += &row("Fréchet distance ↓", &|s| format!("{:.2}", s.metrics.fd));
-    out += &row("KID ↓", &|s| format!("{:.4}±{:.4}", s.metrics.kid, s.metrics.kid_std));
+    out += &row("KID ↓", &|s| format!("{:.3e}±{:.1e}", s.metrics.kid, s.metrics.kid_std));
     out += &row("precision (k=3) ↑", &|s| format!("{:.3}", s.metrics.precision));
     out += &row("recall (k=3) ↑", &|s| format!("{:.3}", s.metrics.recall));
     out += &row("density (k=5) ↑", &|s| format!("{:.3}", s.metrics.density));

@@ -88,9 +88,17 @@ impl FeatureNet {
         Ok(Self { kind, input, params: ps, trunk, hidden, head })
     }
 
-    /// The random-feature network for images of `shape`.
+    /// The random-feature network for images of `shape`. Its weights are He-scaled (√6
+    /// times the default U(±1/√fan_in) bound, variance 2/fan_in) so that the ReLU layers keep
+    /// the activations' scale instead of shrinking them sixfold each.
     pub fn random(shape: ImageShape, seed: u64) -> Result<Self> {
-        Self::build(feature_input(shape), None, seed)
+        let net = Self::build(feature_input(shape), None, seed)?;
+        for (name, var) in &net.params.params {
+            if name.ends_with(".weight") {
+                var.set(&(var.as_tensor() * 6f64.sqrt())?)?;
+            }
+        }
+        Ok(net)
     }
 
     /// Trains a classifier on the labelled images at `train`, then measures its accuracy on
@@ -245,7 +253,7 @@ impl FeatureNet {
             return Err(bad(format!("`meta` has {} values", m.len())));
         };
         let input = ImageShape::new(c as usize, h as usize, w as usize);
-        if input.len() == 0 || input.len() > 1 << 24 || !(2.0..=10_000.0).contains(&classes) {
+        if input.is_empty() || input.len() > 1 << 24 || !(2.0..=10_000.0).contains(&classes) {
             return Err(bad(format!("meta {m:?}")));
         }
         let mut net = Self::build(input, Some(classes as usize), 0)?;

@@ -32,7 +32,7 @@ pub const CONFIDENT: f32 = 0.9;
 /// A class is covered when at least this share of the samples is confidently assigned to it.
 pub const COVERED_SHARE: f64 = 0.01;
 /// Epochs of a classifier trained for the feature space.
-pub const CLASSIFIER_EPOCHS: usize = 3;
+pub const CLASSIFIER_EPOCHS: usize = 10;
 
 /// What the classifier says about a set of images.
 #[derive(Clone, Debug, PartialEq, Serialize)]
