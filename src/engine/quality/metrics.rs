@@ -241,7 +241,8 @@ mod tests {
         let (a, b) = (gaussian(1000, 16, 0.0, 1.0, 3), gaussian(1000, 16, 0.0, 1.0, 4));
         let m = metrics(Features::new(&a, 16).unwrap(), Features::new(&b, 16).unwrap(), &opts).unwrap();
         assert!(m.kid.abs() < 3.0 * m.kid_std.max(1e-3), "{m:?}");
-        assert!(m.precision > 0.8 && m.recall > 0.8 && m.coverage > 0.8, "{m:?}");
+        // k = 3 balls in 16 dimensions miss some of a second sample of the same distribution.
+        assert!(m.precision > 0.7 && m.recall > 0.7 && m.coverage > 0.9, "{m:?}");
         assert!((m.density - 1.0).abs() < 0.25, "{m:?}");
         let c = gaussian(1000, 16, 3.0, 1.0, 5);
         let far = metrics(Features::new(&a, 16).unwrap(), Features::new(&c, 16).unwrap(), &opts).unwrap();
