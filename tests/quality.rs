@@ -139,3 +139,26 @@ fn random_features_still_rank_the_cases() {
     assert!(real.recall > half.recall && half.recall > one.recall);
     assert!(ctx.floor.classes.is_none());
 }
+
+/// Training images used as "samples" are copies: every one sits at distance 0 from its
+/// nearest training image; held-out images sit where the scale says (about 5% closer than the
+/// 5th percentile).
+#[test]
+fn memorisation_finds_copies_and_not_new_images() {
+    use genlab::engine::quality::memorisation::memorisation;
+    let f = fixture();
+    let copies: Vec<usize> = f.split.train.iter().copied().step_by(16).take(300).collect();
+    let m = memorisation(&f.ctx, &f.data, &f.split, &f.data.gather(&copies), 1000).unwrap();
+    eprintln!("copies: share closer {:.3}, test p5 {:.3}, median {:.3}", m.share_closer, m.test_p5, m.test_median);
+    assert!(m.share_closer > 0.99, "{}", m.share_closer);
+    // Zero up to the rounding of ‖a‖² + ‖b‖² − 2a·b in f32.
+    let worst = m.pairs.iter().map(|p| p.distance).fold(0.0, f32::max);
+    assert!(worst < 0.05 * m.test_p5, "a copy at distance {worst}");
+    // Itself, or an identical twin in the data.
+    let itself = m.pairs.iter().filter(|p| copies[p.sample] == p.train).count();
+    assert!(itself >= copies.len() * 95 / 100, "{itself} of {} found themselves", copies.len());
+    let fresh: Vec<usize> = f.split.test.iter().copied().skip(1000).take(500).collect();
+    let m = memorisation(&f.ctx, &f.data, &f.split, &f.data.gather(&fresh), 1000).unwrap();
+    eprintln!("held-out: share closer {:.3}", m.share_closer);
+    assert!(m.share_closer < 0.15, "{}", m.share_closer);
+}

@@ -121,7 +121,7 @@ pub fn metrics(real: Features, fake: Features, opts: &MetricOptions) -> Result<M
 }
 
 /// Squared Euclidean distances `[a.n, b.n]`, row-major, by one matrix product.
-fn sq_distances(a: Features, b: Features) -> Result<Vec<f32>> {
+pub(crate) fn sq_distances(a: Features, b: Features) -> Result<Vec<f32>> {
     let (ta, tb) = (a.tensor()?, b.tensor()?);
     let na = ta.sqr()?.sum_keepdim(1)?; // [n_a, 1]
     let nb = tb.sqr()?.sum_keepdim(1)?.t()?; // [1, n_b]

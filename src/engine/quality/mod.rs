@@ -8,6 +8,7 @@
 //! the real images before their features are taken ([`features`]).
 
 pub mod features;
+pub mod memorisation;
 pub mod metrics;
 
 use std::path::PathBuf;
