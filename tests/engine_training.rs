@@ -82,10 +82,19 @@ fn every_preset_learns() {
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
         let (a, b) = (mean(&first), mean(&last));
         eprintln!("{name}: {a:.3} → {b:.3} in {steps} steps, {:.1} s", t0.elapsed().as_secs_f64());
-        // Reconstruction losses fall by a large factor; a GAN's discriminator learns to tell
-        // real from fake (its loss leaves 2 ln 2 ≈ 1.386, chance level).
-        let ratio = if cfg.model.capabilities().discriminator { 0.85 } else { 0.6 };
-        assert!(b < a * ratio, "{name}: loss {a:.3} → {b:.3} did not fall below {ratio}×");
+        // Reconstruction losses fall by a large factor. A GAN's discriminator learns to tell
+        // real from fake: its loss ends clearly under 2 ln 2 ≈ 1.386, chance level. (It need
+        // not fall from its first steps: a healthy tanh GAN's D is ahead at once and stays
+        // near 1 while G catches up; what G learns is tests/gan_quality.rs's business.)
+        if cfg.model.capabilities().discriminator {
+            let chance = 2.0 * std::f64::consts::LN_2;
+            assert!(
+                b < 0.85 * chance,
+                "{name}: D loss {a:.3} → {b:.3}, not clearly under chance {chance:.3}"
+            );
+        } else {
+            assert!(b < a * 0.6, "{name}: loss {a:.3} → {b:.3} did not fall below 0.6×");
+        }
     }
 }
 

@@ -19,6 +19,13 @@ A GAN step is genlab's: G forward once; D on real and on detached fake, D update
 images of assets/mnist10k); `warmup` untimed steps then `steps` timed ones, `repeats` times with
 a fresh model, the median images/s reported. FLOPs are counted from layer shapes exactly as
 genlab counts them (src/bench.rs).
+
+Sample mode (`--dump-samples FILE`, one GAN model in `--models`): trains that GAN for `--epochs`
+epochs of genlab's length (ceil(8000 / 128) = 63 steps; every batch here is a full one of a fresh
+shuffle) or `--steps` steps, then writes `--n-samples` generator samples as a u8 IDX file that
+`genlab quality --images FILE --data builtin` scores. `--output tanh` (the default, genlab's
+presets since issue #15) trains on data scaled to [-1, 1] with a tanh output and writes
+(tanh + 1) / 2; `--output sigmoid` is genlab's old choice, data in [0, 1] and a sigmoid output.
 """
 
 import argparse
@@ -31,6 +38,7 @@ import time
 from pathlib import Path
 
 MODELS = ["mnist_vae", "mnist_mlp_gan", "conv_vae", "mnist_dcgan"]
+GANS = ["mnist_mlp_gan", "mnist_dcgan"]
 BATCH = 128
 # (warm-up, timed) steps per model: genlab's table (src/bench.rs, `schedule`).
 SCHEDULE = {"mnist_vae": (40, 600), "mnist_mlp_gan": (20, 200), "conv_vae": (4, 40), "mnist_dcgan": (2, 8)}
@@ -47,6 +55,11 @@ def parse_args():
     p.add_argument("--train-only", action="store_true", help="skip the sgemm peak")
     p.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "assets" / "mnist10k"))
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (bench/gpu_check.sh)")
+    p.add_argument("--dump-samples", metavar="FILE", help="train one GAN and write samples (IDX, u8)")
+    p.add_argument("--epochs", type=int, default=10, help="sample mode: epochs of 63 steps")
+    p.add_argument("--n-samples", type=int, default=2000, help="sample mode: how many samples")
+    p.add_argument("--output", choices=["tanh", "sigmoid"], default="tanh", help="sample mode: G's output")
+    p.add_argument("--seed", type=int, default=0, help="sample mode: torch's seed")
     a = p.parse_args()
     if a.repeats is None:
         a.repeats = 1 if a.quick else 3
@@ -54,6 +67,8 @@ def parse_args():
     unknown = [m for m in a.models if m not in MODELS]
     if unknown:
         p.error(f"unknown model(s) {unknown}; models: {', '.join(MODELS)}")
+    if a.dump_samples and (len(a.models) != 1 or a.models[0] not in GANS):
+        p.error(f"--dump-samples takes one GAN in --models: {', '.join(GANS)}")
     return a
 
 
@@ -244,14 +259,21 @@ class VaeTrainer:
 
 
 class GanTrainer:
-    def __init__(self, g, d, latent=100, lr=2e-4):
-        self.g, self.d, self.latent = g, d, latent
+    """`output`: "sigmoid" (data in [0, 1] as given) or "tanh" (D sees 2x - 1, G ends in tanh)."""
+
+    def __init__(self, g, d, latent=100, lr=2e-4, output="sigmoid"):
+        self.g, self.d, self.latent, self.output = g, d, latent, output
         self.opt_g = torch.optim.Adam(g.parameters(), lr=lr, betas=(0.5, 0.999), eps=1e-8)
         self.opt_d = torch.optim.Adam(d.parameters(), lr=lr, betas=(0.5, 0.999), eps=1e-8)
 
+    def generate(self, z):
+        return torch.tanh(self.g(z)) if self.output == "tanh" else torch.sigmoid(self.g(z))
+
     def step(self, x):
+        if self.output == "tanh":
+            x = 2.0 * x - 1.0
         z = torch.randn(x.shape[0], self.latent, device=x.device)
-        fake = torch.sigmoid(self.g(z))
+        fake = self.generate(z)
         real_l = self.d(x).squeeze(1)
         fake_l = self.d(fake.detach()).squeeze(1)
         d_loss = F.softplus(-real_l).mean() + F.softplus(fake_l).mean()
@@ -266,7 +288,7 @@ class GanTrainer:
         return d_loss.item(), g_loss.item()
 
 
-def make_trainer(model):
+def make_trainer(model, output="sigmoid"):
     if model == "mnist_vae":
         return VaeTrainer(MlpVae().to(DEVICE))
     if model == "conv_vae":
@@ -275,7 +297,7 @@ def make_trainer(model):
         g, d = mlp_gan()
     else:
         g, d = dcgan()
-    return GanTrainer(g.to(DEVICE), d.to(DEVICE))
+    return GanTrainer(g.to(DEVICE), d.to(DEVICE), output=output)
 
 
 def schedule(model):
@@ -334,6 +356,54 @@ def train_model(model, data, gen):
     }
 
 
+def write_idx_images(path, pixels):
+    """`pixels`: [N, 784] in [0, 1] -> an uncompressed IDX3 file of u8 28x28 images."""
+    u8 = np.clip(np.rint(pixels * 255.0), 0, 255).astype(np.uint8)
+    header = bytes([0, 0, 8, 3]) + b"".join(int(v).to_bytes(4, "big") for v in (u8.shape[0], 28, 28))
+    Path(path).write_bytes(header + u8.tobytes())
+
+
+def dump_samples(model, data, gen):
+    """Sample mode: train `model` (a GAN) and write `--n-samples` samples to `--dump-samples`."""
+    steps = ARGS.steps if ARGS.steps is not None else ARGS.epochs * -(-data.shape[0] // BATCH)
+    trainer = make_trainer(model, ARGS.output)
+    trainer.g.train()
+    trainer.d.train()
+    n = data.shape[0]
+    order, cursor = torch.randperm(n, generator=gen), 0
+    t0 = time.perf_counter()
+    for step in range(steps):
+        if cursor + BATCH > n:
+            order, cursor = torch.randperm(n, generator=gen), 0
+        d_loss, g_loss = trainer.step(data[order[cursor: cursor + BATCH].to(DEVICE)])
+        cursor += BATCH
+        if (step + 1) % 630 == 0 or step + 1 == steps:
+            print(f"step {step + 1}: d_loss {d_loss:.3f} g_loss {g_loss:.3f}", file=sys.stderr, flush=True)
+    secs = time.perf_counter() - t0
+    # Samples as genlab draws them: batch norm on its running statistics.
+    trainer.g.eval()
+    with torch.no_grad():
+        z = torch.randn(ARGS.n_samples, trainer.latent, device=DEVICE)
+        x = trainer.generate(z)
+        if ARGS.output == "tanh":
+            x = (x + 1.0) / 2.0
+    write_idx_images(ARGS.dump_samples, x.cpu().numpy())
+    emit({
+        "kind": "samples",
+        "framework": "pytorch",
+        "model": model,
+        "output": ARGS.output,
+        "steps": steps,
+        "train_secs": secs,
+        "threads": ARGS.threads,
+        "n": ARGS.n_samples,
+        "file": ARGS.dump_samples,
+        "d_loss": d_loss,
+        "g_loss": g_loss,
+        "date": utc_now(),
+    })
+
+
 def sgemm(n, threads):
     torch.set_num_threads(threads)
     a, b = torch.randn(n, n), torch.randn(n, n)
@@ -369,6 +439,11 @@ def main():
         "device": torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else "cpu",
         "date": utc_now(),
     })
+    data = torch.from_numpy(read_idx_images(Path(ARGS.data) / "train-images-idx3-ubyte.gz")).to(DEVICE)
+    if ARGS.dump_samples:
+        torch.manual_seed(ARGS.seed)
+        dump_samples(ARGS.models[0], data, torch.Generator().manual_seed(ARGS.seed))
+        return 0
     peak = None
     if not ARGS.train_only:
         n = 512 if ARGS.quick else 1024
@@ -378,7 +453,6 @@ def main():
                 peak = r["gflops"]
             emit(r)
     # Each step ends in .item(), which waits for the device: a step's time is its whole work.
-    data = torch.from_numpy(read_idx_images(Path(ARGS.data) / "train-images-idx3-ubyte.gz")).to(DEVICE)
     gen = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     for model in ARGS.models:

@@ -113,7 +113,8 @@ pub fn presets() -> Vec<&'static str> {
 /// ones, 16 for the 64×64 ones). Each family defines its own.
 pub fn preset(name: &str, input: ImageShape) -> Option<RunConfig> {
     let (model, optim) = models::preset(name, input)?;
-    Some(RunConfig { preset: name.to_string(), model, optim, train: TrainConfig::default() })
+    let train = TrainConfig { epochs: models::preset_epochs(name)?, ..TrainConfig::default() };
+    Some(RunConfig { preset: name.to_string(), model, optim, train })
 }
 
 /// The image shape preset `name` is laid out for: 1×28×28 for the MNIST presets, 3×64×64 for

@@ -389,6 +389,14 @@ impl Trunk {
     }
 }
 
+/// What an [`Expand`]'s output layer ends in.
+#[derive(Clone, Copy)]
+enum Output {
+    Logits,
+    Sigmoid,
+    Tanh,
+}
+
 /// Latent → image logits: an MLP (hidden widths, then the pixels) or a linear layer to the
 /// smallest feature map followed by stride-2 transposed convolutions.
 pub enum Expand {
@@ -443,8 +451,24 @@ impl Expand {
 
     /// `[B, latent] → [B, C·H·W]` logits (apply a sigmoid for pixel values).
     pub fn forward(&self, z: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_out(z, train, Output::Logits)
+    }
+
+    /// `[B, latent] → [B, C·H·W]` pixel values in (0, 1): the sigmoid of
+    /// [`Expand::forward`], fused into an MLP's output layer.
+    pub fn forward_pixels(&self, z: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_out(z, train, Output::Sigmoid)
+    }
+
+    /// `[B, latent] → [B, C·H·W]` values in (−1, 1): the tanh of [`Expand::forward`], fused
+    /// into the output layer (a GAN's generator on data scaled to [−1, 1]).
+    pub fn forward_tanh(&self, z: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_out(z, train, Output::Tanh)
+    }
+
+    fn forward_out(&self, z: &Tensor, train: bool, out: Output) -> Result<Tensor> {
         match self {
-            Expand::Mlp { layers, act } => Self::forward_mlp(layers, *act, z, false),
+            Expand::Mlp { layers, act } => Self::forward_mlp(layers, *act, z, out),
             Expand::Conv { fc, fc_bn, start, layers, act } => {
                 let b = z.dim(0)?;
                 let shape = (b, start.channels, start.height, start.width); // [B, C0, H/2ᵏ, W/2ᵏ]
@@ -452,34 +476,34 @@ impl Expand {
                     Some(bn) => bn.forward_act(&fc.forward(z)?.reshape(shape)?, train, Some(*act))?,
                     None => fc.forward_act(z, Some(*act))?.reshape(shape)?,
                 };
+                // The sigmoid stays candle's own op after the last conv, as it always was.
+                let last_act = match out {
+                    Output::Tanh => Some(Activation::Tanh),
+                    Output::Logits | Output::Sigmoid => None,
+                };
                 let last = layers.len() - 1;
                 for (i, l) in layers.iter().enumerate() {
-                    h = l.forward(&h, train, (i < last).then_some(*act))?;
+                    h = l.forward(&h, train, if i < last { Some(*act) } else { last_act })?;
                 }
-                h.flatten_from(1) // [B, C·H·W]
+                let h = h.flatten_from(1)?; // [B, C·H·W]
+                match out {
+                    Output::Sigmoid => candle_nn::ops::sigmoid(&h),
+                    Output::Logits | Output::Tanh => Ok(h),
+                }
             }
         }
     }
 
-    /// `[B, latent] → [B, C·H·W]` pixel values in (0, 1): the sigmoid of
-    /// [`Expand::forward`], fused into an MLP's output layer.
-    pub fn forward_pixels(&self, z: &Tensor, train: bool) -> Result<Tensor> {
-        match self {
-            Expand::Mlp { layers, act } => Self::forward_mlp(layers, *act, z, true),
-            Expand::Conv { .. } => candle_nn::ops::sigmoid(&self.forward(z, train)?),
-        }
-    }
-
-    /// An MLP's layers with `act` between them; the output layer gives logits, or with
-    /// `sigmoid` pixel values.
-    fn forward_mlp(layers: &[Linear], act: Activation, z: &Tensor, sigmoid: bool) -> Result<Tensor> {
+    /// An MLP's layers with `act` between them, and `out` on the output layer.
+    fn forward_mlp(layers: &[Linear], act: Activation, z: &Tensor, out: Output) -> Result<Tensor> {
         let mut h = z.clone();
         let last = layers.len() - 1;
         for (i, l) in layers.iter().enumerate() {
-            h = match (i < last, sigmoid) {
+            h = match (i < last, out) {
                 (true, _) => l.forward_act(&h, Some(act))?,
-                (false, true) => l.forward_sigmoid(&h)?,
-                (false, false) => l.forward_act(&h, None)?,
+                (false, Output::Sigmoid) => l.forward_sigmoid(&h)?,
+                (false, Output::Tanh) => l.forward_act(&h, Some(Activation::Tanh))?,
+                (false, Output::Logits) => l.forward_act(&h, None)?,
             };
         }
         Ok(h)

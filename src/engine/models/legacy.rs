@@ -7,8 +7,8 @@
 use serde::Deserialize;
 
 use super::{
-    Activation, AeConfig, Arch, BetaVaeConfig, Family, GanConfig, GanLoss, ModelConfig, NetConfig, ReconLoss,
-    VaeConfig,
+    Activation, AeConfig, Arch, BetaVaeConfig, Family, GanConfig, GanLoss, GanOutput, ModelConfig, NetConfig,
+    ReconLoss, VaeConfig,
 };
 use crate::engine::data::ImageShape;
 
@@ -69,6 +69,7 @@ impl From<LegacyModelConfig> for ModelConfig {
                 disc_hidden: c.disc_hidden,
                 gan_loss: c.gan_loss,
                 batch_norm: c.batch_norm,
+                output: GanOutput::Sigmoid,
             }),
         }
     }

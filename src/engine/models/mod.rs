@@ -30,7 +30,7 @@ use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 pub use capabilities::{AnomalyScore, Capabilities, LiveHyper};
-pub use gan::{GanConfig, GanLoss};
+pub use gan::{GanConfig, GanLoss, GanOutput};
 use likelihood::{SampleScore, ScoreOptions, ScoreSetup};
 pub use loss_key::{Axis, LossKey, Losses};
 pub use net::{Activation, Arch, NetConfig, ReconLoss, MAX_WIDTH};
@@ -288,6 +288,11 @@ pub fn preset_input(name: &str) -> Option<ImageShape> {
     Some((find_preset(name)?.make)().0.input())
 }
 
+/// Epochs of preset `name`'s default run.
+pub fn preset_epochs(name: &str) -> Option<usize> {
+    Some(find_preset(name)?.epochs)
+}
+
 fn find_preset(name: &str) -> Option<&'static Preset> {
     vae::PRESETS.iter().chain(gan::PRESETS).find(|p| p.name == name)
 }
@@ -296,6 +301,8 @@ fn find_preset(name: &str) -> Option<&'static Preset> {
 pub struct Preset {
     pub name: &'static str,
     pub make: fn() -> (ModelConfig, AdamConfig),
+    /// Epochs of its default run.
+    pub epochs: usize,
 }
 
 /// A batch of training images `x: [B, C·H·W]` in [0, 1] and, when the data has them, their

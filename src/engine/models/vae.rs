@@ -252,13 +252,18 @@ impl From<BetaVaeConfig> for ModelConfig {
 /// The presets of these families.
 pub const PRESETS: &[Preset] = &[
     // Exactly PyTorch's VAE example: 784-400-20, ReLU, sigmoid output, BCE, Adam 1e-3, batch 128.
-    Preset { name: "mnist_vae", make: || (ModelConfig::Vae(VaeConfig::default()), AdamConfig::default()) },
+    Preset {
+        name: "mnist_vae",
+        make: || (ModelConfig::Vae(VaeConfig::default()), AdamConfig::default()),
+        epochs: 10,
+    },
     Preset {
         name: "mnist_ae",
         make: || {
             let net = NetConfig { hidden: vec![512, 256], latent_dim: 32, ..NetConfig::default() };
             (ModelConfig::Autoencoder(AeConfig { net, recon_loss: ReconLoss::Mse }), AdamConfig::default())
         },
+        epochs: 10,
     },
     Preset {
         name: "mnist_beta_vae",
@@ -269,6 +274,7 @@ pub const PRESETS: &[Preset] = &[
                 AdamConfig::default(),
             )
         },
+        epochs: 10,
     },
     Preset {
         name: "conv_vae",
@@ -277,6 +283,7 @@ pub const PRESETS: &[Preset] = &[
                 NetConfig { arch: Arch::Conv, hidden: vec![32, 64], latent_dim: 16, ..NetConfig::default() };
             (ModelConfig::Vae(VaeConfig { net, ..VaeConfig::default() }), AdamConfig::default())
         },
+        epochs: 10,
     },
     // A conv VAE for 64×64 colour images (faces, objects); expects 3×64×64 images
     // (`--resize 64 --channels 3` for a folder of another size). Encoder convs 3 → 32 → 64 →
@@ -296,6 +303,7 @@ pub const PRESETS: &[Preset] = &[
             };
             (ModelConfig::Vae(VaeConfig { net, ..VaeConfig::default() }), AdamConfig::default())
         },
+        epochs: 10,
     },
 ];
 
