@@ -89,7 +89,8 @@ impl Tab for TrainingTab {
         let plot_h = (avail.y - list_h - 8.0).max(160.0);
         ui.horizontal_top(|ui| {
             ui.allocate_ui(Vec2::new((avail.x - side_w - 12.0).max(200.0), plot_h), |ui| {
-                self.plot(ui, cx, plot_h);
+                // The loss plot and the quality section under it.
+                ui.vertical(|ui| self.plot(ui, cx, plot_h));
             });
             ui.vertical(|ui| {
                 ui.set_width(side_w);

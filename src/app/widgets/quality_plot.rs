@@ -10,6 +10,9 @@ use egui_plot::{Legend, Line, LineStyle, MarkerShape, Plot, PlotPoints, Points, 
 use crate::app::run_view::{QualityPoint, RunRecord};
 use crate::app::theme;
 
+/// A curve: its name, the figure it plots and its line width.
+type Series = (&'static str, fn(&QualityPoint) -> f64, f32);
+
 fn points(q: &[QualityPoint], f: impl Fn(&QualityPoint) -> f64) -> Vec<[f64; 2]> {
     q.iter().map(|p| [p.step as f64, f(p)]).filter(|p| p[1].is_finite()).collect()
 }
@@ -84,7 +87,7 @@ pub fn quality_plots(ui: &mut egui::Ui, run: &RunRecord, overlays: &[&RunRecord]
         .include_y(1.0)
         .allow_scroll(false)
         .show(ui, |p| {
-            let series: [(&str, fn(&QualityPoint) -> f64, f32); 3] = [
+            let series: [Series; 3] = [
                 ("recall", |p| p.report.samples.metrics.recall, 1.5),
                 ("coverage", |p| p.report.samples.metrics.coverage, 1.5),
                 ("precision", |p| p.report.samples.metrics.precision, 1.0),
