@@ -71,9 +71,27 @@ fn train_sample_eval_and_score_a_vae() {
 fn train_a_gan_and_eval_reports_d_and_g_losses() {
     let dir = tempfile::tempdir().unwrap();
     let ck = dir.path().join("gan");
-    let o = train(&ck, &["--preset", "mnist_mlp_gan", "--max-steps", "30"]);
+    let o = train(&ck, &["--preset", "mnist_mlp_gan", "--max-steps", "30", "--quality-every", "15"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(ck.join("samples.png").exists());
+    // --quality-every: printed, and logged as `quality` rows with columns after the losses.
+    let err = stderr(&o);
+    assert!(err.contains("quality at step 15: FD") && err.contains("quality at step 30: FD"), "{err}");
+    assert!(err.contains("quality every 15 steps:") && err.contains("ms each"), "{err}");
+    let csv = std::fs::read_to_string(ck.join("metrics.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    assert_eq!(header[..3], ["epoch", "step", "split"]);
+    assert_eq!(
+        header[header.len() - 8..],
+        ["fd", "kid", "precision", "recall", "density", "coverage", "confident", "classes_covered"]
+    );
+    let rows: Vec<Vec<&str>> = csv.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    assert!(rows.iter().all(|r| r.len() == header.len()), "every row has every column");
+    let quality: Vec<&Vec<&str>> = rows.iter().filter(|r| r[2] == "quality").collect();
+    assert_eq!(quality.iter().map(|r| r[1]).collect::<Vec<_>>(), ["15", "30"]);
+    let fd = header.iter().position(|&c| c == "fd").unwrap();
+    assert!(quality.iter().all(|r| r[fd].parse::<f64>().unwrap() > 0.0));
+    assert_eq!(rows.iter().filter(|r| r[2] == "step").count(), 30, "the step rows are still there");
     assert!(!ck.join("reconstructions.png").exists(), "a GAN has nothing to reconstruct");
     let o = genlab(&["eval", "--checkpoint", ck.to_str().unwrap(), "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");

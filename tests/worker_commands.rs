@@ -74,3 +74,60 @@ fn a_full_command_channel_refuses_without_blocking_and_drains_once_the_worker_is
     wait("the worker to end", || !w.is_alive());
     assert!(matches!(w.try_send(Command::Stop), Err(SendError::Gone(_))));
 }
+
+/// Quality every N steps arrives at those steps and at the end, with its cost; each measured
+/// step becomes a rewind point; auto reuses the reference prepared for the same data.
+#[test]
+fn quality_events_arrive_at_the_interval_with_their_cost() {
+    use genlab::engine::protocol::{QualityCost, QualitySchedule};
+    let w = Worker::spawn(Arc::new(|| {}));
+    let data = Arc::new(builtin::load().unwrap());
+    let mut cfg = preset("mnist_mlp_gan", data.shape).unwrap();
+    cfg.train.epochs = 3;
+    cfg.train.batch_size = 500; // 16 steps an epoch
+    let start = |cfg: &genlab::engine::config::RunConfig| Command::Start {
+        config: Box::new(cfg.clone()),
+        data: DataSpec::Loaded(data.clone()),
+        checkpoint: None,
+        paused: false,
+    };
+    let run_until_finished = |w: &Worker| {
+        let (mut quality, mut points) = (Vec::<(u64, QualityCost)>::new(), Vec::new());
+        let t0 = Instant::now();
+        loop {
+            assert!(t0.elapsed() < Duration::from_secs(120), "the run did not finish");
+            match w.recv_timeout(Duration::from_millis(50)) {
+                Some(Event::Quality { step, report, cost, .. }) => {
+                    assert!(
+                        report.samples.metrics.fd.is_finite()
+                            && report.floor.metrics.fd < report.ceiling.metrics.fd
+                    );
+                    quality.push((step, cost));
+                }
+                Some(Event::RewindPoints { steps, .. }) => points = steps,
+                Some(Event::Finished { .. }) => return (quality, points),
+                Some(Event::Failed { message, .. }) => panic!("{message}"),
+                _ => {}
+            }
+        }
+    };
+    w.send(Command::SetQuality(QualitySchedule::Every(20)));
+    w.send(start(&cfg));
+    let (quality, points) = run_until_finished(&w);
+    let steps: Vec<u64> = quality.iter().map(|q| q.0).collect();
+    assert_eq!(steps, [20, 40, 48], "every 20 steps and at the end");
+    for (_, c) in &quality {
+        assert!(c.seconds > 0.0 && c.share > 0.0 && c.prepare_seconds > 0.0, "{c:?}");
+        assert_eq!(c.every, 20);
+    }
+    assert!(steps.iter().all(|s| points.contains(s)), "rewind points {points:?} at every measured step");
+    let prepared = quality[0].1.prepare_seconds;
+
+    w.send(Command::SetQuality(QualitySchedule::Auto));
+    cfg.train.epochs = 1;
+    w.send(start(&cfg));
+    let (quality, _) = run_until_finished(&w);
+    let [(16, c)] = quality[..] else { panic!("auto measures the completed run once: {quality:?}") };
+    assert!(c.every > 0, "auto says its interval: {c:?}");
+    assert_eq!(c.prepare_seconds, prepared, "the reference is reused for the same data");
+}

@@ -15,7 +15,7 @@ use super::App;
 use crate::engine::checkpoint::CheckpointMeta;
 use crate::engine::config::preset;
 use crate::engine::data::{DataError, DataSource};
-use crate::engine::protocol::{Command, DataSpec};
+use crate::engine::protocol::{Command, DataSpec, QualitySchedule};
 use crate::engine::worker::{SendError, Worker, COMMAND_CAPACITY};
 
 impl App {
@@ -27,6 +27,9 @@ impl App {
         }
         for msg in self.run_view.take_messages() {
             self.notices.error(msg);
+        }
+        for msg in self.run_view.take_warnings() {
+            self.notices.push(NoticeKind::Warning, msg);
         }
 
         if let Some(result) = self.loading.as_mut().and_then(|job| job.poll()) {
@@ -162,6 +165,7 @@ impl App {
         // checkpoint's.
         config.train.threads = self.persisted.config.train.threads;
         config.train.device = self.persisted.config.train.device;
+        self.sync_quality();
         let cmd = Command::Start {
             config: Box::new(config.clone()),
             data: DataSpec::Loaded(data.clone()),
@@ -204,7 +208,20 @@ impl App {
         };
         self.notices.error("The training thread had stopped; it was restarted.");
         self.sink = CommandSink::Worker(Worker::spawn(self.waker.clone()));
+        self.worker_quality = QualitySchedule::Off;
+        if self.persisted.quality != QualitySchedule::Off {
+            let _ = self.sink.try_send(Command::SetQuality(self.persisted.quality));
+            self.worker_quality = self.persisted.quality;
+        }
         self.sink.try_send(*cmd).is_ok()
+    }
+
+    /// Tells the worker the quality schedule when it differs from what it was last told.
+    pub(super) fn sync_quality(&mut self) {
+        let want = self.persisted.quality;
+        if want != self.worker_quality && self.send(Command::SetQuality(want)) {
+            self.worker_quality = want;
+        }
     }
 
     fn start_run(&mut self, paused: bool) -> bool {
@@ -212,6 +229,7 @@ impl App {
             self.notices.error(format!("Cannot train: {why}"));
             return false;
         }
+        self.sync_quality();
         let Some(d) = &self.dataset else { return false };
         let cmd = Command::Start {
             config: Box::new(self.persisted.config.clone()),

@@ -23,6 +23,7 @@ use egui::{Align2, FontId, Id, LayerId, Order, RichText};
 
 use crate::engine::config::{preset, presets};
 use crate::engine::data::{DataSource, Dataset, ImageShape};
+use crate::engine::protocol::QualitySchedule;
 use crate::engine::worker::{Waker, Worker};
 use actions::Action;
 use loader::{CheckpointJob, DialogJob, LoadJob};
@@ -40,6 +41,11 @@ use widgets::notices::{notices_ui, Notices};
 /// How often the app looks again while something runs in the background, should a wake-up be
 /// missed (events wake it at once).
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Fresh state with sample quality off (tests and benchmarks).
+fn quiet() -> Persisted {
+    Persisted { quality: QualitySchedule::Off, ..Persisted::default() }
+}
 
 /// What the app is asked to do as it opens (`genlab open …`), built by the binary from its
 /// command line. The default (plain `genlab`) reopens the last dataset.
@@ -79,6 +85,8 @@ pub struct App {
     pending_preset: Option<String>,
     /// The start-up dataset came from the saved state; fall back to the built-in one if it fails.
     fallback_to_builtin: bool,
+    /// The quality schedule the worker was last told (a new worker starts with it off).
+    worker_quality: QualitySchedule,
 }
 
 impl App {
@@ -96,14 +104,16 @@ impl App {
     }
 
     /// The app with fresh state, the built-in data and no repaint waker (for tests).
+    /// Sample quality is off, as in [`App::with_worker`] and [`App::recording`], so a test's
+    /// runs cost what they did before it existed; a test turns it on in the Training tab.
     pub fn new_for_test() -> Self {
-        Self::build(Persisted::default(), Arc::new(|| {}), Startup::default(), None)
+        Self::build(quiet(), Arc::new(|| {}), Startup::default(), None)
     }
 
     /// The app with fresh state and the built-in data, driving `worker` (which may already be
     /// running something; `genlab bench ui` hands in one with a step hook).
     pub fn with_worker(worker: Worker) -> Self {
-        Self::build(Persisted::default(), Arc::new(|| {}), Startup::default(), Some(worker))
+        Self::build(quiet(), Arc::new(|| {}), Startup::default(), Some(worker))
     }
 
     /// The app with fresh state and `data` already loaded, sending its commands to a
@@ -111,7 +121,7 @@ impl App {
     /// events ([`App::recorder`]), with no thread to wait for.
     pub fn recording(data: Dataset) -> Self {
         let sink = CommandSink::Recorder(Recorder::default());
-        let mut app = Self::unloaded(Persisted::default(), Arc::new(|| {}), Startup::default(), sink);
+        let mut app = Self::unloaded(quiet(), Arc::new(|| {}), Startup::default(), sink);
         let source = data.source.clone();
         app.finish_load(source, Ok(data));
         app
@@ -161,6 +171,7 @@ impl App {
             pending_train: startup.train,
             pending_preset: startup.preset,
             fallback_to_builtin: false,
+            worker_quality: QualitySchedule::Off,
         }
     }
 
@@ -270,6 +281,7 @@ impl App {
                     dataset: self.dataset.as_ref().map(|d| d.data.as_ref()),
                     other: &self.other,
                     plot: &mut self.persisted.plot,
+                    quality: &mut self.persisted.quality,
                     textures: &mut self.textures,
                     actions: &mut actions,
                 };
@@ -281,6 +293,7 @@ impl App {
         for a in actions {
             self.act(a, &ctx);
         }
+        self.sync_quality();
         let busy = self.loading.is_some()
             || self.dialog.is_some()
             || self.checkpoint_job.is_some()

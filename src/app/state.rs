@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::config::{LegacyRunConfig, RunConfig};
 use crate::engine::data::{DataSource, LoadOptions};
+use crate::engine::protocol::QualitySchedule;
 
 /// How many datasets the recent list keeps.
 pub const RECENT_MAX: usize = 8;
@@ -85,6 +86,8 @@ pub struct Persisted {
     pub tab: String,
     /// How datasets are loaded.
     pub load: LoadPrefs,
+    /// When sample quality is measured during training (auto: within 10% of its time).
+    pub quality: QualitySchedule,
 }
 
 /// A field that is there (RON writes an `Option` as `Some(..)`; the old field was no option).

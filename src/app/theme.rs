@@ -134,3 +134,24 @@ pub fn label_color(label: u32) -> Color32 {
     let hue = (label as f32 * 0.618_034).fract();
     egui::ecolor::Hsva::new(hue, 0.75, 0.9, 1.0).into()
 }
+
+/// The sample-quality curves: 0 FD, 1 recall, 2 coverage, 3 precision.
+pub fn quality_color(ui: &egui::Ui, which: usize) -> Color32 {
+    let (dark, light) = match which {
+        0 => ((240, 200, 80), (170, 120, 0)),
+        1 => ((110, 200, 255), (0, 110, 190)),
+        2 => ((150, 230, 140), (30, 140, 50)),
+        _ => ((200, 160, 255), (110, 60, 190)),
+    };
+    let (r, g, b) = if ui.visuals().dark_mode { dark } else { light };
+    Color32::from_rgb(r, g, b)
+}
+
+/// The best step (lowest FD) on the quality plots.
+pub fn best_marker(ui: &egui::Ui) -> Color32 {
+    if dark(ui) {
+        Color32::from_rgb(255, 110, 110)
+    } else {
+        Color32::from_rgb(200, 30, 30)
+    }
+}

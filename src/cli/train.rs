@@ -80,6 +80,11 @@ pub struct TrainArgs {
     /// Also save the checkpoint (and metrics.csv) every this many steps, not only at the end.
     #[arg(long)]
     pub checkpoint_every: Option<u64>,
+    /// Measure sample quality (FD, recall, coverage, … against the data; see `genlab
+    /// quality`) every this many steps and at the end: logged to metrics.csv as `quality` rows,
+    /// printed with the warnings (mode collapse, missing classes).
+    #[arg(long)]
+    pub quality_every: Option<u64>,
     /// Output folder for the checkpoint, metrics.csv, samples.png and reconstructions.png.
     #[arg(long)]
     pub out: PathBuf,
@@ -207,6 +212,12 @@ fn train_in_pool(a: TrainArgs, data: Arc<Dataset>, cfg: RunConfig) -> anyhow::Re
         );
         b
     };
+    let mut quality = match a.quality_every.filter(|&k| k > 0) {
+        Some(every) => Some(LiveQuality::new(&s, every)?),
+        None => None,
+    };
+    // The family's health rule, as the app applies it (a GAN whose D loss stays near zero).
+    let mut health = s.model().health_monitor();
     let mut log = MetricsLog::default();
     let t0 = Instant::now();
     let mut images = 0usize;
@@ -233,6 +244,9 @@ fn train_in_pool(a: TrainArgs, data: Arc<Dataset>, cfg: RunConfig) -> anyhow::Re
             );
             return Ok(ExitCode::from(EXIT_DIVERGED));
         }
+        if let Some(w) = health.observe(&r.losses) {
+            say(&bar, format!("warning at step {}: {w}", r.step));
+        }
         let rate = images as f64 / t0.elapsed().as_secs_f64().max(1e-9);
         bar.set_position(r.step);
         let headline = |l: &Losses| l.get(caps.headline).unwrap_or(f64::NAN);
@@ -254,6 +268,11 @@ fn train_in_pool(a: TrainArgs, data: Arc<Dataset>, cfg: RunConfig) -> anyhow::Re
                 ),
             );
         }
+        if let Some(q) = quality.as_mut() {
+            if r.step.is_multiple_of(q.every) || r.step == total {
+                q.measure(&s, r.epoch, &mut log, &bar)?;
+            }
+        }
         if a.checkpoint_every.is_some_and(|k| k > 0 && r.step % k == 0 && r.step < total) {
             checkpoint::save(&a.out, s.model(), s.config(), &s.data().source, r.step, Some(&log))?;
             say(&bar, format!("saved checkpoint at step {}", r.step));
@@ -261,6 +280,14 @@ fn train_in_pool(a: TrainArgs, data: Arc<Dataset>, cfg: RunConfig) -> anyhow::Re
     }
     bar.finish_and_clear();
     let secs = t0.elapsed().as_secs_f64();
+    if let Some(q) = &quality {
+        eprintln!(
+            "quality every {} steps: {:.0} ms each, {:.1}% of the run's time",
+            q.every,
+            1000.0 * q.seconds / q.count.max(1) as f64,
+            100.0 * q.seconds / secs.max(1e-9)
+        );
+    }
     save_outputs(&a.out, &s, &log)?;
     eprintln!(
         "{} steps in {secs:.1} s ({:.0} images/s); wrote {}",
@@ -269,6 +296,64 @@ fn train_in_pool(a: TrainArgs, data: Arc<Dataset>, cfg: RunConfig) -> anyhow::Re
         a.out.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--quality-every`: the reference, prepared once, and what the evaluations cost.
+struct LiveQuality {
+    ctx: crate::engine::quality::QualityContext,
+    every: u64,
+    seconds: f64,
+    count: usize,
+}
+
+impl LiveQuality {
+    fn new(s: &TrainingSession, every: u64) -> anyhow::Result<Self> {
+        use crate::engine::quality;
+        let t0 = Instant::now();
+        let net = quality::feature_net(s.data(), s.split(), &mut |m| eprintln!("{m}"))?;
+        let n = crate::engine::protocol::LIVE_QUALITY_SAMPLES;
+        let ctx = quality::QualityContext::new(s.data(), s.split(), net, n, 0)?;
+        eprintln!(
+            "sample quality every {every} steps on {} samples ({}; reference ready in {:.1} s)",
+            ctx.n,
+            ctx.net.describe(),
+            t0.elapsed().as_secs_f64()
+        );
+        Ok(Self { ctx, every, seconds: 0.0, count: 0 })
+    }
+
+    /// Measures the model now, logs the figures and prints them with any warnings.
+    fn measure(
+        &mut self,
+        s: &TrainingSession,
+        epoch: usize,
+        log: &mut MetricsLog,
+        bar: &indicatif::ProgressBar,
+    ) -> anyhow::Result<()> {
+        use crate::engine::quality;
+        let t0 = Instant::now();
+        let seed = s.config().train.seed ^ 0x0a11_7e57;
+        let r = self.ctx.score_model(s.model(), seed)?;
+        self.seconds += t0.elapsed().as_secs_f64();
+        self.count += 1;
+        let step = s.step_count();
+        log.push_quality(crate::engine::metrics::QualityRow::new(epoch, step, &r));
+        let (m, f) = (&r.samples.metrics, &r.floor.metrics);
+        let classes = r.samples.classes.as_ref().map_or(String::new(), |c| {
+            format!("  confident {:.0}%  classes {}/{}", 100.0 * c.confident, c.covered, c.histogram.len())
+        });
+        say(
+            bar,
+            format!(
+                "quality at step {step}: FD {:.1} (floor {:.1})  precision {:.2}  recall {:.2}  coverage {:.2}{classes}",
+                m.fd, f.fd, m.precision, m.recall, m.coverage
+            ),
+        );
+        for w in quality::warnings(&r) {
+            say(bar, format!("warning: {w}"));
+        }
+        Ok(())
+    }
 }
 
 /// A line of progress above the bar, or on stderr when there is no bar to draw it above.

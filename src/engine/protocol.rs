@@ -8,6 +8,7 @@ use super::config::RunConfig;
 use super::data::{DataSource, Dataset, ImageShape, LoadOptions, SplitKind};
 use super::images::ImageBatch;
 use super::models::{Capabilities, Losses};
+use super::quality::QualityReport;
 use super::scoring::{HoldOutReport, ScoreOptions, ScoredSet};
 use super::session::{Encoding, EpochSummary};
 
@@ -98,8 +99,48 @@ pub enum Command {
     },
     /// Cancel a running [`Command::Score`] or [`Command::HoldOut`].
     CancelScore,
+    /// When to measure sample quality during training, for this run and the next ones
+    /// (answered with [`Event::Quality`] events). The worker starts with it off.
+    SetQuality(QualitySchedule),
+    /// Measure sample quality now (answered with an [`Event::Quality`]).
+    EvaluateQuality,
     /// End the worker thread.
     Shutdown,
+}
+
+/// When the worker measures sample quality while training. The default is `Auto` (the app's);
+/// the worker itself starts `Off`, so a run costs nothing extra unless asked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum QualitySchedule {
+    /// Never (only on [`Command::EvaluateQuality`]).
+    Off,
+    /// As often as keeps its cost within [`QUALITY_BUDGET`] of the training time, and once
+    /// when the run completes.
+    #[default]
+    Auto,
+    /// Every this many steps, whatever it costs, and once when the run completes.
+    Every(u64),
+}
+
+/// The share of training time [`QualitySchedule::Auto`] spends on quality at most.
+pub const QUALITY_BUDGET: f64 = 0.1;
+/// Samples (and real images per side) of a quality evaluation during training: half the
+/// offline default, since the k-NN metrics grow with its square; FD and recall are still
+/// stable to a few percent at this size on the digits.
+pub const LIVE_QUALITY_SAMPLES: usize = 1000;
+
+/// What sample quality costs a run, sent with each [`Event::Quality`].
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct QualityCost {
+    /// Wall time of this evaluation (drawing the samples, their features, the metrics).
+    pub seconds: f64,
+    /// Steps between evaluations now (0: none scheduled).
+    pub every: u64,
+    /// Time spent on evaluations so far over the time spent on training steps.
+    pub share: f64,
+    /// Wall time of preparing the reference once (the feature network, the real images'
+    /// features, the floor and the ceiling); not part of `share`.
+    pub prepare_seconds: f64,
 }
 
 /// What a [`Command::Score`] scores.
@@ -271,6 +312,14 @@ pub enum Event {
         run: u64,
         request: u64,
     },
+    /// Sample quality after `step` (see [`Command::SetQuality`]); the worker keeps a rewind
+    /// point at every evaluated step, and never thins away the one with the lowest FD.
+    Quality {
+        run: u64,
+        step: u64,
+        report: Box<QualityReport>,
+        cost: QualityCost,
+    },
     Finished {
         run: u64,
         step: u64,
@@ -313,6 +362,7 @@ impl Event {
             | Event::Scored { run, .. }
             | Event::HoldOutDone { run, .. }
             | Event::ScoreCancelled { run, .. }
+            | Event::Quality { run, .. }
             | Event::Finished { run, .. } => Some(*run),
             Event::Failed { run, .. } => *run,
             Event::Error { .. } => None,

@@ -8,6 +8,7 @@ pub mod latent;
 pub mod outliers;
 pub mod samples;
 pub mod training;
+mod training_quality;
 
 use super::actions::Action;
 use super::other_data::OtherData;
@@ -15,6 +16,7 @@ use super::run_view::RunView;
 use super::state::PlotPrefs;
 use super::textures::Textures;
 use crate::engine::data::Dataset;
+use crate::engine::protocol::QualitySchedule;
 
 /// What a central tab may read and do.
 pub struct TabCtx<'a> {
@@ -23,6 +25,8 @@ pub struct TabCtx<'a> {
     /// A second dataset loaded to be scored against the model.
     pub other: &'a OtherData,
     pub plot: &'a mut PlotPrefs,
+    /// When the worker measures sample quality (the app tells the worker when it changes).
+    pub quality: &'a mut QualitySchedule,
     pub textures: &'a mut Textures,
     pub actions: &'a mut Vec<Action>,
 }

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use egui::{RichText, Vec2};
 
+use super::training_quality::{quality_section, QualityCtx};
 use super::{Tab, TabCtx};
 use crate::app::actions::Action;
 use crate::app::export_target::ExportTarget;
@@ -17,7 +18,7 @@ use crate::app::theme;
 use crate::app::widgets::image_grid::image_grid;
 use crate::app::widgets::loss_plot::{loss_plot, SmoothCache};
 use crate::engine::export;
-use crate::engine::protocol::{Command, FinishReason};
+use crate::engine::protocol::{Command, FinishReason, QualitySchedule};
 
 /// What the open folder dialog is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,7 +89,8 @@ impl Tab for TrainingTab {
         let plot_h = (avail.y - list_h - 8.0).max(160.0);
         ui.horizontal_top(|ui| {
             ui.allocate_ui(Vec2::new((avail.x - side_w - 12.0).max(200.0), plot_h), |ui| {
-                self.plot(ui, cx, plot_h);
+                // The loss plot and the quality section under it.
+                ui.vertical(|ui| self.plot(ui, cx, plot_h));
             });
             ui.vertical(|ui| {
                 ui.set_width(side_w);
@@ -334,17 +336,29 @@ impl TrainingTab {
         keep.push(run.id);
         self.smooth.retain_runs(&keep);
         let h = ui.available_height().min(height).max(120.0);
-        loss_plot(ui, run, &overlays, cx.plot, &mut self.smooth, h);
+        let with_quality = *cx.quality != QualitySchedule::Off
+            || !run.quality.is_empty()
+            || overlays.iter().any(|r| !r.quality.is_empty());
+        if !with_quality {
+            loss_plot(ui, run, &overlays, cx.plot, &mut self.smooth, h);
+            return;
+        }
+        // Losses above, quality below, on the same steps.
+        let loss_h = if run.quality.is_empty() { h - 90.0 } else { h * 0.45 };
+        loss_plot(ui, run, &overlays, cx.plot, &mut self.smooth, loss_h.max(120.0));
+        let qcx = QualityCtx { run, overlays: &overlays, schedule: cx.quality, actions: cx.actions };
+        quality_section(ui, qcx, (h - loss_h - 8.0).max(80.0));
     }
 
     fn run_list(&mut self, ui: &mut egui::Ui, cx: &mut TabCtx<'_>) {
         let now = Instant::now();
         let current = cx.run_view.current().map(|r| r.id);
-        egui::Grid::new("runs").striped(true).num_columns(6).show(ui, |ui| {
+        egui::Grid::new("runs").striped(true).num_columns(7).show(ui, |ui| {
             ui.strong("Overlay");
             ui.strong("Run");
             ui.strong("Configuration");
             ui.strong("Final losses");
+            ui.strong("Final quality");
             ui.strong("Steps");
             ui.strong("Time");
             ui.end_row();
@@ -364,6 +378,7 @@ impl TrainingTab {
                 ui.label(format!("#{} {}", r.id, end_text(r)));
                 ui.label(r.summary());
                 ui.label(losses_text(r));
+                ui.label(quality_text(r));
                 ui.label(format!("{}/{}", r.step, r.total_steps));
                 ui.label(format_duration(r.duration(now).as_secs_f64()));
                 ui.end_row();
@@ -413,6 +428,21 @@ fn losses_text(r: &RunRecord) -> String {
         Some(l) => {
             let parts: Vec<String> = l.components().iter().map(|(n, v)| format!("{n} {v:.3}")).collect();
             format!("step: {}", parts.join(", "))
+        }
+        None => "–".into(),
+    }
+}
+
+/// The latest quality measured (the final one once the run has ended).
+fn quality_text(r: &RunRecord) -> String {
+    match r.last_quality() {
+        Some(q) => {
+            let m = &q.report.samples.metrics;
+            let flag = if q.warnings.is_empty() { "" } else { ", collapsed?" };
+            format!(
+                "FD {:.1}, recall {:.2}, coverage {:.2} (step {}){flag}",
+                m.fd, m.recall, m.coverage, q.step
+            )
         }
         None => "–".into(),
     }

@@ -8,7 +8,8 @@ use crate::engine::config::RunConfig;
 use crate::engine::explore::GridHistory;
 use crate::engine::images::ImageBatch;
 use crate::engine::models::{Capabilities, LiveHyper, LossKey, Losses};
-use crate::engine::protocol::{DatasetInfo, Event, FinishReason, StepMetrics};
+use crate::engine::protocol::{DatasetInfo, Event, FinishReason, QualityCost, StepMetrics};
+use crate::engine::quality::{self, QualityReport};
 use crate::engine::scoring::{HoldOutReport, ScoredSet};
 use crate::engine::session::{Encoding, EpochSummary};
 
@@ -58,6 +59,10 @@ pub struct RunRecord {
     pub collapse: Option<(u64, String)>,
     /// Steps the run can be rewound to.
     pub rewind_points: Vec<u64>,
+    /// Sample quality measured so far, in order of steps.
+    pub quality: Vec<QualityPoint>,
+    /// What the latest evaluation cost.
+    pub quality_cost: Option<QualityCost>,
     /// The last checkpoint written for this run (step, folder).
     pub saved_checkpoint: Option<(u64, std::path::PathBuf)>,
     pub explore: Explore,
@@ -66,7 +71,35 @@ pub struct RunRecord {
     pub ended_at: Option<Instant>,
 }
 
+/// One quality evaluation of a run.
+#[derive(Clone, Debug)]
+pub struct QualityPoint {
+    pub step: u64,
+    pub report: QualityReport,
+    /// What the numbers say about collapse or missing classes ([`quality::warnings`]).
+    pub warnings: Vec<String>,
+}
+
 impl RunRecord {
+    /// The evaluation with the lowest Fréchet distance.
+    pub fn best_quality(&self) -> Option<&QualityPoint> {
+        self.quality.iter().min_by(|a, b| a.report.samples.metrics.fd.total_cmp(&b.report.samples.metrics.fd))
+    }
+
+    /// The rewind point with the lowest Fréchet distance (the worker keeps one at every
+    /// evaluation and never thins the best away).
+    pub fn best_rewind_point(&self) -> Option<&QualityPoint> {
+        self.quality
+            .iter()
+            .filter(|q| self.rewind_points.contains(&q.step))
+            .min_by(|a, b| a.report.samples.metrics.fd.total_cmp(&b.report.samples.metrics.fd))
+    }
+
+    /// The latest evaluation (the final quality once the run has ended).
+    pub fn last_quality(&self) -> Option<&QualityPoint> {
+        self.quality.last()
+    }
+
     pub fn is_active(&self) -> bool {
         self.end.is_none()
     }
@@ -117,6 +150,7 @@ impl RunRecord {
         self.explore.history.truncate_after(step);
         self.epochs.retain(|(s, _)| *s <= step);
         self.markers.retain(|m| m.step <= step);
+        self.quality.retain(|q| q.step <= step);
         self.fixed_noise = self.fixed_noise.take().filter(|(s, _)| *s <= step);
         if self.diverged.as_ref().is_some_and(|(s, _)| *s > step) {
             self.diverged = None;
@@ -175,6 +209,8 @@ pub struct RunView {
     starting: bool,
     /// Messages for the user (errors, failed starts) not yet shown; the app takes them.
     messages: Vec<String>,
+    /// Warnings for the user (sample quality that says the model collapsed) not yet shown.
+    warnings: Vec<String>,
     /// Counts events, to version what they bring.
     seq: u64,
 }
@@ -224,6 +260,11 @@ impl RunView {
         std::mem::take(&mut self.messages)
     }
 
+    /// Warnings for the user since the last call (each handed out once).
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+
     fn record_mut(&mut self, id: u64) -> Option<&mut RunRecord> {
         self.runs.iter_mut().rev().find(|r| r.id == id)
     }
@@ -269,6 +310,8 @@ impl RunView {
                     diverged: None,
                     collapse: None,
                     rewind_points: Vec::new(),
+                    quality: Vec::new(),
+                    quality_cost: None,
                     saved_checkpoint: None,
                     explore: Explore::default(),
                     end: None,
@@ -431,6 +474,20 @@ impl RunView {
                 if let Some(r) = self.record_mut(run) {
                     r.explore.score_progress = None;
                 }
+            }
+            Event::Quality { run, step, report, cost } => {
+                let Some(r) = self.record_mut(run) else { return };
+                let warnings = quality::warnings(&report);
+                // Say so when the samples start to look collapsed, not at every evaluation.
+                let was_fine = r.quality.last().is_none_or(|q| q.warnings.is_empty());
+                let tell: Vec<String> = match was_fine {
+                    true => warnings.iter().map(|w| format!("Run {run}, step {step}: {w}")).collect(),
+                    false => Vec::new(),
+                };
+                r.quality.retain(|q| q.step < step);
+                r.quality.push(QualityPoint { step, report: *report, warnings });
+                r.quality_cost = Some(cost);
+                self.warnings.extend(tell);
             }
             Event::CheckpointSaved { run, step, dir } => {
                 if let Some(r) = self.record_mut(run) {

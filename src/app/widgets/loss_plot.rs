@@ -107,7 +107,11 @@ pub fn loss_plot(
                 Some(e) if alpha > 0.0 => &e.3[..],
                 _ => &raw[..],
             };
-            let label = if faded { format!("{name} (run {})", r.id) } else { name.to_string() };
+            // An overlaid run carries its final quality, to compare runs by more than losses.
+            let fd = r
+                .last_quality()
+                .map_or(String::new(), |q| format!(", FD {:.1}", q.report.samples.metrics.fd));
+            let label = if faded { format!("{name} (run {}{fd})", r.id) } else { name.to_string() };
             let color = theme::series_color(ui, key);
             curves.push(Curve {
                 name: label,

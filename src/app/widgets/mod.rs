@@ -6,3 +6,4 @@ pub mod image_grid;
 pub mod loss_plot;
 pub mod network_diagram;
 pub mod notices;
+pub mod quality_plot;

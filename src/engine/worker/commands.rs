@@ -13,6 +13,7 @@ impl WorkerLoop {
                 match start_run(id, *config, data, checkpoint.as_deref(), paused) {
                     Ok((run, started)) => {
                         self.run = Some(run);
+                        self.quality_prepare();
                         self.emit(started);
                         self.emit_grid();
                         if paused {
@@ -24,6 +25,15 @@ impl WorkerLoop {
                 }
             }
             Command::Shutdown | Command::CancelScore => {}
+            Command::SetQuality(schedule) => {
+                self.quality.schedule = schedule;
+                if let Some(run) = self.run.as_mut() {
+                    // The interval follows the new schedule from the next step.
+                    run.quality.reset_schedule();
+                }
+                self.quality_prepare();
+            }
+            Command::EvaluateQuality => self.evaluate_quality(),
             Command::Score { request, target, options } => self.score(request, target, options),
             Command::HoldOut { request, labels, steps, options } => {
                 self.hold_out(request, labels, steps, options)
@@ -147,7 +157,7 @@ impl WorkerLoop {
                         match r {
                             Ok(()) => {
                                 run.rewind.truncate_after(to);
-                                run.metrics.rows.retain(|r| r.step <= to);
+                                run.metrics.truncate_after(to);
                                 run.ended = false;
                                 run.paused = true;
                                 run.steps_left = None;
@@ -161,6 +171,8 @@ impl WorkerLoop {
                         }
                     }
                     Command::Start { .. }
+                    | Command::SetQuality(_)
+                    | Command::EvaluateQuality
                     | Command::Shutdown
                     | Command::Score { .. }
                     | Command::HoldOut { .. }

@@ -149,6 +149,7 @@ struct Run {
     ended: bool,
     /// Holds the thread pool the run's maths uses.
     pool: rayon::ThreadPool,
+    quality: quality::RunQuality,
 }
 
 struct WorkerLoop {
@@ -161,10 +162,12 @@ struct WorkerLoop {
     /// Commands that arrived while a long request (scoring) ran, handled next.
     stash: VecDeque<Command>,
     step_hook: Option<StepHook>,
+    quality: quality::QualityState,
 }
 
 mod commands;
 mod outbox;
+mod quality;
 mod run_loop;
 
 use run_loop::start_run;

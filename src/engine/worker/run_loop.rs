@@ -20,6 +20,7 @@ impl WorkerLoop {
             next_run: 1,
             stash: VecDeque::new(),
             step_hook: None,
+            quality: Default::default(),
         }
     }
 
@@ -130,7 +131,10 @@ impl WorkerLoop {
         let Some(run) = self.run.as_mut() else { return };
         let id = run.id;
         let session = &mut run.session;
+        let t0 = Instant::now();
         let result = run.pool.install(|| std::panic::catch_unwind(AssertUnwindSafe(|| session.step())));
+        run.quality.train_seconds += t0.elapsed().as_secs_f64();
+        run.quality.steps += 1;
         let report = match result {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
@@ -153,6 +157,7 @@ impl WorkerLoop {
             images_per_sec: report.images_per_sec,
         };
         run.metrics.push_step(&m);
+        run.quality.epoch = m.epoch;
         if let Some(left) = run.steps_left.as_mut() {
             *left = left.saturating_sub(1);
         }
@@ -207,6 +212,7 @@ impl WorkerLoop {
         if let Some(summary) = report.epoch_end {
             self.emit(Event::EpochEnded { run: id, summary });
         }
+        self.quality_tick(finished);
         if finished {
             self.finish(FinishReason::Completed);
         } else if step_limit_hit {
@@ -287,6 +293,7 @@ pub(super) fn start_run(
         rewind,
         ended: false,
         pool,
+        quality: Default::default(),
     };
     Ok((run, started))
 }

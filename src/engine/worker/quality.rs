@@ -1,0 +1,267 @@
+//! Sample quality during training: the reference (feature network, real images' features,
+//! floor and ceiling) is prepared once per dataset on a helper thread so training does not
+//! wait for it; evaluations run on the worker between steps (they need the model), at the
+//! schedule the UI chose, and keep a rewind point at the step they measured.
+
+use crossbeam_channel::TryRecvError;
+
+use super::*;
+use crate::engine::data::Split;
+use crate::engine::metrics::QualityRow;
+use crate::engine::protocol::{QualityCost, QualitySchedule, LIVE_QUALITY_SAMPLES, QUALITY_BUDGET};
+use crate::engine::quality::{self, QualityContext};
+
+/// A reference ready for a dataset and split.
+struct Prepared {
+    data: Arc<Dataset>,
+    split: Split,
+    ctx: QualityContext,
+    seconds: f64,
+}
+
+/// A reference being prepared on the helper thread.
+struct Preparing {
+    data: Arc<Dataset>,
+    split: Split,
+    result: Receiver<std::result::Result<(QualityContext, f64), String>>,
+}
+
+/// The worker's quality state: the schedule and the reference, kept across runs on the same data.
+pub(super) struct QualityState {
+    pub(super) schedule: QualitySchedule,
+    prepared: Option<Prepared>,
+    preparing: Option<Preparing>,
+    /// The data whose reference could not be prepared (not retried every step).
+    failed: Option<Arc<Dataset>>,
+}
+
+impl Default for QualityState {
+    fn default() -> Self {
+        Self { schedule: QualitySchedule::Off, prepared: None, preparing: None, failed: None }
+    }
+}
+
+/// A run's quality bookkeeping.
+#[derive(Default)]
+pub(super) struct RunQuality {
+    /// Wall time of the run's training steps.
+    pub(super) train_seconds: f64,
+    /// Training steps taken (and timed) in this run, and the epoch of the last.
+    pub(super) steps: u64,
+    pub(super) epoch: usize,
+    eval_seconds: f64,
+    /// The last evaluation's wall time.
+    last_seconds: Option<f64>,
+    /// Steps between evaluations, once known.
+    every: u64,
+    last_step: Option<u64>,
+}
+
+impl RunQuality {
+    pub(super) fn reset_schedule(&mut self) {
+        self.every = 0;
+    }
+}
+
+impl QualityState {
+    fn matches(data: &Arc<Dataset>, split: &Split, d: &Arc<Dataset>, s: &Split) -> bool {
+        Arc::ptr_eq(data, d) && split == s
+    }
+
+    fn ready(&self, data: &Arc<Dataset>, split: &Split) -> bool {
+        self.prepared.as_ref().is_some_and(|p| Self::matches(data, split, &p.data, &p.split))
+    }
+
+    /// Starts preparing the reference for `data` unless it is ready, under way or failed.
+    pub(super) fn prepare(&mut self, data: &Arc<Dataset>, split: &Split) {
+        let under_way =
+            self.preparing.as_ref().is_some_and(|p| Self::matches(data, split, &p.data, &p.split));
+        let failed = self.failed.as_ref().is_some_and(|d| Arc::ptr_eq(d, data));
+        if self.ready(data, split) || under_way || failed {
+            return;
+        }
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let (d, s) = (data.clone(), split.clone());
+        let spawned = std::thread::Builder::new().name("genlab-quality".into()).spawn(move || {
+            let t0 = Instant::now();
+            let built = quality::feature_net(&d, &s, &mut |_| {})
+                .and_then(|net| QualityContext::new(&d, &s, net, LIVE_QUALITY_SAMPLES, 0))
+                .map(|ctx| (ctx, t0.elapsed().as_secs_f64()))
+                .map_err(|e| e.to_string());
+            let _ = tx.send(built);
+        });
+        if spawned.is_ok() {
+            self.preparing = Some(Preparing { data: data.clone(), split: split.clone(), result: rx });
+        }
+    }
+
+    /// Takes a finished preparation in (waiting for it if `wait`); an error comes back once.
+    fn poll(&mut self, wait: bool) -> Option<String> {
+        let p = self.preparing.as_ref()?;
+        let got =
+            if wait { p.result.recv().map_err(|_| TryRecvError::Disconnected) } else { p.result.try_recv() };
+        let result = match got {
+            Ok(r) => r,
+            Err(TryRecvError::Empty) => return None,
+            Err(TryRecvError::Disconnected) => Err("the quality thread ended early".into()),
+        };
+        let p = self.preparing.take()?;
+        match result {
+            Ok((ctx, seconds)) => {
+                self.prepared = Some(Prepared { data: p.data, split: p.split, ctx, seconds });
+                None
+            }
+            Err(e) => {
+                self.failed = Some(p.data);
+                Some(format!("sample quality cannot be measured on this data: {e}"))
+            }
+        }
+    }
+}
+
+/// The smallest of 1, 2, 5 × 10ᵏ at least `x`, so the curve's points fall on round steps.
+fn round_up_nice(x: f64) -> u64 {
+    let x = x.max(1.0);
+    let mut base = 1u64;
+    loop {
+        for m in [1, 2, 5] {
+            if (base * m) as f64 >= x {
+                return base * m;
+            }
+        }
+        base = base.saturating_mul(10);
+    }
+}
+
+impl WorkerLoop {
+    /// Begins preparing the current run's reference if quality is on.
+    pub(super) fn quality_prepare(&mut self) {
+        let Some(run) = self.run.as_ref() else { return };
+        if self.quality.schedule != QualitySchedule::Off {
+            let (data, split) = (run.session.data().clone(), run.session.split().clone());
+            self.quality.prepare(&data, &split);
+        }
+    }
+
+    /// After a step: measures quality if due (`last`: the run has just completed).
+    pub(super) fn quality_tick(&mut self, last: bool) {
+        if self.quality.schedule == QualitySchedule::Off {
+            return;
+        }
+        // Every N steps means at those steps: the first waits for the reference if need be;
+        // auto never makes training wait for it.
+        let step_now = self.run.as_ref().map_or(0, |r| r.session.step_count());
+        let asked =
+            matches!(self.quality.schedule, QualitySchedule::Every(n) if n > 0 && step_now.is_multiple_of(n));
+        if let Some(message) = self.quality.poll(last || asked) {
+            self.error(message);
+        }
+        let Some(run) = self.run.as_mut() else { return };
+        let Some(p) = self.quality.prepared.as_ref() else { return };
+        if !QualityState::matches(run.session.data(), run.session.split(), &p.data, &p.split) {
+            return;
+        }
+        let step = run.session.step_count();
+        let q = &mut run.quality;
+        if q.every == 0 {
+            q.every = schedule_every(self.quality.schedule, q, p.seconds);
+        }
+        let due = match self.quality.schedule {
+            QualitySchedule::Off => false,
+            QualitySchedule::Every(n) => n > 0 && step.is_multiple_of(n),
+            QualitySchedule::Auto => {
+                let estimate = q.last_seconds.unwrap_or(p.seconds / 2.0);
+                step.is_multiple_of(q.every.max(1))
+                    && q.eval_seconds + estimate <= QUALITY_BUDGET * q.train_seconds
+            }
+        };
+        if (due || last) && q.last_step != Some(step) {
+            self.evaluate_quality();
+        }
+    }
+
+    /// Measures quality now (the reference is waited for if it is still being prepared).
+    pub(super) fn evaluate_quality(&mut self) {
+        let Some(run) = self.run.as_ref() else {
+            self.error("no run: train or load a model first".into());
+            return;
+        };
+        let (data, split) = (run.session.data().clone(), run.session.split().clone());
+        self.quality.prepare(&data, &split);
+        if let Some(message) = self.quality.poll(true) {
+            self.error(message);
+        }
+        let (Some(run), Some(p)) = (self.run.as_mut(), self.quality.prepared.as_ref()) else { return };
+        if !QualityState::matches(&data, &split, &p.data, &p.split) {
+            return;
+        }
+        let (id, step) = (run.id, run.session.step_count());
+        let seed = run.session.config().train.seed ^ 0x0a11_7e57;
+        let t0 = Instant::now();
+        let report = match run.pool.install(|| p.ctx.score_model(run.session.model(), seed)) {
+            Ok(r) => r,
+            Err(e) => {
+                self.error(format!("measuring sample quality failed: {e}"));
+                return;
+            }
+        };
+        run.metrics.push_quality(QualityRow::new(run.quality.epoch, step, &report));
+        // A rewind point where quality was measured makes "rewind to the best" possible.
+        let mut rewind_error = None;
+        let points_before = run.rewind.steps().to_vec();
+        if run.rewind.enabled() && !run.rewind.steps().contains(&step) && step > 0 {
+            if let Err(e) = run.rewind.keep(&run.session, &run.metrics) {
+                rewind_error = Some(format!("keeping a rewind point at step {step} failed: {e}"));
+            }
+        }
+        run.rewind.note_fd(step, report.samples.metrics.fd);
+        let points = run.rewind.steps().to_vec();
+        let seconds = t0.elapsed().as_secs_f64();
+        let q = &mut run.quality;
+        q.eval_seconds += seconds;
+        q.last_seconds = Some(seconds);
+        q.last_step = Some(step);
+        q.every = schedule_every(self.quality.schedule, q, p.seconds);
+        let cost = QualityCost {
+            seconds,
+            every: q.every,
+            share: q.eval_seconds / q.train_seconds.max(1e-9),
+            prepare_seconds: p.seconds,
+        };
+        if let Some(message) = rewind_error {
+            self.error(message);
+        }
+        if points != points_before {
+            self.emit(Event::RewindPoints { run: id, steps: points });
+        }
+        self.emit(Event::Quality { run: id, step, report: Box::new(report), cost });
+    }
+}
+
+/// Steps between evaluations: the user's N, or for auto the fewest that keep an evaluation's
+/// cost (measured, or estimated from the preparation before the first) within the budget.
+fn schedule_every(schedule: QualitySchedule, q: &RunQuality, prepare_seconds: f64) -> u64 {
+    match schedule {
+        QualitySchedule::Off => 0,
+        QualitySchedule::Every(n) => n,
+        QualitySchedule::Auto => {
+            let step_seconds = q.train_seconds / q.steps.max(1) as f64;
+            let estimate = q.last_seconds.unwrap_or(prepare_seconds / 2.0);
+            if step_seconds <= 0.0 {
+                return 0;
+            }
+            round_up_nice(estimate / (QUALITY_BUDGET * step_seconds))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::round_up_nice;
+
+    #[test]
+    fn intervals_are_round() {
+        let got: Vec<u64> = [0.3, 1.0, 1.5, 2.0, 3.0, 7.0, 11.0, 180.0, 501.0].map(round_up_nice).to_vec();
+        assert_eq!(got, [1, 1, 2, 2, 5, 10, 20, 200, 1000]);
+    }
+}
