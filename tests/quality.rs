@@ -149,7 +149,10 @@ fn memorisation_finds_copies_and_not_new_images() {
     let f = fixture();
     let copies: Vec<usize> = f.split.train.iter().copied().step_by(16).take(300).collect();
     let m = memorisation(&f.ctx, &f.data, &f.split, &f.data.gather(&copies), 1000).unwrap();
-    eprintln!("copies: share closer {:.3}, test p5 {:.3}, median {:.3}", m.share_closer, m.test_p5, m.test_median);
+    eprintln!(
+        "copies: share closer {:.3}, test p5 {:.3}, median {:.3}",
+        m.share_closer, m.test_p5, m.test_median
+    );
     assert!(m.share_closer > 0.99, "{}", m.share_closer);
     // Zero up to the rounding of ‖a‖² + ‖b‖² − 2a·b in f32.
     let worst = m.pairs.iter().map(|p| p.distance).fold(0.0, f32::max);
