@@ -96,3 +96,38 @@ fn the_schedule_setting_reaches_the_worker() {
     let cmds = sent(&mut h);
     assert!(matches!(cmds[..], [Command::EvaluateQuality]), "{cmds:?}");
 }
+
+/// The Samples tab's memorisation view: the button asks the worker, the answer shows the share
+/// of samples closer than held-out images and the pairs.
+#[test]
+fn nearest_training_images_are_one_click_away() {
+    use common::canned::images;
+    use genlab::engine::protocol::NearestView;
+    let mut h = recording();
+    h.run();
+    let config = preset("mnist_vae", ImageShape::new(1, 28, 28)).unwrap();
+    feed(&mut h, trained(1, &config));
+    select_tab(&mut h, "Samples");
+    sent(&mut h);
+    h.get_by_label("Find nearest training images").scroll_to_me();
+    h.run();
+    h.get_by_label("Find nearest training images").click();
+    h.run();
+    assert!(sent(&mut h).iter().any(|c| matches!(c, Command::Nearest)));
+    let view = NearestView {
+        samples: images(&config, 4),
+        train: images(&config, 4),
+        distances: vec![0.5, 1.0, 2.0, 3.0],
+        train_indices: vec![1, 2, 3, 4],
+        measured: 1000,
+        share_closer: 0.42,
+        test_p5: 4.5,
+        test_median: 12.0,
+        sample_median: 9.0,
+    };
+    feed(&mut h, [Event::Nearest { run: 1, step: 630, view: Box::new(view) }]);
+    h.run();
+    h.get_by_label_contains("Step 630: 42.0% of 1000 samples are closer to a training image");
+    // The section's heading and the grid of pairs.
+    assert!(h.get_all_by_label("Nearest training images").count() >= 2);
+}

@@ -131,3 +131,39 @@ fn quality_events_arrive_at_the_interval_with_their_cost() {
     assert!(c.every > 0, "auto says its interval: {c:?}");
     assert_eq!(c.prepare_seconds, prepared, "the reference is reused for the same data");
 }
+
+/// Memorisation on the worker: the current model's samples beside their nearest training
+/// images, closest first, with the held-out scale.
+#[test]
+fn nearest_training_images_come_back_sorted() {
+    let w = Worker::spawn(Arc::new(|| {}));
+    let data = Arc::new(builtin::load().unwrap());
+    let mut cfg = preset("mnist_vae", data.shape).unwrap();
+    cfg.train.epochs = 1;
+    w.send(Command::Start {
+        config: Box::new(cfg),
+        data: DataSpec::Loaded(data.clone()),
+        checkpoint: None,
+        paused: true,
+    });
+    w.send(Command::Step(5));
+    w.send(Command::Nearest);
+    let t0 = Instant::now();
+    loop {
+        assert!(t0.elapsed() < Duration::from_secs(120), "no answer to Nearest");
+        match w.recv_timeout(Duration::from_millis(50)) {
+            Some(Event::Nearest { view, .. }) => {
+                assert_eq!(view.distances.len(), 24);
+                assert_eq!((view.samples.len(), view.train.len()), (24, 24));
+                assert!(view.distances.windows(2).all(|d| d[0] <= d[1]), "closest first");
+                assert!((0.0..=1.0).contains(&view.share_closer) && view.test_p5 < view.test_median);
+                assert_eq!(view.measured, genlab::engine::protocol::LIVE_QUALITY_SAMPLES);
+                let labels = data.labels.as_ref().unwrap();
+                assert!(view.train_indices.iter().all(|&i| i < labels.len()));
+                return;
+            }
+            Some(Event::Failed { message, .. }) | Some(Event::Error { message, .. }) => panic!("{message}"),
+            _ => {}
+        }
+    }
+}

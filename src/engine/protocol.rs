@@ -104,6 +104,8 @@ pub enum Command {
     SetQuality(QualitySchedule),
     /// Measure sample quality now (answered with an [`Event::Quality`]).
     EvaluateQuality,
+    /// Samples beside their nearest training images (answered with an [`Event::Nearest`]).
+    Nearest,
     /// End the worker thread.
     Shutdown,
 }
@@ -216,6 +218,13 @@ pub enum Event {
     Samples {
         run: u64,
         images: ImageBatch,
+    },
+    /// Memorisation: the samples closest to a training image, each beside it (see
+    /// [`crate::engine::quality::memorisation`]).
+    Nearest {
+        run: u64,
+        step: u64,
+        view: Box<NearestView>,
     },
     Reconstructions {
         run: u64,
@@ -345,6 +354,7 @@ impl Event {
             | Event::EpochEnded { run, .. }
             | Event::FixedNoise { run, .. }
             | Event::Samples { run, .. }
+            | Event::Nearest { run, .. }
             | Event::Reconstructions { run, .. }
             | Event::ImagesReconstructed { run, .. }
             | Event::Decoded { run, .. }
@@ -368,4 +378,26 @@ impl Event {
             Event::Error { .. } => None,
         }
     }
+}
+
+/// The closest (sample, nearest training image) pairs of one measurement, closest first, and
+/// the scale: how close held-out real images come to the training set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NearestView {
+    /// Samples, in pair order.
+    pub samples: ImageBatch,
+    /// Their nearest training images, in the same order.
+    pub train: ImageBatch,
+    /// Feature-space distances, in the same order.
+    pub distances: Vec<f32>,
+    /// Dataset indices of the training images.
+    pub train_indices: Vec<usize>,
+    /// Samples measured (the pairs shown are the closest of them).
+    pub measured: usize,
+    /// The share of samples closer to a training image than 95% of held-out images are.
+    pub share_closer: f64,
+    pub test_p5: f32,
+    pub test_median: f32,
+    /// The median sample's distance to its nearest training image.
+    pub sample_median: f32,
 }

@@ -236,6 +236,55 @@ impl SamplesTab {
         }
         ui.add_space(8.0);
         self.pngs_ui(ui, cx, run);
+        ui.add_space(8.0);
+        self.nearest_ui(ui, cx, run, width);
+    }
+
+    /// Memorisation: the samples closest to a training image, each beside it (feature space of
+    /// the sample-quality metrics), with the scale of held-out real images.
+    fn nearest_ui(&mut self, ui: &mut egui::Ui, cx: &mut TabCtx<'_>, run: &RunRecord, width: f32) {
+        ui.strong("Nearest training images");
+        ui.horizontal(|ui| {
+            let button = ui.add_enabled(run.has_model(), egui::Button::new("Find nearest training images"));
+            if button
+                .on_hover_text("Draw 1,000 samples and find each one's nearest training image in the quality metrics' feature space: does the model copy?")
+                .clicked()
+            {
+                cx.actions.push(Action::Worker(Command::Nearest));
+            }
+        });
+        let Some(n) = &run.explore.nearest else {
+            ui.label(RichText::new("Each sample beside its nearest training image, closest first.").weak());
+            return;
+        };
+        let (step, v) = &n.value;
+        ui.label(format!(
+            "Step {step}: {:.1}% of {} samples are closer to a training image than 95% of held-out images are (about 5% if the model does not copy). Median distance: samples {:.2}, held-out images {:.2}.",
+            100.0 * v.share_closer,
+            v.measured,
+            v.sample_median,
+            v.test_median
+        ));
+        ui.label(RichText::new("Pairs: sample | nearest training image, closest first").weak());
+        let mut parts = Vec::with_capacity(2 * v.distances.len());
+        for i in 0..v.distances.len() {
+            parts.push(v.samples.slice(i, i + 1));
+            parts.push(v.train.slice(i, i + 1));
+        }
+        let refs: Vec<&ImageBatch> = parts.iter().collect();
+        if let Some(pairs) = ImageBatch::concat(&refs) {
+            let max = Vec2::new(width, width);
+            clickable_grid(ui, cx.textures, "nearest", n.version, &pairs, 8, max, "Nearest training images");
+        }
+        let d: Vec<String> = v.distances.iter().take(8).map(|d| format!("{d:.2}")).collect();
+        ui.label(
+            RichText::new(format!(
+                "closest distances: {} (held-out 5th percentile {:.2})",
+                d.join(", "),
+                v.test_p5
+            ))
+            .weak(),
+        );
     }
 
     /// Writes N prior samples as `sample-0000.png` … into a folder: asks the worker for N

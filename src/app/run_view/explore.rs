@@ -73,6 +73,8 @@ pub struct Explore {
     /// Answered score requests by request number (at most [`SCORED_KEEP`], the newest).
     pub scored: BTreeMap<u64, Versioned<Scored>>,
     pub hold_out: Option<Versioned<HoldOutReport>>,
+    /// The memorisation view and the step it was measured at.
+    pub nearest: Option<Versioned<(u64, NearestView)>>,
 }
 
 impl Default for Explore {
@@ -87,6 +89,7 @@ impl Default for Explore {
             score_progress: None,
             scored: BTreeMap::new(),
             hold_out: None,
+            nearest: None,
         }
     }
 }

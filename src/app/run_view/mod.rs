@@ -8,7 +8,7 @@ use crate::engine::config::RunConfig;
 use crate::engine::explore::GridHistory;
 use crate::engine::images::ImageBatch;
 use crate::engine::models::{Capabilities, LiveHyper, LossKey, Losses};
-use crate::engine::protocol::{DatasetInfo, Event, FinishReason, QualityCost, StepMetrics};
+use crate::engine::protocol::{DatasetInfo, Event, FinishReason, NearestView, QualityCost, StepMetrics};
 use crate::engine::quality::{self, QualityReport};
 use crate::engine::scoring::{HoldOutReport, ScoredSet};
 use crate::engine::session::{Encoding, EpochSummary};
@@ -425,6 +425,11 @@ impl RunView {
             Event::Samples { run, images } => {
                 if let Some(r) = self.record_mut(run) {
                     r.explore.samples = Some(Versioned { version, value: images });
+                }
+            }
+            Event::Nearest { run, step, view } => {
+                if let Some(r) = self.record_mut(run) {
+                    r.explore.nearest = Some(Versioned { version, value: (step, *view) });
                 }
             }
             Event::Reconstructions { run, indices, originals, reconstructions } => {

@@ -34,6 +34,7 @@ impl WorkerLoop {
                 self.quality_prepare();
             }
             Command::EvaluateQuality => self.evaluate_quality(),
+            Command::Nearest => self.nearest(),
             Command::Score { request, target, options } => self.score(request, target, options),
             Command::HoldOut { request, labels, steps, options } => {
                 self.hold_out(request, labels, steps, options)
@@ -173,6 +174,7 @@ impl WorkerLoop {
                     Command::Start { .. }
                     | Command::SetQuality(_)
                     | Command::EvaluateQuality
+                    | Command::Nearest
                     | Command::Shutdown
                     | Command::Score { .. }
                     | Command::HoldOut { .. }

@@ -7,8 +7,11 @@ use crossbeam_channel::TryRecvError;
 
 use super::*;
 use crate::engine::data::Split;
+use crate::engine::images::ImageBatch;
 use crate::engine::metrics::QualityRow;
-use crate::engine::protocol::{QualityCost, QualitySchedule, LIVE_QUALITY_SAMPLES, QUALITY_BUDGET};
+use crate::engine::protocol::{
+    NearestView, QualityCost, QualitySchedule, LIVE_QUALITY_SAMPLES, QUALITY_BUDGET,
+};
 use crate::engine::quality::{self, QualityContext};
 
 /// A reference ready for a dataset and split.
@@ -235,6 +238,60 @@ impl WorkerLoop {
             self.emit(Event::RewindPoints { run: id, steps: points });
         }
         self.emit(Event::Quality { run: id, step, report: Box::new(report), cost });
+    }
+}
+
+/// Pairs shown in the memorisation view.
+pub const NEAREST_SHOWN: usize = 24;
+
+impl WorkerLoop {
+    /// The memorisation view: the current model's samples beside their nearest training
+    /// images (the reference is waited for if it is still being prepared).
+    pub(super) fn nearest(&mut self) {
+        let Some(run) = self.run.as_ref() else {
+            self.error("no run: train or load a model first".into());
+            return;
+        };
+        let (data, split) = (run.session.data().clone(), run.session.split().clone());
+        self.quality.prepare(&data, &split);
+        if let Some(message) = self.quality.poll(true) {
+            self.error(message);
+        }
+        let (Some(run), Some(p)) = (self.run.as_ref(), self.quality.prepared.as_ref()) else { return };
+        if !QualityState::matches(&data, &split, &p.data, &p.split) {
+            return;
+        }
+        let (id, step) = (run.id, run.session.step_count());
+        let seed = run.session.config().train.seed ^ 0x0a11_7e57;
+        let measured = run.pool.install(|| -> crate::engine::Result<_> {
+            let samples = run.session.sample(p.ctx.n, 1.0, seed)?;
+            let pixels: Vec<f32> = samples.pixels.iter().map(|&v| v as f32 / 255.0).collect();
+            let memo = quality::memorisation::memorisation(&p.ctx, &data, &split, &pixels, p.ctx.n)?;
+            Ok((samples, memo))
+        });
+        let (samples, memo) = match measured {
+            Ok(m) => m,
+            Err(e) => {
+                self.error(format!("finding the nearest training images failed: {e}"));
+                return;
+            }
+        };
+        let shown: Vec<_> = memo.pairs.iter().take(NEAREST_SHOWN).collect();
+        let parts: Vec<ImageBatch> = shown.iter().map(|q| samples.slice(q.sample, q.sample + 1)).collect();
+        let refs: Vec<&ImageBatch> = parts.iter().collect();
+        let train_idx: Vec<usize> = shown.iter().map(|q| q.train).collect();
+        let view = NearestView {
+            samples: ImageBatch::concat(&refs).unwrap_or_else(|| samples.slice(0, 0)),
+            train: ImageBatch::from_f32(&data.gather(&train_idx), data.shape),
+            distances: shown.iter().map(|q| q.distance).collect(),
+            train_indices: train_idx,
+            measured: memo.pairs.len(),
+            share_closer: memo.share_closer,
+            test_p5: memo.test_p5,
+            test_median: memo.test_median,
+            sample_median: memo.pairs.get(memo.pairs.len() / 2).map_or(0.0, |q| q.distance),
+        };
+        self.emit(Event::Nearest { run: id, step, view: Box::new(view) });
     }
 }
 
