@@ -183,23 +183,29 @@ impl WorkerLoop {
         }
     }
 
-    /// Measures quality now (the reference is waited for if it is still being prepared).
-    pub(super) fn evaluate_quality(&mut self) {
+    /// Whether the current run's reference is ready, waiting for it if it is still being
+    /// prepared; says why not when there is no run or it cannot be prepared.
+    fn reference_ready(&mut self) -> bool {
         let Some(run) = self.run.as_ref() else {
             self.error("no run: train or load a model first".into());
-            return;
+            return false;
         };
         let (data, split) = (run.session.data().clone(), run.session.split().clone());
         self.quality.prepare(&data, &split);
         if let Some(message) = self.quality.poll(true) {
             self.error(message);
         }
-        let (Some(run), Some(p)) = (self.run.as_mut(), self.quality.prepared.as_ref()) else { return };
-        if !QualityState::matches(&data, &split, &p.data, &p.split) {
+        self.quality.ready(&data, &split)
+    }
+
+    /// Measures quality now (the reference is waited for if it is still being prepared).
+    pub(super) fn evaluate_quality(&mut self) {
+        if !self.reference_ready() {
             return;
         }
+        let (Some(run), Some(p)) = (self.run.as_mut(), self.quality.prepared.as_ref()) else { return };
         let (id, step) = (run.id, run.session.step_count());
-        let seed = run.session.config().train.seed ^ 0x0a11_7e57;
+        let seed = quality_seed(&run.session);
         let t0 = Instant::now();
         let report = match run.pool.install(|| p.ctx.score_model(run.session.model(), seed)) {
             Ok(r) => r,
@@ -241,6 +247,11 @@ impl WorkerLoop {
     }
 }
 
+/// The seed of a run's quality samples: the same draw at every measurement.
+fn quality_seed(session: &crate::engine::session::TrainingSession) -> u64 {
+    session.config().train.seed ^ 0x0a11_7e57
+}
+
 /// Pairs shown in the memorisation view.
 pub const NEAREST_SHOWN: usize = 24;
 
@@ -248,25 +259,17 @@ impl WorkerLoop {
     /// The memorisation view: the current model's samples beside their nearest training
     /// images (the reference is waited for if it is still being prepared).
     pub(super) fn nearest(&mut self) {
-        let Some(run) = self.run.as_ref() else {
-            self.error("no run: train or load a model first".into());
+        if !self.reference_ready() {
             return;
-        };
-        let (data, split) = (run.session.data().clone(), run.session.split().clone());
-        self.quality.prepare(&data, &split);
-        if let Some(message) = self.quality.poll(true) {
-            self.error(message);
         }
         let (Some(run), Some(p)) = (self.run.as_ref(), self.quality.prepared.as_ref()) else { return };
-        if !QualityState::matches(&data, &split, &p.data, &p.split) {
-            return;
-        }
+        let (data, split) = (run.session.data(), run.session.split());
         let (id, step) = (run.id, run.session.step_count());
-        let seed = run.session.config().train.seed ^ 0x0a11_7e57;
+        let seed = quality_seed(&run.session);
         let measured = run.pool.install(|| -> crate::engine::Result<_> {
             let samples = run.session.sample(p.ctx.n, 1.0, seed)?;
             let pixels: Vec<f32> = samples.pixels.iter().map(|&v| v as f32 / 255.0).collect();
-            let memo = quality::memorisation::memorisation(&p.ctx, &data, &split, &pixels, p.ctx.n)?;
+            let memo = quality::memorisation::memorisation(&p.ctx, data, split, &pixels, p.ctx.n)?;
             Ok((samples, memo))
         });
         let (samples, memo) = match measured {
