@@ -38,6 +38,7 @@
 //! resident memory over a long run and the app's frame times with a live run.
 
 pub mod memory;
+pub mod quality;
 #[cfg(feature = "app")]
 pub mod ui;
 
@@ -210,6 +211,7 @@ pub enum Record {
     Sgemm(SgemmResult),
     Load(LoadResult),
     Model(ModelResult),
+    Quality(quality::QualityResult),
 }
 
 impl Record {
@@ -220,6 +222,7 @@ impl Record {
             Record::Sgemm(r) => serde_json::to_string(r),
             Record::Load(r) => serde_json::to_string(r),
             Record::Model(r) => serde_json::to_string(r),
+            Record::Quality(r) => serde_json::to_string(r),
         };
         v.unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     }
@@ -256,6 +259,14 @@ impl Record {
                 m.pct_of_sgemm_peak.map(|p| format!(" ({p:.0}% of sgemm)")).unwrap_or_default(),
                 m.peak_rss_mb,
                 m.rss_increase_mb
+            ),
+            Record::Quality(q) => format!(
+                "quality of {} samples ({}): {:.0} ms each, {:.0} ms per 1,000 samples (reference prepared once in {:.1} s)",
+                q.samples,
+                q.preset,
+                1e3 * q.seconds,
+                q.ms_per_1000_samples,
+                q.prepare_seconds
             ),
         }
     }
@@ -308,6 +319,10 @@ pub fn run(opts: &BenchOptions, emit: &mut (dyn FnMut(&Record) + Send)) -> Resul
             }
         }
         let data = Arc::new(builtin::load()?);
+        // With the loads: what `--train-only` and `--no-loads` leave out.
+        if opts.data_loads {
+            emit(&Record::Quality(quality::measure(&data, "mnist_vae", 1000, opts.repeats)?));
+        }
         for m in &opts.models {
             let mut r = train_model(m, &data, opts)?;
             r.pct_of_sgemm_peak = peak_at_n.map(|p| 100.0 * r.gflops / p);

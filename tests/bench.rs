@@ -37,6 +37,10 @@ fn quick_bench_prints_one_json_line_per_model() {
     assert!(sgemm.iter().all(|s| s["gflops"].as_f64().is_some_and(|g| g > 0.0)));
     let loads: Vec<_> = lines.iter().filter(|v| v["kind"] == "load").map(|v| v["format"].clone()).collect();
     assert_eq!(loads, ["idx-raw", "idx-gz", "png-folder"]);
+    let q = lines.iter().find(|v| v["kind"] == "quality").expect("the cost of a quality evaluation");
+    assert_eq!(q["samples"], 1000);
+    let ms = q["ms_per_1000_samples"].as_f64().unwrap();
+    assert!(ms > 0.0 && ms < 60_000.0, "{ms} ms per 1,000 samples");
 }
 
 /// `--no-loads` (what `bench/compare.sh` runs every round): the sgemm peak and the training,
