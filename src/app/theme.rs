@@ -36,6 +36,8 @@ pub fn series_color(ui: &egui::Ui, key: LossKey) -> Color32 {
         LossKey::Recon | LossKey::GLoss => pick((255, 170, 60), (200, 100, 0)),
         LossKey::Kl | LossKey::DReal => pick((110, 220, 120), (20, 140, 40)),
         LossKey::DFake => pick((235, 110, 200), (170, 30, 140)),
+        LossKey::WEstimate => pick((235, 110, 200), (170, 30, 140)),
+        LossKey::GradPenalty => pick((110, 220, 120), (20, 140, 40)),
     }
 }
 

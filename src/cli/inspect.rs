@@ -113,7 +113,12 @@ pub(super) fn eval(a: EvalArgs) -> anyhow::Result<()> {
             LossKey::Loss => continue,
             LossKey::Recon => "recon_nats",
             LossKey::Kl => "kl_nats",
-            LossKey::DLoss | LossKey::GLoss | LossKey::DReal | LossKey::DFake => k.id(),
+            LossKey::DLoss
+            | LossKey::GLoss
+            | LossKey::DReal
+            | LossKey::DFake
+            | LossKey::WEstimate
+            | LossKey::GradPenalty => k.id(),
         };
         obj.insert(key.into(), v.into());
     }

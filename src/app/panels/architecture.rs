@@ -9,9 +9,10 @@ use crate::app::theme;
 use crate::app::widgets::network_diagram::network_diagram;
 use crate::engine::config::{preset, presets, RunConfig};
 use crate::engine::data::ImageShape;
+use crate::engine::models::gan::MAX_D_STEPS;
 use crate::engine::models::{
-    Activation, AeConfig, Arch, BetaVaeConfig, Family, GanConfig, GanLoss, ModelConfig, ReconLoss, VaeConfig,
-    MAX_WIDTH,
+    Activation, AdamConfig, AeConfig, Arch, BetaVaeConfig, Family, GanConfig, GanLoss, ModelConfig,
+    ReconLoss, VaeConfig, MAX_WIDTH,
 };
 
 pub struct ArchitectureCtx<'a> {
@@ -207,19 +208,55 @@ fn recon_loss_ui(ui: &mut egui::Ui, loss: &mut ReconLoss) {
 }
 
 fn gan_ui(ui: &mut egui::Ui, g: &mut GanConfig, arch: Arch) {
-    let label = ui.label("G loss");
+    let label = ui.label("GAN loss");
     egui::ComboBox::from_id_salt("gan_loss")
-        .selected_text(match g.gan_loss {
-            GanLoss::NonSaturating => "non-saturating",
-            GanLoss::Minimax => "minimax",
-        })
+        .selected_text(g.gan_loss.label())
         .show_ui(ui, |ui| {
-            ui.selectable_value(&mut g.gan_loss, GanLoss::NonSaturating, "non-saturating");
-            ui.selectable_value(&mut g.gan_loss, GanLoss::Minimax, "minimax");
+            for l in GanLoss::ALL {
+                ui.selectable_value(&mut g.gan_loss, l, l.label());
+            }
+        })
+        .response
+        .on_hover_text("WGAN-GP: a critic without sigmoid or batch norm, on candle's stock ops (its gradient penalty differentiates D's input gradient again)")
+        .labelled_by(label.id);
+    ui.end_row();
+    let label = ui.label("D steps per G step");
+    ui.add(DragValue::new(&mut g.d_steps).range(1..=MAX_D_STEPS)).labelled_by(label.id);
+    ui.end_row();
+    if g.gan_loss == GanLoss::WganGp {
+        let label = ui.label("gradient penalty λ");
+        ui.add(DragValue::new(&mut g.gp_weight).range(0.0..=100.0).speed(0.1)).labelled_by(label.id);
+        ui.end_row();
+    }
+    if g.gan_loss.probabilistic() {
+        let label = ui.label("real label");
+        ui.add(DragValue::new(&mut g.real_label).range(0.55..=1.0).speed(0.01))
+            .on_hover_text(
+                "one-sided label smoothing: the cross-entropy's target for real images (0.9 is usual)",
+            )
+            .labelled_by(label.id);
+        ui.end_row();
+    }
+    ui.label("");
+    let mut own = g.disc_optim.is_some();
+    if ui.checkbox(&mut own, "D has its own Adam").changed() {
+        g.disc_optim = own.then(AdamConfig::default);
+    }
+    ui.end_row();
+    if let Some(o) = &mut g.disc_optim {
+        let label = ui.label("D learning rate");
+        ui.add(DragValue::new(&mut o.lr).range(1e-6..=1e-1).speed(1e-5).max_decimals(6))
+            .labelled_by(label.id);
+        ui.end_row();
+        let label = ui.label("D Adam β₁, β₂");
+        ui.horizontal(|ui| {
+            ui.add(DragValue::new(&mut o.beta1).range(0.0..=0.999).speed(0.01));
+            ui.add(DragValue::new(&mut o.beta2).range(0.0..=0.9999).speed(0.001));
         })
         .response
         .labelled_by(label.id);
-    ui.end_row();
+        ui.end_row();
+    }
     if arch == Arch::Conv {
         ui.label("");
         ui.checkbox(&mut g.batch_norm, "Batch norm");

@@ -68,6 +68,14 @@ impl Exec {
         self.path
     }
 
+    /// This device with candle's stock ops, whose gradients can be differentiated again: the
+    /// fused ops' backward passes are hand-written and not themselves differentiable, and a
+    /// gradient penalty (WGAN-GP) differentiates D's input gradient with respect to D's
+    /// parameters. A network built with it runs on the reference path whatever the run asks.
+    pub fn twice_differentiable(&self) -> Self {
+        Self::new(self.device.clone(), KernelPath::Reference)
+    }
+
     /// Whether the fused op runs on `x`.
     fn fused(&self, x: &Tensor) -> bool {
         self.path == KernelPath::Fused && x.device().is_cpu() && x.dtype() == DType::F32

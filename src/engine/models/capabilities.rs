@@ -11,10 +11,14 @@ use super::{Axis, Family, LossKey};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LiveHyper {
-    /// Adam's learning rate (both networks' for a GAN).
+    /// Adam's learning rate (a GAN's generator's, and its discriminator's when they share one).
     LearningRate,
     /// The KL weight of a β-VAE.
     Beta,
+    /// A GAN discriminator's (critic's) own learning rate.
+    DiscLearningRate,
+    /// A GAN's discriminator steps per generator step (a whole number ≥ 1).
+    DiscSteps,
 }
 
 impl LiveHyper {
@@ -22,6 +26,8 @@ impl LiveHyper {
         match self {
             LiveHyper::LearningRate => "learning rate",
             LiveHyper::Beta => "β",
+            LiveHyper::DiscLearningRate => "D learning rate",
+            LiveHyper::DiscSteps => "D steps per G step",
         }
     }
 }
@@ -120,6 +126,9 @@ impl Capabilities {
     /// The y-axis title of the loss plot.
     pub fn loss_axis(&self, log: bool) -> &'static str {
         let probabilities = self.loss_keys.iter().any(|k| k.axis() == Axis::Probability);
+        if self.loss_keys.iter().any(|k| k.axis() == Axis::Score) {
+            return if log { "loss · critic score (log scale)" } else { "loss · critic score (no unit)" };
+        }
         match (probabilities, log) {
             (true, false) => "loss (nats) · D output",
             (true, true) => "loss · D output (log scale)",

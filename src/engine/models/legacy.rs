@@ -70,6 +70,7 @@ impl From<LegacyModelConfig> for ModelConfig {
                 gan_loss: c.gan_loss,
                 batch_norm: c.batch_norm,
                 output: GanOutput::Sigmoid,
+                ..GanConfig::default()
             }),
         }
     }

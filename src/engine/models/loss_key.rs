@@ -26,6 +26,11 @@ pub enum LossKey {
     DReal,
     /// Mean D(G(z)) on generated images (a probability).
     DFake,
+    /// A critic's E[D(x)] − E[D(G(z))]: WGAN-GP's estimate of the Wasserstein-1 distance (up to
+    /// the critic's Lipschitz constant), the hinge discriminator's margin; no unit.
+    WEstimate,
+    /// WGAN-GP's gradient penalty E[(‖∇D(x̂)‖₂ − 1)²] on interpolates, unweighted.
+    GradPenalty,
 }
 
 /// Where a component is plotted: on the loss axis or on the [0, 1] probability axis.
@@ -35,10 +40,12 @@ pub enum Axis {
     Nats,
     /// A probability in [0, 1].
     Probability,
+    /// A critic's score or a penalty on it: unbounded, no unit.
+    Score,
 }
 
 impl LossKey {
-    pub const ALL: [LossKey; 7] = [
+    pub const ALL: [LossKey; 9] = [
         LossKey::Loss,
         LossKey::Recon,
         LossKey::Kl,
@@ -46,6 +53,8 @@ impl LossKey {
         LossKey::GLoss,
         LossKey::DReal,
         LossKey::DFake,
+        LossKey::WEstimate,
+        LossKey::GradPenalty,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -59,6 +68,8 @@ impl LossKey {
             LossKey::GLoss => "g_loss",
             LossKey::DReal => "d_real",
             LossKey::DFake => "d_fake",
+            LossKey::WEstimate => "w_estimate",
+            LossKey::GradPenalty => "grad_penalty",
         }
     }
 
@@ -72,6 +83,8 @@ impl LossKey {
             LossKey::GLoss => "G loss",
             LossKey::DReal => "D(x)",
             LossKey::DFake => "D(G(z))",
+            LossKey::WEstimate => "E D(x) − E D(G(z))",
+            LossKey::GradPenalty => "gradient penalty",
         }
     }
 
@@ -79,6 +92,7 @@ impl LossKey {
         match self {
             LossKey::Loss | LossKey::Recon | LossKey::Kl | LossKey::DLoss | LossKey::GLoss => Axis::Nats,
             LossKey::DReal | LossKey::DFake => Axis::Probability,
+            LossKey::WEstimate | LossKey::GradPenalty => Axis::Score,
         }
     }
 

@@ -586,6 +586,9 @@ impl GenerativeModel for Vae {
                 }
                 None => return Err(not_live(cfg.family(), hyper)),
             },
+            (LiveHyper::DiscLearningRate | LiveHyper::DiscSteps, cfg) => {
+                return Err(not_live(cfg.family(), hyper))
+            }
         }
         Ok(())
     }

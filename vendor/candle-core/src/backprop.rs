@@ -17,14 +17,29 @@ fn broadcast_back(arg: &Tensor, node: &Tensor, reduced_dims: &[usize]) -> Result
 }
 
 thread_local! {
-    static CANDLE_GRAD_DO_NOT_DETACH: bool = {
-        match std::env::var("CANDLE_GRAD_DO_NOT_DETACH") {
+    // genlab: a Cell so that [`with_grad_graph`] can switch it for one scope.
+    static CANDLE_GRAD_DO_NOT_DETACH: std::cell::Cell<bool> = {
+        std::cell::Cell::new(match std::env::var("CANDLE_GRAD_DO_NOT_DETACH") {
             Ok(s) => {
                 !s.is_empty() && s != "0"
             },
             Err(_) => false,
+        })
+    }
+}
+
+/// genlab: runs `f` with the gradients that `backward` computes on this thread kept in the
+/// graph (not detached), so that they can be differentiated again (a gradient penalty); the
+/// previous setting is restored afterwards, also when `f` panics.
+pub fn with_grad_graph<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CANDLE_GRAD_DO_NOT_DETACH.with(|c| c.set(self.0));
         }
     }
+    let _restore = Restore(CANDLE_GRAD_DO_NOT_DETACH.with(|c| c.replace(true)));
+    f()
 }
 
 impl Tensor {
@@ -178,7 +193,7 @@ impl Tensor {
             // do not have to allocate too often. Here we just call `.detach` to avoid computing
             // the backprop graph of the backprop itself. This would be an issue for second order
             // derivatives but these are out of scope at the moment.
-            let do_not_detach = CANDLE_GRAD_DO_NOT_DETACH.with(|b| *b);
+            let do_not_detach = CANDLE_GRAD_DO_NOT_DETACH.with(|b| b.get());
             let grad = if do_not_detach { grad } else { grad.detach() };
             if let Some(op) = node.op() {
                 match op {
@@ -764,7 +779,7 @@ impl GradStore {
                 Entry::Occupied(mut entry) => {
                     let new_grad = entry.get().add(&grad)?;
 
-                    let do_not_detach = CANDLE_GRAD_DO_NOT_DETACH.with(|b| *b);
+                    let do_not_detach = CANDLE_GRAD_DO_NOT_DETACH.with(|b| b.get());
                     let new_grad = if do_not_detach {
                         new_grad
                     } else {

@@ -1,0 +1,130 @@
+//! The gradient penalty against finite differences, on a tiny critic in f64 and on the conv
+//! critic a WGAN-GP builds.
+#![allow(clippy::unwrap_used, reason = "tests: a panic is the failure report")]
+
+use candle_core::{DType, Device, Tensor, Var};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::*;
+use crate::engine::data::ImageShape;
+use crate::engine::models::{Activation, Arch, NetConfig};
+
+fn randn(shape: (usize, usize), rng: &mut StdRng) -> Tensor {
+    let v: Vec<f64> = (0..shape.0 * shape.1).map(|_| rng.random_range(-1.0..1.0)).collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+/// critic(x) = leaky_relu(x W₁ᵀ + b₁) w₂ᵀ, `[B, 3] → [B]`, with the same stock ops as the
+/// reference path.
+fn critic(x: &Tensor, w1: &Tensor, b1: &Tensor, w2: &Tensor) -> crate::engine::error::Result<Tensor> {
+    let h = candle_nn::ops::leaky_relu(&x.matmul(&w1.t()?)?.broadcast_add(b1)?, 0.2)?;
+    Ok(h.matmul(&w2.t()?)?.squeeze(1)?)
+}
+
+fn value(t: &Tensor) -> f64 {
+    t.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap()
+}
+
+#[test]
+fn the_penalty_and_its_gradient_equal_finite_differences() {
+    let mut rng = StdRng::seed_from_u64(3);
+    let (b, d, h) = (4, 3, 5);
+    let x = randn((b, d), &mut rng);
+    let w1 = Var::from_tensor(&randn((h, d), &mut rng)).unwrap();
+    let b1 = Var::from_tensor(&randn((1, h), &mut rng).squeeze(0).unwrap()).unwrap();
+    let w2 = Var::from_tensor(&randn((1, h), &mut rng)).unwrap();
+    let f = |x: &Tensor, w1: &Tensor| critic(x, w1, b1.as_tensor(), w2.as_tensor());
+
+    // The penalty: ∂D/∂x by central differences, then mean (‖·‖ − 1)².
+    let gp = gradient_penalty(&x, |t| f(t, w1.as_tensor())).unwrap();
+    let xs = x.to_vec2::<f64>().unwrap();
+    let h_x = 1e-6;
+    let mut want = 0.0;
+    for row in &xs {
+        let mut sq = 0.0;
+        for j in 0..d {
+            let at = |delta: f64| {
+                let mut r = row.clone();
+                r[j] += delta;
+                value(
+                    &f(&Tensor::from_vec(r, (1, d), &Device::Cpu).unwrap(), w1.as_tensor())
+                        .unwrap()
+                        .sum_all()
+                        .unwrap(),
+                )
+            };
+            let g = (at(h_x) - at(-h_x)) / (2.0 * h_x);
+            sq += g * g;
+        }
+        want += (sq.sqrt() - 1.0).powi(2) / b as f64;
+    }
+    assert!((value(&gp) - want).abs() < 1e-6 * want.max(1.0), "penalty {} vs {want}", value(&gp));
+
+    // Its gradient with respect to W₁ (which the critic's input gradient depends on).
+    let grads = gp.backward().unwrap();
+    let g_w1 =
+        grads.get(w1.as_tensor()).expect("the penalty's gradient reaches W₁").to_vec2::<f64>().unwrap();
+    let w1v = w1.as_tensor().to_vec2::<f64>().unwrap();
+    let h_w = 1e-6;
+    for i in 0..h {
+        for j in 0..d {
+            let at = |delta: f64| {
+                let mut w = w1v.clone();
+                w[i][j] += delta;
+                let w: Vec<f64> = w.concat();
+                let w = Tensor::from_vec(w, (h, d), &Device::Cpu).unwrap();
+                value(&gradient_penalty(&x, |t| f(t, &w)).unwrap())
+            };
+            let fd = (at(h_w) - at(-h_w)) / (2.0 * h_w);
+            assert!(
+                (g_w1[i][j] - fd).abs() < 1e-5 * fd.abs().max(1.0),
+                "∂GP/∂W₁[{i},{j}] {} vs {fd}",
+                g_w1[i][j]
+            );
+        }
+    }
+}
+
+/// A conv WGAN-GP's critic (stock conv2d, its transpose in the first backward and both in the
+/// second) in f32: the penalty's gradient with respect to one weight of each layer, against
+/// central differences.
+#[test]
+fn the_conv_critics_penalty_gradient_equals_finite_differences() {
+    let net = NetConfig {
+        arch: Arch::Conv,
+        input: ImageShape::new(1, 8, 8),
+        hidden: vec![2, 3],
+        latent_dim: 2,
+        activation: Activation::LeakyRelu,
+    };
+    let cfg = GanConfig { net, batch_norm: true, gan_loss: GanLoss::WganGp, ..GanConfig::default() };
+    let gan = Gan::new(cfg, AdamConfig::default(), 1, &Exec::cpu()).unwrap();
+    assert!(gan.d_trunk.batch_norms().is_empty(), "a WGAN-GP critic has no batch norm");
+    let mut rng = StdRng::seed_from_u64(5);
+    let v: Vec<f32> = (0..3 * 64).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    let x = Tensor::from_vec(v, (3, 64), &Device::Cpu).unwrap();
+    let penalty = |g: &Gan| gradient_penalty(&x, |t| g.d_logits(t, true)).unwrap();
+    let grads = penalty(&gan).backward().unwrap();
+    for (name, var) in &gan.d_params.params {
+        let orig = var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        // A bias moves no input gradient (only LeakyReLU's masks, whose derivative is 0): no
+        // gradient at all.
+        let analytic = grads
+            .get(var.as_tensor())
+            .map_or(vec![0.0; orig.len()], |g| g.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        let k = orig.len() / 2;
+        // Small: the penalty jumps where a unit's LeakyReLU flips; large enough for f32.
+        let h = 1e-3f32;
+        let at = |delta: f32| {
+            let mut w = orig.clone();
+            w[k] += delta;
+            var.set(&Tensor::from_vec(w, var.shape(), &Device::Cpu).unwrap()).unwrap();
+            value(&penalty(&gan))
+        };
+        let fd = (at(h) - at(-h)) / (2.0 * h as f64);
+        at(0.0);
+        let a = analytic[k] as f64;
+        assert!((a - fd).abs() < 2e-3 + 0.05 * fd.abs(), "{name}[{k}]: {a} vs {fd}");
+    }
+}
