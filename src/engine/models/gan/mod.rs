@@ -183,7 +183,7 @@ impl GenerativeModel for Gan {
             return Ok(StepOutcome::NonFinite(losses));
         }
         self.d_adam.step(&self.d_params, &d_grads)?;
-        if self.d_adam.step % self.gan.d_steps.max(1) as u64 != 0 {
+        if !self.d_adam.step.is_multiple_of(self.gan.d_steps.max(1) as u64) {
             return Ok(StepOutcome::Applied(losses));
         }
 
