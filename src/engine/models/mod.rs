@@ -9,6 +9,7 @@
 //! match per question ([`ModelConfig`]'s methods) that sends it to the family.
 
 mod capabilities;
+pub mod diffusion;
 pub mod gan;
 pub mod layers;
 pub mod legacy;

@@ -1,0 +1,3 @@
+//! Diffusion and flow matching (issue #17): a denoiser trained to undo a noising process.
+
+pub mod schedule;
