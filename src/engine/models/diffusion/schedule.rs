@@ -81,7 +81,9 @@ const MAX_BETA: f64 = 0.999;
 
 impl CosineSchedule {
     pub fn new(steps: usize) -> Self {
-        let f = |t: f64| (((t / steps as f64) + COSINE_S) / (1.0 + COSINE_S) * std::f64::consts::FRAC_PI_2).cos().powi(2);
+        let f = |t: f64| {
+            (((t / steps as f64) + COSINE_S) / (1.0 + COSINE_S) * std::f64::consts::FRAC_PI_2).cos().powi(2)
+        };
         let mut alpha_bar = vec![1.0];
         for t in 1..=steps {
             let beta = (1.0 - f(t as f64) / f((t - 1) as f64)).min(MAX_BETA);
@@ -232,9 +234,7 @@ pub fn sample_flow(
 
 fn check_steps(steps: usize) -> Result<()> {
     if steps == 0 || steps > MAX_SAMPLE_STEPS {
-        return Err(EngineError::Config(format!(
-            "{steps} sampling steps: between 1 and {MAX_SAMPLE_STEPS}"
-        )));
+        return Err(EngineError::Config(format!("{steps} sampling steps: between 1 and {MAX_SAMPLE_STEPS}")));
     }
     Ok(())
 }

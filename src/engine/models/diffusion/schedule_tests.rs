@@ -30,7 +30,11 @@ fn cosine_schedule_has_its_closed_form() {
     assert_eq!(s.alpha_bar(0), 1.0);
     for t in [1, 10, 100, 500, 900, 980] {
         let want = f(t as f64) / f(0.0);
-        assert!((s.alpha_bar(t) - want).abs() < 1e-9 * want.max(1e-3), "ᾱ_{t} = {} vs {want}", s.alpha_bar(t));
+        assert!(
+            (s.alpha_bar(t) - want).abs() < 1e-9 * want.max(1e-3),
+            "ᾱ_{t} = {} vs {want}",
+            s.alpha_bar(t)
+        );
     }
     assert!((1..=TRAIN_STEPS).all(|t| s.alpha_bar(t) < s.alpha_bar(t - 1)));
     assert!(s.alpha_bar(TRAIN_STEPS) < 1e-6);
@@ -56,7 +60,12 @@ fn forward_process_matches_its_closed_form() {
         for j in 0..4 {
             let m = ab.sqrt() * x0_row[j] as f64;
             assert!((mean[j] - m).abs() < 0.02, "t {t}: mean {} vs {m}", mean[j]);
-            assert!((var[j] - (1.0 - ab)).abs() < 0.03 * (1.0 - ab) + 1e-3, "t {t}: var {} vs {}", var[j], 1.0 - ab);
+            assert!(
+                (var[j] - (1.0 - ab)).abs() < 0.03 * (1.0 - ab) + 1e-3,
+                "t {t}: var {} vs {}",
+                var[j],
+                1.0 - ab
+            );
         }
     }
     for t in [0.1, 0.5, 0.9] {
