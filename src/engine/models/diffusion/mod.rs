@@ -80,9 +80,10 @@ fn mnist(objective: Objective, sampler: Sampler) -> (ModelConfig, AdamConfig) {
     (ModelConfig::Diffusion(cfg), AdamConfig { lr: 5e-4, ..AdamConfig::default() })
 }
 
-/// Epochs of the presets' default runs, chosen to keep each under 10 minutes on 2 idle cores
-/// (measured in the README).
-const MNIST_EPOCHS: usize = 1;
+/// Epochs of the presets' default runs: `genlab bench --train-only --threads 2 --models
+/// mnist_ddpm` measured 44 images/s on the shared 2 cores (load ≈ 5), so 3 epochs of the
+/// built-in 8,000 training digits take about 9 minutes there, less on idle cores.
+const MNIST_EPOCHS: usize = 3;
 
 pub const PRESETS: &[Preset] = &[
     Preset { name: "mnist_ddpm", make: || mnist(Objective::Ddpm, Sampler::Ddim), epochs: MNIST_EPOCHS },
