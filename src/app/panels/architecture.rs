@@ -130,6 +130,7 @@ fn structure_ui(ui: &mut egui::Ui, cfg: &mut RunConfig, shape: ImageShape, actio
                 // Widths and channels live on different scales: start from sensible ones.
                 let mlp_widths = match &cfg.model {
                     ModelConfig::Gan(_) => vec![256, 512],
+                    ModelConfig::Diffusion(_) => vec![32, 64],
                     ModelConfig::Autoencoder(_) | ModelConfig::Vae(_) | ModelConfig::BetaVae(_) => vec![400],
                 };
                 cfg.model.net_mut().hidden = match cfg.model.net().arch {
@@ -164,6 +165,8 @@ fn structure_ui(ui: &mut egui::Ui, cfg: &mut RunConfig, shape: ImageShape, actio
             | ModelConfig::Vae(VaeConfig { recon_loss, .. })
             | ModelConfig::BetaVae(BetaVaeConfig { recon_loss, .. }) => recon_loss_ui(ui, recon_loss),
             ModelConfig::Gan(g) => gan_ui(ui, g, arch),
+            // Its own settings come with the diffusion views (issue #17).
+            ModelConfig::Diffusion(_) => {}
         }
     });
 
@@ -172,6 +175,7 @@ fn structure_ui(ui: &mut egui::Ui, cfg: &mut RunConfig, shape: ImageShape, actio
             ("Generator layers (from the noise)", "width", true)
         }
         ModelConfig::Gan(_) => ("Conv layers, stride 2 (D; G mirrors)", "channels", false),
+        ModelConfig::Diffusion(_) => ("U-Net levels, stride 2 (the way up mirrors)", "channels", false),
         ModelConfig::Autoencoder(_) | ModelConfig::Vae(_) | ModelConfig::BetaVae(_) => match arch_of(cfg) {
             Arch::Mlp => ("Encoder layers (decoder mirrors)", "width", false),
             Arch::Conv => ("Conv layers, stride 2 (decoder mirrors)", "channels", false),

@@ -7,8 +7,8 @@
 use serde::Deserialize;
 
 use super::{
-    Activation, AeConfig, Arch, BetaVaeConfig, Family, GanConfig, GanLoss, GanOutput, ModelConfig, NetConfig,
-    ReconLoss, VaeConfig,
+    Activation, AeConfig, Arch, BetaVaeConfig, DiffusionConfig, Family, GanConfig, GanLoss, GanOutput,
+    ModelConfig, NetConfig, ReconLoss, VaeConfig,
 };
 use crate::engine::data::ImageShape;
 
@@ -72,6 +72,8 @@ impl From<LegacyModelConfig> for ModelConfig {
                 output: GanOutput::Sigmoid,
                 ..GanConfig::default()
             }),
+            // Written before diffusion existed: a legacy configuration cannot name it.
+            Family::Diffusion => ModelConfig::Diffusion(DiffusionConfig { net, ..Default::default() }),
         }
     }
 }

@@ -9,6 +9,7 @@
 //! match per question ([`ModelConfig`]'s methods) that sends it to the family.
 
 mod capabilities;
+pub mod diffusion;
 pub mod gan;
 pub mod layers;
 pub mod legacy;
@@ -30,6 +31,7 @@ use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 pub use capabilities::{AnomalyScore, Capabilities, LiveHyper};
+pub use diffusion::DiffusionConfig;
 pub use gan::{GanConfig, GanLoss, GanOutput};
 use likelihood::{SampleScore, ScoreOptions, ScoreSetup};
 pub use loss_key::{Axis, LossKey, Losses};
@@ -54,10 +56,13 @@ pub enum Family {
     BetaVae,
     /// Generator against discriminator.
     Gan,
+    /// A denoiser trained to undo a noising process (DDPM or flow matching).
+    Diffusion,
 }
 
 impl Family {
-    pub const ALL: [Family; 4] = [Family::Autoencoder, Family::Vae, Family::BetaVae, Family::Gan];
+    pub const ALL: [Family; 5] =
+        [Family::Autoencoder, Family::Vae, Family::BetaVae, Family::Gan, Family::Diffusion];
 
     pub fn label(&self) -> &'static str {
         match self {
@@ -65,6 +70,7 @@ impl Family {
             Family::Vae => "VAE",
             Family::BetaVae => "β-VAE",
             Family::Gan => "GAN",
+            Family::Diffusion => "Diffusion",
         }
     }
 }
@@ -82,6 +88,10 @@ pub trait FamilyConfig {
     fn family(&self) -> Family;
     fn net(&self) -> &NetConfig;
     fn net_mut(&mut self) -> &mut NetConfig;
+    /// Size of the latent (or noise) vector a model of this configuration decodes.
+    fn latent_dim(&self) -> usize {
+        self.net().latent_dim
+    }
     /// What a model of this configuration offers.
     fn capabilities(&self) -> Capabilities;
     /// The family's own checks (the shared ones are [`NetConfig::validate`]).
@@ -113,6 +123,7 @@ pub enum ModelConfig {
     Vae(vae::VaeConfig),
     BetaVae(vae::BetaVaeConfig),
     Gan(gan::GanConfig),
+    Diffusion(diffusion::DiffusionConfig),
 }
 
 impl Default for ModelConfig {
@@ -129,6 +140,7 @@ impl Family {
             Family::Vae => ModelConfig::Vae(Default::default()),
             Family::BetaVae => ModelConfig::BetaVae(Default::default()),
             Family::Gan => ModelConfig::Gan(Default::default()),
+            Family::Diffusion => ModelConfig::Diffusion(Default::default()),
         }
     }
 }
@@ -141,6 +153,7 @@ impl ModelConfig {
             ModelConfig::Vae(c) => c,
             ModelConfig::BetaVae(c) => c,
             ModelConfig::Gan(c) => c,
+            ModelConfig::Diffusion(c) => c,
         }
     }
 
@@ -150,6 +163,7 @@ impl ModelConfig {
             ModelConfig::Vae(c) => c,
             ModelConfig::BetaVae(c) => c,
             ModelConfig::Gan(c) => c,
+            ModelConfig::Diffusion(c) => c,
         }
     }
 
@@ -188,7 +202,10 @@ impl ModelConfig {
     pub fn gan_mut(&mut self) -> Option<&mut gan::GanConfig> {
         match self {
             ModelConfig::Gan(c) => Some(c),
-            ModelConfig::Autoencoder(_) | ModelConfig::Vae(_) | ModelConfig::BetaVae(_) => None,
+            ModelConfig::Autoencoder(_)
+            | ModelConfig::Vae(_)
+            | ModelConfig::BetaVae(_)
+            | ModelConfig::Diffusion(_) => None,
         }
     }
 
@@ -198,7 +215,7 @@ impl ModelConfig {
     }
 
     pub fn latent_dim(&self) -> usize {
-        self.net().latent_dim
+        self.family_config().latent_dim()
     }
 
     /// What a model of this configuration offers.
@@ -271,7 +288,7 @@ pub struct StepMacs {
 
 /// The named presets of every family, in the order the app lists them.
 pub fn preset_names() -> Vec<&'static str> {
-    vae::PRESETS.iter().chain(gan::PRESETS).map(|p| p.name).collect()
+    vae::PRESETS.iter().chain(gan::PRESETS).chain(diffusion::PRESETS).map(|p| p.name).collect()
 }
 
 /// Preset `name` (model and optimiser), adapted to images of `input` shape (the MLP presets
@@ -294,7 +311,7 @@ pub fn preset_epochs(name: &str) -> Option<usize> {
 }
 
 fn find_preset(name: &str) -> Option<&'static Preset> {
-    vae::PRESETS.iter().chain(gan::PRESETS).find(|p| p.name == name)
+    vae::PRESETS.iter().chain(gan::PRESETS).chain(diffusion::PRESETS).find(|p| p.name == name)
 }
 
 /// A named starting point of one family.

@@ -1,0 +1,238 @@
+//! Diffusion and flow matching (issue #17): a U-Net trained to undo a noising process, in pixel
+//! space on data scaled to [−1, 1].
+//!
+//! - [`schedule`]: the two objectives (DDPM ε-prediction on the cosine schedule; flow matching
+//!   with velocity prediction) and their samplers (DDPM ancestral, DDIM, Euler, Heun).
+//! - [`unet`]: the denoiser.
+//! - [`model`]: the [`GenerativeModel`](super::GenerativeModel): training steps, and `decode`,
+//!   which runs the configured sampler from the initial noise z (`[B, C·H·W]`).
+//!
+//! The model's "noise" is the sampler's starting point, so its size is the image's (C·H·W);
+//! `net.latent_dim` is not used. `net.hidden` are the channels after each stride-2
+//! down-sampling, as in the other conv nets; [`DiffusionConfig::base_channels`] the channels at
+//! full resolution.
+
+mod model;
+pub mod schedule;
+pub mod unet;
+
+use serde::{Deserialize, Serialize};
+
+pub use model::Diffusion;
+use schedule::MAX_SAMPLE_STEPS;
+pub use schedule::{Objective, Sampler};
+use unet::UNetShape;
+
+use super::spec::{self, Part, PartRole};
+use super::{
+    Activation, AdamConfig, Arch, Capabilities, Family, FamilyConfig, GenerativeModel, LiveHyper, LossKey,
+    ModelConfig, NetConfig, Preset, ReconLoss, StepMacs,
+};
+use crate::engine::data::ImageShape;
+use crate::engine::error::{EngineError, Result};
+use crate::engine::kernels::Exec;
+
+/// A diffusion or flow-matching model with a pixel-space U-Net denoiser.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DiffusionConfig {
+    /// `arch` must be Conv; `hidden`: channels after each down-sampling; `latent_dim` unused.
+    #[serde(flatten)]
+    pub net: NetConfig,
+    pub objective: Objective,
+    /// The U-Net's channels at full resolution.
+    pub base_channels: usize,
+    /// Width of the time embedding.
+    pub time_dim: usize,
+    /// How `decode` (and so every sample) is drawn; it must belong to the objective.
+    pub sampler: Sampler,
+    /// Network evaluations per sample (Heun: two per step).
+    pub sample_steps: usize,
+    /// DDIM's η: 0 deterministic, 1 as noisy as DDPM's ancestral sampler.
+    pub eta: f64,
+}
+
+impl Default for DiffusionConfig {
+    fn default() -> Self {
+        Self {
+            net: NetConfig {
+                arch: Arch::Conv,
+                hidden: vec![32, 64],
+                activation: Activation::Silu,
+                ..NetConfig::default()
+            },
+            objective: Objective::Ddpm,
+            base_channels: 16,
+            time_dim: 128,
+            sampler: Sampler::Ddim,
+            sample_steps: 50,
+            eta: 0.0,
+        }
+    }
+}
+
+/// Sized for 2 CPU cores at 28×28 (see the README): 16 channels at 28×28, 32 at 14×14 and 64
+/// at 7×7. The cost of a 3×3 conv grows with the pixels times the channels squared, so the
+/// full-resolution levels are kept narrow and the parameters sit at 7×7, where they are cheap:
+/// about 0.4 M parameters and 37 M multiply-adds per image.
+fn mnist(objective: Objective, sampler: Sampler) -> (ModelConfig, AdamConfig) {
+    let cfg = DiffusionConfig { objective, sampler, ..DiffusionConfig::default() };
+    (ModelConfig::Diffusion(cfg), AdamConfig { lr: 5e-4, ..AdamConfig::default() })
+}
+
+/// Epochs of the presets' default runs: `genlab bench --train-only --threads 2 --models
+/// mnist_ddpm` measured 44 images/s on the shared 2 cores (load ≈ 5), so 3 epochs of the
+/// built-in 8,000 training digits take about 9 minutes there, less on idle cores.
+const MNIST_EPOCHS: usize = 3;
+
+pub const PRESETS: &[Preset] = &[
+    Preset { name: "mnist_ddpm", make: || mnist(Objective::Ddpm, Sampler::Ddim), epochs: MNIST_EPOCHS },
+    Preset { name: "mnist_flow", make: || mnist(Objective::Flow, Sampler::Euler), epochs: MNIST_EPOCHS },
+];
+
+impl DiffusionConfig {
+    pub fn unet(&self) -> UNetShape {
+        UNetShape {
+            input: self.net.input,
+            base: self.base_channels,
+            levels: self.net.hidden.clone(),
+            time_dim: self.time_dim,
+            classes: 0,
+        }
+    }
+}
+
+/// The widest U-Net level a configuration may ask for.
+const MAX_CHANNELS: usize = 1024;
+
+impl FamilyConfig for DiffusionConfig {
+    fn family(&self) -> Family {
+        Family::Diffusion
+    }
+
+    fn net(&self) -> &NetConfig {
+        &self.net
+    }
+
+    fn net_mut(&mut self) -> &mut NetConfig {
+        &mut self.net
+    }
+
+    fn latent_dim(&self) -> usize {
+        self.net.input.len()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            family: Family::Diffusion,
+            encoder: false,
+            discriminator: false,
+            conditional: false,
+            latent_dim: self.net.input.len(),
+            latent_name: "noise",
+            live: vec![LiveHyper::LearningRate],
+            loss_keys: vec![LossKey::Loss],
+            headline: LossKey::Loss,
+            anomaly_scores: Vec::new(),
+            likelihood: false,
+            variational: false,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let err = |m: String| Err(EngineError::Config(m));
+        if self.net.arch != Arch::Conv {
+            return err("the diffusion denoiser is a U-Net: its network must be Conv".into());
+        }
+        if self.base_channels == 0 || self.base_channels > MAX_CHANNELS {
+            return err(format!("base channels {}: between 1 and {MAX_CHANNELS}", self.base_channels));
+        }
+        if let Some(&c) = self.net.hidden.iter().find(|&&c| c > MAX_CHANNELS) {
+            return err(format!("a U-Net level of {c} channels is over the limit of {MAX_CHANNELS}"));
+        }
+        if self.time_dim == 0 || self.time_dim > 4096 {
+            return err(format!("time embedding width {}: between 1 and 4096", self.time_dim));
+        }
+        if self.sampler.objective() != self.objective {
+            return err(format!(
+                "the {} sampler does not sample a {:?} model (DDPM and DDIM sample DDPM; Euler and Heun the flow)",
+                self.sampler.label(),
+                self.objective
+            ));
+        }
+        if self.sample_steps == 0 || self.sample_steps > MAX_SAMPLE_STEPS {
+            return err(format!("{} sampling steps: between 1 and {MAX_SAMPLE_STEPS}", self.sample_steps));
+        }
+        if !(0.0..=1.0).contains(&self.eta) {
+            return err(format!("η = {}: between 0 and 1", self.eta));
+        }
+        Ok(())
+    }
+
+    fn param_count(&self) -> u64 {
+        self.unet().param_count()
+    }
+
+    /// A step is one forward and one backward pass of the U-Net (the backward costs about
+    /// twice the forward).
+    fn step_macs(&self) -> StepMacs {
+        let f = self.unet().forward_macs();
+        StepMacs { forward: f, train_step: 3 * f }
+    }
+
+    /// Time embedding; the U-Net's way down and its way up.
+    fn network(&self) -> Vec<Part> {
+        let input = self.net.input;
+        let at = |c: usize, k: usize| ImageShape::new(c, input.height >> k, input.width >> k).to_string();
+        let time = vec![
+            spec::boxed("t", "1"),
+            spec::boxed("sinusoids", "32"),
+            spec::boxed("time MLP", self.time_dim.to_string()),
+        ];
+        let mut down =
+            vec![spec::boxed("noisy x_t", input.to_string()), spec::boxed("res", at(self.base_channels, 0))];
+        for (i, &c) in self.net.hidden.iter().enumerate() {
+            down.push(spec::boxed(format!("down{}", i + 1), at(c, i + 1)));
+        }
+        let k = self.net.hidden.len();
+        let mut up =
+            vec![spec::boxed("mid", at(self.net.hidden.last().copied().unwrap_or(self.base_channels), k))];
+        for i in (0..k).rev() {
+            let below = if i == 0 { self.base_channels } else { self.net.hidden[i - 1] };
+            up.push(spec::boxed(format!("up{} + skip", i + 1), at(below, i)));
+        }
+        let target = match self.objective {
+            Objective::Ddpm => "predicted ε",
+            Objective::Flow => "predicted v",
+        };
+        up.push(spec::boxed(target, input.to_string()));
+        vec![
+            Part { title: "Time embedding", role: PartRole::Latent, layers: time },
+            Part { title: "U-Net down", role: PartRole::Input, layers: down },
+            Part { title: "U-Net up", role: PartRole::Output, layers: up },
+        ]
+    }
+
+    fn build(&self, optim: &AdamConfig, seed: u64, exec: &Exec) -> Result<Box<dyn GenerativeModel>> {
+        Ok(Box::new(Diffusion::new(self.clone(), *optim, seed, exec)?))
+    }
+
+    fn recon_loss(&self) -> Option<ReconLoss> {
+        None
+    }
+
+    fn recon_loss_mut(&mut self) -> Option<&mut ReconLoss> {
+        None
+    }
+
+    fn kl_weight(&self) -> Option<f64> {
+        None
+    }
+
+    fn beta_mut(&mut self) -> Option<&mut f64> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,228 @@
+//! The diffusion family's model: one U-Net, one Adam. Training draws a time and a noise per
+//! image and regresses the network onto ε (DDPM) or v = ε − x₀ (flow); decoding runs the
+//! configured sampler from the given initial noise.
+
+use std::collections::HashMap;
+
+use candle_core::Tensor;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::schedule::{self, CosineSchedule, Objective, Sampler, TRAIN_STEPS};
+use super::unet::UNet;
+use super::DiffusionConfig;
+use crate::engine::error::{EngineError, Result};
+use crate::engine::kernels::Exec;
+use crate::engine::models::layers::{normal_tensor, ParamSet};
+use crate::engine::models::likelihood::{SampleScore, ScoreOptions, ScoreSetup};
+use crate::engine::models::optim::{grads_finite, Adam, AdamConfig};
+use crate::engine::models::{
+    collect_state, restore_state, scalar, Batch, Family, GenerativeModel, HealthMonitor, LiveHyper, LossKey,
+    Losses, ModelConfig, NoHealthRule, StepOutcome,
+};
+
+/// Rows per network call when decoding, which bounds the memory of a large sample.
+const DECODE_CHUNK: usize = 256;
+/// The DDPM ancestral sampler's own noise when decoding, so one z always gives one image.
+const DECODE_SEED: u64 = 0x5eed_d1ff;
+
+pub struct Diffusion {
+    cfg: ModelConfig,
+    diff: DiffusionConfig,
+    params: ParamSet,
+    adam: Adam,
+    unet: UNet,
+    schedule: CosineSchedule,
+}
+
+impl Diffusion {
+    pub fn new(diff: DiffusionConfig, optim: AdamConfig, seed: u64, exec: &Exec) -> Result<Self> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut params = ParamSet::new(exec.clone());
+        let unet = UNet::new(&mut params, &diff.unet(), &mut rng)?;
+        let adam = Adam::new(optim, &params)?;
+        let cfg = ModelConfig::Diffusion(diff.clone());
+        Ok(Self { cfg, diff, params, adam, unet, schedule: CosineSchedule::new(TRAIN_STEPS) })
+    }
+
+    fn exec(&self) -> &Exec {
+        &self.params.exec
+    }
+
+    /// The regression loss on a batch: mean over images and pixels of (prediction − target)²
+    /// for one random time and noise per image. `x: [B, D]` pixels in [0, 1].
+    fn loss(&self, batch: &Batch, rng: &mut StdRng) -> Result<Tensor> {
+        let x0 = self.exec().put(&batch.x)?.affine(2.0, -1.0)?; // [B, D] in [−1, 1]
+        let (b, d) = x0.dims2()?;
+        let eps = self.exec().put(&normal_tensor(b, d, 1.0, rng)?)?;
+        let (xt, target, t) = match self.diff.objective {
+            Objective::Ddpm => {
+                let steps: Vec<usize> = (0..b).map(|_| rng.random_range(1..=TRAIN_STEPS)).collect();
+                let ab: Vec<f64> = steps.iter().map(|&t| self.schedule.alpha_bar(t)).collect();
+                let xt = schedule::ddpm_noised(&x0, &eps, &ab)?;
+                (xt, eps, steps.iter().map(|&t| t as f64 / TRAIN_STEPS as f64).collect::<Vec<_>>())
+            }
+            Objective::Flow => {
+                let t: Vec<f64> = (0..b).map(|_| rng.random_range(0.0..1.0)).collect();
+                let (xt, v) = schedule::flow_noised(&x0, &eps, &t)?;
+                (xt, v, t)
+            }
+        };
+        let pred = self.unet.forward(&xt, &t, None)?;
+        Ok((pred - target)?.sqr()?.mean_all()?)
+    }
+
+    /// The network at one time for every row: `[B, D] → [B, D]`, detached.
+    fn predict(&self, x: &Tensor, t: f64) -> Result<Tensor> {
+        Ok(self.unet.forward(x, &vec![t; x.dim(0)?], None)?.detach())
+    }
+
+    /// The configured sampler from initial noise `z: [B, D]` → `[B, D]` in [−1, 1].
+    fn sample(&self, z: &Tensor) -> Result<Tensor> {
+        let mut rng = StdRng::seed_from_u64(DECODE_SEED);
+        let mut net = |x: &Tensor, t: f64| self.predict(x, t);
+        let steps = self.diff.sample_steps;
+        let x = match self.diff.sampler {
+            Sampler::Ddim => schedule::sample_ddim(
+                &self.schedule,
+                z,
+                steps,
+                self.diff.eta,
+                true,
+                &mut net,
+                &mut rng,
+                None,
+            )?,
+            Sampler::Ddpm => {
+                schedule::sample_ddim(&self.schedule, z, steps, 1.0, true, &mut net, &mut rng, None)?
+            }
+            Sampler::Euler => schedule::sample_flow(z, steps, false, &mut net, None)?,
+            Sampler::Heun => schedule::sample_flow(z, steps, true, &mut net, None)?,
+        };
+        Ok(x.clamp(-1f32, 1f32)?)
+    }
+}
+
+impl GenerativeModel for Diffusion {
+    fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    fn param_count(&self) -> usize {
+        self.params.count()
+    }
+
+    fn latent_dim(&self) -> usize {
+        self.diff.net.input.len()
+    }
+
+    fn train_step(&mut self, batch: &Batch, rng: &mut StdRng) -> Result<StepOutcome> {
+        let loss = self.loss(batch, rng)?;
+        let losses = Losses::of(&[(LossKey::Loss, scalar(&loss)?)]);
+        if !losses.is_finite() {
+            return Ok(StepOutcome::NonFinite(losses));
+        }
+        let grads = self.params.backward(&loss)?;
+        if !grads_finite(&self.params, &grads)? {
+            return Ok(StepOutcome::NonFinite(losses));
+        }
+        self.adam.step(&self.params, &grads)?;
+        Ok(StepOutcome::Applied(losses))
+    }
+
+    fn evaluate(&self, batch: &Batch, rng: &mut StdRng) -> Result<Losses> {
+        let loss = self.loss(batch, rng)?.detach();
+        Ok(Losses::of(&[(LossKey::Loss, scalar(&loss)?)]))
+    }
+
+    fn encode(&self, _x: &Tensor) -> Result<Option<(Tensor, Tensor)>> {
+        Ok(None)
+    }
+
+    /// `z: [B, C·H·W]` initial noise → `[B, C·H·W]` pixels in [0, 1]: the configured sampler,
+    /// deterministic in z (DDPM's ancestral noise comes from a fixed seed).
+    fn decode(&self, z: &Tensor) -> Result<Tensor> {
+        let z = self.exec().put(z)?;
+        let b = z.dim(0)?;
+        let mut parts = Vec::new();
+        for start in (0..b).step_by(DECODE_CHUNK) {
+            let rows = DECODE_CHUNK.min(b - start);
+            parts.push(self.sample(&z.narrow(0, start, rows)?)?.affine(0.5, 0.5)?);
+        }
+        if parts.is_empty() {
+            return Ok(z.affine(0.5, 0.5)?);
+        }
+        Ok(Tensor::cat(&parts, 0)?)
+    }
+
+    /// The logits whose sigmoid are [`Self::decode`]'s pixels (clamped away from 0 and 1).
+    fn decode_logits(&self, z: &Tensor) -> Result<Tensor> {
+        let p = self.decode(z)?.clamp(1e-6f32, 1.0 - 1e-6f32)?;
+        Ok((p.log()? - p.affine(-1.0, 1.0)?.log()?)?)
+    }
+
+    fn discriminate(&self, _x: &Tensor) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+
+    fn score_setup(&self, _opts: &ScoreOptions) -> Result<ScoreSetup> {
+        Err(no_score())
+    }
+
+    fn score_batch(
+        &self,
+        _x: &[f32],
+        _s: &ScoreSetup,
+        _r: &mut StdRng,
+        _o: &mut [SampleScore],
+    ) -> Result<()> {
+        Err(no_score())
+    }
+
+    fn health_monitor(&self) -> Box<dyn HealthMonitor> {
+        Box::new(NoHealthRule)
+    }
+
+    fn learning_rate(&self) -> f64 {
+        self.adam.config.lr
+    }
+
+    fn set_hyper(&mut self, hyper: LiveHyper, value: f64) -> Result<()> {
+        match hyper {
+            LiveHyper::LearningRate => {
+                self.adam.config.lr = value;
+                Ok(())
+            }
+            LiveHyper::Beta | LiveHyper::DiscLearningRate | LiveHyper::DiscSteps => {
+                Err(crate::engine::models::not_live(Family::Diffusion, hyper))
+            }
+        }
+    }
+
+    fn state(&self) -> Result<HashMap<String, Tensor>> {
+        let mut out = HashMap::new();
+        collect_state(&self.params, &self.adam, &mut out)?;
+        Ok(out)
+    }
+
+    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
+        restore_state(&self.params, &mut self.adam, state)
+    }
+
+    fn optimizer_steps(&self) -> Vec<u64> {
+        vec![self.adam.step]
+    }
+
+    fn set_optimizer_steps(&mut self, steps: &[u64]) {
+        if let [s] = steps {
+            self.adam.step = *s;
+        }
+    }
+}
+
+/// Until the family's ELBO lands (issue #17, item 4) it scores no images.
+fn no_score() -> EngineError {
+    EngineError::Config(
+        "a diffusion model does not score images yet (its ELBO in bits/dim is to come)".into(),
+    )
+}
