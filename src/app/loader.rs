@@ -84,8 +84,8 @@ impl LoadJob {
                 Err(TryRecvError::Disconnected) => {
                     let msg = "the loader thread stopped unexpectedly".to_string();
                     let path = match &self.source {
-                        DataSource::Builtin => PathBuf::from("builtin"),
                         DataSource::Path(p) => p.clone(),
+                        other => PathBuf::from(other.to_string()),
                     };
                     return Some(Err(DataError::Invalid { path, message: msg }));
                 }
