@@ -165,8 +165,9 @@ fn pairwise_45_degree_rotations_defeat_the_factor_vae_score() {
         .collect();
     let h = std::f64::consts::FRAC_1_SQRT_2;
     let mut codes = Vec::with_capacity(f.len() * k);
+    let [s, sc, r, x, y] = [&z[0], &z[1], &z[2], &z[3], &z[4]];
     for i in 0..f.len() {
-        let (s, sc, r, x, y) = (z[0][i], z[1][i], z[2][i], z[3][i], z[4][i]);
+        let (s, sc, r, x, y) = (s[i], sc[i], r[i], x[i], y[i]);
         codes.extend([s, h * (sc + r), h * (sc - r), h * (x + y), h * (x - y)].map(|v| v as f32));
     }
     let r = score_codes(&codes, k, &f, &ScoreOptions::default()).unwrap();
