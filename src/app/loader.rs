@@ -19,7 +19,7 @@ const NO_DIALOG_THRESHOLD: Duration = Duration::from_millis(300);
 
 enum LoadMsg {
     Progress(usize, usize),
-    Done(Result<Dataset, DataError>),
+    Done(Box<Result<Dataset, DataError>>),
 }
 
 /// A dataset being loaded on its own thread.
@@ -58,7 +58,7 @@ impl LoadJob {
                     Ok(_) if flag.load(Ordering::Relaxed) => Err(DataError::Cancelled),
                     other => other,
                 };
-                let _ = tx.send(LoadMsg::Done(result));
+                let _ = tx.send(LoadMsg::Done(Box::new(result)));
                 waker();
             })
             .map_err(|e| format!("could not start the loader thread: {e}"))?;
@@ -79,13 +79,13 @@ impl LoadJob {
         loop {
             match self.rx.try_recv() {
                 Ok(LoadMsg::Progress(d, t)) => self.progress = Some((d, t)),
-                Ok(LoadMsg::Done(r)) => return Some(r),
+                Ok(LoadMsg::Done(r)) => return Some(*r),
                 Err(TryRecvError::Empty) => return None,
                 Err(TryRecvError::Disconnected) => {
                     let msg = "the loader thread stopped unexpectedly".to_string();
                     let path = match &self.source {
-                        DataSource::Builtin => PathBuf::from("builtin"),
                         DataSource::Path(p) => p.clone(),
+                        other => PathBuf::from(other.to_string()),
                     };
                     return Some(Err(DataError::Invalid { path, message: msg }));
                 }

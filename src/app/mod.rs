@@ -140,6 +140,7 @@ impl App {
             Some(s) => (s, false),
             None => match &persisted.last_dataset {
                 Some(s @ DataSource::Path(_)) => (s.clone(), true),
+                Some(s @ DataSource::Synthetic(_)) => (s.clone(), false),
                 _ => (DataSource::Builtin, false),
             },
         };

@@ -64,6 +64,10 @@ pub enum Cmd {
     /// Train the classifier whose features the quality metrics use (the built-in digits ship
     /// one: assets/features/).
     Classifier(ClassifierArgs),
+    /// Disentanglement scores of a checkpoint on its dataset's known factors (`builtin:shapes`):
+    /// MIG, FactorVAE, DCI, the latent × factor mutual information and what each dimension
+    /// captures.
+    Disentangle(DisentangleArgs),
 }
 
 /// Where a command computes: `--device` and `--kernels`, shared by every command that runs a
@@ -117,6 +121,7 @@ pub fn run(cmd: Cmd) -> ExitCode {
         Cmd::Parity(a) => parity::parity(a),
         Cmd::Quality(a) => quality::quality(a).map(|_| ExitCode::SUCCESS),
         Cmd::Classifier(a) => quality::classifier(a).map(|_| ExitCode::SUCCESS),
+        Cmd::Disentangle(a) => disentangle::disentangle(a).map(|_| ExitCode::SUCCESS),
         Cmd::Open(_) => Err(anyhow!("`open` is handled by the app")),
     };
     match result {
@@ -188,6 +193,7 @@ fn load_checkpoint_data(meta: &checkpoint::CheckpointMeta) -> anyhow::Result<Arc
 }
 
 mod bench;
+mod disentangle;
 mod explore;
 mod inspect;
 mod parity;
@@ -195,6 +201,7 @@ mod quality;
 mod train;
 
 pub use bench::*;
+pub use disentangle::*;
 pub use explore::*;
 pub use inspect::*;
 pub use parity::*;

@@ -3,6 +3,7 @@
 
 pub mod data;
 pub mod device;
+pub mod disentangle;
 pub mod error;
 pub mod kernels;
 pub mod models;

@@ -13,7 +13,7 @@ use crate::app::state::LoadPrefs;
 use crate::app::textures::Textures;
 use crate::app::widgets::histogram::label_histogram;
 use crate::app::widgets::image_grid::image_grid;
-use crate::engine::data::{DataSource, Dataset};
+use crate::engine::data::{DataSource, Dataset, SyntheticSet};
 use crate::engine::images::ImageBatch;
 
 /// Images in the preview grid.
@@ -91,6 +91,16 @@ impl DatasetPanel {
             {
                 actions.push(Action::Load(DataSource::Builtin));
             }
+            if ui
+                .add_enabled(idle, egui::Button::new("Shapes"))
+                .on_hover_text(
+                    "6,144 generated 32×32 sprites with known factors: shape, scale, rotation, x, y \
+                     (for the disentanglement scores)",
+                )
+                .clicked()
+            {
+                actions.push(Action::Load(DataSource::Synthetic(SyntheticSet::Shapes)));
+            }
             let open = ui
                 .add_enabled(idle && !dialog_open, egui::Button::new("Open…"))
                 .on_hover_text("An IDX file (raw or .gz) or a CSV file");
@@ -129,8 +139,8 @@ impl DatasetPanel {
             egui::CollapsingHeader::new("Recent").default_open(false).show(ui, |ui| {
                 for src in recent {
                     let text = match src {
-                        DataSource::Builtin => "MNIST (built-in)".to_string(),
                         DataSource::Path(p) => short_path(p),
+                        other => other.title(),
                     };
                     let b = ui.add_enabled(idle, egui::Button::new(text).truncate());
                     if b.on_hover_text(src.to_string()).clicked() {
@@ -242,6 +252,7 @@ fn loading_ui(ui: &mut egui::Ui, job: &LoadJob, actions: &mut Vec<Action>) {
         let what = match &job.source {
             DataSource::Builtin => "the built-in MNIST".to_string(),
             DataSource::Path(p) => short_path(p),
+            DataSource::Synthetic(set) => set.title().to_string(),
         };
         ui.label(format!("Loading {what}…"));
     });

@@ -10,6 +10,9 @@ pub mod builtin;
 pub mod csv;
 pub mod idx;
 pub mod image_folder;
+pub mod shapes;
+
+pub use shapes::{Factors, SyntheticSet};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -48,20 +51,33 @@ impl fmt::Display for ImageShape {
     }
 }
 
-/// Where a dataset comes from: the built-in MNIST subset or a path (IDX file, CSV file or folder).
+/// Where a dataset comes from: the built-in MNIST subset, a path (IDX file, CSV file or
+/// folder), or a dataset generated in code with known factors ([`shapes`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DataSource {
     Builtin,
     Path(PathBuf),
+    Synthetic(SyntheticSet),
 }
 
 impl DataSource {
-    /// Parses the CLI form: `builtin` or a path.
+    /// Parses the CLI form: `builtin`, `builtin:shapes`, `builtin:shapes2` or a path.
     pub fn parse(s: &str) -> Self {
         if s == "builtin" {
-            DataSource::Builtin
-        } else {
-            DataSource::Path(PathBuf::from(s))
+            return DataSource::Builtin;
+        }
+        match s.strip_prefix("builtin:").and_then(SyntheticSet::from_key) {
+            Some(set) => DataSource::Synthetic(set),
+            None => DataSource::Path(PathBuf::from(s)),
+        }
+    }
+
+    /// How the app names it in buttons and lists.
+    pub fn title(&self) -> String {
+        match self {
+            DataSource::Builtin => "MNIST (built-in)".into(),
+            DataSource::Path(p) => p.display().to_string(),
+            DataSource::Synthetic(set) => set.title().into(),
         }
     }
 }
@@ -71,6 +87,7 @@ impl fmt::Display for DataSource {
         match self {
             DataSource::Builtin => write!(f, "builtin"),
             DataSource::Path(p) => write!(f, "{}", p.display()),
+            DataSource::Synthetic(set) => write!(f, "builtin:{}", set.key()),
         }
     }
 }
@@ -157,6 +174,9 @@ pub struct Dataset {
     pub class_names: Option<Vec<String>>,
     /// A split that comes with the data: the first `n` images train, the rest test.
     pub fixed_split: Option<usize>,
+    /// Ground-truth factors of variation, one row per image (the generated [`shapes`] sets;
+    /// `None` for every loaded dataset).
+    pub factors: Option<Factors>,
 }
 
 /// Indices of the training and test images.
@@ -212,7 +232,16 @@ impl Dataset {
                 return Err(format!("{} labels for {n} images", l.len()));
             }
         }
-        Ok(Self { name: name.into(), source, shape, images, labels, class_names: None, fixed_split: None })
+        Ok(Self {
+            name: name.into(),
+            source,
+            shape,
+            images,
+            labels,
+            class_names: None,
+            fixed_split: None,
+            factors: None,
+        })
     }
 
     /// Number of images.
@@ -314,6 +343,7 @@ impl Dataset {
             labels: self.labels.as_ref().map(|_| self.gather_labels(&picks)),
             class_names: self.class_names.clone(),
             fixed_split: self.fixed_split.map(|k| k.div_ceil(step)),
+            factors: self.factors.as_ref().map(|f| f.gather(&picks)),
         }
     }
 
@@ -424,6 +454,7 @@ fn load_source(
 ) -> Result<Dataset, DataError> {
     let path = match source {
         DataSource::Builtin => return builtin::load(),
+        DataSource::Synthetic(set) => return Ok(shapes::load(*set)),
         DataSource::Path(p) => p,
     };
     let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;

@@ -305,7 +305,35 @@ pub const PRESETS: &[Preset] = &[
         },
         epochs: 10,
     },
+    // For `builtin:shapes` (1×32×32, five known factors): the MLP of Higgins et al.'s dSprites
+    // β-VAE scaled to the smaller image (1024-512-256, a 10-d code, BCE, Adam 1e-3). The pair
+    // differ only in β, so `genlab disentangle` shows what β buys.
+    Preset {
+        name: "shapes_vae",
+        make: || {
+            (ModelConfig::Vae(VaeConfig { net: shapes_net(), ..VaeConfig::default() }), AdamConfig::default())
+        },
+        epochs: 30,
+    },
+    Preset {
+        name: "shapes_beta_vae",
+        make: || {
+            let cfg = BetaVaeConfig { net: shapes_net(), beta: 4.0, ..BetaVaeConfig::default() };
+            (ModelConfig::BetaVae(cfg), AdamConfig::default())
+        },
+        epochs: 30,
+    },
 ];
+
+/// The network of the shapes presets.
+fn shapes_net() -> NetConfig {
+    NetConfig {
+        input: ImageShape::new(1, 32, 32),
+        hidden: vec![512, 256],
+        latent_dim: 10,
+        ..NetConfig::default()
+    }
+}
 
 /// Encoder → code → mirrored decoder.
 /// The network of the three families, decided once: the encoder's widths, how many code
