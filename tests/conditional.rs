@@ -63,12 +63,12 @@ fn changing_only_the_label_changes_the_samples() {
 #[test]
 fn data_without_labels_is_refused_by_name() {
     let d = digits();
-    let mut unlabelled = Dataset::new("my-scans", DataSource::Builtin, d.shape, d.images[..784 * 300].to_vec(), None)
-        .unwrap();
+    let mut unlabelled =
+        Dataset::new("my-scans", DataSource::Builtin, d.shape, d.images[..784 * 300].to_vec(), None).unwrap();
     unlabelled.class_names = None;
     let err = TrainingSession::new(config("mnist_cvae"), Arc::new(unlabelled)).err().unwrap().to_string();
     assert!(err.contains("my-scans") && err.contains("no labels") && err.contains("mnist_cvae"), "{err}");
-    let mut gan = config("mnist_gan");
+    let mut gan = config("mnist_mlp_gan");
     gan.model.net_mut().classes = 10;
     let err = gan.validate().err().unwrap().to_string();
     assert!(err.contains("GAN") && err.contains("classes"), "{err}");

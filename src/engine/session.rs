@@ -514,7 +514,12 @@ pub fn sample_class(
 /// The class × noise grid of a conditional model: `rows` noise vectors (seed `seed`), each
 /// decoded under every class; image `r · K + c` is noise `r` as class `c` (one column per
 /// class, one row per noise vector). An error for an unconditional model.
-pub fn class_grid(model: &dyn GenerativeModel, rows: usize, temperature: f32, seed: u64) -> Result<ImageBatch> {
+pub fn class_grid(
+    model: &dyn GenerativeModel,
+    rows: usize,
+    temperature: f32,
+    seed: u64,
+) -> Result<ImageBatch> {
     let k = model.classes();
     if k == 0 {
         return Err(EngineError::Config("a grid by class needs a conditional model".into()));

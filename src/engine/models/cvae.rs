@@ -82,28 +82,33 @@ const DIGITS: usize = 10;
 
 /// The conditional presets: the VAE presets with the digit's one-hot added.
 pub const PRESETS: &[Preset] = &[
-    // PyTorch's VAE example (784-400-20, BCE, Adam 1e-3) conditioned on the digit.
+    // PyTorch's VAE example (784-400, BCE, Adam 1e-3) conditioned on the digit, with a 2-d
+    // code: a code that can hold the digit's identity lets the decoder ignore the label
+    // (measured on the built-in digits, 10 epochs: 33% of samples show the requested digit
+    // with a 20-d code, 59% with 8-d, 96% with 2-d). 30 epochs: 99% (worst class 96%), 21 s.
     Preset {
         name: "mnist_cvae",
         make: || {
-            let net = NetConfig { classes: DIGITS, ..NetConfig::default() };
+            let net = NetConfig { latent_dim: 2, classes: DIGITS, ..NetConfig::default() };
             (ModelConfig::Vae(VaeConfig { net, ..VaeConfig::default() }), AdamConfig::default())
         },
-        epochs: 10,
+        epochs: 30,
     },
-    // conv_vae (convs 32, 64; a 16-d code) conditioned on the digit.
+    // conv_vae's convs (32, 64) conditioned on the digit, with a 2-d code for the same reason
+    // (10 epochs with a 16-d code: 39% of samples show the requested digit). 20 epochs: 97.5%
+    // (worst class 92%).
     Preset {
         name: "mnist_conv_cvae",
         make: || {
             let net = NetConfig {
                 arch: Arch::Conv,
                 hidden: vec![32, 64],
-                latent_dim: 16,
+                latent_dim: 2,
                 classes: DIGITS,
                 ..NetConfig::default()
             };
             (ModelConfig::Vae(VaeConfig { net, ..VaeConfig::default() }), AdamConfig::default())
         },
-        epochs: 10,
+        epochs: 20,
     },
 ];

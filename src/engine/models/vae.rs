@@ -336,7 +336,10 @@ fn network(net: &NetConfig, variational: bool) -> Vec<Part> {
             title: "Latent",
             role: PartRole::Latent,
             layers: if net.classes > 0 {
-                vec![spec::boxed(z, net.latent_dim.to_string()), spec::boxed("class one-hot", net.classes.to_string())]
+                vec![
+                    spec::boxed(z, net.latent_dim.to_string()),
+                    spec::boxed("class one-hot", net.classes.to_string()),
+                ]
             } else {
                 vec![spec::boxed(z, net.latent_dim.to_string())]
             },
@@ -600,7 +603,9 @@ impl GenerativeModel for Vae {
         let labels: Option<Vec<u32>> = if self.classes > 0 {
             let l: Option<Vec<u32>> = out.iter().map(|s| s.label).collect();
             Some(l.ok_or_else(|| {
-                EngineError::Config("a conditional model scores labelled images only; an image has no label".into())
+                EngineError::Config(
+                    "a conditional model scores labelled images only; an image has no label".into(),
+                )
             })?)
         } else {
             None
