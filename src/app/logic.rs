@@ -113,6 +113,7 @@ impl App {
                 }
                 // The model reads what the data holds.
                 cfg.model.net_mut().input = data.shape;
+                crate::engine::config::fit_classes(cfg, &data);
                 self.persisted.remember_dataset(&source);
                 self.data_version += 1;
                 if data.is_empty() {

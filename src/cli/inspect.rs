@@ -22,6 +22,13 @@ pub struct SampleArgs {
     /// Scale of the prior's σ.
     #[arg(long, default_value_t = 1.0)]
     pub temperature: f32,
+    /// Draw this class (a conditional model; without it, every class in turn).
+    #[arg(long)]
+    pub class: Option<u32>,
+    /// A class × noise grid instead (a conditional model): one column per class, one row per
+    /// noise vector, `--n` rows.
+    #[arg(long, conflicts_with = "class")]
+    pub grid_by_class: bool,
     #[command(flatten)]
     pub compute: ComputeArgs,
 }
@@ -69,10 +76,25 @@ pub(super) fn sample(a: SampleArgs) -> anyhow::Result<()> {
         bail!("--n must be between 1 and 4096");
     }
     let loaded = a.compute.load(&a.checkpoint)?;
-    let images = session::sample(loaded.model.as_ref(), a.n, a.temperature, a.seed)?;
+    let model = loaded.model.as_ref();
+    if a.grid_by_class {
+        let k = model.classes();
+        if k == 0 {
+            bail!("--grid-by-class needs a conditional model; {} is a {} without classes (train mnist_cvae, say)", a.checkpoint.display(), model.config().family());
+        }
+        let rows = a.n.min(64);
+        let images = session::class_grid(model, rows, a.temperature, a.seed)?;
+        images.save_grid_png(&a.out, k)?;
+        eprintln!("wrote {rows} noise vectors × {k} classes to {}", a.out.display());
+        return Ok(());
+    }
+    let images = session::sample_class(model, a.n, a.temperature, a.seed, a.class)?;
     let cols = (a.n as f64).sqrt().ceil() as usize;
     images.save_grid_png(&a.out, cols)?;
-    eprintln!("wrote {} samples to {}", a.n, a.out.display());
+    match a.class {
+        Some(c) => eprintln!("wrote {} samples of class {c} to {}", a.n, a.out.display()),
+        None => eprintln!("wrote {} samples to {}", a.n, a.out.display()),
+    }
     Ok(())
 }
 

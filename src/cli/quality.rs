@@ -73,6 +73,11 @@ pub(super) fn quality(a: QualityArgs) -> anyhow::Result<()> {
     let samples = session::sample(loaded.model.as_ref(), ctx.n, 1.0, a.seed)?;
     let pixels: Vec<f32> = samples.pixels.iter().map(|&p| p as f32 / 255.0).collect();
     let memo = memorisation(&ctx, &data, &split, &pixels, ctx.n)?;
+    // A conditional model: how often the classifier sees the class it was asked for.
+    let conditioning = match loaded.model.classes() {
+        0 => None,
+        k => Some(ctx.conditioning(loaded.model.as_ref(), (a.n / k).max(10), a.seed)?),
+    };
     if let Some(path) = &a.nearest {
         nearest_png(&memo, &samples, &data, path)?;
     }
@@ -81,6 +86,9 @@ pub(super) fn quality(a: QualityArgs) -> anyhow::Result<()> {
         if let Some(o) = v.as_object_mut() {
             o.insert("step".into(), loaded.meta.step.into());
             o.insert("warnings".into(), quality::warnings(&report).into());
+            if let Some(c) = &conditioning {
+                o.insert("conditioning".into(), serde_json::to_value(c)?);
+            }
             o.insert(
                 "memorisation".into(),
                 serde_json::json!({
@@ -109,6 +117,9 @@ pub(super) fn quality(a: QualityArgs) -> anyhow::Result<()> {
             memo.pairs.get(memo.pairs.len() / 2).map_or(0.0, |p| p.distance),
             memo.test_median
         );
+        if let Some(c) = &conditioning {
+            print!("{}", conditioning_table(c, &data));
+        }
         if let Some(path) = &a.nearest {
             println!("wrote the closest pairs to {}", path.display());
         }
@@ -117,6 +128,27 @@ pub(super) fn quality(a: QualityArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Per class: the share of its samples the classifier assigns to it, and the class it
+/// mistakes them for most.
+fn conditioning_table(c: &quality::Conditioning, data: &Dataset) -> String {
+    let mut out = format!(
+        "conditioning: share of {} samples per class that the classifier assigns to the requested class (mean {:.1}%, worst {:.1}%)\n",
+        c.per_class_n,
+        100.0 * c.mean(),
+        100.0 * c.min()
+    );
+    out.push_str("  class  agreement  most often mistaken for\n");
+    for (k, (share, row)) in c.agreement.iter().zip(&c.confusion).enumerate() {
+        let other = row.iter().enumerate().filter(|&(j, _)| j != k).max_by_key(|&(_, n)| *n);
+        let other = match other {
+            Some((j, &n)) if n > 0 => format!("{} ({n})", data.class_name(j as u32)),
+            _ => "-".into(),
+        };
+        out.push_str(&format!("  {:>5}  {:>8.1}%  {other}\n", data.class_name(k as u32), 100.0 * share));
+    }
+    out
 }
 
 /// The 32 closest (sample, nearest training image) pairs as a PNG, four pairs a row.

@@ -99,6 +99,7 @@ pub struct TrainArgs {
 pub fn train_config(a: &TrainArgs, data: &Dataset) -> anyhow::Result<RunConfig> {
     let mut cfg = preset(&a.preset, data.shape)
         .ok_or_else(|| anyhow!("unknown preset `{}`; presets: {}", a.preset, presets().join(", ")))?;
+    crate::engine::config::fit_classes(&mut cfg, data);
     if let Some(f) = a.family {
         let family = match f {
             FamilyArg::Ae => Family::Autoencoder,

@@ -135,6 +135,46 @@ pub fn data_for_preset(name: &str, data: &Arc<Dataset>, limit: usize) -> Arc<Dat
     }
 }
 
+/// A conditional configuration made for `data`: its class count becomes the data's (the
+/// MNIST presets say 10; a folder of 3 classes needs 3). An unconditional one, or data
+/// without labels (which [`check_labels`] then refuses by name), is left as it is.
+pub fn fit_classes(cfg: &mut RunConfig, data: &Dataset) {
+    let classes = data.num_classes();
+    if cfg.model.classes() > 0 && data.labels.is_some() && classes > 0 {
+        cfg.model.net_mut().classes = classes;
+    }
+}
+
+/// Whether a conditional configuration can train on `data`: the data must carry labels,
+/// all below the model's class count. The message names the preset and the dataset.
+pub fn check_labels(cfg: &RunConfig, data: &Dataset) -> Result<()> {
+    let classes = cfg.model.classes();
+    if classes == 0 {
+        return Ok(());
+    }
+    let what = if cfg.preset.is_empty() {
+        format!("this conditional {}", cfg.model.family())
+    } else {
+        format!("preset `{}`", cfg.preset)
+    };
+    let Some(labels) = &data.labels else {
+        return Err(EngineError::Config(format!(
+            "{what} is conditional ({classes} classes) and needs labelled data, but dataset `{}` has no labels (use an unconditional preset, or data with labels: IDX with a labels file, CSV with a label column, a folder of class folders)",
+            data.name
+        )));
+    };
+    if let Some(&max) = labels.iter().max() {
+        if max as usize >= classes {
+            return Err(EngineError::Config(format!(
+                "dataset `{}` has labels up to {max} but {what} is conditioned on {classes} classes (set classes to {})",
+                data.name,
+                max as usize + 1
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// How to load images for a preset laid out for `want`: the command-line flags and the app's
 /// dataset-panel option that resize them.
 fn resize_hint(preset: &str, want: ImageShape) -> String {

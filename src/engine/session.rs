@@ -15,7 +15,7 @@ use super::error::{EngineError, Result};
 use super::images::ImageBatch;
 use super::kernels::Exec;
 use super::models::layers::normal_tensor;
-use super::models::{build_model, Batch, GenerativeModel, Losses, StepOutcome};
+use super::models::{build_model, class_labels, default_labels, Batch, GenerativeModel, Losses, StepOutcome};
 
 /// Number of images in the fixed-noise grid.
 pub const FIXED_GRID: usize = 64;
@@ -166,6 +166,7 @@ impl TrainingSession {
                 data.shape
             )));
         }
+        crate::engine::config::check_labels(&config, &data)?;
         let split = data.split(config.train.test_fraction, config.train.seed);
         if split.train.is_empty() {
             return Err(EngineError::Config("the dataset has no training images".into()));
@@ -375,7 +376,18 @@ impl TrainingSession {
 
     /// Originals and reconstructions of the images at `indices` (dataset indices).
     pub fn reconstruct(&self, indices: &[usize]) -> Result<Option<(ImageBatch, ImageBatch)>> {
-        self.reconstruct_images(&self.data.gather(indices))
+        if self.model.classes() == 0 || self.data.labels.is_none() {
+            return self.reconstruct_images(&self.data.gather(indices));
+        }
+        // A conditional model reconstructs each image under its own label.
+        let b = batch_of(&self.data, indices)?;
+        match self.model.reconstruct_class(&b.x, b.y.as_ref())? {
+            Some(r) => Ok(Some((
+                ImageBatch::from_f32(&self.data.gather(indices), self.data.shape),
+                ImageBatch::from_tensor(&r, self.data.shape)?,
+            ))),
+            None => Ok(None),
+        }
     }
 
     /// Originals and reconstructions of images given by their pixels (whole images of the
@@ -465,18 +477,76 @@ pub fn encode_indices(
     let mut logvar = Vec::with_capacity(idx.len() * dim);
     for chunk in idx.chunks(256) {
         let x = Tensor::from_vec(data.gather(chunk), (chunk.len(), data.shape.len()), &Device::Cpu)?;
-        let Some((m, lv)) = model.encode(&x)? else { return Ok(None) };
+        // A conditional model encodes each image under its own label.
+        let y = match (&data.labels, model.classes()) {
+            (Some(_), k) if k > 0 => Some(batch_of(data, chunk)?.y).flatten(),
+            _ => None,
+        };
+        let Some((m, lv)) = model.encode_class(&x, y.as_ref())? else { return Ok(None) };
         mu.extend(m.flatten_all()?.to_vec1::<f32>()?);
         logvar.extend(lv.flatten_all()?.to_vec1::<f32>()?);
     }
     Ok(Some(Encoding { split, dim, indices: idx.to_vec(), mu, logvar, labels: data.gather_labels(idx) }))
 }
 
-/// `n` decodes of z ~ N(0, temperature² I).
+/// `n` decodes of z ~ N(0, temperature² I). A conditional model draws every class in turn
+/// (see [`crate::engine::models::default_labels`]).
 pub fn sample(model: &dyn GenerativeModel, n: usize, temperature: f32, seed: u64) -> Result<ImageBatch> {
+    sample_class(model, n, temperature, seed, None)
+}
+
+/// [`sample`] of class `class` for a conditional model (every class in turn when `None`); an
+/// unconditional model ignores it. The noise is the same for any `class`.
+pub fn sample_class(
+    model: &dyn GenerativeModel,
+    n: usize,
+    temperature: f32,
+    seed: u64,
+    class: Option<u32>,
+) -> Result<ImageBatch> {
+    check_class(model, class)?;
     let mut rng = StdRng::seed_from_u64(seed);
     let z = normal_tensor(n, model.latent_dim(), temperature, &mut rng)?;
-    ImageBatch::from_tensor(&model.decode(&z)?, model.config().input())
+    let y = class.map(|c| class_labels(n, c)).transpose()?;
+    ImageBatch::from_tensor(&model.decode_class(&z, y.as_ref())?, model.config().input())
+}
+
+/// The class × noise grid of a conditional model: `rows` noise vectors (seed `seed`), each
+/// decoded under every class; image `r · K + c` is noise `r` as class `c` (one column per
+/// class, one row per noise vector). An error for an unconditional model.
+pub fn class_grid(
+    model: &dyn GenerativeModel,
+    rows: usize,
+    temperature: f32,
+    seed: u64,
+) -> Result<ImageBatch> {
+    let k = model.classes();
+    if k == 0 {
+        return Err(EngineError::Config("a grid by class needs a conditional model".into()));
+    }
+    let mut rng = StdRng::seed_from_u64(seed);
+    let z = normal_tensor(rows, model.latent_dim(), temperature, &mut rng)?; // [rows, L]
+    let idx: Vec<u32> = (0..rows * k).map(|i| (i / k) as u32).collect();
+    let z = z.index_select(&Tensor::from_vec(idx, rows * k, &Device::Cpu)?, 0)?; // [rows·K, L]
+    let y = default_labels(rows * k, k)?; // column c is class c
+    ImageBatch::from_tensor(&model.decode_class(&z, Some(&y))?, model.config().input())
+}
+
+/// An error naming a class a model cannot draw: out of range, or asked of an unconditional
+/// model.
+pub fn check_class(model: &dyn GenerativeModel, class: Option<u32>) -> Result<()> {
+    let Some(c) = class else { return Ok(()) };
+    match model.classes() {
+        0 => Err(EngineError::Config(format!(
+            "class {c} asked of an unconditional model (a {}); train a conditional preset such as mnist_cvae",
+            model.config().family()
+        ))),
+        k if c as usize >= k => Err(EngineError::Config(format!(
+            "class {c} is out of range: the model is conditioned on {k} classes (0 to {})",
+            k - 1
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Raises glibc's mmap and trim thresholds once per process: candle allocates a fresh buffer

@@ -56,6 +56,7 @@ impl From<LegacyModelConfig> for ModelConfig {
             hidden: c.hidden,
             latent_dim: c.latent_dim,
             activation: c.activation,
+            classes: 0,
         };
         match c.family {
             Family::Autoencoder => ModelConfig::Autoencoder(AeConfig { net, recon_loss: c.recon_loss }),

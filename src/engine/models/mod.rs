@@ -9,6 +9,7 @@
 //! match per question ([`ModelConfig`]'s methods) that sends it to the family.
 
 mod capabilities;
+pub mod cvae;
 pub mod diffusion;
 pub mod gan;
 pub mod layers;
@@ -35,7 +36,7 @@ pub use diffusion::DiffusionConfig;
 pub use gan::{GanConfig, GanLoss, GanOutput};
 use likelihood::{SampleScore, ScoreOptions, ScoreSetup};
 pub use loss_key::{Axis, LossKey, Losses};
-pub use net::{Activation, Arch, NetConfig, ReconLoss, MAX_WIDTH};
+pub use net::{Activation, Arch, NetConfig, ReconLoss, MAX_CLASSES, MAX_WIDTH};
 pub use optim::AdamConfig;
 pub(crate) use state::{collect_bn, collect_state, restore_bn, restore_state, scalar};
 pub use vae::{AeConfig, BetaVaeConfig, VaeConfig};
@@ -218,6 +219,11 @@ impl ModelConfig {
         self.family_config().latent_dim()
     }
 
+    /// Classes the model is conditioned on (0 = unconditional).
+    pub fn classes(&self) -> usize {
+        self.net().classes
+    }
+
     /// What a model of this configuration offers.
     pub fn capabilities(&self) -> Capabilities {
         self.family_config().capabilities()
@@ -231,6 +237,10 @@ impl ModelConfig {
         }
         let mut out = family.default_config();
         *out.net_mut() = self.net().clone();
+        // A family that cannot be conditioned yet gets the network without the labels.
+        if !out.capabilities().conditional {
+            out.net_mut().classes = 0;
+        }
         if let (Some(from), Some(to)) = (self.recon_loss(), out.recon_loss_mut()) {
             *to = from;
         }
@@ -244,6 +254,13 @@ impl ModelConfig {
     pub fn validate(&self) -> Result<()> {
         self.net().validate()?;
         self.family_config().validate()?;
+        let classes = self.net().classes;
+        if classes > 0 && !self.capabilities().conditional {
+            return Err(EngineError::Config(format!(
+                "a {} cannot be conditioned on classes yet (classes = {classes}; set it to 0)",
+                self.family()
+            )));
+        }
         let params = self.param_count_from_shapes();
         if params > MAX_PARAMS {
             return Err(EngineError::Config(format!(
@@ -288,7 +305,7 @@ pub struct StepMacs {
 
 /// The named presets of every family, in the order the app lists them.
 pub fn preset_names() -> Vec<&'static str> {
-    vae::PRESETS.iter().chain(gan::PRESETS).chain(diffusion::PRESETS).map(|p| p.name).collect()
+    all_presets().map(|p| p.name).collect()
 }
 
 /// Preset `name` (model and optimiser), adapted to images of `input` shape (the MLP presets
@@ -311,7 +328,12 @@ pub fn preset_epochs(name: &str) -> Option<usize> {
 }
 
 fn find_preset(name: &str) -> Option<&'static Preset> {
-    vae::PRESETS.iter().chain(gan::PRESETS).chain(diffusion::PRESETS).find(|p| p.name == name)
+    all_presets().find(|p| p.name == name)
+}
+
+/// Every family's presets, in the order the app lists them.
+fn all_presets() -> impl Iterator<Item = &'static Preset> {
+    vae::PRESETS.iter().chain(cvae::PRESETS).chain(gan::PRESETS).chain(diffusion::PRESETS)
 }
 
 /// A named starting point of one family.
@@ -407,6 +429,42 @@ pub trait GenerativeModel: Send + Sync {
         }
     }
 
+    /// Classes this model is conditioned on (0 = unconditional; see [`Capabilities::conditional`]).
+    fn classes(&self) -> usize {
+        self.config().classes()
+    }
+
+    /// [`GenerativeModel::encode`] given the images' class labels `y: [B]` (u32). An
+    /// unconditional model ignores them; a conditional one given `None` takes the labels of
+    /// [`default_labels`].
+    fn encode_class(&self, x: &Tensor, y: Option<&Tensor>) -> Result<Option<(Tensor, Tensor)>> {
+        let _ = y;
+        self.encode(x)
+    }
+
+    /// [`GenerativeModel::decode`] under class labels `y: [B]` (u32): `[B, latent] → [B, D]`
+    /// pixel values in [0, 1]. `None`, and any `y` for an unconditional model, decodes as
+    /// [`GenerativeModel::decode`] does.
+    fn decode_class(&self, z: &Tensor, y: Option<&Tensor>) -> Result<Tensor> {
+        let _ = y;
+        self.decode(z)
+    }
+
+    /// [`GenerativeModel::decode_logits`] under class labels `y: [B]` (u32).
+    fn decode_logits_class(&self, z: &Tensor, y: Option<&Tensor>) -> Result<Tensor> {
+        let _ = y;
+        self.decode_logits(z)
+    }
+
+    /// [`GenerativeModel::reconstruct`] under class labels `y: [B]`: encoded with the labels,
+    /// decoded with them (the same images under other labels: "same style, other class").
+    fn reconstruct_class(&self, x: &Tensor, y: Option<&Tensor>) -> Result<Option<Tensor>> {
+        match self.encode_class(x, y)? {
+            Some((mu, _)) => Ok(Some(self.decode_class(&mu, y)?)),
+            None => Ok(None),
+        }
+    }
+
     /// Discriminator logits `[B, D] → [B]`; `None` without a discriminator.
     fn discriminate(&self, x: &Tensor) -> Result<Option<Tensor>>;
 
@@ -440,6 +498,18 @@ pub trait GenerativeModel: Send + Sync {
     /// Optimiser step counts (for checkpoints).
     fn optimizer_steps(&self) -> Vec<u64>;
     fn set_optimizer_steps(&mut self, steps: &[u64]);
+}
+
+/// The labels a conditional model uses when it is given none: row `i` gets class `i mod
+/// classes`, so a grid drawn without a class shows every class in turn. `[n]` u32.
+pub fn default_labels(n: usize, classes: usize) -> Result<Tensor> {
+    let y: Vec<u32> = (0..n).map(|i| (i % classes.max(1)) as u32).collect();
+    Ok(Tensor::from_vec(y, n, &candle_core::Device::Cpu)?)
+}
+
+/// `n` copies of class `class` as labels `[n]` (u32).
+pub fn class_labels(n: usize, class: u32) -> Result<Tensor> {
+    Ok(Tensor::from_vec(vec![class; n], n, &candle_core::Device::Cpu)?)
 }
 
 /// The error of a live change a family does not take.

@@ -72,6 +72,12 @@ pub struct NetConfig {
     /// Latent size (VAE / AE) or noise size (GAN).
     pub latent_dim: usize,
     pub activation: Activation,
+    /// Classes the model is conditioned on: the label's one-hot goes into its networks
+    /// (see the family for where). 0 = unconditional, which is what configurations saved
+    /// before conditioning existed load as. It lives here, not in one family's settings,
+    /// because every family conditions on the same thing (a VAE, a GAN, a diffusion model's
+    /// guidance) and the app's network editor and `with_family` then carry it over alike.
+    pub classes: usize,
 }
 
 impl Default for NetConfig {
@@ -82,6 +88,7 @@ impl Default for NetConfig {
             hidden: vec![400],
             latent_dim: 20,
             activation: Activation::Relu,
+            classes: 0,
         }
     }
 }
@@ -98,6 +105,9 @@ impl NetConfig {
         }
         if self.latent_dim > 4096 {
             return err(format!("latent dim {} is over 4096", self.latent_dim));
+        }
+        if self.classes > MAX_CLASSES {
+            return err(format!("{} classes is over the limit of {MAX_CLASSES}", self.classes));
         }
         if let Some(i) = self.hidden.iter().position(|&w| w == 0) {
             return err(format!("layer {} has width 0; every layer needs at least 1 unit", i + 1));
@@ -124,6 +134,9 @@ impl NetConfig {
         Ok(())
     }
 }
+
+/// The most classes a conditional model may have (its one-hot widens the first layers).
+pub const MAX_CLASSES: usize = 1000;
 
 /// The widest layer a configuration may ask for.
 pub const MAX_WIDTH: usize = 16384;

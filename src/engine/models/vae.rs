@@ -13,6 +13,7 @@ use std::f64::consts::LN_2;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::cvae::{beside, decoder_in, decoder_net, encoder_net, head_extra, one_hot};
 use super::layers::{normal_tensor, Expand, Linear, ParamSet, Trunk};
 use super::likelihood::{
     importance_weighted, kl_row, recon_error, Likelihood, SampleScore, ScoreOptions, ScoreSetup,
@@ -107,7 +108,7 @@ fn capabilities(family: Family, net: &NetConfig, variational: bool, live_beta: b
         family,
         encoder: true,
         discriminator: false,
-        conditional: false,
+        conditional: net.classes > 0,
         latent_dim: net.latent_dim,
         latent_name: "latent",
         live,
@@ -362,7 +363,14 @@ fn network(net: &NetConfig, variational: bool) -> Vec<Part> {
         Part {
             title: "Latent",
             role: PartRole::Latent,
-            layers: vec![spec::boxed(z, net.latent_dim.to_string())],
+            layers: if net.classes > 0 {
+                vec![
+                    spec::boxed(z, net.latent_dim.to_string()),
+                    spec::boxed("class one-hot", net.classes.to_string()),
+                ]
+            } else {
+                vec![spec::boxed(z, net.latent_dim.to_string())]
+            },
         },
         Part { title: "Decoder", role: PartRole::Output, layers: spec::expand(net, &lay.decoder) },
     ]
@@ -371,25 +379,25 @@ fn network(net: &NetConfig, variational: bool) -> Vec<Part> {
 /// Parameters of the encoder, its code heads and the decoder.
 fn param_count(net: &NetConfig, variational: bool) -> u64 {
     let lay = layout(net, variational);
-    let (enc, feat) = trunk_params(net, &lay.encoder, false);
-    enc.saturating_add(linear(feat, net.latent_dim).saturating_mul(lay.heads)).saturating_add(expand_params(
-        net,
-        &lay.decoder,
-        false,
-    ))
+    let (enc, feat) = trunk_params(&encoder_net(net), &lay.encoder, false);
+    let heads = linear(feat.saturating_add(head_extra(net)), net.latent_dim).saturating_mul(lay.heads);
+    enc.saturating_add(heads).saturating_add(expand_params(&decoder_net(net), &lay.decoder, false))
 }
 
 /// A step runs encoder and decoder forward and backward once; the encoder's first layer, fed
 /// by data, needs no input gradient.
 fn step_macs(net: &NetConfig, variational: bool) -> StepMacs {
     let lay = layout(net, variational);
-    let (d, l) = (net.input.len(), net.latent_dim);
+    // A conditional net's one-hot widens the first encoder layer (MLP) or the heads (conv)
+    // and the decoder's input.
+    let (d, l, k) = (net.input.len(), net.latent_dim, net.classes);
     let (forward, first) = match net.arch {
         Arch::Mlp => {
-            let enc: Vec<usize> = std::iter::once(d).chain(lay.encoder.iter().copied()).collect();
+            let enc: Vec<usize> = std::iter::once(d + k).chain(lay.encoder.iter().copied()).collect();
             let last = *enc.last().unwrap_or(&d);
-            let dec: Vec<usize> = std::iter::once(l).chain(lay.decoder.iter().copied()).chain([d]).collect();
-            let first = (d * lay.encoder.first().copied().unwrap_or(1)) as u64;
+            let dec: Vec<usize> =
+                std::iter::once(l + k).chain(lay.decoder.iter().copied()).chain([d]).collect();
+            let first = ((d + k) * lay.encoder.first().copied().unwrap_or(1)) as u64;
             (mlp_macs(&enc) + lay.heads * (last * l) as u64 + mlp_macs(&dec), first)
         }
         Arch::Conv => {
@@ -398,7 +406,8 @@ fn step_macs(net: &NetConfig, variational: bool) -> StepMacs {
             let first =
                 ((net.input.height / 2) * (net.input.width / 2) * c0 * net.input.channels * 16) as u64;
             // The decoder's transposed convs cost what the encoder's convs do.
-            (convs + lay.heads * feat * l as u64 + convs + feat * l as u64, first)
+            let feat_k = feat + k as u64;
+            (convs + lay.heads * feat_k * l as u64 + convs + feat * (l + k) as u64, first)
         }
     };
     StepMacs { forward, train_step: 3 * forward - first }
@@ -416,6 +425,8 @@ pub struct Vae {
     logvar: Option<Linear>,
     decoder: Expand,
     beta: f64,
+    /// Classes it is conditioned on (0 = unconditional; see [`super::cvae`]).
+    classes: usize,
 }
 
 /// Intermediate results of one forward pass.
@@ -439,22 +450,37 @@ impl Vae {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut ps = ParamSet::new(exec.clone());
         let lay = layout(net, variational);
-        let trunk = Trunk::new(&mut ps, "encoder", net, &lay.encoder, false, &mut rng)?;
-        let feat = Trunk::out_dim(net.arch, net.input, &lay.encoder);
+        let enc_net = encoder_net(net);
+        let trunk = Trunk::new(&mut ps, "encoder", &enc_net, &lay.encoder, false, &mut rng)?;
+        let feat = Trunk::out_dim(net.arch, enc_net.input, &lay.encoder) + head_extra(net);
         let mu = Linear::new(&mut ps, "encoder.mu", feat, net.latent_dim, &mut rng)?;
         let logvar = if variational {
             Some(Linear::new(&mut ps, "encoder.logvar", feat, net.latent_dim, &mut rng)?)
         } else {
             None
         };
-        let decoder = Expand::new(&mut ps, "decoder", net, net.latent_dim, &lay.decoder, false, &mut rng)?;
+        let decoder = Expand::new(&mut ps, "decoder", net, decoder_in(net), &lay.decoder, false, &mut rng)?;
         let adam = Adam::new(optim, &ps)?;
-        Ok(Self { cfg, recon_loss, params: ps, adam, trunk, mu, logvar, decoder, beta })
+        let classes = net.classes;
+        Ok(Self { cfg, recon_loss, params: ps, adam, trunk, mu, logvar, decoder, beta, classes })
     }
 
-    /// `[B, D] → (μ, log σ²)`
-    fn encode_t(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
-        let h = self.trunk.forward(x, false)?;
+    /// The one-hot `[B, K]` of labels `y: [B]` for a conditional model (the default labels
+    /// when `y` is `None`); `None` for an unconditional one.
+    fn hot(&self, y: Option<&Tensor>, rows: usize) -> Result<Option<Tensor>> {
+        if self.classes == 0 {
+            return Ok(None);
+        }
+        Ok(Some(one_hot(y, rows, self.classes, self.params.exec.device())?))
+    }
+
+    /// `[B, D] → (μ, log σ²)`, with the one-hot `[B, K]` of a conditional model.
+    fn encode_t(&self, x: &Tensor, hot: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
+        let h = match (hot, self.cfg.net().arch) {
+            (None, _) => self.trunk.forward(x, false)?,
+            (Some(y), Arch::Mlp) => self.trunk.forward(&beside(x, y)?, false)?, // [B, D + K] in
+            (Some(y), Arch::Conv) => beside(&self.trunk.forward(x, false)?, y)?, // [B, F + K]
+        };
         let mu = self.mu.forward(&h)?;
         let logvar = match &self.logvar {
             Some(l) => l.forward(&h)?,
@@ -463,10 +489,25 @@ impl Vae {
         Ok((mu, logvar))
     }
 
-    fn forward(&self, x: &Tensor, rng: &mut StdRng) -> Result<Forward> {
-        let x = &self.params.exec.put(x)?;
+    /// `[B, L] → [B, D]` logits, with the one-hot `[B, K]` of a conditional model.
+    fn decode_t(&self, z: &Tensor, hot: Option<&Tensor>, train: bool) -> Result<Tensor> {
+        match hot {
+            Some(y) => Ok(self.decoder.forward(&beside(z, y)?, train)?), // [B, L + K] in
+            None => Ok(self.decoder.forward(z, train)?),
+        }
+    }
+
+    fn forward(&self, batch: &Batch, rng: &mut StdRng) -> Result<Forward> {
+        let x = &self.params.exec.put(&batch.x.detach())?;
         let (b, _) = x.dims2()?;
-        let (mu, logvar) = self.encode_t(x)?;
+        if self.classes > 0 && batch.y.is_none() {
+            return Err(EngineError::Config(format!(
+                "this model is conditioned on {} classes and needs labelled images; the batch has no labels",
+                self.classes
+            )));
+        }
+        let hot = self.hot(batch.y.as_ref(), b)?;
+        let (mu, logvar) = self.encode_t(x, hot.as_ref())?;
         let variational = self.logvar.is_some();
         let z = if variational {
             let eps = self.params.exec.put(&normal_tensor(b, self.cfg.latent_dim(), 1.0, rng)?)?;
@@ -474,7 +515,7 @@ impl Vae {
         } else {
             mu.clone()
         };
-        let logits = self.decoder.forward(&z, true)?; // [B, D]
+        let logits = self.decode_t(&z, hot.as_ref(), true)?; // [B, D]
         let kind = match self.recon_loss {
             ReconLoss::Bce => RowLoss::BceWithLogits,
             ReconLoss::Mse => RowLoss::SquaredError,
@@ -506,7 +547,7 @@ impl GenerativeModel for Vae {
     }
 
     fn train_step(&mut self, batch: &Batch, rng: &mut StdRng) -> Result<StepOutcome> {
-        let f = self.forward(&batch.x, rng)?;
+        let f = self.forward(batch, rng)?;
         if !f.losses.is_finite() {
             return Ok(StepOutcome::NonFinite(f.losses));
         }
@@ -519,16 +560,32 @@ impl GenerativeModel for Vae {
     }
 
     fn evaluate(&self, batch: &Batch, rng: &mut StdRng) -> Result<Losses> {
-        Ok(self.forward(&batch.x.detach(), rng)?.losses)
+        Ok(self.forward(batch, rng)?.losses)
     }
 
     fn encode(&self, x: &Tensor) -> Result<Option<(Tensor, Tensor)>> {
-        let (mu, lv) = self.encode_t(&self.params.exec.put(x)?)?;
-        Ok(Some((mu.detach(), lv.detach())))
+        self.encode_class(x, None)
     }
 
     fn decode_logits(&self, z: &Tensor) -> Result<Tensor> {
-        Ok(self.decoder.forward(&self.params.exec.put(z)?, false)?.detach())
+        self.decode_logits_class(z, None)
+    }
+
+    fn encode_class(&self, x: &Tensor, y: Option<&Tensor>) -> Result<Option<(Tensor, Tensor)>> {
+        let x = self.params.exec.put(x)?;
+        let hot = self.hot(y, x.dim(0)?)?;
+        let (mu, lv) = self.encode_t(&x, hot.as_ref())?;
+        Ok(Some((mu.detach(), lv.detach())))
+    }
+
+    fn decode_logits_class(&self, z: &Tensor, y: Option<&Tensor>) -> Result<Tensor> {
+        let z = self.params.exec.put(z)?;
+        let hot = self.hot(y, z.dim(0)?)?;
+        Ok(self.decode_t(&z, hot.as_ref(), false)?.detach())
+    }
+
+    fn decode_class(&self, z: &Tensor, y: Option<&Tensor>) -> Result<Tensor> {
+        Ok(candle_nn::ops::sigmoid(&self.decode_logits_class(z, y)?)?)
     }
 
     fn learning_rate(&self) -> f64 {
@@ -570,10 +627,33 @@ impl GenerativeModel for Vae {
     ) -> Result<()> {
         let d = self.cfg.input().len();
         let xt = Tensor::from_slice(x, (out.len(), d), self.params.exec.device())?;
-        let (mu, logvar) = self.encode_t(&xt)?;
+        // A conditional model scores p(x | y) under each image's own label.
+        let labels: Option<Vec<u32>> = if self.classes > 0 {
+            let l: Option<Vec<u32>> = out.iter().map(|s| s.label).collect();
+            Some(l.ok_or_else(|| {
+                EngineError::Config(
+                    "a conditional model scores labelled images only; an image has no label".into(),
+                )
+            })?)
+        } else {
+            None
+        };
+        let label_tensor = |rows: &[usize]| -> Result<Option<Tensor>> {
+            match &labels {
+                Some(l) => {
+                    let y: Vec<u32> = rows.iter().map(|&i| l[i]).collect();
+                    Ok(Some(Tensor::from_vec(y, rows.len(), &candle_core::Device::Cpu)?))
+                }
+                None => Ok(None),
+            }
+        };
+        let all: Vec<usize> = (0..out.len()).collect();
+        let y_all = label_tensor(&all)?;
+        let hot = self.hot(y_all.as_ref(), out.len())?;
+        let (mu, logvar) = self.encode_t(&xt, hot.as_ref())?;
         let (mu, logvar) = (mu.detach(), logvar.detach());
         if self.logvar.is_none() {
-            let logits = self.decode_logits(&mu)?.flatten_all()?.to_vec1::<f32>()?;
+            let logits = self.decode_logits_class(&mu, y_all.as_ref())?.flatten_all()?.to_vec1::<f32>()?;
             for (i, s) in out.iter_mut().enumerate() {
                 let row = i * d..(i + 1) * d;
                 s.recon = Some(recon_error(self.recon_loss, &x[row.clone()], &logits[row]));
@@ -586,7 +666,8 @@ impl GenerativeModel for Vae {
         let logvar = logvar.flatten_all()?.to_vec1::<f32>()?;
         let iw = importance_weighted(&mu, &logvar, latent, setup.k, setup.max_rows, rng, |items, z| {
             let zt = Tensor::from_slice(z, (items.len(), latent), self.params.exec.device())?;
-            let logits = self.decode_logits(&zt)?.flatten_all()?.to_vec1::<f32>()?; // [rows·D]
+            let y = label_tensor(items)?;
+            let logits = self.decode_logits_class(&zt, y.as_ref())?.flatten_all()?.to_vec1::<f32>()?; // [rows·D]
             Ok(items
                 .par_iter()
                 .zip(logits.par_chunks(d))

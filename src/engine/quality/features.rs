@@ -73,6 +73,7 @@ impl FeatureNet {
             hidden: CONVS.to_vec(),
             latent_dim: FEATURE_DIM,
             activation: Activation::Relu,
+            classes: 0,
         };
         let trunk = Trunk::new(&mut ps, "features", &net, &CONVS, false, &mut rng)?;
         let feat = Trunk::out_dim(Arch::Conv, input, &CONVS);

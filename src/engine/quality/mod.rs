@@ -7,9 +7,12 @@
 //! split has fewer); samples and noise are `n` images too, quantised to 8 bits exactly like
 //! the real images before their features are taken ([`features`]).
 
+mod conditioning;
 pub mod features;
 pub mod memorisation;
 pub mod metrics;
+
+pub use conditioning::Conditioning;
 
 use std::path::PathBuf;
 use std::time::Instant;

@@ -156,6 +156,7 @@ pub const PRESETS: &[Preset] = &[
                 hidden: vec![64, 128, 256, 512],
                 latent_dim: 100,
                 activation: Activation::LeakyRelu,
+                classes: 0,
             };
             (ModelConfig::Gan(GanConfig { net, batch_norm: true, ..GanConfig::default() }), dcgan_adam())
         },

@@ -97,6 +97,7 @@ fn the_conv_critics_penalty_gradient_equals_finite_differences() {
         hidden: vec![2, 3],
         latent_dim: 2,
         activation: Activation::LeakyRelu,
+        classes: 0,
     };
     let cfg = GanConfig { net, batch_norm: true, gan_loss: GanLoss::WganGp, ..GanConfig::default() };
     let gan = Gan::new(cfg, AdamConfig::default(), 1, &Exec::cpu()).unwrap();
