@@ -75,6 +75,21 @@ pub struct Explore {
     pub hold_out: Option<Versioned<HoldOutReport>>,
     /// The memorisation view and the step it was measured at.
     pub nearest: Option<Versioned<(u64, NearestView)>>,
+    /// The newest disentanglement scores and the step they were measured at.
+    pub disentangled: Option<Versioned<(u64, crate::engine::disentangle::DisentanglementReport)>>,
+    /// The newest β sweep's rows so far.
+    pub sweep: Option<SweepState>,
+}
+
+/// A β sweep's answers (see `Command::Sweep`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SweepState {
+    pub request: u64,
+    /// Models in the sweep.
+    pub total: usize,
+    pub rows: Vec<crate::engine::sweep::SweepRow>,
+    pub done: bool,
+    pub cancelled: bool,
 }
 
 impl Default for Explore {
@@ -90,6 +105,8 @@ impl Default for Explore {
             scored: BTreeMap::new(),
             hold_out: None,
             nearest: None,
+            disentangled: None,
+            sweep: None,
         }
     }
 }

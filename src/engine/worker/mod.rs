@@ -166,6 +166,7 @@ struct WorkerLoop {
 }
 
 mod commands;
+mod disentangle;
 mod outbox;
 mod quality;
 mod run_loop;
