@@ -157,3 +157,30 @@ pub fn best_marker(ui: &egui::Ui) -> Color32 {
         Color32::from_rgb(200, 30, 30)
     }
 }
+
+/// A heat-map cell for a share `t` in [0, 1]: the panel's background at 0 to a warm colour at 1.
+pub fn heat_color(ui: &egui::Ui, t: f32) -> Color32 {
+    let t = t.clamp(0.0, 1.0);
+    let (lo, hi) = if dark(ui) { ((35, 38, 48), (250, 180, 60)) } else { ((245, 245, 248), (200, 70, 20)) };
+    let mix = |a: u8, b: u8| (a as f32 + (b as f32 - a as f32) * t).round() as u8;
+    Color32::from_rgb(mix(lo.0, hi.0), mix(lo.1, hi.1), mix(lo.2, hi.2))
+}
+
+/// Text on a [`heat_color`] cell, readable on it.
+pub fn heat_text(ui: &egui::Ui, t: f32) -> Color32 {
+    match (dark(ui), t > 0.55) {
+        (true, true) => Color32::BLACK,
+        (true, false) => Color32::from_gray(220),
+        (false, true) => Color32::WHITE,
+        (false, false) => Color32::from_gray(40),
+    }
+}
+
+/// The β sweep's plots: one point per run, and the line through the means per β.
+pub fn sweep_points(ui: &egui::Ui) -> Color32 {
+    faded(bar_color(ui))
+}
+
+pub fn sweep_mean(ui: &egui::Ui) -> Color32 {
+    series_color(ui, LossKey::Recon)
+}

@@ -83,6 +83,8 @@ pub struct LatentTab {
     interpolated: Option<Ends>,
     /// The traversal GIF and the encoding CSV.
     export: ExportTarget,
+    /// The Disentanglement section (scores, matrix, β sweep).
+    dis: disentangle::DisentangleView,
 }
 
 impl Default for LatentTab {
@@ -105,6 +107,7 @@ impl Default for LatentTab {
                     extensions: &["gif", "csv"],
                 },
             ),
+            dis: disentangle::DisentangleView::default(),
         }
     }
 }
@@ -315,6 +318,8 @@ impl LatentTab {
                     .small(),
             );
         });
+        ui.add_space(4.0);
+        self.disentanglement(ui, cx, run);
         if self.derived.is_none() {
             return;
         }
@@ -346,15 +351,22 @@ impl LatentTab {
         let Some(d) = &self.derived else { return };
         if let Some(t) = run.explore.decoded.get(&TRAVERSAL) {
             let h = (28.0 * d.rows as f32 * 2.0).min(480.0);
-            image_grid(
-                ui,
-                cx.textures,
-                "latent_traversal",
-                t.version,
-                &t.value.1,
-                TRAVERSAL_COLS,
-                Vec2::new(width, h),
-            );
+            // Each row is labelled with its dimension and, once scored, the factor it captures.
+            ui.horizontal_top(|ui| {
+                ui.allocate_exact_size(Vec2::new(disentangle::TRAVERSAL_LABEL_W, 1.0), egui::Sense::hover());
+                let grid = image_grid(
+                    ui,
+                    cx.textures,
+                    "latent_traversal",
+                    t.version,
+                    &t.value.1,
+                    TRAVERSAL_COLS,
+                    Vec2::new(width - disentangle::TRAVERSAL_LABEL_W - 8.0, h),
+                );
+                let report = run.explore.disentangled.as_ref().map(|r| &r.value.1);
+                let shown = (t.value.1.len() / TRAVERSAL_COLS).min(d.dims.len());
+                disentangle::row_labels(ui, grid.rect, &d.dims[..shown], report);
+            });
         }
 
         ui.add_space(6.0);
@@ -567,7 +579,9 @@ fn normal_draws(seed: u64, n: usize) -> Vec<f32> {
         .collect()
 }
 
+mod disentangle;
 mod exports;
+mod sweep;
 
 #[cfg(test)]
 mod tests {
