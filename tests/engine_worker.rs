@@ -629,3 +629,107 @@ fn a_nan_pixel_is_caught_at_the_step_whose_batch_holds_it() {
     assert!(losses[..losses.len() - 1].iter().all(|(_, l)| l.is_finite()), "{losses:?}");
     collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::Paused { step: s, .. } if s == step));
 }
+
+/// A paused run of a shapes preset on `builtin:shapes2` (a disc at 32 × 32 positions),
+/// trained `steps` steps at batch 64.
+fn shapes2_run(w: &Worker, preset_name: &str, steps: u32) {
+    let src = DataSource::parse("builtin:shapes2");
+    let data = Arc::new(genlab::engine::data::load(&src, &LoadOptions::default()).unwrap());
+    let mut cfg = preset(preset_name, data.shape).unwrap();
+    cfg.train.batch_size = 64;
+    start(w, &cfg, DataSpec::Loaded(data), true);
+    w.send(Command::Step(steps));
+    collect_until(
+        w,
+        Duration::from_secs(60),
+        |e| matches!(e, Event::Paused { step, .. } if *step == u64::from(steps)),
+    );
+}
+
+/// Score options small enough for a test (disentanglement_lib's counts take seconds).
+fn quick_scores() -> genlab::engine::protocol::DisentangleOptions {
+    use genlab::engine::disentangle::factor_vae::FactorVaeOptions;
+    genlab::engine::protocol::DisentangleOptions {
+        points: 1000,
+        factor_vae: FactorVaeOptions {
+            train_votes: 300,
+            eval_votes: 200,
+            variance_points: 1000,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+#[test]
+fn disentangle_scores_the_current_model_against_the_data_factors() {
+    let w = Worker::spawn(Arc::new(|| {}));
+    shapes2_run(&w, "shapes_vae", 300);
+    w.send(Command::Disentangle { request: 5, options: quick_scores() });
+    let evs = collect_until(&w, Duration::from_secs(120), |e| {
+        matches!(e, Event::Disentangled { .. } | Event::Error { .. })
+    });
+    assert!(evs.iter().any(|e| matches!(e, Event::ScoreProgress { request: 5, .. })), "{:?}", names(&evs));
+    let Some(Event::Disentangled { request: 5, step: 300, report, .. }) = evs.last() else {
+        panic!("{:?}", names(&evs))
+    };
+    assert_eq!(report.factor_names, ["x", "y"]);
+    assert_eq!((report.latent_dim, report.points, report.mi.len()), (10, 1000, 10));
+    assert!((0.0..=1.0).contains(&report.mig), "{}", report.mig);
+    // 300 steps of a VAE already code the disc's position: some dimension varies and is
+    // labelled with x or y (at initialisation μ barely varies and no dimension is active).
+    assert!(report.active_units >= 1, "{report:?}");
+    // Among the active dimensions, the best one carries a good share of a position factor's
+    // entropy: 0.35 here; noise in a collapsed dimension shares ~0.15 through the histogram.
+    let best = (0..report.latent_dim)
+        .filter(|&i| report.captures[i].is_some())
+        .flat_map(|i| (0..2).map(move |j| (i, j)))
+        .map(|(i, j)| report.mi[i][j] / report.factor_entropy[j])
+        .fold(0.0f64, f64::max);
+    eprintln!(
+        "shapes2 after 300 steps: MIG {:.3}, {} active, best share {best:.3}",
+        report.mig, report.active_units
+    );
+    assert!(best > 0.25, "no active dimension knows where the disc is: best share {best:.3}");
+    assert!(
+        ["x", "y"].contains(&report.captured_name(report.captures.iter().position(Option::is_some).unwrap()))
+    );
+}
+
+#[test]
+fn a_sweep_reports_progress_and_cancels_with_sweep_done() {
+    let w = Worker::spawn(Arc::new(|| {}));
+    shapes2_run(&w, "shapes_beta_vae", 2);
+    // 3 models of 300 steps: far longer than the test waits before cancelling.
+    w.send(Command::Sweep {
+        request: 9,
+        betas: vec![1.0, 4.0, 8.0],
+        seeds: vec![0],
+        max_steps: Some(300),
+        options: quick_scores(),
+    });
+    let mut progress = 0;
+    let evs = collect_until(&w, Duration::from_secs(60), |e| {
+        if matches!(e, Event::ScoreProgress { request: 9, done, .. } if *done > 0) {
+            progress += 1;
+        }
+        progress >= 3
+    });
+    let Some(Event::ScoreProgress { total, done, .. }) = evs.last() else { panic!("{:?}", names(&evs)) };
+    assert_eq!(*total, 900, "progress counts the steps of the whole sweep");
+    assert!(*done < 900);
+    w.send(Command::CancelScore);
+    let evs = collect_until(&w, Duration::from_secs(60), |e| {
+        matches!(e, Event::SweepDone { .. } | Event::Error { .. })
+    });
+    assert!(
+        matches!(evs.last(), Some(Event::SweepDone { request: 9, cancelled: true, .. })),
+        "{:?}",
+        names(&evs)
+    );
+    // Cancelled in its first model: no row came back, and the run is still there to step.
+    assert!(!evs.iter().any(|e| matches!(e, Event::SweepRow { .. })), "{:?}", names(&evs));
+    w.send(Command::Step(1));
+    let evs = collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::Paused { .. }));
+    assert_eq!(steps_in(&evs), vec![3]);
+}
