@@ -87,3 +87,110 @@ fn a_shapes_run_is_scored_on_request_and_its_traversal_rows_are_labelled() {
         report.mig
     );
 }
+
+/// A canned run of `preset` (a recording app: no worker), its data from `source`, on the
+/// Latent space tab.
+fn canned_run(
+    source: genlab::engine::data::DataSource,
+    preset_name: &str,
+) -> egui_kittest::Harness<'static, genlab::app::App> {
+    use common::canned::{feed, recording, trained};
+    use genlab::engine::protocol::Event;
+    let mut h = recording();
+    h.run();
+    let config =
+        genlab::engine::config::preset(preset_name, genlab::engine::data::ImageShape::new(1, 28, 28))
+            .unwrap();
+    let mut events = trained(1, &config);
+    if let Some(Event::Started { dataset, .. }) = events.first_mut() {
+        dataset.source = source;
+    }
+    feed(&mut h, events);
+    select_tab(&mut h, "Latent space");
+    h
+}
+
+#[test]
+fn data_without_factors_says_so_and_names_the_shapes_data() {
+    let mut h = canned_run(genlab::engine::data::DataSource::Builtin, "mnist_vae");
+    h.run();
+    let note = text_of(&h.get_by_label_contains("no ground-truth factors"));
+    assert!(note.contains("builtin:shapes"), "{note}");
+    assert!(h.query_all_by_label("Compute scores").next().is_none());
+}
+
+#[test]
+fn the_sweep_panel_sends_the_sweep_shows_progress_cancels_plots_and_exports_csv() {
+    use common::canned::{feed, sent};
+    use egui::accesskit::Role;
+    use genlab::engine::data::{DataSource, SyntheticSet};
+    use genlab::engine::protocol::{Command, Event};
+    use genlab::engine::sweep::SweepRow;
+    let mut h = canned_run(DataSource::Synthetic(SyntheticSet::Shapes), "mnist_vae");
+    h.get_by_label("Compute scores");
+    h.get_by_label("β sweep").click();
+    h.run();
+    h.get_by_role_and_label(Role::TextInput, "β values").set_text_value_accesskit("1, 4");
+    h.run();
+    sent(&mut h);
+    h.get_by_label("Run sweep").click();
+    h.run();
+    let cmds = sent(&mut h);
+    let Some(Command::Sweep { request, betas, seeds, max_steps, .. }) =
+        cmds.iter().find(|c| matches!(c, Command::Sweep { .. }))
+    else {
+        panic!("Run sweep sends a Sweep: {cmds:?}")
+    };
+    assert_eq!((betas.as_slice(), seeds.as_slice()), ([1.0, 4.0].as_slice(), [0].as_slice()));
+    let request = *request;
+    let run_epochs =
+        genlab::engine::config::preset("mnist_vae", genlab::engine::data::ImageShape::new(1, 28, 28))
+            .unwrap()
+            .train
+            .epochs as u64;
+    assert_eq!(*max_steps, Some(run_epochs * common::canned::STEPS_PER_EPOCH), "the run's epochs, in steps");
+
+    feed(&mut h, [Event::ScoreProgress { run: 1, request, done: 5, total: 40 }]);
+    h.get_by_label_contains("model 1 of 2");
+    h.get_by_label("Cancel sweep").click();
+    h.run();
+    assert!(sent(&mut h).iter().any(|c| matches!(c, Command::CancelScore)));
+
+    let row = |beta: f64, mig: f64| SweepRow {
+        beta,
+        seed: 0,
+        steps: 20,
+        mig,
+        factor_vae: 0.5,
+        dci_disentanglement: 0.3,
+        dci_completeness: 0.3,
+        recon: 60.0,
+        kl: 10.0,
+        active_units: 5,
+        latent_dim: 10,
+        seconds: 1.0,
+        diverged: false,
+    };
+    feed(
+        &mut h,
+        [
+            Event::SweepRow { run: 1, request, index: 0, total: 2, row: row(1.0, 0.04) },
+            Event::SweepRow { run: 1, request, index: 1, total: 2, row: row(4.0, 0.14) },
+            Event::SweepDone { run: 1, request, cancelled: false },
+        ],
+    );
+    h.get_by_label_contains("2 of 2 models trained (done)");
+    h.get_by_label("0.140 ± 0.000");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sweep.csv");
+    h.get_by_role_and_label(Role::TextInput, "Sweep CSV path")
+        .set_text_value_accesskit(&path.display().to_string());
+    h.run();
+    h.get_by_label("Export CSV").click();
+    wait_for_label(&mut h, "Saved", 500);
+    let csv = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert_eq!(lines[0], genlab::engine::sweep::CSV_HEADER);
+    assert!(lines[2].starts_with("4,0,20,0.140000,"), "{csv}");
+}
