@@ -166,6 +166,7 @@ struct WorkerLoop {
 }
 
 mod commands;
+mod conditional;
 mod outbox;
 mod quality;
 mod run_loop;
