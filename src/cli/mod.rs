@@ -34,7 +34,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
-    /// Open the app with a dataset loaded (`builtin` or a path).
+    /// Open the app with a dataset loaded (`builtin`, `builtin:shapes`, `builtin:shapes2` or a
+    /// path).
     Open(OpenArgs),
     /// Train a model and write a checkpoint folder.
     Train(TrainArgs),
@@ -68,6 +69,10 @@ pub enum Cmd {
     /// MIG, FactorVAE, DCI, the latent × factor mutual information and what each dimension
     /// captures.
     Disentangle(DisentangleArgs),
+    /// A β sweep: trains a VAE preset once per β and seed, scores each model's
+    /// disentanglement (MIG, FactorVAE, DCI), reconstruction, KL and active units, and writes
+    /// sweep.csv and sweep.svg.
+    Sweep(SweepArgs),
 }
 
 /// Where a command computes: `--device` and `--kernels`, shared by every command that runs a
@@ -97,7 +102,8 @@ impl ComputeArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct OpenArgs {
-    /// `builtin` or a path to an IDX file, CSV file or image folder.
+    /// `builtin` (the digits), `builtin:shapes`, `builtin:shapes2` (sprites with known factors)
+    /// or a path to an IDX file, CSV file or image folder.
     pub data: String,
     /// Preset to select.
     #[arg(long)]
@@ -122,6 +128,7 @@ pub fn run(cmd: Cmd) -> ExitCode {
         Cmd::Quality(a) => quality::quality(a).map(|_| ExitCode::SUCCESS),
         Cmd::Classifier(a) => quality::classifier(a).map(|_| ExitCode::SUCCESS),
         Cmd::Disentangle(a) => disentangle::disentangle(a).map(|_| ExitCode::SUCCESS),
+        Cmd::Sweep(a) => sweep::sweep(a).map(|_| ExitCode::SUCCESS),
         Cmd::Open(_) => Err(anyhow!("`open` is handled by the app")),
     };
     match result {
@@ -198,6 +205,7 @@ mod explore;
 mod inspect;
 mod parity;
 mod quality;
+mod sweep;
 mod train;
 
 pub use bench::*;
@@ -206,4 +214,5 @@ pub use explore::*;
 pub use inspect::*;
 pub use parity::*;
 pub use quality::*;
+pub use sweep::*;
 pub use train::*;

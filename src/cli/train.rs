@@ -39,14 +39,15 @@ pub enum GanLossArg {
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// `builtin` or a path to an IDX file, CSV file or image folder.
+    /// `builtin` (the digits), `builtin:shapes`, `builtin:shapes2` (sprites with known factors)
+    /// or a path to an IDX file, CSV file or image folder.
     #[arg(long, default_value = "builtin")]
     pub data: String,
     #[command(flatten)]
     pub load: LoadArgs,
-    /// One of: mnist_vae, mnist_ae, mnist_beta_vae, mnist_mlp_gan, mnist_dcgan, conv_vae,
-    /// dcgan64, conv_vae64 (the last two expect 3×64×64 images: `--resize 64 --channels 3`).
-    #[arg(long, default_value = "mnist_vae")]
+    /// The model and its training settings (the possible values are every family's presets;
+    /// those for 3×64×64 images, e.g. conv_vae64, expect `--resize 64 --channels 3`).
+    #[arg(long, default_value = "mnist_vae", value_parser = clap::builder::PossibleValuesParser::new(presets()))]
     pub preset: String,
     #[arg(long, value_enum)]
     pub family: Option<FamilyArg>,

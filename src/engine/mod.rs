@@ -23,4 +23,5 @@ pub mod quality;
 pub mod rewind;
 pub mod scoring;
 pub mod session;
+pub mod sweep;
 pub mod worker;

@@ -6,11 +6,14 @@ use std::sync::Arc;
 
 use super::config::RunConfig;
 use super::data::{DataSource, Dataset, ImageShape, LoadOptions, SplitKind};
+use super::disentangle::DisentanglementReport;
+pub use super::disentangle::ScoreOptions as DisentangleOptions;
 use super::images::ImageBatch;
 use super::models::{Capabilities, Losses};
 use super::quality::{Conditioning, QualityReport};
 use super::scoring::{HoldOutReport, ScoreOptions, ScoredSet};
 use super::session::{Encoding, EpochSummary};
+use super::sweep::SweepRow;
 
 /// The data a run trains on: already loaded (the app loads it on its own thread), or a source
 /// the worker loads itself (the CLI, tests).
@@ -97,8 +100,26 @@ pub enum Command {
         steps: u64,
         options: ScoreOptions,
     },
-    /// Cancel a running [`Command::Score`] or [`Command::HoldOut`].
+    /// Cancel a running [`Command::Score`], [`Command::HoldOut`] or [`Command::Sweep`].
     CancelScore,
+    /// The disentanglement scores of the current model on its dataset's known factors,
+    /// answered with an [`Event::Disentangled`] (after an [`Event::ScoreProgress`]).
+    Disentangle {
+        request: u64,
+        options: DisentangleOptions,
+    },
+    /// A β sweep on the run's data and configuration: one model per β and seed, trained one
+    /// after another (the run itself waits), each answered with an [`Event::SweepRow`]; the
+    /// progress is [`Event::ScoreProgress`] in training steps over the whole sweep, the end
+    /// an [`Event::SweepDone`]. [`Command::CancelScore`] stops it.
+    Sweep {
+        request: u64,
+        betas: Vec<f64>,
+        seeds: Vec<u64>,
+        /// Steps per model (`None`: the configuration's epochs).
+        max_steps: Option<u64>,
+        options: DisentangleOptions,
+    },
     /// When to measure sample quality during training, for this run and the next ones
     /// (answered with [`Event::Quality`] events). The worker starts with it off.
     SetQuality(QualitySchedule),
@@ -410,6 +431,27 @@ pub enum Event {
     Error {
         message: String,
     },
+    /// The answer to a [`Command::Disentangle`] (at training step `step`).
+    Disentangled {
+        run: u64,
+        request: u64,
+        step: u64,
+        report: Box<DisentanglementReport>,
+    },
+    /// One finished model of a [`Command::Sweep`]: run `index` of `total`.
+    SweepRow {
+        run: u64,
+        request: u64,
+        index: usize,
+        total: usize,
+        row: SweepRow,
+    },
+    /// A [`Command::Sweep`] ended, all its models trained or `cancelled`.
+    SweepDone {
+        run: u64,
+        request: u64,
+        cancelled: bool,
+    },
 }
 
 impl Event {
@@ -440,11 +482,14 @@ impl Event {
             | Event::HoldOutDone { run, .. }
             | Event::ScoreCancelled { run, .. }
             | Event::Quality { run, .. }
-            | Event::Finished { run, .. }
             | Event::ClassGrid { run, .. }
             | Event::ClassInterpolated { run, .. }
             | Event::SameStyle { run, .. }
-            | Event::Conditioning { run, .. } => Some(*run),
+            | Event::Conditioning { run, .. }
+            | Event::Disentangled { run, .. }
+            | Event::SweepRow { run, .. }
+            | Event::SweepDone { run, .. }
+            | Event::Finished { run, .. } => Some(*run),
             Event::Failed { run, .. } => *run,
             Event::Error { .. } => None,
         }

@@ -105,6 +105,21 @@ pub struct Explore {
     pub same_style: Option<Versioned<SameStyle>>,
     /// The newest per-class agreement and the step it was measured at.
     pub conditioning: Option<Versioned<(u64, Conditioning)>>,
+    /// The newest disentanglement scores and the step they were measured at.
+    pub disentangled: Option<Versioned<(u64, crate::engine::disentangle::DisentanglementReport)>>,
+    /// The newest β sweep's rows so far.
+    pub sweep: Option<SweepState>,
+}
+
+/// A β sweep's answers (see `Command::Sweep`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SweepState {
+    pub request: u64,
+    /// Models in the sweep.
+    pub total: usize,
+    pub rows: Vec<crate::engine::sweep::SweepRow>,
+    pub done: bool,
+    pub cancelled: bool,
 }
 
 impl Default for Explore {
@@ -125,6 +140,8 @@ impl Default for Explore {
             class_interpolated: None,
             same_style: None,
             conditioning: None,
+            disentangled: None,
+            sweep: None,
         }
     }
 }

@@ -506,6 +506,33 @@ impl RunView {
                     r.explore.score_progress = None;
                 }
             }
+            Event::Disentangled { run, step, report, .. } => {
+                if let Some(r) = self.record_mut(run) {
+                    r.explore.score_progress = None;
+                    r.explore.disentangled = Some(Versioned { version, value: (step, *report) });
+                }
+            }
+            Event::SweepRow { run, request, total, row, .. } => {
+                if let Some(r) = self.record_mut(run) {
+                    let sweep = r.explore.sweep.get_or_insert_with(Default::default);
+                    if sweep.request != request {
+                        *sweep = SweepState { request, ..Default::default() };
+                    }
+                    sweep.total = total;
+                    sweep.rows.push(row);
+                }
+            }
+            Event::SweepDone { run, request, cancelled } => {
+                if let Some(r) = self.record_mut(run) {
+                    r.explore.score_progress = None;
+                    let sweep = r.explore.sweep.get_or_insert_with(Default::default);
+                    if sweep.request != request {
+                        *sweep = SweepState { request, ..Default::default() };
+                    }
+                    sweep.done = true;
+                    sweep.cancelled = cancelled;
+                }
+            }
             Event::Quality { run, step, report, cost } => {
                 let Some(r) = self.record_mut(run) else { return };
                 let warnings = quality::warnings(&report);

@@ -1,5 +1,6 @@
 //! What the worker does with each [`Command`]: one match, the long requests (scoring, the
-//! hold-out experiment) with their progress and cancellation.
+//! hold-out experiment; the disentanglement scores and the β sweep in `disentangle.rs`) with
+//! their progress and cancellation.
 
 use super::*;
 
@@ -43,6 +44,10 @@ impl WorkerLoop {
             Command::Score { request, target, options } => self.score(request, target, options),
             Command::HoldOut { request, labels, steps, options } => {
                 self.hold_out(request, labels, steps, options)
+            }
+            Command::Disentangle { request, options } => self.disentangle(request, options),
+            Command::Sweep { request, betas, seeds, max_steps, options } => {
+                self.sweep(request, betas, seeds, max_steps, options)
             }
             other => {
                 let Some(run) = self.run.as_mut() else {
@@ -188,6 +193,8 @@ impl WorkerLoop {
                     | Command::Shutdown
                     | Command::Score { .. }
                     | Command::HoldOut { .. }
+                    | Command::Disentangle { .. }
+                    | Command::Sweep { .. }
                     | Command::CancelScore => {}
                 }
             }

@@ -167,6 +167,7 @@ struct WorkerLoop {
 
 mod commands;
 mod conditional;
+mod disentangle;
 mod outbox;
 mod quality;
 mod run_loop;

@@ -64,7 +64,10 @@ impl WorkerLoop {
                             continue;
                         }
                     }
-                    if let Command::Score { request, .. } | Command::HoldOut { request, .. } = &c {
+                    if let Command::Score { request, .. }
+                    | Command::HoldOut { request, .. }
+                    | Command::Sweep { request, .. } = &c
+                    {
                         if last_cancel.is_some_and(|k| k > i) {
                             let run = self.run.as_ref().map_or(0, |r| r.id);
                             self.emit(Event::ScoreCancelled { run, request: *request });
