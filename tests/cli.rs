@@ -373,3 +373,34 @@ fn resize_and_channels_load_a_folder_for_the_64x64_presets() {
         assert!(!o.status.success() && !stderr(&o).contains("panicked"), "{flag} {value}: {}", stderr(&o));
     }
 }
+
+/// `traverse` and `interpolate` decode a conditional model under `--class`: another class,
+/// other images; a conditional model without `--class`, or a class out of range, is refused.
+#[test]
+fn traverse_and_interpolate_take_a_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("cvae");
+    let o = train(&ck, &["--preset", "mnist_cvae", "--epochs", "1", "--seed", "3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ck = ck.to_str().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let mut pixels = Vec::new();
+    for class in ["3", "8"] {
+        let out = path(&format!("traverse-{class}.png"));
+        let o = genlab(&["traverse", "--checkpoint", ck, "--out", &out, "--steps", "5", "--class", class]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let img = image::open(&out).unwrap().to_luma8();
+        assert_eq!(img.width(), 5 * 30 + 2, "one column per value");
+        pixels.push(img.into_raw());
+    }
+    assert_ne!(pixels[0], pixels[1], "the class changed nothing");
+    let out = path("interp.png");
+    let args = ["interpolate", "--checkpoint", ck, "--from", "0", "--to", "1", "--steps", "6", "--out", &out];
+    let o = genlab(&[&args[..], &["--class", "7"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(image::open(&out).unwrap().width(), 6 * 30 + 2);
+    let o = genlab(&[&args[..], &["--force"]].concat());
+    assert!(!o.status.success() && stderr(&o).contains("needs --class (0 to 9)"), "{}", stderr(&o));
+    let o = genlab(&[&args[..], &["--force", "--class", "12"]].concat());
+    assert!(!o.status.success() && stderr(&o).contains("class 12 is out of range"), "{}", stderr(&o));
+}

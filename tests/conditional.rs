@@ -123,3 +123,104 @@ fn a_short_run_draws_the_requested_digit() {
         assert_eq!(again.pixels, column.pixels, "{name}: the checkpoint changed the samples");
     }
 }
+
+/// The class views agree with plain class decodes: the class × noise grid's column c is the
+/// noise under class c, a class interpolation starts at class a and ends at class b, and "same
+/// style" puts each image's own reconstruction in its own label's column. The session's
+/// class grid uses the fixed noise; an unconditional session has none.
+#[test]
+fn class_views_agree_with_class_decodes() {
+    use genlab::engine::conditional::{class_grid_of, class_interpolation, same_style, CLASS_GRID_ROWS};
+    use genlab::engine::images::ImageBatch;
+    use genlab::engine::session::batch_of;
+    let (session, _, _) = train("mnist_cvae", 40);
+    let m = session.model();
+    let shape = m.config().input();
+    let d = shape.len();
+    let z = normal_tensor(2, m.latent_dim(), 1.0, &mut StdRng::seed_from_u64(3)).unwrap(); // [2, L]
+    let grid = class_grid_of(m, &z).unwrap();
+    assert_eq!(grid.len(), 20);
+    let decode = |c: u32| {
+        ImageBatch::from_tensor(&m.decode_class(&z, Some(&class_labels(2, c).unwrap())).unwrap(), shape)
+            .unwrap()
+    };
+    for c in [0u32, 4, 9] {
+        let col = decode(c);
+        for r in 0..2 {
+            let cell = (r * 10 + c as usize) * d;
+            assert_eq!(grid.pixels[cell..cell + d], col.pixels[r * d..(r + 1) * d], "row {r}, class {c}");
+        }
+    }
+    let walk = class_interpolation(m, &z, 1, 7, 5).unwrap();
+    assert_eq!(walk.len(), 10);
+    let (one, seven) = (decode(1), decode(7));
+    for r in 0..2 {
+        let (start, end) = ((r * 5) * d, (r * 5 + 4) * d);
+        assert!(
+            max_diff(&walk.pixels[start..start + d], &one.pixels[r * d..(r + 1) * d]) <= 1,
+            "row {r} starts at 1"
+        );
+        assert!(
+            max_diff(&walk.pixels[end..end + d], &seven.pixels[r * d..(r + 1) * d]) <= 1,
+            "row {r} ends at 7"
+        );
+        let mid = (r * 5 + 2) * d;
+        assert!(max_diff(&walk.pixels[mid..mid + d], &one.pixels[r * d..(r + 1) * d]) > 5, "the blend moved");
+    }
+    assert!(class_interpolation(m, &z, 1, 10, 5).is_err(), "class 10 of 10");
+
+    let idx = [session.split().test[0], session.split().test[1]];
+    let b = batch_of(session.data(), &idx).unwrap();
+    let styled = same_style(m, &b.x, b.y.as_ref().unwrap()).unwrap().unwrap();
+    assert_eq!(styled.len(), 20);
+    let own =
+        ImageBatch::from_tensor(&m.reconstruct_class(&b.x, b.y.as_ref()).unwrap().unwrap(), shape).unwrap();
+    let labels = session.data().labels.as_ref().unwrap();
+    for (i, &j) in idx.iter().enumerate() {
+        let cell = (i * 10 + labels[j] as usize) * d;
+        assert!(max_diff(&styled.pixels[cell..cell + d], &own.pixels[i * d..(i + 1) * d]) <= 1, "image {i}");
+    }
+
+    let fixed = session.fixed_class_grid().unwrap().unwrap();
+    assert_eq!(fixed.len(), CLASS_GRID_ROWS * 10);
+    let plain = TrainingSession::new(config("mnist_vae"), digits()).unwrap();
+    assert!(plain.fixed_class_grid().unwrap().is_none());
+    assert!(class_interpolation(plain.model(), &z, 1, 7, 5).is_err());
+}
+
+/// The worker sends a class grid with each fixed-noise grid of a conditional run and answers
+/// the conditional commands.
+#[test]
+fn the_worker_answers_the_conditional_commands() {
+    use genlab::engine::protocol::{Command, DataSpec, Event};
+    use genlab::engine::worker::Worker;
+    use std::time::{Duration, Instant};
+    let w = Worker::spawn(Arc::new(|| {}));
+    let start = Command::Start {
+        config: Box::new(config("mnist_cvae")),
+        data: DataSpec::Loaded(digits()),
+        checkpoint: None,
+        paused: true,
+    };
+    w.send(start);
+    w.send(Command::SampleClass { n: 6, temperature: 1.0, seed: 2, class: Some(4) });
+    w.send(Command::DecodeClass { channel: 0, request: 1, latents: vec![0.0; 4], class: Some(2) });
+    w.send(Command::ClassInterpolate { a: 0, b: 9, steps: 6, rows: 3 });
+    w.send(Command::SameStyle { indices: vec![0, 1, 2] });
+    let mut seen = [false; 5];
+    let t0 = Instant::now();
+    while seen.iter().any(|s| !s) && t0.elapsed() < Duration::from_secs(60) {
+        match w.recv_timeout(Duration::from_millis(200)) {
+            Some(Event::ClassGrid { classes: 10, images, .. }) => seen[0] = images.len() == 80,
+            Some(Event::Samples { images, .. }) => seen[1] = images.len() == 6,
+            Some(Event::Decoded { images, .. }) => seen[2] = images.len() == 2,
+            Some(Event::ClassInterpolated { images, steps: 6, .. }) => seen[3] = images.len() == 18,
+            Some(Event::SameStyle { images, classes: 10, originals, .. }) => {
+                seen[4] = images.len() == 30 && originals.len() == 3
+            }
+            Some(Event::Error { message } | Event::Failed { message, .. }) => panic!("{message}"),
+            _ => {}
+        }
+    }
+    assert_eq!(seen, [true; 5], "class grid, samples, decode, interpolation, same style");
+}

@@ -31,6 +31,10 @@ pub struct TraverseArgs {
     /// Dataset for the KL ordering and --image (default: the checkpoint's).
     #[arg(long)]
     pub data: Option<String>,
+    /// Decode under this class (needed by a conditional model; --image is still encoded under
+    /// its own label, so the traversal keeps its style as this class).
+    #[arg(long)]
+    pub class: Option<u32>,
     /// Replace --out if it exists.
     #[arg(long)]
     pub force: bool,
@@ -66,8 +70,25 @@ pub struct InterpolateArgs {
     pub out: PathBuf,
     #[arg(long)]
     pub data: Option<String>,
+    /// Decode under this class (needed by a conditional model; the end images are encoded
+    /// under their own labels).
+    #[arg(long)]
+    pub class: Option<u32>,
     #[arg(long)]
     pub force: bool,
+}
+
+/// The class to decode under: checked against the model; a conditional model needs one
+/// (its default labels would change class at every image of a strip).
+fn decode_class(
+    model: &dyn crate::engine::models::GenerativeModel,
+    class: Option<u32>,
+) -> anyhow::Result<Option<u32>> {
+    session::check_class(model, class)?;
+    match (model.classes(), class) {
+        (k @ 1.., None) => bail!("a conditional model needs --class (0 to {})", k - 1),
+        _ => Ok(class),
+    }
 }
 
 /// A checkpoint with the dataset it is explored on (converted to the model's shape).
@@ -119,6 +140,7 @@ pub(super) fn traverse(a: TraverseArgs) -> anyhow::Result<()> {
     }
     let x = Explorer::open(&a.checkpoint, a.data.as_deref())?;
     let model = x.loaded.model.as_ref();
+    let class = decode_class(model, a.class)?;
     let dim = model.latent_dim();
     let is_gan = !model.capabilities().encoder;
     let dims = match &a.dims {
@@ -134,7 +156,7 @@ pub(super) fn traverse(a: TraverseArgs) -> anyhow::Result<()> {
         None => vec![0.0; dim],
     };
     let values = explore::linspace(-a.range, a.range, a.steps);
-    let grid = explore::traversal(model, &base, &dims, &values)?;
+    let grid = explore::traversal_class(model, &base, &dims, &values, class)?;
     let is_gif = a.out.extension().is_some_and(|e| e.eq_ignore_ascii_case("gif"));
     if is_gif {
         // Frame k shows every dimension at values[k].
@@ -174,13 +196,14 @@ pub(super) fn interpolate(a: InterpolateArgs) -> anyhow::Result<()> {
     }
     let x = Explorer::open(&a.checkpoint, a.data.as_deref())?;
     let model = x.loaded.model.as_ref();
+    let class = decode_class(model, a.class)?;
     let (za, zb) = if !model.capabilities().encoder {
         let dim = model.latent_dim();
         (explore::noise_vector(a.from as u64, dim), explore::noise_vector(a.to as u64, dim))
     } else {
         (x.test_mu(a.from)?, x.test_mu(a.to)?)
     };
-    let strip = explore::interpolate(model, &za, &zb, a.steps)?;
+    let strip = explore::interpolate_class(model, &za, &zb, a.steps, class)?;
     strip.save_grid_png(&a.out, a.steps)?;
     eprintln!("wrote {} steps from {} to {} to {}", a.steps, a.from, a.to, a.out.display());
     Ok(())

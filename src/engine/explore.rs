@@ -41,7 +41,10 @@ pub fn linspace(lo: f32, hi: f32, n: usize) -> Vec<f32> {
     }
 }
 
-fn decode_rows(model: &dyn GenerativeModel, latents: Vec<f32>) -> Result<ImageBatch> {
+fn decode_rows(model: &dyn GenerativeModel, latents: Vec<f32>, class: Option<u32>) -> Result<ImageBatch> {
+    if class.is_some() {
+        return super::conditional::decode_latents(model, &latents, class);
+    }
     let d = model.latent_dim();
     let z = Tensor::from_vec(latents, ((), d), &Device::Cpu)?;
     ImageBatch::from_tensor(&model.decode(&z)?, model.config().input())
@@ -66,6 +69,18 @@ pub fn traversal(
     dims: &[usize],
     values: &[f32],
 ) -> Result<ImageBatch> {
+    traversal_class(model, base, dims, values, None)
+}
+
+/// [`traversal`] decoded under class `class` (a conditional model; `None`: the model's
+/// default labels).
+pub fn traversal_class(
+    model: &dyn GenerativeModel,
+    base: &[f32],
+    dims: &[usize],
+    values: &[f32],
+    class: Option<u32>,
+) -> Result<ImageBatch> {
     check_base(model, base)?;
     if let Some(&bad) = dims.iter().find(|&&d| d >= base.len()) {
         return Err(EngineError::Other(format!(
@@ -73,7 +88,7 @@ pub fn traversal(
             base.len() - 1
         )));
     }
-    decode_rows(model, traversal_rows(base, dims, values))
+    decode_rows(model, traversal_rows(base, dims, values), class)
 }
 
 /// The latent vectors of a traversal, row-major: for each dimension in `dims`, for each value,
@@ -92,9 +107,21 @@ pub fn traversal_rows(base: &[f32], dims: &[usize], values: &[f32]) -> Vec<f32> 
 
 /// `steps` decodes along the straight line from `a` to `b` (both ends included).
 pub fn interpolate(model: &dyn GenerativeModel, a: &[f32], b: &[f32], steps: usize) -> Result<ImageBatch> {
+    interpolate_class(model, a, b, steps, None)
+}
+
+/// [`interpolate`] decoded under class `class` (a conditional model; `None`: the model's
+/// default labels).
+pub fn interpolate_class(
+    model: &dyn GenerativeModel,
+    a: &[f32],
+    b: &[f32],
+    steps: usize,
+    class: Option<u32>,
+) -> Result<ImageBatch> {
     check_base(model, a)?;
     check_base(model, b)?;
-    decode_rows(model, line_rows(a, b, steps))
+    decode_rows(model, line_rows(a, b, steps), class)
 }
 
 /// `steps` (at least 2) latent vectors evenly spaced on the straight line from `a` to `b`,

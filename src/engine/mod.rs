@@ -10,6 +10,7 @@ pub mod models;
 
 pub use error::{EngineError, Result};
 pub mod checkpoint;
+pub mod conditional;
 pub mod config;
 pub mod explore;
 pub mod export;

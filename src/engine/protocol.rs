@@ -10,7 +10,7 @@ use super::disentangle::DisentanglementReport;
 pub use super::disentangle::ScoreOptions as DisentangleOptions;
 use super::images::ImageBatch;
 use super::models::{Capabilities, Losses};
-use super::quality::QualityReport;
+use super::quality::{Conditioning, QualityReport};
 use super::scoring::{HoldOutReport, ScoreOptions, ScoredSet};
 use super::session::{Encoding, EpochSummary};
 use super::sweep::SweepRow;
@@ -129,6 +129,39 @@ pub enum Command {
     Nearest,
     /// End the worker thread.
     Shutdown,
+    /// [`Command::Sample`] of one class of a conditional model (every class in turn when
+    /// `None`; the same noise for any class). Answered with [`Event::Samples`].
+    SampleClass {
+        n: usize,
+        temperature: f32,
+        seed: u64,
+        class: Option<u32>,
+    },
+    /// [`Command::Decode`] under `class` (a conditional model; `None`: every class in turn).
+    DecodeClass {
+        channel: u32,
+        request: u64,
+        latents: Vec<f32>,
+        class: Option<u32>,
+    },
+    /// The first `rows` fixed-noise vectors walked from class `a` to class `b` in `steps`
+    /// (the blend of the two labels in place of the one-hot). Answered with
+    /// [`Event::ClassInterpolated`].
+    ClassInterpolate {
+        a: u32,
+        b: u32,
+        steps: usize,
+        rows: usize,
+    },
+    /// "Same style, other class": these dataset images encoded under their own labels and
+    /// decoded under every label (a conditional model with an encoder). Answered with
+    /// [`Event::SameStyle`].
+    SameStyle {
+        indices: Vec<usize>,
+    },
+    /// Measure how often the classifier agrees with the requested class, per class
+    /// (answered with an [`Event::Conditioning`]).
+    EvaluateConditioning,
 }
 
 /// When the worker measures sample quality while training. The default is `Auto` (the app's);
@@ -355,6 +388,40 @@ pub enum Event {
         step: u64,
         reason: FinishReason,
     },
+    /// The class × noise grid after `step` (a conditional model): the first
+    /// [`crate::engine::conditional::CLASS_GRID_ROWS`] fixed-noise vectors, one row each, under
+    /// every class, one column each. Sent with every [`Event::FixedNoise`].
+    ClassGrid {
+        run: u64,
+        step: u64,
+        classes: usize,
+        images: ImageBatch,
+    },
+    /// The answer to a [`Command::ClassInterpolate`]: image `r · steps + s` is noise row `r`
+    /// at blend `s / (steps − 1)` from class `a` to class `b`.
+    ClassInterpolated {
+        run: u64,
+        step: u64,
+        a: u32,
+        b: u32,
+        steps: usize,
+        images: ImageBatch,
+    },
+    /// The answer to a [`Command::SameStyle`]: image `i · classes + c` is image `i` as class `c`.
+    SameStyle {
+        run: u64,
+        step: u64,
+        indices: Vec<usize>,
+        originals: ImageBatch,
+        classes: usize,
+        images: ImageBatch,
+    },
+    /// Per-class agreement after `step` (see [`Command::EvaluateConditioning`]).
+    Conditioning {
+        run: u64,
+        step: u64,
+        report: Box<Conditioning>,
+    },
     /// The run could not start or broke; the worker stays up for the next one.
     Failed {
         run: Option<u64>,
@@ -415,6 +482,10 @@ impl Event {
             | Event::HoldOutDone { run, .. }
             | Event::ScoreCancelled { run, .. }
             | Event::Quality { run, .. }
+            | Event::ClassGrid { run, .. }
+            | Event::ClassInterpolated { run, .. }
+            | Event::SameStyle { run, .. }
+            | Event::Conditioning { run, .. }
             | Event::Disentangled { run, .. }
             | Event::SweepRow { run, .. }
             | Event::SweepDone { run, .. }

@@ -9,13 +9,14 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
+use super::conditional::CLASS_GRID_ROWS;
 use super::config::RunConfig;
 use super::data::{Dataset, Split, SplitKind};
 use super::error::{EngineError, Result};
 use super::images::ImageBatch;
 use super::kernels::Exec;
 use super::models::layers::normal_tensor;
-use super::models::{build_model, class_labels, default_labels, Batch, GenerativeModel, Losses, StepOutcome};
+use super::models::{build_model, class_labels, Batch, GenerativeModel, Losses, StepOutcome};
 
 /// Number of images in the fixed-noise grid.
 pub const FIXED_GRID: usize = 64;
@@ -369,6 +370,16 @@ impl TrainingSession {
         ImageBatch::from_tensor(&x, self.data.shape)
     }
 
+    /// The class × noise grid of the fixed noise's first [`CLASS_GRID_ROWS`] vectors (one column
+    /// per class); `None` for an unconditional model.
+    pub fn fixed_class_grid(&self) -> Result<Option<ImageBatch>> {
+        if self.model.classes() == 0 {
+            return Ok(None);
+        }
+        let z = self.fixed_noise.narrow(0, 0, CLASS_GRID_ROWS.min(self.fixed_noise.dim(0)?))?;
+        super::conditional::class_grid_of(self.model.as_ref(), &z).map(Some)
+    }
+
     /// `n` samples from the prior, σ scaled by `temperature`.
     pub fn sample(&self, n: usize, temperature: f32, seed: u64) -> Result<ImageBatch> {
         sample(self.model.as_ref(), n, temperature, seed)
@@ -520,16 +531,12 @@ pub fn class_grid(
     temperature: f32,
     seed: u64,
 ) -> Result<ImageBatch> {
-    let k = model.classes();
-    if k == 0 {
+    if model.classes() == 0 {
         return Err(EngineError::Config("a grid by class needs a conditional model".into()));
     }
     let mut rng = StdRng::seed_from_u64(seed);
     let z = normal_tensor(rows, model.latent_dim(), temperature, &mut rng)?; // [rows, L]
-    let idx: Vec<u32> = (0..rows * k).map(|i| (i / k) as u32).collect();
-    let z = z.index_select(&Tensor::from_vec(idx, rows * k, &Device::Cpu)?, 0)?; // [rows·K, L]
-    let y = default_labels(rows * k, k)?; // column c is class c
-    ImageBatch::from_tensor(&model.decode_class(&z, Some(&y))?, model.config().input())
+    super::conditional::class_grid_of(model, &z)
 }
 
 /// An error naming a class a model cannot draw: out of range, or asked of an unconditional

@@ -2,6 +2,7 @@
 //! tabs implement [`Tab`] and are listed in [`all_tabs`], so a new tab is one file plus one line.
 
 pub mod architecture;
+mod classes;
 pub mod controls;
 pub mod dataset;
 pub mod latent;

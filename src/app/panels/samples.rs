@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use egui::{RichText, Vec2};
 
+use super::classes::{class_picker, ClassViews};
 use super::{Tab, TabCtx};
 use crate::app::actions::Action;
 use crate::app::export_target::ExportTarget;
@@ -56,6 +57,9 @@ pub struct SamplesTab {
     png_count: usize,
     /// Samples asked for to write as PNGs: (version of the samples shown before, count, folder).
     pending_pngs: Option<(u64, usize, PathBuf)>,
+    /// The class prior samples are drawn of (a conditional model; `None`: every class in turn).
+    class: Option<u32>,
+    class_views: ClassViews,
 }
 
 impl Default for SamplesTab {
@@ -86,6 +90,8 @@ impl Default for SamplesTab {
             ),
             png_count: SAMPLE_COUNT,
             pending_pngs: None,
+            class: None,
+            class_views: ClassViews::default(),
         }
     }
 }
@@ -106,11 +112,7 @@ impl Tab for SamplesTab {
         if run.has_model() && run.explore.samples.is_none() && self.sampled_for != Some(run.id) {
             // First visit: show some samples without asking.
             self.sampled_for = Some(run.id);
-            cx.actions.push(Action::Worker(Command::Sample {
-                n: SAMPLE_COUNT,
-                temperature: self.temperature,
-                seed: self.seed,
-            }));
+            cx.actions.push(Action::Worker(self.sample_command(SAMPLE_COUNT)));
         }
         let avail = ui.available_size();
         // Two separators with their spacing, and the scroll bar, share the row with the columns.
@@ -132,6 +134,10 @@ impl Tab for SamplesTab {
                     self.history(ui, cx, run, col_w);
                 });
             });
+            if run.capabilities.conditional {
+                ui.separator();
+                self.class_views.ui(ui, cx, run, (avail.x - 20.0).max(320.0));
+            }
         });
         self.zoom_window(ui, cx, run);
     }
@@ -207,14 +213,20 @@ impl SamplesTab {
 
     fn prior_samples(&mut self, ui: &mut egui::Ui, cx: &mut TabCtx<'_>, run: &RunRecord, width: f32) {
         ui.strong("Samples from the prior");
+        if run.capabilities.conditional {
+            let k = run.config.model.classes();
+            self.class = self.class.filter(|&c| (c as usize) < k);
+            let changed = ui.horizontal(|ui| {
+                class_picker(ui, "sample_class", cx.dataset, k, Some("every class"), &mut self.class)
+            });
+            if changed.inner && run.has_model() {
+                cx.actions.push(Action::Worker(self.sample_command(SAMPLE_COUNT)));
+            }
+        }
         ui.horizontal(|ui| {
             if ui.button("New samples").clicked() {
                 self.seed = self.seed.wrapping_add(1);
-                cx.actions.push(Action::Worker(Command::Sample {
-                    n: SAMPLE_COUNT,
-                    temperature: self.temperature,
-                    seed: self.seed,
-                }));
+                cx.actions.push(Action::Worker(self.sample_command(SAMPLE_COUNT)));
             }
             let label = ui.label("Temperature");
             ui.add(egui::Slider::new(&mut self.temperature, 0.1..=2.0).fixed_decimals(2))
@@ -341,11 +353,16 @@ impl SamplesTab {
         }
         self.pngs.message = None;
         self.pending_pngs = Some((shown, n, dir));
-        cx.actions.push(Action::Worker(Command::Sample {
-            n,
-            temperature: self.temperature,
-            seed: self.seed,
-        }));
+        cx.actions.push(Action::Worker(self.sample_command(n)));
+    }
+
+    /// `n` prior samples at the current temperature and seed, of the chosen class if any.
+    fn sample_command(&self, n: usize) -> Command {
+        let (temperature, seed) = (self.temperature, self.seed);
+        match self.class {
+            Some(c) => Command::SampleClass { n, temperature, seed, class: Some(c) },
+            None => Command::Sample { n, temperature, seed },
+        }
     }
 
     fn history(&mut self, ui: &mut egui::Ui, cx: &mut TabCtx<'_>, run: &RunRecord, width: f32) {
@@ -428,6 +445,10 @@ impl SamplesTab {
                 });
                 ui.label(RichText::new(format!("{} grids kept{follow}", h.len())).weak().small());
             }
+        }
+        if run.capabilities.conditional {
+            ui.add_space(8.0);
+            ClassViews::class_grid(ui, cx, run, shown, width);
         }
         ui.add_space(8.0);
         self.export_ui(ui, run, grid, shown);

@@ -337,6 +337,7 @@ impl TrainingTab {
         self.smooth.retain_runs(&keep);
         let h = ui.available_height().min(height).max(120.0);
         let with_quality = *cx.quality != QualitySchedule::Off
+            || run.capabilities.conditional
             || !run.quality.is_empty()
             || overlays.iter().any(|r| !r.quality.is_empty());
         if !with_quality {
@@ -344,7 +345,9 @@ impl TrainingTab {
             return;
         }
         // Losses above, quality below, on the same steps.
-        let loss_h = if run.quality.is_empty() { h - 90.0 } else { h * 0.45 };
+        // The conditioning table takes two more lines.
+        let table = if run.capabilities.conditional { 60.0 } else { 0.0 };
+        let loss_h = if run.quality.is_empty() { h - 90.0 - table } else { h * 0.45 };
         loss_plot(ui, run, &overlays, cx.plot, &mut self.smooth, loss_h.max(120.0));
         let qcx = QualityCtx { run, overlays: &overlays, schedule: cx.quality, actions: cx.actions };
         quality_section(ui, qcx, (h - loss_h - 8.0).max(80.0));

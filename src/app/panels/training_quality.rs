@@ -98,6 +98,9 @@ pub(super) fn quality_section(ui: &mut egui::Ui, cx: QualityCtx<'_>, height: f32
             });
         }
     }
+    if run.capabilities.conditional {
+        conditioning(ui, run, actions);
+    }
     let left = (height - (ui.cursor().top() - top)).max(120.0);
     if run.quality.is_empty() && overlays.iter().all(|r| r.quality.is_empty()) {
         return;
@@ -126,4 +129,44 @@ fn cost_text(run: &RunRecord, schedule: QualitySchedule) -> String {
         }
         None => "The first measurement comes once the reference is ready and the budget allows.".into(),
     }
+}
+
+/// The per-class agreement of a conditional run: the share of samples asked of each class
+/// that the classifier assigns to it, measured on the worker on request.
+fn conditioning(ui: &mut egui::Ui, run: &RunRecord, actions: &mut Vec<Action>) {
+    ui.horizontal(|ui| {
+        ui.strong("Conditioning");
+        if ui
+            .add_enabled(run.has_model(), egui::Button::new("Measure conditioning"))
+            .on_hover_text("Draw samples of every class and ask the classifier which class each shows")
+            .clicked()
+        {
+            actions.push(Action::Worker(Command::EvaluateConditioning));
+        }
+        if let Some(c) = &run.explore.conditioning {
+            let (step, r) = &c.value;
+            ui.label(format!(
+                "step {step}: {:.1}% agree on average, worst class {:.1}% ({} samples a class)",
+                100.0 * r.mean(),
+                100.0 * r.min(),
+                r.per_class_n
+            ));
+        }
+    });
+    let Some(c) = &run.explore.conditioning else { return };
+    let r = &c.value.1;
+    egui::Grid::new("conditioning_table").spacing([10.0, 2.0]).show(ui, |ui| {
+        ui.label("class");
+        for k in 0..r.agreement.len() {
+            ui.label(k.to_string());
+        }
+        ui.end_row();
+        ui.label("agrees");
+        for &a in &r.agreement {
+            let text = RichText::new(format!("{:.0}%", 100.0 * a));
+            // The target: at least 90% in every class.
+            ui.label(if a < 0.9 { text.color(theme::error_text(ui)) } else { text });
+        }
+        ui.end_row();
+    });
 }

@@ -56,6 +56,28 @@ pub struct Scored {
     pub set: ScoredSet,
 }
 
+/// The answer to one [`crate::engine::protocol::Command::ClassInterpolate`].
+#[derive(Clone, Debug)]
+pub struct ClassInterpolated {
+    pub step: u64,
+    pub a: u32,
+    pub b: u32,
+    /// Images per row (image `r · steps + s` is noise row `r` at blend `s / (steps − 1)`).
+    pub steps: usize,
+    pub images: ImageBatch,
+}
+
+/// The answer to one [`crate::engine::protocol::Command::SameStyle`].
+#[derive(Clone, Debug)]
+pub struct SameStyle {
+    pub step: u64,
+    pub indices: Vec<usize>,
+    pub originals: ImageBatch,
+    /// Images per row (image `i · classes + c` is image `i` as class `c`).
+    pub classes: usize,
+    pub images: ImageBatch,
+}
+
 /// What the exploring tabs (samples, latent space, outliers) receive for a run.
 #[derive(Clone, Debug)]
 pub struct Explore {
@@ -75,6 +97,14 @@ pub struct Explore {
     pub hold_out: Option<Versioned<HoldOutReport>>,
     /// The memorisation view and the step it was measured at.
     pub nearest: Option<Versioned<(u64, NearestView)>>,
+    /// Every class × noise grid of a conditional run, thinned like `history` (the same steps).
+    pub class_history: GridHistory,
+    /// Classes of a conditional run's class grids (columns).
+    pub grid_classes: usize,
+    pub class_interpolated: Option<Versioned<ClassInterpolated>>,
+    pub same_style: Option<Versioned<SameStyle>>,
+    /// The newest per-class agreement and the step it was measured at.
+    pub conditioning: Option<Versioned<(u64, Conditioning)>>,
     /// The newest disentanglement scores and the step they were measured at.
     pub disentangled: Option<Versioned<(u64, crate::engine::disentangle::DisentanglementReport)>>,
     /// The newest β sweep's rows so far.
@@ -105,6 +135,11 @@ impl Default for Explore {
             scored: BTreeMap::new(),
             hold_out: None,
             nearest: None,
+            class_history: GridHistory::new(HISTORY_BUDGET),
+            grid_classes: 0,
+            class_interpolated: None,
+            same_style: None,
+            conditioning: None,
             disentangled: None,
             sweep: None,
         }

@@ -9,7 +9,7 @@ use crate::engine::explore::GridHistory;
 use crate::engine::images::ImageBatch;
 use crate::engine::models::{Capabilities, LiveHyper, LossKey, Losses};
 use crate::engine::protocol::{DatasetInfo, Event, FinishReason, NearestView, QualityCost, StepMetrics};
-use crate::engine::quality::{self, QualityReport};
+use crate::engine::quality::{self, Conditioning, QualityReport};
 use crate::engine::scoring::{HoldOutReport, ScoredSet};
 use crate::engine::session::{Encoding, EpochSummary};
 
@@ -148,6 +148,7 @@ impl RunRecord {
         let keep = self.series.steps.partition_point(|&s| s <= step as f64);
         self.series.truncate(keep);
         self.explore.history.truncate_after(step);
+        self.explore.class_history.truncate_after(step);
         self.epochs.retain(|(s, _)| *s <= step);
         self.markers.retain(|m| m.step <= step);
         self.quality.retain(|q| q.step <= step);
@@ -348,6 +349,31 @@ impl RunView {
                     history.budget_bytes = history_budget(images.pixels.len());
                     history.push(step, images.clone());
                     r.fixed_noise = Some((step, images));
+                }
+            }
+            Event::ClassGrid { run, step, classes, images } => {
+                if let Some(r) = self.record_mut(run) {
+                    let history = &mut r.explore.class_history;
+                    history.budget_bytes = history_budget(images.pixels.len());
+                    history.push(step, images);
+                    r.explore.grid_classes = classes;
+                }
+            }
+            Event::ClassInterpolated { run, step, a, b, steps, images } => {
+                if let Some(r) = self.record_mut(run) {
+                    let value = ClassInterpolated { step, a, b, steps, images };
+                    r.explore.class_interpolated = Some(Versioned { version, value });
+                }
+            }
+            Event::SameStyle { run, step, indices, originals, classes, images } => {
+                if let Some(r) = self.record_mut(run) {
+                    let value = SameStyle { step, indices, originals, classes, images };
+                    r.explore.same_style = Some(Versioned { version, value });
+                }
+            }
+            Event::Conditioning { run, step, report } => {
+                if let Some(r) = self.record_mut(run) {
+                    r.explore.conditioning = Some(Versioned { version, value: (step, *report) });
                 }
             }
             Event::Paused { run, .. } => {

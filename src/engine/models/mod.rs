@@ -450,6 +450,15 @@ pub trait GenerativeModel: Send + Sync {
         self.decode(z)
     }
 
+    /// [`GenerativeModel::decode_class`] under a blend of classes: `weights: [B, K]` (f32, each
+    /// row summing to 1) in place of the one-hot `[B, K]`, so the decoder can be walked from one
+    /// class to another at fixed noise: `[B, latent] → [B, D]` in [0, 1]. `None` for a model
+    /// that takes no blend (an unconditional one).
+    fn decode_mixed(&self, z: &Tensor, weights: &Tensor) -> Result<Option<Tensor>> {
+        let _ = (z, weights);
+        Ok(None)
+    }
+
     /// [`GenerativeModel::decode_logits`] under class labels `y: [B]` (u32).
     fn decode_logits_class(&self, z: &Tensor, y: Option<&Tensor>) -> Result<Tensor> {
         let _ = y;

@@ -588,6 +588,15 @@ impl GenerativeModel for Vae {
         Ok(candle_nn::ops::sigmoid(&self.decode_logits_class(z, y)?)?)
     }
 
+    fn decode_mixed(&self, z: &Tensor, weights: &Tensor) -> Result<Option<Tensor>> {
+        if self.classes == 0 {
+            return Ok(None);
+        }
+        let (z, w) = (self.params.exec.put(z)?, self.params.exec.put(weights)?);
+        let logits = self.decode_t(&z, Some(&w), false)?.detach(); // the blend stands in for the one-hot
+        Ok(Some(candle_nn::ops::sigmoid(&logits)?))
+    }
+
     fn learning_rate(&self) -> f64 {
         self.adam.config.lr
     }

@@ -35,6 +35,11 @@ impl WorkerLoop {
                 self.quality_prepare();
             }
             Command::EvaluateQuality => self.evaluate_quality(),
+            Command::EvaluateConditioning => self.evaluate_conditioning(),
+            Command::SampleClass { .. }
+            | Command::DecodeClass { .. }
+            | Command::ClassInterpolate { .. }
+            | Command::SameStyle { .. } => self.conditional(cmd),
             Command::Nearest => self.nearest(),
             Command::Score { request, target, options } => self.score(request, target, options),
             Command::HoldOut { request, labels, steps, options } => {
@@ -179,6 +184,11 @@ impl WorkerLoop {
                     Command::Start { .. }
                     | Command::SetQuality(_)
                     | Command::EvaluateQuality
+                    | Command::EvaluateConditioning
+                    | Command::SampleClass { .. }
+                    | Command::DecodeClass { .. }
+                    | Command::ClassInterpolate { .. }
+                    | Command::SameStyle { .. }
                     | Command::Nearest
                     | Command::Shutdown
                     | Command::Score { .. }

@@ -166,6 +166,7 @@ struct WorkerLoop {
 }
 
 mod commands;
+mod conditional;
 mod disentangle;
 mod outbox;
 mod quality;

@@ -8,7 +8,9 @@ impl Outbox {
         self.flush_metrics();
         // Keep only the newest of each replaceable image event while the consumer lags.
         if self.queue.len() > EVENT_CAPACITY {
-            let replaceable = |e: &Event| matches!(e, Event::FixedNoise { .. } | Event::Samples { .. });
+            let replaceable = |e: &Event| {
+                matches!(e, Event::FixedNoise { .. } | Event::ClassGrid { .. } | Event::Samples { .. })
+            };
             if replaceable(&ev) {
                 if let Some(pos) =
                     self.queue.iter().position(|e| std::mem::discriminant(e) == std::mem::discriminant(&ev))

@@ -247,6 +247,29 @@ impl WorkerLoop {
     }
 }
 
+/// Samples per class of a conditioning measurement in the app (1,000 in all for ten classes).
+pub const LIVE_CONDITIONING_PER_CLASS: usize = 100;
+
+impl WorkerLoop {
+    /// Measures the per-class agreement of a conditional model now (the reference, whose
+    /// feature network is the classifier, is waited for if it is still being prepared).
+    pub(super) fn evaluate_conditioning(&mut self) {
+        if !self.reference_ready() {
+            return;
+        }
+        let (Some(run), Some(p)) = (self.run.as_ref(), self.quality.prepared.as_ref()) else { return };
+        let (id, step) = (run.id, run.session.step_count());
+        let model = run.session.model();
+        let k = model.classes().max(1);
+        let per_class = LIVE_CONDITIONING_PER_CLASS.max(1000 / k);
+        let seed = quality_seed(&run.session);
+        match run.pool.install(|| p.ctx.conditioning(model, per_class, seed)) {
+            Ok(report) => self.emit(Event::Conditioning { run: id, step, report: Box::new(report) }),
+            Err(e) => self.error(format!("measuring the conditioning failed: {e}")),
+        }
+    }
+}
+
 /// The seed of a run's quality samples: the same draw at every measurement.
 fn quality_seed(session: &crate::engine::session::TrainingSession) -> u64 {
     session.config().train.seed ^ 0x0a11_7e57

@@ -128,6 +128,7 @@ impl WorkerLoop {
             Ok(images) => self.emit(Event::FixedNoise { run: id, step, images }),
             Err(e) => self.error(format!("drawing the sample grid failed: {e}")),
         }
+        self.emit_class_grid();
     }
 
     pub(super) fn train_one(&mut self) {

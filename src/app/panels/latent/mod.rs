@@ -85,6 +85,9 @@ pub struct LatentTab {
     export: ExportTarget,
     /// The Disentanglement section (scores, matrix, β sweep).
     dis: disentangle::DisentangleView,
+    /// The class the sliders' vector is decoded under (a conditional model; `None`: the
+    /// model's default label, class 0 for one vector).
+    class: Option<u32>,
 }
 
 impl Default for LatentTab {
@@ -108,6 +111,7 @@ impl Default for LatentTab {
                 },
             ),
             dis: disentangle::DisentangleView::default(),
+            class: None,
         }
     }
 }
@@ -129,6 +133,8 @@ impl Tab for LatentTab {
             self.derived = None;
             self.around = None;
             self.interpolated = None;
+            let k = run.config.model.classes() as u32;
+            self.class = (k > 0).then(|| self.class.unwrap_or(0).min(k - 1));
             self.decoded_after = run.fixed_noise.as_ref().map(|(s, _)| *s);
             self.decode_live(cx);
         }
@@ -188,7 +194,12 @@ impl LatentTab {
 
     fn decode_live(&mut self, cx: &mut TabCtx<'_>) {
         let request = self.next_request();
-        cx.actions.push(Action::Worker(Command::Decode { channel: LIVE, request, latents: self.z.clone() }));
+        let latents = self.z.clone();
+        let cmd = match self.class {
+            Some(class) => Command::DecodeClass { channel: LIVE, request, latents, class: Some(class) },
+            None => Command::Decode { channel: LIVE, request, latents },
+        };
+        cx.actions.push(Action::Worker(cmd));
     }
 
     fn live(&mut self, ui: &mut egui::Ui, cx: &mut TabCtx<'_>, run: &RunRecord, width: f32, height: f32) {
@@ -201,6 +212,15 @@ impl LatentTab {
             }
             None => {
                 ui.allocate_space(Vec2::splat(size));
+            }
+        }
+        if run.capabilities.conditional {
+            let k = run.config.model.classes();
+            let picked = ui.horizontal(|ui| {
+                super::classes::class_picker(ui, "latent_class", cx.dataset, k, None, &mut self.class)
+            });
+            if picked.inner {
+                self.decode_live(cx);
             }
         }
         ui.horizontal(|ui| {
