@@ -92,8 +92,10 @@ fn structure_ui(ui: &mut egui::Ui, cfg: &mut RunConfig, shape: ImageShape, actio
         } else {
             cfg.preset.clone()
         };
+        // Tall enough for every family's presets without a scroll bar (egui's default is 200 px).
         egui::ComboBox::from_id_salt("preset")
             .selected_text(shown)
+            .height(640.0)
             .show_ui(ui, |ui| {
                 for name in presets() {
                     if ui.selectable_label(cfg.preset == name && !edited, name).clicked() {
