@@ -9,7 +9,7 @@ use crate::app::theme;
 use crate::app::widgets::network_diagram::network_diagram;
 use crate::engine::config::{preset, presets, RunConfig};
 use crate::engine::data::ImageShape;
-use crate::engine::models::gan::MAX_D_STEPS;
+use crate::engine::models::gan::{MAX_D_STEPS, MAX_GP_EVERY};
 use crate::engine::models::{
     Activation, AdamConfig, AeConfig, Arch, BetaVaeConfig, Family, GanConfig, GanLoss, ModelConfig,
     ReconLoss, VaeConfig, MAX_WIDTH,
@@ -217,7 +217,7 @@ fn gan_ui(ui: &mut egui::Ui, g: &mut GanConfig, arch: Arch) {
             }
         })
         .response
-        .on_hover_text("WGAN-GP: a critic without sigmoid or batch norm, on candle's stock ops (its gradient penalty differentiates D's input gradient again)")
+        .on_hover_text("WGAN-GP: a critic without sigmoid or batch norm; its gradient penalty differentiates D's input gradient again and runs on candle's stock ops")
         .labelled_by(label.id);
     ui.end_row();
     let label = ui.label("D steps per G step");
@@ -226,6 +226,11 @@ fn gan_ui(ui: &mut egui::Ui, g: &mut GanConfig, arch: Arch) {
     if g.gan_loss == GanLoss::WganGp {
         let label = ui.label("gradient penalty λ");
         ui.add(DragValue::new(&mut g.gp_weight).range(0.0..=100.0).speed(0.1)).labelled_by(label.id);
+        ui.end_row();
+        let label = ui.label("penalty every k D steps");
+        ui.add(DragValue::new(&mut g.gp_every).range(1..=MAX_GP_EVERY))
+            .on_hover_text("lazy regularisation (StyleGAN2): the penalty on every k-th D step, weighted kλ")
+            .labelled_by(label.id);
         ui.end_row();
     }
     if g.gan_loss.probabilistic() {
