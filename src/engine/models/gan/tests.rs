@@ -204,3 +204,36 @@ fn a_lazy_penalty_runs_every_kth_d_step() {
     }
     assert_eq!(measured, [true, false, false, true, false, false, true]);
 }
+
+/// A live step ratio changes how often G steps; a live D learning rate changes D's Adam only.
+#[test]
+fn live_step_ratio_and_d_learning_rate_reach_the_optimisers() {
+    let net = NetConfig {
+        arch: Arch::Conv,
+        input: ImageShape::new(1, 8, 8),
+        hidden: vec![2, 3],
+        latent_dim: 2,
+        activation: Activation::LeakyRelu,
+    };
+    let cfg = GanConfig { net, ..GanConfig::default() };
+    let mut gan = Gan::new(cfg, AdamConfig::default(), 2, &Exec::cpu()).unwrap();
+    let mut rng = StdRng::seed_from_u64(1);
+    let v: Vec<f32> = (0..4 * 64).map(|_| rng.random_range(0.0f32..1.0)).collect();
+    let batch = Batch::unlabelled(Tensor::from_vec(v, (4, 64), &Device::Cpu).unwrap());
+    for _ in 0..2 {
+        gan.train_step(&batch, &mut rng).unwrap();
+    }
+    assert_eq!(gan.optimizer_steps(), [2, 2], "1:1 at first");
+    gan.set_hyper(LiveHyper::DiscSteps, 3.0).unwrap();
+    for _ in 0..4 {
+        gan.train_step(&batch, &mut rng).unwrap();
+    }
+    // D steps 3–6; G steps after D's 3rd and 6th only (at 1:1 it would be 6 too).
+    assert_eq!(gan.optimizer_steps(), [4, 6]);
+    assert!(gan.set_hyper(LiveHyper::DiscSteps, 0.0).is_err());
+    gan.set_hyper(LiveHyper::DiscLearningRate, 5e-5).unwrap();
+    assert_eq!((gan.d_adam.config.lr, gan.g_adam.config.lr), (5e-5, AdamConfig::default().lr));
+    // From now on the run's learning rate is G's alone.
+    gan.set_hyper(LiveHyper::LearningRate, 1e-4).unwrap();
+    assert_eq!((gan.d_adam.config.lr, gan.g_adam.config.lr), (5e-5, 1e-4));
+}
