@@ -182,8 +182,9 @@ pub const MAX_D_STEPS: usize = 20;
 /// The longest interval of the lazy gradient penalty, in D steps.
 pub const MAX_GP_EVERY: usize = 16;
 
-/// The lesson pair's epochs (not yet measured against the 3-minute budget).
-const LESSON_EPOCHS: usize = 20;
+/// The lesson pair's epochs: about 3.7 minutes each on 2 idle cores (README, extrapolated
+/// from `genlab bench`).
+const LESSON_EPOCHS: usize = 8;
 
 /// `mnist_dcgan`'s network.
 fn dcgan_net() -> NetConfig {
