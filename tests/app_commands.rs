@@ -166,6 +166,38 @@ fn beta_changes_live_for_a_beta_vae() {
 }
 
 #[test]
+fn a_gans_step_ratio_and_d_learning_rate_change_live() {
+    use genlab::engine::models::LiveHyper;
+    let mut h = recording();
+    h.run();
+    choose_preset(&mut h, "mnist_dcgan");
+    // D's learning rate is its own only with its own Adam (chosen before the run).
+    assert!(h.query_by_role_and_label(Role::SpinButton, "D learning rate").is_none());
+    h.get_by_label("D has its own Adam").click();
+    h.run();
+    start_run(&mut h);
+    sent(&mut h);
+    h.get_by_role_and_label(Role::SpinButton, "D steps per G step").set_value_accesskit(3.0);
+    h.run();
+    let cmds = sent(&mut h);
+    assert!(
+        matches!(&cmds[..], [Command::SetHyper { hyper: LiveHyper::DiscSteps, value }] if *value == 3.0),
+        "{cmds:?}"
+    );
+    h.get_by_role_and_label(Role::SpinButton, "D learning rate").set_value_accesskit(5e-5);
+    h.run();
+    let cmds = sent(&mut h);
+    assert!(
+        matches!(&cmds[..], [Command::SetHyper { hyper: LiveHyper::DiscLearningRate, value }] if (value - 5e-5).abs() < 1e-12),
+        "{cmds:?}"
+    );
+    // The worker's answer leaves a marker on the loss plot.
+    feed(&mut h, [Event::HyperChanged { run: 1, step: 4, hyper: LiveHyper::DiscSteps, value: 3.0 }]);
+    let markers = &h.state().run_view.active().expect("a run").markers;
+    assert_eq!(markers.len(), 1, "{markers:?}");
+}
+
+#[test]
 fn scoring_sends_its_request_and_the_answer_fills_the_histogram_for_every_preset() {
     for name in presets() {
         let mut h = recording();

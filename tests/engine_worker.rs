@@ -733,3 +733,45 @@ fn a_sweep_reports_progress_and_cancels_with_sweep_done() {
     let evs = collect_until(&w, Duration::from_secs(30), |e| matches!(e, Event::Paused { .. }));
     assert_eq!(steps_in(&evs), vec![3]);
 }
+
+/// A GAN's D:G step ratio and D learning rate change while it trains: each reaches the model,
+/// which answers with `HyperChanged` (or refuses a ratio out of range, or a β it does not have).
+#[test]
+fn a_gans_step_ratio_and_d_learning_rate_change_live() {
+    use genlab::engine::models::LiveHyper;
+    let data = Arc::new(genlab::engine::data::builtin::load().unwrap());
+    let mut cfg = preset("mnist_dcgan", data.shape).unwrap();
+    cfg.train.batch_size = 8;
+    let w = Worker::spawn(Arc::new(|| {}));
+    start(&w, &cfg, DataSpec::Loaded(data), true);
+    collect_until(&w, Duration::from_secs(60), |e| matches!(e, Event::Started { .. }));
+    let answer = |w: &Worker, hyper, value| {
+        w.send(Command::SetHyper { hyper, value });
+        let evs = collect_until(w, Duration::from_secs(60), |e| {
+            matches!(e, Event::HyperChanged { .. } | Event::Error { .. })
+        });
+        evs.last().cloned().unwrap()
+    };
+    let ev = answer(&w, LiveHyper::DiscSteps, 3.0);
+    assert!(
+        matches!(ev, Event::HyperChanged { hyper: LiveHyper::DiscSteps, value, .. } if value == 3.0),
+        "{ev:?}"
+    );
+    let ev = answer(&w, LiveHyper::DiscLearningRate, 5e-5);
+    assert!(
+        matches!(ev, Event::HyperChanged { hyper: LiveHyper::DiscLearningRate, value, .. } if value == 5e-5),
+        "{ev:?}"
+    );
+    // The model's own checks answer: the ratio's range, and no β in a GAN.
+    let ev = answer(&w, LiveHyper::DiscSteps, 50.0);
+    assert!(matches!(&ev, Event::Error { message } if message.contains("D steps per G step")), "{ev:?}");
+    let ev = answer(&w, LiveHyper::Beta, 2.0);
+    assert!(matches!(ev, Event::Error { .. }), "{ev:?}");
+    // Training goes on with the new settings.
+    w.send(Command::Step(3));
+    let evs = collect_until(&w, Duration::from_secs(60), |e| {
+        matches!(e, Event::Paused { .. } | Event::Failed { .. })
+    });
+    assert!(matches!(evs.last(), Some(Event::Paused { step: 3, .. })), "{:?}", names(&evs));
+    w.send(Command::Stop);
+}

@@ -20,6 +20,9 @@ pub enum Action {
     SetLearningRate(f64),
     /// Change the running β-VAE's β (takes effect at the next step).
     SetBeta(f64),
+    /// Change another live hyperparameter of the running model (a GAN's D learning rate or
+    /// D:G step ratio; takes effect at the next step).
+    SetHyper(crate::engine::models::LiveHyper, f64),
     /// After a divergence: set this learning rate, then resume.
     ResumeWithLearningRate(f64),
     /// Load a dataset on the loader thread.

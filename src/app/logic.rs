@@ -272,6 +272,9 @@ impl App {
             Action::SetBeta(b) => {
                 self.send(Command::SetBeta(b));
             }
+            Action::SetHyper(hyper, value) => {
+                self.send(Command::SetHyper { hyper, value });
+            }
             Action::ResumeWithLearningRate(lr) => {
                 self.persisted.config.optim.lr = lr;
                 self.send(Command::SetLearningRate(lr));

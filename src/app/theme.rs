@@ -124,6 +124,7 @@ pub fn marker_color(ui: &egui::Ui, kind: &super::run_view::MarkerKind) -> Color3
     match kind {
         MarkerKind::LearningRate(_) => series_color(ui, LossKey::Kl),
         MarkerKind::Beta(_) => series_color(ui, LossKey::DFake),
+        MarkerKind::Hyper(..) => series_color(ui, LossKey::GradPenalty),
         MarkerKind::Diverged => error_text(ui),
     }
 }

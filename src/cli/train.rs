@@ -9,6 +9,8 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, ValueEnum};
 
+use crate::engine::models::optim::AdamConfig;
+
 use super::*;
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
@@ -64,6 +66,18 @@ pub struct TrainArgs {
     pub loss: Option<LossArg>,
     #[arg(long, value_enum)]
     pub gan_loss: Option<GanLossArg>,
+    /// A GAN's discriminator (critic) steps per generator step.
+    #[arg(long)]
+    pub d_steps: Option<usize>,
+    /// WGAN-GP: the gradient penalty on every k-th critic step, weighted kλ.
+    #[arg(long)]
+    pub gp_every: Option<usize>,
+    /// A GAN's target for real images in the cross-entropy (0.9: one-sided label smoothing).
+    #[arg(long)]
+    pub real_label: Option<f64>,
+    /// A GAN discriminator's own learning rate (its Adam betas stay the run's).
+    #[arg(long)]
+    pub disc_lr: Option<f64>,
     #[arg(long)]
     pub epochs: Option<usize>,
     #[arg(long)]
@@ -165,6 +179,26 @@ pub fn train_config(a: &TrainArgs, data: &Dataset) -> anyhow::Result<RunConfig> 
     }
     if let Some(s) = a.seed {
         cfg.train.seed = s;
+    }
+    let gan_flags =
+        a.d_steps.is_some() || a.gp_every.is_some() || a.real_label.is_some() || a.disc_lr.is_some();
+    if gan_flags {
+        let optim = cfg.optim;
+        let Some(gan) = cfg.model.gan_mut() else {
+            bail!("--d-steps, --gp-every, --real-label and --disc-lr apply to a GAN, not to a {family}")
+        };
+        if let Some(n) = a.d_steps {
+            gan.d_steps = n;
+        }
+        if let Some(k) = a.gp_every {
+            gan.gp_every = k;
+        }
+        if let Some(t) = a.real_label {
+            gan.real_label = t;
+        }
+        if let Some(lr) = a.disc_lr {
+            gan.disc_optim = Some(AdamConfig { lr, ..gan.disc_optim.unwrap_or(optim) });
+        }
     }
     if let Some(k) = a.compute.kernels {
         cfg.train.kernels = k;

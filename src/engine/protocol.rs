@@ -9,7 +9,7 @@ use super::data::{DataSource, Dataset, ImageShape, LoadOptions, SplitKind};
 use super::disentangle::DisentanglementReport;
 pub use super::disentangle::ScoreOptions as DisentangleOptions;
 use super::images::ImageBatch;
-use super::models::{Capabilities, Losses};
+use super::models::{Capabilities, LiveHyper, Losses};
 use super::quality::{Conditioning, QualityReport};
 use super::scoring::{HoldOutReport, ScoreOptions, ScoredSet};
 use super::session::{Encoding, EpochSummary};
@@ -46,6 +46,13 @@ pub enum Command {
     SetLearningRate(f64),
     /// Takes effect at the next step (β-VAE only).
     SetBeta(f64),
+    /// Any hyperparameter the model lists as live ([`Capabilities::live`]), e.g. a GAN's D
+    /// learning rate or D:G step ratio; takes effect at the next step. Answered with
+    /// [`Event::HyperChanged`] (or the learning rate's and β's own events).
+    SetHyper {
+        hyper: LiveHyper,
+        value: f64,
+    },
     /// Decode `n` draws from the prior with σ scaled by `temperature`.
     Sample {
         n: usize,
@@ -316,6 +323,13 @@ pub enum Event {
         step: u64,
         lr: f64,
     },
+    /// A live hyperparameter other than the learning rate and β took `value`.
+    HyperChanged {
+        run: u64,
+        step: u64,
+        hyper: LiveHyper,
+        value: f64,
+    },
     BetaChanged {
         run: u64,
         step: u64,
@@ -472,6 +486,7 @@ impl Event {
             | Event::Resumed { run, .. }
             | Event::LearningRateChanged { run, .. }
             | Event::BetaChanged { run, .. }
+            | Event::HyperChanged { run, .. }
             | Event::Diverged { run, .. }
             | Event::CollapseWarning { run, .. }
             | Event::CheckpointSaved { run, .. }

@@ -1,6 +1,6 @@
 //! The architecture editor: family, MLP or conv, presets, the layer list, losses, optimiser and
 //! schedule, a diagram of the network with its live parameter count, and what is wrong with
-//! the settings. While a run trains, only the learning rate and β can change (live).
+//! the settings. While a run trains, only the learning rates, β and a GAN's D:G step ratio can change (live).
 
 use egui::{DragValue, RichText};
 
@@ -9,10 +9,10 @@ use crate::app::theme;
 use crate::app::widgets::network_diagram::network_diagram;
 use crate::engine::config::{preset, presets, RunConfig};
 use crate::engine::data::ImageShape;
-use crate::engine::models::gan::MAX_D_STEPS;
+use crate::engine::models::gan::{MAX_D_STEPS, MAX_GP_EVERY};
 use crate::engine::models::{
-    Activation, AdamConfig, AeConfig, Arch, BetaVaeConfig, Family, GanConfig, GanLoss, ModelConfig,
-    ReconLoss, VaeConfig, MAX_WIDTH,
+    Activation, AdamConfig, AeConfig, Arch, BetaVaeConfig, Family, GanConfig, GanLoss, LiveHyper,
+    ModelConfig, ReconLoss, VaeConfig, MAX_WIDTH,
 };
 
 pub struct ArchitectureCtx<'a> {
@@ -34,7 +34,11 @@ pub fn architecture_ui(ui: &mut egui::Ui, cfg: &mut RunConfig, cx: ArchitectureC
     let ArchitectureCtx { locked, shape, problem, actions } = cx;
     ui.heading("Model");
     if locked {
-        ui.label(RichText::new("Training: only the learning rate and β can change now.").weak().small());
+        ui.label(
+            RichText::new("Training: only the learning rates, β and the D:G step ratio can change now.")
+                .weak()
+                .small(),
+        );
     }
     ui.add_enabled_ui(!locked, |ui| structure_ui(ui, cfg, shape, actions));
     ui.add_space(4.0);
@@ -58,6 +62,9 @@ pub fn architecture_ui(ui: &mut egui::Ui, cfg: &mut RunConfig, cx: ArchitectureC
                 actions.push(Action::SetBeta(*beta));
             }
             ui.end_row();
+        }
+        if let Some(g) = cfg.model.gan_mut() {
+            gan_live_ui(ui, g, locked, actions);
         }
     });
     ui.add_enabled_ui(!locked, |ui| schedule_ui(ui, cfg));
@@ -213,6 +220,37 @@ fn recon_loss_ui(ui: &mut egui::Ui, loss: &mut ReconLoss) {
     ui.end_row();
 }
 
+/// The GAN settings that can change while training, beside the learning rate: the D:G step
+/// ratio and D's own learning rate (when D has its own Adam).
+fn gan_live_ui(ui: &mut egui::Ui, g: &mut GanConfig, locked: bool, actions: &mut Vec<Action>) {
+    let label = ui.label("D steps per G step");
+    let r = ui.add(DragValue::new(&mut g.d_steps).range(1..=MAX_D_STEPS));
+    let r = r
+        .labelled_by(label.id)
+        .on_hover_text("discriminator (critic) steps per generator step; can change while training");
+    if locked && committed(&r) {
+        actions.push(Action::SetHyper(LiveHyper::DiscSteps, g.d_steps as f64));
+    }
+    ui.end_row();
+    if let Some(o) = &mut g.disc_optim {
+        let label = ui.label("D learning rate");
+        let speed = (o.lr * 0.02).max(1e-7);
+        let r = ui.add(
+            DragValue::new(&mut o.lr)
+                .speed(speed)
+                .range(1e-7..=1.0)
+                .custom_formatter(|v, _| format!("{v:.1e}")),
+        );
+        let r = r
+            .labelled_by(label.id)
+            .on_hover_text("the discriminator's Adam step size; can change while training");
+        if locked && committed(&r) {
+            actions.push(Action::SetHyper(LiveHyper::DiscLearningRate, o.lr));
+        }
+        ui.end_row();
+    }
+}
+
 fn gan_ui(ui: &mut egui::Ui, g: &mut GanConfig, arch: Arch) {
     let label = ui.label("GAN loss");
     egui::ComboBox::from_id_salt("gan_loss")
@@ -223,15 +261,17 @@ fn gan_ui(ui: &mut egui::Ui, g: &mut GanConfig, arch: Arch) {
             }
         })
         .response
-        .on_hover_text("WGAN-GP: a critic without sigmoid or batch norm, on candle's stock ops (its gradient penalty differentiates D's input gradient again)")
+        .on_hover_text("WGAN-GP: a critic without sigmoid or batch norm; its gradient penalty differentiates D's input gradient again and runs on candle's stock ops")
         .labelled_by(label.id);
-    ui.end_row();
-    let label = ui.label("D steps per G step");
-    ui.add(DragValue::new(&mut g.d_steps).range(1..=MAX_D_STEPS)).labelled_by(label.id);
     ui.end_row();
     if g.gan_loss == GanLoss::WganGp {
         let label = ui.label("gradient penalty λ");
         ui.add(DragValue::new(&mut g.gp_weight).range(0.0..=100.0).speed(0.1)).labelled_by(label.id);
+        ui.end_row();
+        let label = ui.label("penalty every k D steps");
+        ui.add(DragValue::new(&mut g.gp_every).range(1..=MAX_GP_EVERY))
+            .on_hover_text("lazy regularisation (StyleGAN2): the penalty on every k-th D step, weighted kλ")
+            .labelled_by(label.id);
         ui.end_row();
     }
     if g.gan_loss.probabilistic() {
@@ -250,14 +290,11 @@ fn gan_ui(ui: &mut egui::Ui, g: &mut GanConfig, arch: Arch) {
     }
     ui.end_row();
     if let Some(o) = &mut g.disc_optim {
-        let label = ui.label("D learning rate");
-        ui.add(DragValue::new(&mut o.lr).range(1e-6..=1e-1).speed(1e-5).max_decimals(6))
-            .labelled_by(label.id);
-        ui.end_row();
         let label = ui.label("D Adam β₁, β₂");
         ui.horizontal(|ui| {
-            ui.add(DragValue::new(&mut o.beta1).range(0.0..=0.999).speed(0.01));
-            ui.add(DragValue::new(&mut o.beta2).range(0.0..=0.9999).speed(0.001));
+            ui.add(DragValue::new(&mut o.beta1).range(0.0..=0.999).speed(0.01)).accessible_name("D Adam β₁");
+            ui.add(DragValue::new(&mut o.beta2).range(0.0..=0.9999).speed(0.001))
+                .accessible_name("D Adam β₂");
         })
         .response
         .labelled_by(label.id);

@@ -393,6 +393,11 @@ impl RunView {
                     r.markers.push(Marker { step, kind: MarkerKind::LearningRate(lr) });
                 }
             }
+            Event::HyperChanged { run, step, hyper, value } => {
+                if let Some(r) = self.record_mut(run) {
+                    r.markers.push(Marker { step, kind: MarkerKind::Hyper(hyper, value) });
+                }
+            }
             Event::BetaChanged { run, step, beta } => {
                 if let Some(r) = self.record_mut(run) {
                     r.beta = beta;

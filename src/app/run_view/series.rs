@@ -94,6 +94,8 @@ impl Series {
 pub enum MarkerKind {
     LearningRate(f64),
     Beta(f64),
+    /// Another live hyperparameter (a GAN's D learning rate or step ratio).
+    Hyper(crate::engine::models::LiveHyper, f64),
     Diverged,
 }
 

@@ -10,6 +10,7 @@ use super::downsample::{downsample_minmax_by, ema_extend, Decimation, EmaState};
 use crate::app::run_view::{MarkerKind, RunRecord};
 use crate::app::state::PlotPrefs;
 use crate::app::theme;
+use crate::engine::models::LiveHyper;
 
 /// What the loss plot keeps between frames, keyed by run and column: smoothed copies of the
 /// series and their decimations, both extended as points arrive and rebuilt when a series is
@@ -228,6 +229,7 @@ pub fn loss_plot(
             let name = match m.kind {
                 MarkerKind::LearningRate(_) => "lr changed",
                 MarkerKind::Beta(_) => "β changed",
+                MarkerKind::Hyper(h, _) => h.label(),
                 MarkerKind::Diverged => "diverged",
             };
             plot_ui.vline(VLine::new(name, m.step as f64).color(color).style(LineStyle::dashed_dense()));
@@ -242,6 +244,10 @@ pub fn loss_plot(
         let text = match m.kind {
             MarkerKind::LearningRate(lr) => format!("lr {lr:.1e}"),
             MarkerKind::Beta(b) => format!("β {b}"),
+            MarkerKind::Hyper(h, v) => match h {
+                LiveHyper::DiscSteps => format!("D:G {v}:1"),
+                _ => format!("{} {v:.1e}", h.label()),
+            },
             MarkerKind::Diverged => "diverged".to_string(),
         };
         let x = response.transform.position_from_point_x(m.step as f64);

@@ -142,6 +142,12 @@ impl Linear {
 }
 
 impl Linear {
+    /// This layer's parameters computed with `exec`'s ops: a view that shares the variables
+    /// (gradients from either land on the same parameters).
+    pub fn on(&self, exec: &Exec) -> Self {
+        Self { w: self.w.clone(), b: self.b.clone(), sink: self.sink.clone(), exec: exec.clone() }
+    }
+
     /// `[B, in] → [B, out]` pixel values `σ(x Wᵀ + b)`.
     pub fn forward_sigmoid(&self, x: &Tensor) -> Result<Tensor> {
         self.exec.linear(x, &self.w, &self.b, Epilogue::Sigmoid, &self.sink)
@@ -254,6 +260,23 @@ impl ConvDown {
     fn forward(&self, x: &Tensor, train: bool, act: Option<Activation>) -> Result<Tensor> {
         conv_block(x, train, act, self.bn.as_ref(), |x, e| {
             self.exec.conv2d_act(x, &self.w, &self.b, GEOM, e, &self.sink)
+        })
+    }
+}
+
+impl ConvDown {
+    /// See [`Linear::on`]; a layer with batch norm is refused (its running statistics would be
+    /// updated by both views).
+    fn on(&self, exec: &Exec) -> Result<Self> {
+        if self.bn.is_some() {
+            return Err(candle_core::Error::Msg("a second view of a batch-normalised layer".into()));
+        }
+        Ok(Self {
+            w: self.w.clone(),
+            b: self.b.clone(),
+            bn: None,
+            sink: self.sink.clone(),
+            exec: exec.clone(),
         })
     }
 }
@@ -379,6 +402,21 @@ impl Trunk {
                 h.flatten_from(1) // [B, C_last · H/2ᵏ · W/2ᵏ]
             }
         }
+    }
+
+    /// The same network computed with `exec`'s ops, sharing its parameters (see
+    /// [`Linear::on`]); refused for a conv trunk with batch norm.
+    pub fn on(&self, exec: &Exec) -> Result<Self> {
+        Ok(match self {
+            Trunk::Mlp { layers, act } => {
+                Trunk::Mlp { layers: layers.iter().map(|l| l.on(exec)).collect(), act: *act }
+            }
+            Trunk::Conv { input, layers, act } => Trunk::Conv {
+                input: *input,
+                layers: layers.iter().map(|l| l.on(exec)).collect::<Result<_>>()?,
+                act: *act,
+            },
+        })
     }
 
     pub fn batch_norms(&self) -> Vec<&BatchNorm> {

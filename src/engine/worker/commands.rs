@@ -106,6 +106,22 @@ impl WorkerLoop {
                             self.error(format!("β must be a number ≥ 0 (got {beta})"));
                         }
                     }
+                    Command::SetHyper { hyper, value } => {
+                        if !value.is_finite() {
+                            self.error(format!("{} must be a number (got {value})", hyper.label()));
+                        } else {
+                            match run.session.model_mut().set_hyper(hyper, value) {
+                                Ok(()) => self.emit(match hyper {
+                                    LiveHyper::LearningRate => {
+                                        Event::LearningRateChanged { run: id, step, lr: value }
+                                    }
+                                    LiveHyper::Beta => Event::BetaChanged { run: id, step, beta: value },
+                                    _ => Event::HyperChanged { run: id, step, hyper, value },
+                                }),
+                                Err(e) => self.error(e.to_string()),
+                            }
+                        }
+                    }
                     Command::Sample { n, temperature, seed } => {
                         let r = run.pool.install(|| run.session.sample(n.clamp(1, 1024), temperature, seed));
                         match r {

@@ -105,7 +105,11 @@ fn the_conv_critics_penalty_gradient_equals_finite_differences() {
     let mut rng = StdRng::seed_from_u64(5);
     let v: Vec<f32> = (0..3 * 64).map(|_| rng.random_range(-1.0f32..1.0)).collect();
     let x = Tensor::from_vec(v, (3, 64), &Device::Cpu).unwrap();
-    let penalty = |g: &Gan| gradient_penalty(&x, |t| g.d_logits(t, true)).unwrap();
+    // The penalty's view computes what D's own (fused) layers compute.
+    let (fused, twice) = (gan.d_logits(&x, true).unwrap(), gan.d_logits_twice(&x, true).unwrap());
+    let gap = (fused - &twice).unwrap().abs().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+    assert!(gap < 1e-5, "fused and twice-differentiable critics differ by {gap}");
+    let penalty = |g: &Gan| gradient_penalty(&x, |t| g.d_logits_twice(t, true)).unwrap();
     let grads = penalty(&gan).backward().unwrap();
     for (name, var) in &gan.d_params.params {
         let orig = var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
@@ -128,4 +132,112 @@ fn the_conv_critics_penalty_gradient_equals_finite_differences() {
         let a = analytic[k] as f64;
         assert!((a - fd).abs() < 2e-3 + 0.05 * fd.abs(), "{name}[{k}]: {a} vs {fd}");
     }
+}
+
+/// The critic's whole loss as a D step computes it, D(x) and D(G(z)) on the fused kernels and
+/// the penalty on the stock view, both on the same parameters: its gradient (both graphs summed
+/// in one store) against central differences of the loss.
+#[test]
+fn the_critics_loss_gradient_over_both_views_equals_finite_differences() {
+    let net = NetConfig {
+        arch: Arch::Conv,
+        input: ImageShape::new(1, 8, 8),
+        hidden: vec![2, 3],
+        latent_dim: 2,
+        activation: Activation::LeakyRelu,
+        classes: 0,
+    };
+    let cfg = GanConfig { net, gan_loss: GanLoss::WganGp, ..GanConfig::default() };
+    let gan = Gan::new(cfg, AdamConfig::default(), 2, &Exec::cpu()).unwrap();
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut rows = || {
+        let v: Vec<f32> = (0..3 * 64).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        Tensor::from_vec(v, (3, 64), &Device::Cpu).unwrap()
+    };
+    let (x, fake) = (rows(), rows());
+    // The same interpolation weights ε on every evaluation.
+    let loss = |g: &Gan| g.d_objective(&x, &fake, true, 10.0, 0.0, &mut StdRng::seed_from_u64(9)).unwrap().0;
+    let grads = gan.d_params.backward(&loss(&gan)).unwrap();
+    let mut checked = 0;
+    for (name, var) in &gan.d_params.params {
+        let orig = var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let analytic = grads.get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        for k in [0, orig.len() / 2] {
+            let h = 1e-3f32;
+            let at = |delta: f32| {
+                let mut w = orig.clone();
+                w[k] += delta;
+                var.set(&Tensor::from_vec(w, var.shape(), &Device::Cpu).unwrap()).unwrap();
+                value(&loss(&gan))
+            };
+            let fd = (at(h) - at(-h)) / (2.0 * h as f64);
+            at(0.0);
+            let a = analytic[k] as f64;
+            assert!((a - fd).abs() < 2e-3 + 0.05 * fd.abs(), "{name}[{k}]: {a} vs {fd}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 2 * gan.d_params.params.len());
+}
+
+/// A lazy penalty (every k-th D step, weighted kλ) is computed on exactly those steps, and the
+/// steps in between report the latest one in the D loss.
+#[test]
+fn a_lazy_penalty_runs_every_kth_d_step() {
+    let net = NetConfig {
+        arch: Arch::Conv,
+        input: ImageShape::new(1, 8, 8),
+        hidden: vec![2, 3],
+        latent_dim: 2,
+        activation: Activation::LeakyRelu,
+        classes: 0,
+    };
+    let cfg = GanConfig { net, gan_loss: GanLoss::WganGp, gp_every: 3, ..GanConfig::default() };
+    let mut gan = Gan::new(cfg, AdamConfig::default(), 2, &Exec::cpu()).unwrap();
+    let mut rng = StdRng::seed_from_u64(1);
+    let v: Vec<f32> = (0..4 * 64).map(|_| rng.random_range(0.0f32..1.0)).collect();
+    let batch = Batch::unlabelled(Tensor::from_vec(v, (4, 64), &Device::Cpu).unwrap());
+    let mut measured = Vec::new();
+    for _ in 0..7 {
+        let StepOutcome::Applied(l) = gan.train_step(&batch, &mut rng).unwrap() else {
+            panic!("a non-finite step")
+        };
+        measured.push(l.get(LossKey::GradPenalty).is_some());
+        assert!(l.get(LossKey::DLoss).unwrap().is_finite());
+    }
+    assert_eq!(measured, [true, false, false, true, false, false, true]);
+}
+
+/// A live step ratio changes how often G steps; a live D learning rate changes D's Adam only.
+#[test]
+fn live_step_ratio_and_d_learning_rate_reach_the_optimisers() {
+    let net = NetConfig {
+        arch: Arch::Conv,
+        input: ImageShape::new(1, 8, 8),
+        hidden: vec![2, 3],
+        latent_dim: 2,
+        activation: Activation::LeakyRelu,
+        classes: 0,
+    };
+    let cfg = GanConfig { net, ..GanConfig::default() };
+    let mut gan = Gan::new(cfg, AdamConfig::default(), 2, &Exec::cpu()).unwrap();
+    let mut rng = StdRng::seed_from_u64(1);
+    let v: Vec<f32> = (0..4 * 64).map(|_| rng.random_range(0.0f32..1.0)).collect();
+    let batch = Batch::unlabelled(Tensor::from_vec(v, (4, 64), &Device::Cpu).unwrap());
+    for _ in 0..2 {
+        gan.train_step(&batch, &mut rng).unwrap();
+    }
+    assert_eq!(gan.optimizer_steps(), [2, 2], "1:1 at first");
+    gan.set_hyper(LiveHyper::DiscSteps, 3.0).unwrap();
+    for _ in 0..4 {
+        gan.train_step(&batch, &mut rng).unwrap();
+    }
+    // D steps 3–6; G steps after D's 3rd and 6th only (at 1:1 it would be 6 too).
+    assert_eq!(gan.optimizer_steps(), [4, 6]);
+    assert!(gan.set_hyper(LiveHyper::DiscSteps, 0.0).is_err());
+    gan.set_hyper(LiveHyper::DiscLearningRate, 5e-5).unwrap();
+    assert_eq!((gan.d_adam.config.lr, gan.g_adam.config.lr), (5e-5, AdamConfig::default().lr));
+    // From now on the run's learning rate is G's alone.
+    gan.set_hyper(LiveHyper::LearningRate, 1e-4).unwrap();
+    assert_eq!((gan.d_adam.config.lr, gan.g_adam.config.lr), (5e-5, 1e-4));
 }
