@@ -4,10 +4,11 @@
 
 use std::collections::HashMap;
 
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::likelihood;
 use super::schedule::{self, CosineSchedule, Objective, Sampler, TRAIN_STEPS};
 use super::unet::UNet;
 use super::DiffusionConfig;
@@ -23,6 +24,8 @@ use crate::engine::models::{
 
 /// Rows per network call when decoding, which bounds the memory of a large sample.
 const DECODE_CHUNK: usize = 256;
+/// Images scored at once (each of the K draws is one network call on them).
+const SCORE_BATCH: usize = 64;
 /// The DDPM ancestral sampler's own noise when decoding, so one z always gives one image.
 const DECODE_SEED: u64 = 0x5eed_d1ff;
 
@@ -165,18 +168,41 @@ impl GenerativeModel for Diffusion {
         Ok(None)
     }
 
-    fn score_setup(&self, _opts: &ScoreOptions) -> Result<ScoreSetup> {
-        Err(no_score())
+    /// DDPM: `opts.k` Monte-Carlo timesteps per image (see [`likelihood`]). The flow refuses.
+    fn score_setup(&self, opts: &ScoreOptions) -> Result<ScoreSetup> {
+        if self.diff.objective == Objective::Flow {
+            return Err(no_flow_score());
+        }
+        if opts.k == 0 {
+            return Err(EngineError::Config("K (timestep draws per image) must be at least 1".into()));
+        }
+        let batch = opts.max_rows.clamp(1, SCORE_BATCH);
+        Ok(ScoreSetup { likelihood: None, k: opts.k, batch, max_rows: opts.max_rows })
     }
 
+    /// −ELBO of each 8-bit image: `kl` holds L_T + Σ L_{t−1}, `recon` the decoder's
+    /// −log p(x₀ | x₁), `neg_elbo` their sum, `bits_per_dim` the sum / (D ln 2).
     fn score_batch(
         &self,
-        _x: &[f32],
-        _s: &ScoreSetup,
-        _r: &mut StdRng,
-        _o: &mut [SampleScore],
+        x: &[f32],
+        setup: &ScoreSetup,
+        rng: &mut StdRng,
+        out: &mut [SampleScore],
     ) -> Result<()> {
-        Err(no_score())
+        if self.diff.objective == Objective::Flow {
+            return Err(no_flow_score());
+        }
+        let d = self.diff.net.input.len();
+        let x0 = self.exec().put(&Tensor::from_vec(likelihood::quantise(x), (out.len(), d), &Device::Cpu)?)?;
+        let mut net = |x: &Tensor, t: &[f64]| -> Result<Tensor> { Ok(self.unet.forward(x, t, None)?.detach()) };
+        let terms = likelihood::neg_elbo(&self.schedule, &x0, setup.k.max(1), &mut net, rng)?;
+        for (s, e) in out.iter_mut().zip(terms) {
+            s.recon = Some(e.decoder);
+            s.kl = Some(e.prior + e.diffusion);
+            s.neg_elbo = Some(e.total());
+            s.bits_per_dim = Some(e.total() / (d as f64 * std::f64::consts::LN_2));
+        }
+        Ok(())
     }
 
     fn health_monitor(&self) -> Box<dyn HealthMonitor> {
@@ -220,9 +246,13 @@ impl GenerativeModel for Diffusion {
     }
 }
 
-/// Until the family's ELBO lands (issue #17, item 4) it scores no images.
-fn no_score() -> EngineError {
+/// The flow's likelihood needs the probability-flow ODE's divergence integrated along each
+/// image's path (a Hutchinson trace per step), and its straight-path training loss is not a
+/// bound on −log p, so genlab does not claim one.
+fn no_flow_score() -> EngineError {
     EngineError::Config(
-        "a diffusion model does not score images yet (its ELBO in bits/dim is to come)".into(),
+        "a flow-matching model does not score images: its density needs the ODE's divergence along each path, \
+         which genlab does not compute (DDPM models score by their ELBO)"
+            .into(),
     )
 }
