@@ -68,6 +68,9 @@ pub enum Cmd {
     /// MIG, FactorVAE, DCI, the latent × factor mutual information and what each dimension
     /// captures.
     Disentangle(DisentangleArgs),
+    /// A diffusion checkpoint's denoising trajectory from fixed noise: x_t and the predicted
+    /// x̂₀ at chosen steps, as a PNG strip and optionally a GIF.
+    Trajectory(diffusion::TrajectoryArgs),
 }
 
 /// Where a command computes: `--device` and `--kernels`, shared by every command that runs a
@@ -122,6 +125,7 @@ pub fn run(cmd: Cmd) -> ExitCode {
         Cmd::Quality(a) => quality::quality(a).map(|_| ExitCode::SUCCESS),
         Cmd::Classifier(a) => quality::classifier(a).map(|_| ExitCode::SUCCESS),
         Cmd::Disentangle(a) => disentangle::disentangle(a).map(|_| ExitCode::SUCCESS),
+        Cmd::Trajectory(a) => diffusion::trajectory(a).map(|_| ExitCode::SUCCESS),
         Cmd::Open(_) => Err(anyhow!("`open` is handled by the app")),
     };
     match result {
@@ -193,6 +197,7 @@ fn load_checkpoint_data(meta: &checkpoint::CheckpointMeta) -> anyhow::Result<Arc
 }
 
 mod bench;
+mod diffusion;
 mod disentangle;
 mod explore;
 mod inspect;

@@ -17,6 +17,7 @@ pub mod likelihood;
 mod model;
 pub mod schedule;
 pub mod unet;
+pub mod views;
 
 use serde::{Deserialize, Serialize};
 

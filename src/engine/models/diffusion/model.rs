@@ -9,6 +9,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::likelihood;
+use super::views::{self, Recorder, Trajectory};
 use super::schedule::{self, CosineSchedule, Objective, Sampler, TRAIN_STEPS};
 use super::unet::UNet;
 use super::DiffusionConfig;
@@ -82,6 +83,11 @@ impl Diffusion {
 
     /// The configured sampler from initial noise `z: [B, D]` → `[B, D]` in [−1, 1].
     fn sample(&self, z: &Tensor) -> Result<Tensor> {
+        self.sample_viewed(z, None)
+    }
+
+    /// [`Self::sample`], reporting each step to `view`.
+    fn sample_viewed(&self, z: &Tensor, mut view: Option<schedule::StepView>) -> Result<Tensor> {
         let mut rng = StdRng::seed_from_u64(DECODE_SEED);
         let mut net = |x: &Tensor, t: f64| self.predict(x, t);
         let steps = self.diff.sample_steps;
@@ -94,13 +100,13 @@ impl Diffusion {
                 true,
                 &mut net,
                 &mut rng,
-                None,
+                view.take(),
             )?,
             Sampler::Ddpm => {
-                schedule::sample_ddim(&self.schedule, z, steps, 1.0, true, &mut net, &mut rng, None)?
+                schedule::sample_ddim(&self.schedule, z, steps, 1.0, true, &mut net, &mut rng, view.take())?
             }
-            Sampler::Euler => schedule::sample_flow(z, steps, false, &mut net, None)?,
-            Sampler::Heun => schedule::sample_flow(z, steps, true, &mut net, None)?,
+            Sampler::Euler => schedule::sample_flow(z, steps, false, &mut net, view.take())?,
+            Sampler::Heun => schedule::sample_flow(z, steps, true, &mut net, view.take())?,
         };
         Ok(x.clamp(-1f32, 1f32)?)
     }
@@ -162,6 +168,19 @@ impl GenerativeModel for Diffusion {
     fn decode_logits(&self, z: &Tensor) -> Result<Tensor> {
         let p = self.decode(z)?.clamp(1e-6f32, 1.0 - 1e-6f32)?;
         Ok((p.log()? - p.affine(-1.0, 1.0)?.log()?)?)
+    }
+
+    fn trajectory(&self, z: &Tensor, columns: usize) -> Result<Option<Trajectory>> {
+        let z = self.exec().put(z)?;
+        let at = views::recorded_steps(self.diff.sample_steps, columns);
+        let mut rec = Recorder::new(at, self.diff.net.input);
+        self.sample_viewed(&z, Some(&mut |i, t, x, x0| rec.record(i, t, x, x0)))?;
+        Ok(Some(rec.out))
+    }
+
+    fn noised(&self, x: &Tensor, t: f64, seed: u64) -> Result<Option<Tensor>> {
+        let x = self.exec().put(x)?;
+        Ok(Some(views::forward_noised(self.diff.objective, &self.schedule, &x, t, seed)?))
     }
 
     fn discriminate(&self, _x: &Tensor) -> Result<Option<Tensor>> {
