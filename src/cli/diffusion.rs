@@ -81,7 +81,8 @@ impl SamplingArgs {
         let model_cfg = ModelConfig::Diffusion(cfg);
         model_cfg.validate()?;
         let exec = Exec::new(compute.device()?, compute.kernels.unwrap_or(loaded.meta.config.train.kernels));
-        let mut model = build_model(&model_cfg, &loaded.meta.config.optim, loaded.meta.config.train.seed, &exec)?;
+        let mut model =
+            build_model(&model_cfg, &loaded.meta.config.optim, loaded.meta.config.train.seed, &exec)?;
         model.load_state(&loaded.model.state()?)?;
         Ok(model)
     }

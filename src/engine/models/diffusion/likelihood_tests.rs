@@ -26,9 +26,7 @@ fn log_phi_matches_tables_and_the_far_tails() {
 #[test]
 fn bin_masses_sum_to_one() {
     for (m, sigma) in [(0.0, 0.0065), (0.99, 0.0065), (-1.3, 0.02), (0.3, 0.5), (0.1234, 1e-4)] {
-        let total: f64 = (0..=255)
-            .map(|k| log_bin_mass(k as f64 / LEVELS * 2.0 - 1.0, m, sigma).exp())
-            .sum();
+        let total: f64 = (0..=255).map(|k| log_bin_mass(k as f64 / LEVELS * 2.0 - 1.0, m, sigma).exp()).sum();
         assert!((total - 1.0).abs() < 1e-5, "m = {m}, σ = {sigma}: {total}");
     }
     // Far from the mean a bin is still a finite, very negative log-mass.

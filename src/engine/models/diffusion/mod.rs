@@ -28,8 +28,8 @@ use unet::UNetShape;
 
 use super::spec::{self, Part, PartRole};
 use super::{
-    Activation, AdamConfig, AnomalyScore, Arch, Capabilities, Family, FamilyConfig, GenerativeModel, LiveHyper, LossKey,
-    ModelConfig, NetConfig, Preset, ReconLoss, StepMacs,
+    Activation, AdamConfig, AnomalyScore, Arch, Capabilities, Family, FamilyConfig, GenerativeModel,
+    LiveHyper, LossKey, ModelConfig, NetConfig, Preset, ReconLoss, StepMacs,
 };
 use crate::engine::data::ImageShape;
 use crate::engine::error::{EngineError, Result};

@@ -9,9 +9,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::likelihood;
-use super::views::{self, Recorder, Trajectory};
 use super::schedule::{self, CosineSchedule, Objective, Sampler, TRAIN_STEPS};
 use super::unet::UNet;
+use super::views::{self, Recorder, Trajectory};
 use super::DiffusionConfig;
 use crate::engine::error::{EngineError, Result};
 use crate::engine::kernels::Exec;
@@ -212,8 +212,10 @@ impl GenerativeModel for Diffusion {
             return Err(no_flow_score());
         }
         let d = self.diff.net.input.len();
-        let x0 = self.exec().put(&Tensor::from_vec(likelihood::quantise(x), (out.len(), d), &Device::Cpu)?)?;
-        let mut net = |x: &Tensor, t: &[f64]| -> Result<Tensor> { Ok(self.unet.forward(x, t, None)?.detach()) };
+        let x0 =
+            self.exec().put(&Tensor::from_vec(likelihood::quantise(x), (out.len(), d), &Device::Cpu)?)?;
+        let mut net =
+            |x: &Tensor, t: &[f64]| -> Result<Tensor> { Ok(self.unet.forward(x, t, None)?.detach()) };
         let terms = likelihood::neg_elbo(&self.schedule, &x0, setup.k.max(1), &mut net, rng)?;
         for (s, e) in out.iter_mut().zip(terms) {
             s.recon = Some(e.decoder);

@@ -111,8 +111,9 @@ fn trajectory_and_forward_process() {
     assert_eq!(traj.strip().unwrap().len(), 2 * 2 * 3);
     let frames = traj.frames();
     assert_eq!((frames.len(), frames[0].len()), (3, 4));
-    let sample = crate::engine::images::ImageBatch::from_tensor(&m.decode(&z).unwrap(), ImageShape::new(1, 28, 28))
-        .unwrap();
+    let sample =
+        crate::engine::images::ImageBatch::from_tensor(&m.decode(&z).unwrap(), ImageShape::new(1, 28, 28))
+            .unwrap();
     assert_eq!(traj.xt[2], sample, "the last column is the sample");
     assert_eq!(views::recorded_steps(1000, 10).last(), Some(&999));
     assert_eq!(views::recorded_steps(2, 10), vec![0, 1]);
