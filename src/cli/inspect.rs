@@ -30,6 +30,8 @@ pub struct SampleArgs {
     #[arg(long, conflicts_with = "class")]
     pub grid_by_class: bool,
     #[command(flatten)]
+    pub sampling: super::diffusion::SamplingArgs,
+    #[command(flatten)]
     pub compute: ComputeArgs,
 }
 
@@ -76,7 +78,8 @@ pub(super) fn sample(a: SampleArgs) -> anyhow::Result<()> {
         bail!("--n must be between 1 and 4096");
     }
     let loaded = a.compute.load(&a.checkpoint)?;
-    let model = loaded.model.as_ref();
+    let model = a.sampling.apply(loaded, &a.compute)?;
+    let model = model.as_ref();
     if a.grid_by_class {
         let k = model.classes();
         if k == 0 {

@@ -73,6 +73,9 @@ pub enum Cmd {
     /// disentanglement (MIG, FactorVAE, DCI), reconstruction, KL and active units, and writes
     /// sweep.csv and sweep.svg.
     Sweep(SweepArgs),
+    /// A diffusion checkpoint's denoising trajectory from fixed noise: x_t and the predicted
+    /// x̂₀ at chosen steps, as a PNG strip and optionally a GIF.
+    Trajectory(diffusion::TrajectoryArgs),
 }
 
 /// Where a command computes: `--device` and `--kernels`, shared by every command that runs a
@@ -129,6 +132,7 @@ pub fn run(cmd: Cmd) -> ExitCode {
         Cmd::Classifier(a) => quality::classifier(a).map(|_| ExitCode::SUCCESS),
         Cmd::Disentangle(a) => disentangle::disentangle(a).map(|_| ExitCode::SUCCESS),
         Cmd::Sweep(a) => sweep::sweep(a).map(|_| ExitCode::SUCCESS),
+        Cmd::Trajectory(a) => diffusion::trajectory(a).map(|_| ExitCode::SUCCESS),
         Cmd::Open(_) => Err(anyhow!("`open` is handled by the app")),
     };
     match result {
@@ -200,6 +204,7 @@ fn load_checkpoint_data(meta: &checkpoint::CheckpointMeta) -> anyhow::Result<Arc
 }
 
 mod bench;
+mod diffusion;
 mod disentangle;
 mod explore;
 mod inspect;

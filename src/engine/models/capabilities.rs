@@ -40,7 +40,7 @@ pub enum AnomalyScore {
     NegLogPx,
     /// −ELBO in nats (VAE): a bound, looser than the IWAE estimate.
     NegElbo,
-    /// The IWAE estimate of −log p(x) in bits per dimension (VAE).
+    /// −log p(x) in bits per dimension: the IWAE estimate (VAE), the −ELBO (diffusion).
     BitsPerDim,
     /// The reconstruction error (AE), or E_q[−log p(x|z)] (VAE).
     Recon,
@@ -66,7 +66,7 @@ impl AnomalyScore {
         match self {
             AnomalyScore::NegLogPx => "−log p(x) (IWAE, nats)",
             AnomalyScore::NegElbo => "−ELBO (nats)",
-            AnomalyScore::BitsPerDim => "bits/dim (IWAE)",
+            AnomalyScore::BitsPerDim => "bits/dim",
             AnomalyScore::Recon => "reconstruction error",
             AnomalyScore::NegDiscLogit => "−discriminator logit",
         }
@@ -106,7 +106,8 @@ pub struct Capabilities {
     pub headline: LossKey,
     /// Per-image anomaly scores, the default first.
     pub anomaly_scores: Vec<AnomalyScore>,
-    /// Estimates log p(x) (importance-weighted), so densities and bits/dim mean something.
+    /// Estimates log p(x) (importance-weighted, or a diffusion model's ELBO), so densities and
+    /// bits/dim mean something.
     pub likelihood: bool,
     /// The encoder's posterior has a variance (a VAE): the latent map can show σ, and the
     /// samples' temperature scales it.

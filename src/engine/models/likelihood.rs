@@ -229,13 +229,15 @@ pub struct SampleScore {
     /// AE: the training loss's value (BCE sum or ‖x − x̂‖², z = encoder output).
     /// VAE: E_q[−log p(x|z)] in nats over the K draws (MSE: includes the (D/2) ln π constant).
     pub recon: Option<f64>,
-    /// KL(q(z|x) ‖ N(0, I)) in nats (VAE).
+    /// KL(q(z|x) ‖ N(0, I)) in nats (VAE); diffusion: L_T + Σ_t L_{t−1}, its forward
+    /// process's KL terms.
     pub kl: Option<f64>,
-    /// −ELBO = recon + KL in nats (β = 1) (VAE).
+    /// −ELBO = recon + KL in nats (β = 1) (VAE; diffusion: recon is its decoder's
+    /// −log p(x₀ | x₁)).
     pub neg_elbo: Option<f64>,
     /// The IWAE estimate of −log p(x) in nats (VAE).
     pub neg_log_px: Option<f64>,
-    /// `neg_log_px` / (D ln 2).
+    /// `neg_log_px` / (D ln 2) (VAE); `neg_elbo` / (D ln 2) (diffusion, on 8-bit levels).
     pub bits_per_dim: Option<f64>,
     /// The discriminator's logit (GAN).
     pub disc_logit: Option<f64>,
@@ -270,10 +272,10 @@ impl SampleScore {
         .collect()
     }
 
-    /// Higher = more anomalous: −log p̂(x) (VAE), the reconstruction error (AE), or minus the
-    /// discriminator's logit (GAN).
+    /// Higher = more anomalous: −log p̂(x) (VAE), −ELBO (diffusion), the reconstruction error
+    /// (AE), or minus the discriminator's logit (GAN).
     pub fn anomaly(&self) -> f64 {
-        self.neg_log_px.or(self.recon).or(self.disc_logit.map(|l| -l)).unwrap_or(f64::NAN)
+        self.neg_log_px.or(self.neg_elbo).or(self.recon).or(self.disc_logit.map(|l| -l)).unwrap_or(f64::NAN)
     }
 }
 

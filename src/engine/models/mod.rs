@@ -429,6 +429,20 @@ pub trait GenerativeModel: Send + Sync {
         }
     }
 
+    /// A diffusion model's sampler path from the noise `z: [n, D]`: x_t and the predicted x̂₀
+    /// at `columns` of its steps. `None` for a family without a sampler.
+    fn trajectory(&self, z: &Tensor, columns: usize) -> Result<Option<diffusion::views::Trajectory>> {
+        let _ = (z, columns);
+        Ok(None)
+    }
+
+    /// A diffusion model's forward process: images `x: [B, D]` in [0, 1] noised to time
+    /// t ∈ [0, 1] with noise from `seed`, `[B, D]` in [0, 1]. `None` for other families.
+    fn noised(&self, x: &Tensor, t: f64, seed: u64) -> Result<Option<Tensor>> {
+        let _ = (x, t, seed);
+        Ok(None)
+    }
+
     /// Classes this model is conditioned on (0 = unconditional; see [`Capabilities::conditional`]).
     fn classes(&self) -> usize {
         self.config().classes()

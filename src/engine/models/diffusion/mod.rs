@@ -4,6 +4,7 @@
 //! - [`schedule`]: the two objectives (DDPM ε-prediction on the cosine schedule; flow matching
 //!   with velocity prediction) and their samplers (DDPM ancestral, DDIM, Euler, Heun).
 //! - [`unet`]: the denoiser.
+//! - [`likelihood`]: the DDPM model's −ELBO in nats, its density score for outliers.
 //! - [`model`]: the [`GenerativeModel`](super::GenerativeModel): training steps, and `decode`,
 //!   which runs the configured sampler from the initial noise z (`[B, C·H·W]`).
 //!
@@ -12,9 +13,11 @@
 //! down-sampling, as in the other conv nets; [`DiffusionConfig::base_channels`] the channels at
 //! full resolution.
 
+pub mod likelihood;
 mod model;
 pub mod schedule;
 pub mod unet;
+pub mod views;
 
 use serde::{Deserialize, Serialize};
 
@@ -25,8 +28,8 @@ use unet::UNetShape;
 
 use super::spec::{self, Part, PartRole};
 use super::{
-    Activation, AdamConfig, Arch, Capabilities, Family, FamilyConfig, GenerativeModel, LiveHyper, LossKey,
-    ModelConfig, NetConfig, Preset, ReconLoss, StepMacs,
+    Activation, AdamConfig, AnomalyScore, Arch, Capabilities, Family, FamilyConfig, GenerativeModel,
+    LiveHyper, LossKey, ModelConfig, NetConfig, Preset, ReconLoss, StepMacs,
 };
 use crate::engine::data::ImageShape;
 use crate::engine::error::{EngineError, Result};
@@ -133,8 +136,12 @@ impl FamilyConfig for DiffusionConfig {
             live: vec![LiveHyper::LearningRate],
             loss_keys: vec![LossKey::Loss],
             headline: LossKey::Loss,
-            anomaly_scores: Vec::new(),
-            likelihood: false,
+            // DDPM scores images by its ELBO; the flow does not (see `model::no_flow_score`).
+            anomaly_scores: match self.objective {
+                Objective::Ddpm => vec![AnomalyScore::NegElbo, AnomalyScore::BitsPerDim, AnomalyScore::Recon],
+                Objective::Flow => Vec::new(),
+            },
+            likelihood: self.objective == Objective::Ddpm,
             variational: false,
         }
     }

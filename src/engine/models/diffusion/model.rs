@@ -4,12 +4,14 @@
 
 use std::collections::HashMap;
 
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::likelihood;
 use super::schedule::{self, CosineSchedule, Objective, Sampler, TRAIN_STEPS};
 use super::unet::UNet;
+use super::views::{self, Recorder, Trajectory};
 use super::DiffusionConfig;
 use crate::engine::error::{EngineError, Result};
 use crate::engine::kernels::Exec;
@@ -23,6 +25,8 @@ use crate::engine::models::{
 
 /// Rows per network call when decoding, which bounds the memory of a large sample.
 const DECODE_CHUNK: usize = 256;
+/// Images scored at once (each of the K draws is one network call on them).
+const SCORE_BATCH: usize = 64;
 /// The DDPM ancestral sampler's own noise when decoding, so one z always gives one image.
 const DECODE_SEED: u64 = 0x5eed_d1ff;
 
@@ -79,6 +83,11 @@ impl Diffusion {
 
     /// The configured sampler from initial noise `z: [B, D]` → `[B, D]` in [−1, 1].
     fn sample(&self, z: &Tensor) -> Result<Tensor> {
+        self.sample_viewed(z, None)
+    }
+
+    /// [`Self::sample`], reporting each step to `view`.
+    fn sample_viewed(&self, z: &Tensor, mut view: Option<schedule::StepView>) -> Result<Tensor> {
         let mut rng = StdRng::seed_from_u64(DECODE_SEED);
         let mut net = |x: &Tensor, t: f64| self.predict(x, t);
         let steps = self.diff.sample_steps;
@@ -91,13 +100,13 @@ impl Diffusion {
                 true,
                 &mut net,
                 &mut rng,
-                None,
+                view.take(),
             )?,
             Sampler::Ddpm => {
-                schedule::sample_ddim(&self.schedule, z, steps, 1.0, true, &mut net, &mut rng, None)?
+                schedule::sample_ddim(&self.schedule, z, steps, 1.0, true, &mut net, &mut rng, view.take())?
             }
-            Sampler::Euler => schedule::sample_flow(z, steps, false, &mut net, None)?,
-            Sampler::Heun => schedule::sample_flow(z, steps, true, &mut net, None)?,
+            Sampler::Euler => schedule::sample_flow(z, steps, false, &mut net, view.take())?,
+            Sampler::Heun => schedule::sample_flow(z, steps, true, &mut net, view.take())?,
         };
         Ok(x.clamp(-1f32, 1f32)?)
     }
@@ -161,22 +170,60 @@ impl GenerativeModel for Diffusion {
         Ok((p.log()? - p.affine(-1.0, 1.0)?.log()?)?)
     }
 
+    fn trajectory(&self, z: &Tensor, columns: usize) -> Result<Option<Trajectory>> {
+        let z = self.exec().put(z)?;
+        let at = views::recorded_steps(self.diff.sample_steps, columns);
+        let mut rec = Recorder::new(at, self.diff.net.input);
+        self.sample_viewed(&z, Some(&mut |i, t, x, x0| rec.record(i, t, x, x0)))?;
+        Ok(Some(rec.out))
+    }
+
+    fn noised(&self, x: &Tensor, t: f64, seed: u64) -> Result<Option<Tensor>> {
+        let x = self.exec().put(x)?;
+        Ok(Some(views::forward_noised(self.diff.objective, &self.schedule, &x, t, seed)?))
+    }
+
     fn discriminate(&self, _x: &Tensor) -> Result<Option<Tensor>> {
         Ok(None)
     }
 
-    fn score_setup(&self, _opts: &ScoreOptions) -> Result<ScoreSetup> {
-        Err(no_score())
+    /// DDPM: `opts.k` Monte-Carlo timesteps per image (see [`likelihood`]). The flow refuses.
+    fn score_setup(&self, opts: &ScoreOptions) -> Result<ScoreSetup> {
+        if self.diff.objective == Objective::Flow {
+            return Err(no_flow_score());
+        }
+        if opts.k == 0 {
+            return Err(EngineError::Config("K (timestep draws per image) must be at least 1".into()));
+        }
+        let batch = opts.max_rows.clamp(1, SCORE_BATCH);
+        Ok(ScoreSetup { likelihood: None, k: opts.k, batch, max_rows: opts.max_rows })
     }
 
+    /// −ELBO of each 8-bit image: `kl` holds L_T + Σ L_{t−1}, `recon` the decoder's
+    /// −log p(x₀ | x₁), `neg_elbo` their sum, `bits_per_dim` the sum / (D ln 2).
     fn score_batch(
         &self,
-        _x: &[f32],
-        _s: &ScoreSetup,
-        _r: &mut StdRng,
-        _o: &mut [SampleScore],
+        x: &[f32],
+        setup: &ScoreSetup,
+        rng: &mut StdRng,
+        out: &mut [SampleScore],
     ) -> Result<()> {
-        Err(no_score())
+        if self.diff.objective == Objective::Flow {
+            return Err(no_flow_score());
+        }
+        let d = self.diff.net.input.len();
+        let x0 =
+            self.exec().put(&Tensor::from_vec(likelihood::quantise(x), (out.len(), d), &Device::Cpu)?)?;
+        let mut net =
+            |x: &Tensor, t: &[f64]| -> Result<Tensor> { Ok(self.unet.forward(x, t, None)?.detach()) };
+        let terms = likelihood::neg_elbo(&self.schedule, &x0, setup.k.max(1), &mut net, rng)?;
+        for (s, e) in out.iter_mut().zip(terms) {
+            s.recon = Some(e.decoder);
+            s.kl = Some(e.prior + e.diffusion);
+            s.neg_elbo = Some(e.total());
+            s.bits_per_dim = Some(e.total() / (d as f64 * std::f64::consts::LN_2));
+        }
+        Ok(())
     }
 
     fn health_monitor(&self) -> Box<dyn HealthMonitor> {
@@ -220,9 +267,13 @@ impl GenerativeModel for Diffusion {
     }
 }
 
-/// Until the family's ELBO lands (issue #17, item 4) it scores no images.
-fn no_score() -> EngineError {
+/// The flow's likelihood needs the probability-flow ODE's divergence integrated along each
+/// image's path (a Hutchinson trace per step), and its straight-path training loss is not a
+/// bound on −log p, so genlab does not claim one.
+fn no_flow_score() -> EngineError {
     EngineError::Config(
-        "a diffusion model does not score images yet (its ELBO in bits/dim is to come)".into(),
+        "a flow-matching model does not score images: its density needs the ODE's divergence along each path, \
+         which genlab does not compute (DDPM models score by their ELBO)"
+            .into(),
     )
 }

@@ -96,3 +96,35 @@ fn both_objectives_learn() {
         assert!((eval(fresh.as_ref()) - after).abs() < 1e-6, "{name}: the state round trip");
     }
 }
+
+/// The trajectory records the steps asked for, ending on the sample `decode` draws; the
+/// forward process leaves an image alone at t = 0 and keeps nothing of it at the end.
+#[test]
+fn trajectory_and_forward_process() {
+    let cfg = DiffusionConfig { sample_steps: 6, ..DiffusionConfig::default() };
+    let m = model(&ModelConfig::Diffusion(cfg), 3);
+    let z = normal_tensor(2, 784, 1.0, &mut StdRng::seed_from_u64(9)).unwrap();
+    let traj = m.trajectory(&z, 3).unwrap().expect("a diffusion model has one");
+    assert_eq!(traj.times.len(), 3);
+    assert_eq!(traj.times.last().copied(), Some(0.0));
+    assert!(traj.times.windows(2).all(|w| w[0] > w[1]), "{:?}", traj.times);
+    assert_eq!(traj.strip().unwrap().len(), 2 * 2 * 3);
+    let frames = traj.frames();
+    assert_eq!((frames.len(), frames[0].len()), (3, 4));
+    let sample =
+        crate::engine::images::ImageBatch::from_tensor(&m.decode(&z).unwrap(), ImageShape::new(1, 28, 28))
+            .unwrap();
+    assert_eq!(traj.xt[2], sample, "the last column is the sample");
+    assert_eq!(views::recorded_steps(1000, 10).last(), Some(&999));
+    assert_eq!(views::recorded_steps(2, 10), vec![0, 1]);
+
+    let data = builtin::load().unwrap();
+    let x = Tensor::from_vec(data.gather(&[0, 1]), (2, 784), &Device::Cpu).unwrap();
+    let same = m.noised(&x, 0.0, 1).unwrap().unwrap();
+    let err: f32 = (same - &x).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+    assert!(err < 1e-5, "{err}");
+    let a = m.noised(&x, 1.0, 1).unwrap().unwrap();
+    let b = m.noised(&x.affine(-1.0, 1.0).unwrap(), 1.0, 1).unwrap().unwrap();
+    let diff: f32 = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+    assert!(diff < 0.02, "x_T still shows the image: {diff}");
+}
