@@ -92,11 +92,8 @@ impl CustomOp3 for GroupNormSilu {
         let mut y = vec![0f32; x.len()];
         let mut stats = vec![(0f32, 0f32); b * self.groups];
         if group > 0 {
-            y.par_chunks_mut(group)
-                .zip(x.par_chunks(group))
-                .zip(stats.par_iter_mut())
-                .enumerate()
-                .for_each(|(i, ((ys, xs), st))| {
+            y.par_chunks_mut(group).zip(x.par_chunks(group)).zip(stats.par_iter_mut()).enumerate().for_each(
+                |(i, ((ys, xs), st))| {
                     fastmath::with_simd(|| {
                         let (mean, rstd) = moments(xs, self.eps);
                         *st = (mean, rstd);
@@ -110,7 +107,8 @@ impl CustomOp3 for GroupNormSilu {
                             }
                         }
                     })
-                });
+                },
+            );
         }
         *self.stats.lock().unwrap_or_else(|p| p.into_inner()) = stats;
         Ok((CpuStorage::F32(y), xl.shape().clone()))
@@ -215,12 +213,9 @@ mod tests {
     /// some and every channel per group, planes shorter and longer than the 16 summing lanes.
     #[test]
     fn group_norm_silu_matches_stock_ops() {
-        for (threads, [b, c, h, w], groups) in [
-            (1, [3, 4, 5, 2], 2),
-            (2, [3, 8, 7, 7], 8),
-            (2, [2, 6, 6, 6], 1),
-            (3, [5, 16, 4, 3], 4),
-        ] {
+        for (threads, [b, c, h, w], groups) in
+            [(1, [3, 4, 5, 2], 2), (2, [3, 8, 7, 7], 8), (2, [2, 6, 6, 6], 1), (3, [5, 16, 4, 3], 4)]
+        {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             pool.install(|| {
                 let x = Var::from_tensor(&randn(&[b, c, h, w], 21).affine(3.0, 1.0).unwrap()).unwrap();
