@@ -13,6 +13,11 @@ The networks copy genlab's (src/engine/models/{layers,vae,gan}.rs, src/engine/co
 - mnist_dcgan: G linear 100->128x7x7, BN, LeakyReLU, deconv 128->64, BN, LeakyReLU,
   deconv 64->1, sigmoid; D conv 1->64 LeakyReLU, conv 64->128, BN, LeakyReLU, linear -> 1.
   (genlab uses the preset's activation, LeakyReLU(0.2), in the generator too.)
+- mnist_ddpm / mnist_flow: genlab's U-Net (src/engine/models/diffusion/unet.rs): channels 16 at
+  28x28, 32 at 14x14, 64 at 7x7; residual blocks GN(8 groups)-SiLU-conv3x3-(+time)-GN-SiLU-conv3x3
+  (+1x1 skip when the channels change); stride-2 3x3 convs down, nearest x2 + 3x3 conv up, skips
+  concatenated; 32 sinusoids -> 128 SiLU -> 128 time MLP. One step: a time and a noise per image,
+  MSE against the noise (DDPM, cosine schedule) or the velocity (flow); Adam 5e-4.
 
 A GAN step is genlab's: G forward once; D on real and on detached fake, D update; D again on the
 (attached) fake for G's loss, G update. Batch 128 of the built-in digits (the 8,000 training
@@ -37,11 +42,13 @@ import sys
 import time
 from pathlib import Path
 
-MODELS = ["mnist_vae", "mnist_mlp_gan", "conv_vae", "mnist_dcgan"]
+MODELS = ["mnist_vae", "mnist_mlp_gan", "conv_vae", "mnist_dcgan", "mnist_ddpm", "mnist_flow"]
+DIFFUSION = ["mnist_ddpm", "mnist_flow"]
 GANS = ["mnist_mlp_gan", "mnist_dcgan"]
 BATCH = 128
 # (warm-up, timed) steps per model: genlab's table (src/bench.rs, `schedule`).
-SCHEDULE = {"mnist_vae": (40, 600), "mnist_mlp_gan": (20, 200), "conv_vae": (4, 40), "mnist_dcgan": (2, 8)}
+SCHEDULE = {"mnist_vae": (40, 600), "mnist_mlp_gan": (20, 200), "conv_vae": (4, 40), "mnist_dcgan": (2, 8),
+            "mnist_ddpm": (2, 10), "mnist_flow": (2, 10)}
 
 
 def parse_args():
@@ -201,6 +208,111 @@ def dcgan():
     return g, d
 
 
+class ResBlock(nn.Module):
+    def __init__(self, cin, cout, tdim):
+        super().__init__()
+        self.norm1, self.conv1 = nn.GroupNorm(groups(cin), cin), nn.Conv2d(cin, cout, 3, 1, 1)
+        self.time = nn.Linear(tdim, cout)
+        self.norm2, self.conv2 = nn.GroupNorm(groups(cout), cout), nn.Conv2d(cout, cout, 3, 1, 1)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else None
+
+    def forward(self, x, temb):
+        h = self.conv1(F.silu(self.norm1(x))) + self.time(temb)[:, :, None, None]
+        h = self.conv2(F.silu(self.norm2(h)))
+        return h + (self.skip(x) if self.skip is not None else x)
+
+
+def groups(c, most=8):
+    return next(g for g in range(min(most, c), 0, -1) if c % g == 0)
+
+
+class UNet(nn.Module):
+    def __init__(self, base=16, levels=(32, 64), tdim=128, sinusoids=32):
+        super().__init__()
+        self.sinusoids = sinusoids
+        self.time_in, self.time_out = nn.Linear(sinusoids, tdim), nn.Linear(tdim, tdim)
+        self.conv_in, self.res_in = nn.Conv2d(1, base, 3, 1, 1), ResBlock(base, base, tdim)
+        self.downs, self.ups = nn.ModuleList(), nn.ModuleList()
+        c = base
+        for ci in levels:
+            self.downs.append(nn.ModuleList([nn.Conv2d(c, c, 3, 2, 1), ResBlock(c, ci, tdim)]))
+            c = ci
+        self.mid = ResBlock(c, c, tdim)
+        for i in reversed(range(len(levels))):
+            below = base if i == 0 else levels[i - 1]
+            self.ups.append(nn.ModuleList([ResBlock(2 * levels[i], levels[i], tdim),
+                                           nn.Conv2d(levels[i], below, 3, 1, 1)]))
+        self.res_out, self.norm_out = ResBlock(2 * base, base, tdim), nn.GroupNorm(groups(base), base)
+        self.conv_out = nn.Conv2d(base, 1, 3, 1, 1)
+
+    def forward(self, x, t):
+        half = self.sinusoids // 2
+        freqs = 10000.0 ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)
+        arg = (t * 1000.0)[:, None] * freqs[None, :]
+        temb = F.silu(self.time_out(F.silu(self.time_in(torch.cat([arg.sin(), arg.cos()], 1)))))
+        h = self.res_in(self.conv_in(x.view(-1, 1, 28, 28)), temb)
+        skips = [h]
+        for down, res in self.downs:
+            h = res(down(h), temb)
+            skips.append(h)
+        h = self.mid(h, temb)
+        for res, up in self.ups:
+            h = res(torch.cat([h, skips.pop()], 1), temb)
+            h = up(F.interpolate(h, scale_factor=2, mode="nearest"))
+        h = self.res_out(torch.cat([h, skips.pop()], 1), temb)
+        return self.conv_out(F.silu(self.norm_out(h))).flatten(1)
+
+    def forward_macs(self):
+        """Multiply-adds of one forward pass for one image, as genlab counts them
+        (`UNetShape::forward_macs`): convolutions and linear layers."""
+        macs = 0
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                macs += m.in_features * m.out_features
+        # Convs: out pixels x cin x cout x k^2, the out size of each conv from a dry run.
+        sizes = {}
+        hooks = [m.register_forward_hook(lambda m, i, o: sizes.__setitem__(m, o.shape[2] * o.shape[3]))
+                 for m in self.modules() if isinstance(m, nn.Conv2d)]
+        with torch.no_grad():
+            self.forward(torch.zeros(1, 784, device=next(self.parameters()).device),
+                         torch.zeros(1, device=next(self.parameters()).device))
+        for h in hooks:
+            h.remove()
+        for m, px in sizes.items():
+            macs += px * m.in_channels * m.out_channels * m.kernel_size[0] * m.kernel_size[1]
+        return macs
+
+
+def cosine_alpha_bar(steps=1000, s=0.008):
+    """DDPM's cosine schedule (Nichol and Dhariwal 2021), alpha_bar(t) for t = 0..steps."""
+    import math
+    f = [math.cos(((t / steps) + s) / (1 + s) * math.pi / 2) ** 2 for t in range(steps + 1)]
+    return torch.tensor([min(max(v / f[0], 0.0), 1.0) for v in f], dtype=torch.float32)
+
+
+class DiffusionTrainer:
+    def __init__(self, net, objective, lr=5e-4):
+        self.net, self.objective = net, objective
+        self.opt = torch.optim.Adam(net.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8)
+        self.alpha_bar = cosine_alpha_bar().to(DEVICE)
+
+    def step(self, x):
+        x0 = 2.0 * x - 1.0
+        eps = torch.randn_like(x0)
+        if self.objective == "ddpm":
+            steps = torch.randint(1, 1001, (x0.shape[0],), device=x0.device)
+            ab = self.alpha_bar[steps][:, None]
+            xt, target, t = ab.sqrt() * x0 + (1 - ab).sqrt() * eps, eps, steps.float() / 1000.0
+        else:
+            t = torch.rand(x0.shape[0], device=x0.device)
+            xt, target = (1 - t[:, None]) * x0 + t[:, None] * eps, eps - x0
+        loss = F.mse_loss(self.net(xt, t), target)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return loss.item()
+
+
 # --- FLOPs per image, counted as genlab counts them (src/bench.rs) --------------------------------
 
 def mlp_macs(dims):
@@ -219,6 +331,9 @@ def conv_macs(channels, side=28, cin=1):
 def flop_per_image(model):
     """genlab's count (src/bench.rs): forward, weight gradients, and the input gradients that
     are needed (none for a layer fed by data: e1 / g1 are the first layers)."""
+    if model in DIFFUSION:
+        # genlab's `step_macs` for the diffusion family: 3 x forward.
+        return 2 * 3 * UNet().forward_macs()
     if model == "mnist_vae":
         fwd = mlp_macs([784, 400]) + 2 * 400 * 20 + mlp_macs([20, 400, 784])
         return 2 * (3 * fwd - 784 * 400)
@@ -289,6 +404,8 @@ class GanTrainer:
 
 
 def make_trainer(model, output="sigmoid"):
+    if model in DIFFUSION:
+        return DiffusionTrainer(UNet().to(DEVICE), "ddpm" if model == "mnist_ddpm" else "flow")
     if model == "mnist_vae":
         return VaeTrainer(MlpVae().to(DEVICE))
     if model == "conv_vae":

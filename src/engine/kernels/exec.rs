@@ -5,7 +5,7 @@
 use candle_core::{DType, Device, Result, Shape, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
-use super::{adam, batch_norm, conv, linear, reference, row_loss};
+use super::{adam, batch_norm, conv, group_norm, linear, reference, row_loss, upsample};
 use super::{AdamStep, Epilogue, Geometry, RowLoss, SideGrads};
 
 /// Which implementation of the ops a run asks for.
@@ -132,6 +132,33 @@ impl Exec {
         let (mean, var) = stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let shape = gamma.shape();
         Ok((y, Tensor::from_vec(mean, shape, x.device())?, Tensor::from_vec(var, shape, x.device())?))
+    }
+
+    /// Group normalisation (statistics per image and group of `C / groups` channels) and SiLU:
+    /// `x [B, C, H, W]`, `γ, β [1, C, 1, 1]` → `[B, C, H, W]`.
+    pub fn group_norm_silu(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        groups: usize,
+        eps: f32,
+    ) -> Result<Tensor> {
+        if self.fused(x) {
+            group_norm::group_norm_silu(x, gamma, beta, groups, eps)
+        } else {
+            reference::group_norm_silu(x, gamma, beta, groups, eps)
+        }
+    }
+
+    /// Nearest-neighbour ×2 up-sampling `[B, C, H, W] → [B, C, 2H, 2W]`.
+    pub fn upsample_nearest2x(&self, x: &Tensor) -> Result<Tensor> {
+        if self.fused(x) {
+            upsample::upsample_nearest2x(x)
+        } else {
+            let (_, _, h, w) = x.dims4()?;
+            x.upsample_nearest2d(2 * h, 2 * w)
+        }
     }
 
     /// `act(conv2d(x, w) + b)`; the fused op hands the gradients of `w` and `b` to `sink`.

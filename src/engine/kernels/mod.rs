@@ -7,6 +7,7 @@
 //!
 //! One op per file: [`linear`] (a fully connected layer and its activation), [`row_loss`],
 //! [`batch_norm_act`], the convolutions (`conv/`), im2col / col2im ([`unfold`], [`fold`]), the
+//! group norm + SiLU and nearest ×2 up-sampling (the diffusion U-Net's), the
 //! Adam update and the gradients' finiteness check ([`adam_update`], [`all_finite`]).
 //! Beside them: the activations they end in (`epilogue`), the side channel for parameter
 //! gradients ([`SideGrads`]), gemm helpers and vectorisable maths ([`fastmath`]).
@@ -21,6 +22,7 @@ mod cpu;
 mod epilogue;
 pub mod fastmath;
 mod gemm;
+mod group_norm;
 mod im2col;
 mod im2col_plane;
 mod linear;
@@ -28,6 +30,7 @@ pub mod pool;
 pub mod reference;
 mod row_loss;
 mod side_grads;
+mod upsample;
 // Only x86-64 kernels have SIMD paths to switch off; elsewhere every loop is the portable one.
 #[cfg(target_arch = "x86_64")]
 mod simd;

@@ -56,6 +56,18 @@ pub fn batch_norm_act(
     Ok((y, mean.detach(), var.detach()))
 }
 
+/// Group normalisation per image over `groups` groups of consecutive channels, then SiLU:
+/// `x [B, C, H, W]`, `γ, β [1, C, 1, 1]`.
+pub fn group_norm_silu(x: &Tensor, gamma: &Tensor, beta: &Tensor, groups: usize, eps: f32) -> Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    let g = x.reshape((b, groups, (c / groups) * h * w))?; // [B, G, C/G·H·W]
+    let mean = g.mean_keepdim(2)?;
+    let centred = g.broadcast_sub(&mean)?;
+    let var = centred.sqr()?.mean_keepdim(2)?;
+    let xhat = centred.broadcast_div(&(var + eps as f64)?.sqrt()?)?.reshape((b, c, h, w))?;
+    xhat.broadcast_mul(gamma)?.broadcast_add(beta)?.silu()
+}
+
 /// `act(conv2d(x, w) + b)`: `x [B, Cin, H, W]`, `w [Cout, Cin, k, k]`, `b [Cout]`.
 pub fn conv2d_act(x: &Tensor, w: &Tensor, b: &Tensor, geom: Geometry, e: Epilogue) -> Result<Tensor> {
     let y = x.conv2d(w, geom.pad, geom.stride, 1, 1)?;

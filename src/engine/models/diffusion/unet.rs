@@ -30,7 +30,7 @@ const SINUSOID_DIM: usize = 32;
 const TIME_SCALE: f64 = 1000.0;
 /// At most this many groups per group norm (fewer when the channels do not divide).
 const MAX_GROUPS: usize = 8;
-const GN_EPS: f64 = 1e-5;
+const GN_EPS: f32 = 1e-5;
 
 /// What decides the U-Net's layers.
 #[derive(Clone, Debug, PartialEq)]
@@ -100,24 +100,19 @@ struct GroupNorm {
     gamma: Tensor,
     beta: Tensor,
     groups: usize,
+    exec: Exec,
 }
 
 impl GroupNorm {
     fn new(ps: &mut ParamSet, name: &str, c: usize) -> Result<Self> {
         let gamma = ps.constant(format!("{name}.weight"), &[1, c, 1, 1], 1.0)?;
         let beta = ps.constant(format!("{name}.bias"), &[1, c, 1, 1], 0.0)?;
-        Ok(Self { gamma, beta, groups: groups(c) })
+        Ok(Self { gamma, beta, groups: groups(c), exec: ps.exec.clone() })
     }
 
     /// `[B, C, H, W] → [B, C, H, W]` normalised per image and group, then SiLU.
     fn forward_silu(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, c, h, w) = x.dims4()?;
-        let g = x.reshape((b, self.groups, (c / self.groups) * h * w))?; // [B, G, C/G·H·W]
-        let mean = g.mean_keepdim(2)?;
-        let centred = g.broadcast_sub(&mean)?;
-        let var = centred.sqr()?.mean_keepdim(2)?;
-        let xhat = centred.broadcast_div(&(var + GN_EPS)?.sqrt()?)?.reshape((b, c, h, w))?;
-        Ok(xhat.broadcast_mul(&self.gamma)?.broadcast_add(&self.beta)?.silu()?)
+        Ok(self.exec.group_norm_silu(x, &self.gamma, &self.beta, self.groups, GN_EPS)?)
     }
 }
 
@@ -270,8 +265,7 @@ impl UNet {
         for (res, up) in &self.ups {
             let skip = skips.pop().unwrap_or_else(|| h.clone());
             h = res.forward(&Tensor::cat(&[&h, &skip], 1)?, &temb)?;
-            let (_, _, hh, ww) = h.dims4()?;
-            h = up.forward(&h.upsample_nearest2d(2 * hh, 2 * ww)?)?; // [B, c_{i−1}, 2h, 2w]
+            h = up.forward(&up.exec.upsample_nearest2x(&h)?)?; // [B, c_{i−1}, 2h, 2w]
         }
         let skip = skips.pop().unwrap_or_else(|| h.clone());
         h = self.res_out.forward(&Tensor::cat(&[&h, &skip], 1)?, &temb)?;
