@@ -58,20 +58,30 @@ fn changing_only_the_label_changes_the_samples() {
     assert!(sample_class(m, 1, 1.0, 0, Some(3)).is_err(), "a class asked of an unconditional model");
 }
 
-/// A dataset without labels is refused by name, before anything trains; a GAN cannot be
-/// made conditional yet.
+/// A dataset without labels is refused by name, before anything trains, for the conditional
+/// VAE and GAN alike; a GAN given classes becomes conditional, and a family that cannot be
+/// conditioned (diffusion) still refuses them.
 #[test]
 fn data_without_labels_is_refused_by_name() {
     let d = digits();
     let mut unlabelled =
         Dataset::new("my-scans", DataSource::Builtin, d.shape, d.images[..784 * 300].to_vec(), None).unwrap();
     unlabelled.class_names = None;
-    let err = TrainingSession::new(config("mnist_cvae"), Arc::new(unlabelled)).err().unwrap().to_string();
-    assert!(err.contains("my-scans") && err.contains("no labels") && err.contains("mnist_cvae"), "{err}");
+    let unlabelled = Arc::new(unlabelled);
+    for name in ["mnist_cvae", "mnist_cgan", "mnist_conv_cgan"] {
+        let err = TrainingSession::new(config(name), unlabelled.clone()).err().unwrap().to_string();
+        assert!(err.contains("my-scans") && err.contains("no labels") && err.contains(name), "{err}");
+    }
     let mut gan = config("mnist_mlp_gan");
     gan.model.net_mut().classes = 10;
-    let err = gan.validate().err().unwrap().to_string();
-    assert!(err.contains("GAN") && err.contains("classes"), "{err}");
+    gan.validate().unwrap();
+    assert!(gan.model.capabilities().conditional);
+    let as_gan = config("mnist_cvae").model.with_family(genlab::engine::models::Family::Gan);
+    assert_eq!(as_gan.classes(), 10, "the GAN keeps the labels of the network it takes over");
+    let mut diffusion = config("mnist_ddpm");
+    diffusion.model.net_mut().classes = 10;
+    let err = diffusion.validate().err().unwrap().to_string();
+    assert!(err.contains("classes"), "{err}");
 }
 
 /// `steps` training steps of preset `name` on the digits; the first and last 20 steps' mean loss.

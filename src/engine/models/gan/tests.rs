@@ -105,7 +105,7 @@ fn the_conv_critics_penalty_gradient_equals_finite_differences() {
     let mut rng = StdRng::seed_from_u64(5);
     let v: Vec<f32> = (0..3 * 64).map(|_| rng.random_range(-1.0f32..1.0)).collect();
     let x = Tensor::from_vec(v, (3, 64), &Device::Cpu).unwrap();
-    let penalty = |g: &Gan| gradient_penalty(&x, |t| g.d_logits(t, true)).unwrap();
+    let penalty = |g: &Gan| gradient_penalty(&x, |t| g.d_logits(t, None, true)).unwrap();
     let grads = penalty(&gan).backward().unwrap();
     for (name, var) in &gan.d_params.params {
         let orig = var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
