@@ -172,16 +172,16 @@ fn a_short_cgan_run_draws_the_requested_digit() {
         let b = batch_of(s.data(), &idx).unwrap();
         let plain = m.discriminate(&b.x).unwrap().unwrap();
         let psi: Vec<f32> = plain.to_vec1().unwrap();
-        let scored = score_indices(m, s.data(), &idx, &ScoreOptions::default(), &mut |_, _| true)
-            .unwrap()
-            .unwrap();
+        let scored =
+            score_indices(m, s.data(), &idx, &ScoreOptions::default(), &mut |_, _| true).unwrap().unwrap();
         for (sc, p) in scored.samples.iter().zip(&psi) {
             let with_label = sc.disc_logit.unwrap();
             assert!((with_label - *p as f64).abs() > 1e-4, "{name}: the label changed no score");
         }
 
         let dir = tempfile::tempdir().unwrap();
-        checkpoint::save(dir.path(), s.model(), s.config(), &DataSource::Builtin, steps as u64, None).unwrap();
+        checkpoint::save(dir.path(), s.model(), s.config(), &DataSource::Builtin, steps as u64, None)
+            .unwrap();
         let loaded = checkpoint::load(dir.path()).unwrap();
         assert_eq!(loaded.model.classes(), 10);
         let column = sample_class(s.model(), 3, 1.0, 1, Some(4)).unwrap();

@@ -333,7 +333,12 @@ fn find_preset(name: &str) -> Option<&'static Preset> {
 
 /// Every family's presets, in the order the app lists them.
 fn all_presets() -> impl Iterator<Item = &'static Preset> {
-    vae::PRESETS.iter().chain(cvae::PRESETS).chain(gan::PRESETS).chain(gan::conditional::PRESETS).chain(diffusion::PRESETS)
+    vae::PRESETS
+        .iter()
+        .chain(cvae::PRESETS)
+        .chain(gan::PRESETS)
+        .chain(gan::conditional::PRESETS)
+        .chain(diffusion::PRESETS)
 }
 
 /// A named starting point of one family.

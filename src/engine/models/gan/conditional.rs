@@ -40,7 +40,12 @@ pub(super) struct Projection {
 
 impl Projection {
     /// `None` for an unconditional net. Initialised like a linear layer of fan-in F.
-    pub(super) fn new(dp: &mut ParamSet, net: &NetConfig, feat: usize, rng: &mut StdRng) -> Result<Option<Self>> {
+    pub(super) fn new(
+        dp: &mut ParamSet,
+        net: &NetConfig,
+        feat: usize,
+        rng: &mut StdRng,
+    ) -> Result<Option<Self>> {
         if net.classes == 0 {
             return Ok(None);
         }

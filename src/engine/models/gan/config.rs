@@ -83,9 +83,7 @@ impl Default for GanConfig {
 pub const PRESETS: &[Preset] = &[
     Preset {
         name: "mnist_mlp_gan",
-        make: || {
-            (ModelConfig::Gan(GanConfig { net: mlp_gan_net(), ..GanConfig::default() }), dcgan_adam())
-        },
+        make: || (ModelConfig::Gan(GanConfig { net: mlp_gan_net(), ..GanConfig::default() }), dcgan_adam()),
         epochs: MLP_GAN_EPOCHS,
     },
     Preset {
