@@ -162,3 +162,40 @@ pub const PRESETS: &[Preset] = &[
         epochs: CONV_CGAN_EPOCHS,
     },
 ];
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests: a panic is the failure report")]
+    use candle_core::{Device, Tensor};
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    use super::super::super::{build_model, preset, Batch, GanLoss, ModelConfig, StepOutcome};
+    use crate::engine::data::ImageShape;
+    use crate::engine::kernels::Exec;
+
+    /// Both presets, under every objective, count their parameters as built (the one-hot's
+    /// columns in G's first layer, the embedding in D), take a finite step on a labelled batch
+    /// (WGAN-GP's penalty through the projection included), and refuse an unlabelled one.
+    #[test]
+    fn conditional_gans_build_count_and_step_under_every_loss() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let x = Tensor::rand(0f32, 1f32, (8, 784), &Device::Cpu).unwrap();
+        let y = Tensor::from_vec((0..8u32).collect::<Vec<_>>(), 8, &Device::Cpu).unwrap();
+        for name in ["mnist_cgan", "mnist_conv_cgan"] {
+            for loss in GanLoss::ALL {
+                let (mut cfg, optim) = preset(name, ImageShape::new(1, 28, 28)).unwrap();
+                if let ModelConfig::Gan(g) = &mut cfg {
+                    g.gan_loss = loss;
+                }
+                let mut m = build_model(&cfg, &optim, 0, &Exec::cpu()).unwrap();
+                assert_eq!(m.param_count() as u64, cfg.param_count_from_shapes(), "{name} {loss:?}");
+                let batch = Batch { x: x.clone(), y: Some(y.clone()) };
+                let out = m.train_step(&batch, &mut rng).unwrap();
+                assert!(matches!(out, StepOutcome::Applied(_)), "{name} {loss:?}: not applied");
+                let err = m.train_step(&Batch { x: x.clone(), y: None }, &mut rng).err().unwrap();
+                assert!(err.to_string().contains("labelled"), "{err}");
+            }
+        }
+    }
+}
