@@ -257,7 +257,7 @@ impl ModelConfig {
         let classes = self.net().classes;
         if classes > 0 && !self.capabilities().conditional {
             return Err(EngineError::Config(format!(
-                "a {} cannot be conditioned on classes yet (classes = {classes}; set it to 0)",
+                "a {} cannot be conditioned on classes (classes = {classes}; set it to 0)",
                 self.family()
             )));
         }
@@ -333,7 +333,12 @@ fn find_preset(name: &str) -> Option<&'static Preset> {
 
 /// Every family's presets, in the order the app lists them.
 fn all_presets() -> impl Iterator<Item = &'static Preset> {
-    vae::PRESETS.iter().chain(cvae::PRESETS).chain(gan::PRESETS).chain(diffusion::PRESETS)
+    vae::PRESETS
+        .iter()
+        .chain(cvae::PRESETS)
+        .chain(gan::PRESETS)
+        .chain(gan::conditional::PRESETS)
+        .chain(diffusion::PRESETS)
 }
 
 /// A named starting point of one family.

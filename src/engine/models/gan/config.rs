@@ -9,6 +9,7 @@ use super::super::{
     Activation, AnomalyScore, Arch, Capabilities, Family, FamilyConfig, GenerativeModel, LiveHyper, LossKey,
     ModelConfig, NetConfig, Preset, ReconLoss, StepMacs, MAX_WIDTH,
 };
+use super::conditional::{generator_net, projection_params};
 use super::{Gan, GanLoss};
 use crate::engine::data::ImageShape;
 use crate::engine::error::{EngineError, Result};
@@ -87,15 +88,7 @@ impl Default for GanConfig {
 pub const PRESETS: &[Preset] = &[
     Preset {
         name: "mnist_mlp_gan",
-        make: || {
-            let net = NetConfig {
-                hidden: vec![256, 512],
-                latent_dim: 100,
-                activation: Activation::LeakyRelu,
-                ..NetConfig::default()
-            };
-            (ModelConfig::Gan(GanConfig { net, ..GanConfig::default() }), dcgan_adam())
-        },
+        make: || (ModelConfig::Gan(GanConfig { net: mlp_gan_net(), ..GanConfig::default() }), dcgan_adam()),
         epochs: MLP_GAN_EPOCHS,
     },
     Preset {
@@ -187,8 +180,18 @@ pub const MAX_GP_EVERY: usize = 16;
 /// from `genlab bench`).
 const LESSON_EPOCHS: usize = 8;
 
+/// `mnist_mlp_gan`'s network (also the conditional presets').
+pub(super) fn mlp_gan_net() -> NetConfig {
+    NetConfig {
+        hidden: vec![256, 512],
+        latent_dim: 100,
+        activation: Activation::LeakyRelu,
+        ..NetConfig::default()
+    }
+}
+
 /// `mnist_dcgan`'s network.
-fn dcgan_net() -> NetConfig {
+pub(super) fn dcgan_net() -> NetConfig {
     NetConfig {
         arch: Arch::Conv,
         hidden: vec![64, 128],
@@ -198,7 +201,7 @@ fn dcgan_net() -> NetConfig {
     }
 }
 
-fn dcgan_adam() -> AdamConfig {
+pub(super) fn dcgan_adam() -> AdamConfig {
     AdamConfig { lr: 2e-4, beta1: 0.5, ..AdamConfig::default() }
 }
 
@@ -220,7 +223,7 @@ impl FamilyConfig for GanConfig {
             family: Family::Gan,
             encoder: false,
             discriminator: true,
-            conditional: false,
+            conditional: self.net.classes > 0,
             latent_dim: self.net.latent_dim,
             latent_name: "noise",
             live: vec![LiveHyper::LearningRate, LiveHyper::DiscLearningRate, LiveHyper::DiscSteps],
@@ -276,9 +279,16 @@ impl FamilyConfig for GanConfig {
     fn network(&self) -> Vec<Part> {
         let (g_widths, d_widths) = self.widths();
         let mut g = vec![spec::boxed("noise z", self.net.latent_dim.to_string())];
+        if self.net.classes > 0 {
+            g.push(spec::boxed("class one-hot", self.net.classes.to_string()));
+        }
         g.extend(spec::expand(&self.net, &g_widths));
         let mut d = spec::trunk(&self.net, &d_widths, "fc");
-        d.push(spec::boxed("D(x)", "1"));
+        if self.net.classes > 0 {
+            d.push(spec::boxed("D(x, y) = ψ(φ) + ⟨e_y, φ⟩", "1"));
+        } else {
+            d.push(spec::boxed("D(x)", "1"));
+        }
         vec![
             Part { title: "Generator G", role: PartRole::Input, layers: g },
             Part { title: "Discriminator D", role: PartRole::Output, layers: d },
@@ -288,9 +298,10 @@ impl FamilyConfig for GanConfig {
     fn param_count(&self) -> u64 {
         let (g, d) = self.widths();
         let (d_trunk, feat) = trunk_params(&self.net, &d, self.critic_batch_norm());
-        expand_params(&self.net, &g, self.uses_batch_norm())
+        expand_params(&generator_net(&self.net), &g, self.uses_batch_norm())
             .saturating_add(d_trunk)
             .saturating_add(linear(feat, 1))
+            .saturating_add(projection_params(&self.net, feat))
     }
 
     fn build(&self, optim: &AdamConfig, seed: u64, exec: &Exec) -> Result<Box<dyn GenerativeModel>> {
@@ -319,11 +330,12 @@ impl FamilyConfig for GanConfig {
     fn step_macs(&self) -> StepMacs {
         let net = &self.net;
         let (g_widths, d_widths) = self.widths();
-        let (d, l) = (net.input.len(), net.latent_dim as u64);
+        // A conditional generator also reads the one-hot (the projection's cost is negligible).
+        let (d, l) = (net.input.len(), (net.latent_dim + net.classes) as u64);
         let (g_macs, d_macs, e1, g1) = match net.arch {
             Arch::Mlp => {
                 let g: Vec<usize> =
-                    std::iter::once(net.latent_dim).chain(g_widths.iter().copied()).chain([d]).collect();
+                    std::iter::once(l as usize).chain(g_widths.iter().copied()).chain([d]).collect();
                 let dd: Vec<usize> = std::iter::once(d).chain(d_widths.iter().copied()).chain([1]).collect();
                 let e1 = (d * d_widths.first().copied().unwrap_or(1)) as u64;
                 let g1 = l * g_widths.first().copied().unwrap_or(d) as u64;

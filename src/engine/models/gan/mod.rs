@@ -1,7 +1,9 @@
 //! GAN: a generator G(z) and a discriminator (critic) D(x), each with its own parameters and
 //! Adam. The objective ([`GanLoss`]) is minimax or non-saturating cross-entropy (from logits),
-//! hinge, or Wasserstein with gradient penalty; D takes `d_steps` steps per G step.
+//! hinge, or Wasserstein with gradient penalty; D takes `d_steps` steps per G step. With
+//! `classes` > 0 it is conditional ([`conditional`]: the one-hot into G, projection in D).
 
+pub mod conditional;
 mod config;
 mod loss;
 #[cfg(test)]
@@ -43,6 +45,8 @@ pub struct Gan {
     /// The penalty of the latest step that computed it (every `gp_every`-th D step), for the
     /// reported D loss in between.
     last_gp: f64,
+    /// The class embedding of a conditional GAN's projection discriminator.
+    projection: Option<conditional::Projection>,
     /// The discriminator follows the run's learning rate (no `disc_optim` of its own).
     d_shares_lr: bool,
 }
@@ -58,7 +62,7 @@ impl Gan {
             &mut gp,
             "generator",
             net,
-            net.latent_dim,
+            net.latent_dim + net.classes,
             &g_widths,
             gan.uses_batch_norm(),
             &mut rng,
@@ -76,6 +80,7 @@ impl Gan {
         } else {
             None
         };
+        let projection = conditional::Projection::new(&mut dp, net, feat, &mut rng)?;
         let g_adam = Adam::new(optim, &gp)?;
         let d_adam = Adam::new(gan.disc_optim.unwrap_or(optim), &dp)?;
         let cfg = ModelConfig::Gan(gan.clone());
@@ -92,6 +97,7 @@ impl Gan {
             d_head,
             d_penalty,
             last_gp: 0.0,
+            projection,
             d_shares_lr,
         })
     }
@@ -104,7 +110,8 @@ impl Gan {
         })
     }
 
-    /// `[B, latent] → [B, D]` the generator's output in D's space (see [`Self::to_d_space`]).
+    /// `[B, latent (+ K)] → [B, D]` the generator's output in D's space (see
+    /// [`Self::to_d_space`]); a conditional generator's input has the one-hot beside the noise.
     fn generate(&self, z: &Tensor, train: bool) -> Result<Tensor> {
         Ok(match self.gan.output {
             GanOutput::Sigmoid => self.generator.forward_pixels(z, train)?,
@@ -112,17 +119,32 @@ impl Gan {
         })
     }
 
-    /// `[B, D] → [B]` D's raw outputs (logits, or a critic's scores).
-    fn d_logits(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        Ok(self.d_head.forward(&self.d_trunk.forward(x, train)?)?.squeeze(1)?)
+    /// `[B, D] → [B]` D's raw outputs (logits, or a critic's scores), under the one-hot
+    /// `hot: [B, K]` of a conditional GAN.
+    fn d_logits(&self, x: &Tensor, hot: Option<&Tensor>, train: bool) -> Result<Tensor> {
+        let phi = self.d_trunk.forward(x, train)?; // [B, F]
+        self.project(self.d_head.forward(&phi)?.squeeze(1)?, &phi, hot)
+    }
+
+    /// Pixels `[B, D]` in [0, 1] of the generator's input `[B, latent (+ K)]`: the sigmoid, or
+    /// (tanh + 1) / 2, of its last layer.
+    fn pixels(&self, z: &Tensor) -> Result<Tensor> {
+        Ok(match self.gan.output {
+            GanOutput::Sigmoid => candle_nn::ops::sigmoid(&self.generator.forward(z, false)?)?,
+            GanOutput::Tanh => self.generator.forward_tanh(z, false)?.affine(0.5, 0.5)?,
+        }
+        .detach())
     }
 
     /// `[B, D] → [B]` the critic's scores through its twice-differentiable view (the gradient
     /// penalty's; D's own ops where it has none).
-    fn d_logits_twice(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    fn d_logits_twice(&self, x: &Tensor, hot: Option<&Tensor>, train: bool) -> Result<Tensor> {
         match &self.d_penalty {
-            Some((trunk, head)) => Ok(head.forward(&trunk.forward(x, train)?)?.squeeze(1)?),
-            None => self.d_logits(x, train),
+            Some((trunk, head)) => {
+                let phi = trunk.forward(x, train)?; // [B, F]
+                self.project(head.forward(&phi)?.squeeze(1)?, &phi, hot)
+            }
+            None => self.d_logits(x, hot, train),
         }
     }
 
@@ -144,14 +166,15 @@ impl Gan {
         &self,
         x: &Tensor,
         fake: &Tensor,
+        hot: Option<&Tensor>,
         train: bool,
         penalty_weight: f64,
         last_gp: f64,
         rng: &mut StdRng,
     ) -> Result<(Tensor, Losses)> {
         let loss_kind = self.gan.gan_loss;
-        let real_l = self.d_logits(x, train)?;
-        let fake_l = self.d_logits(fake, train)?;
+        let real_l = self.d_logits(x, hot, train)?;
+        let fake_l = self.d_logits(fake, hot, train)?;
         let mut d_loss = loss_kind.d_loss(&real_l, &fake_l, self.gan.real_label)?;
         let mut losses = Losses::default();
         if loss_kind.probabilistic() {
@@ -169,7 +192,7 @@ impl Gan {
                 let eps = self.exec().put(&Tensor::from_vec(eps, (b, 1), &candle_core::Device::Cpu)?)?;
                 // [B, D]
                 let x_hat = (x.broadcast_mul(&eps)? + fake.broadcast_mul(&(eps.neg()? + 1.0)?)?)?;
-                let gp = gradient_penalty(&x_hat, |t| self.d_logits_twice(t, train))?;
+                let gp = gradient_penalty(&x_hat, |t| self.d_logits_twice(t, hot, train))?;
                 gp_value = scalar(&gp)?;
                 losses.set(LossKey::GradPenalty, gp_value);
                 d_loss = (d_loss + (gp * penalty_weight)?)?;
@@ -205,7 +228,8 @@ impl GenerativeModel for Gan {
     fn train_step(&mut self, batch: &Batch, rng: &mut StdRng) -> Result<StepOutcome> {
         let x = &self.to_d_space(&self.exec().put(&batch.x)?)?;
         let (b, _) = x.dims2()?;
-        let z = self.noise(b, rng)?;
+        let hot = self.batch_hot(batch, b)?; // fakes take the real images' labels
+        let z = self.labelled(&self.noise(b, rng)?, hot.as_ref())?;
         let fake = self.generate(&z, true)?; // [B, D]
 
         // Lazy regularisation (Karras et al. 2020, StyleGAN2 §3.1): the penalty on every k-th
@@ -214,7 +238,7 @@ impl GenerativeModel for Gan {
         let penalty_weight =
             if self.d_adam.step.is_multiple_of(k as u64) { self.gan.gp_weight * k as f64 } else { 0.0 };
         let (d_loss, mut losses) =
-            self.d_objective(x, &fake.detach(), true, penalty_weight, self.last_gp, rng)?;
+            self.d_objective(x, &fake.detach(), hot.as_ref(), true, penalty_weight, self.last_gp, rng)?;
         if let Some(gp) = losses.get(LossKey::GradPenalty) {
             self.last_gp = gp;
         }
@@ -233,7 +257,7 @@ impl GenerativeModel for Gan {
         // Generator step against the updated discriminator (as in the DCGAN reference). A
         // non-finite generator loss or gradient leaves the generator untouched; the
         // discriminator's finite update stands.
-        let g_logits = self.d_logits(&fake, true)?;
+        let g_logits = self.d_logits(&fake, hot.as_ref(), true)?;
         let g_loss = self.gan.gan_loss.g_loss(&g_logits)?;
         losses.set(LossKey::GLoss, scalar(&g_loss)?);
         if !losses.is_finite() {
@@ -256,36 +280,53 @@ impl GenerativeModel for Gan {
     fn evaluate(&self, batch: &Batch, rng: &mut StdRng) -> Result<Losses> {
         let x = &self.to_d_space(&self.exec().put(&batch.x)?)?;
         let (b, _) = x.dims2()?;
-        let z = self.noise(b, rng)?;
+        let hot = self.batch_hot(batch, b)?;
+        let z = self.labelled(&self.noise(b, rng)?, hot.as_ref())?;
         let fake = self.generate(&z, false)?.detach();
-        Ok(self.d_objective(&x.detach(), &fake, false, self.gan.gp_weight, 0.0, rng)?.1)
+        Ok(self.d_objective(&x.detach(), &fake, hot.as_ref(), false, self.gan.gp_weight, 0.0, rng)?.1)
     }
 
     fn encode(&self, _x: &Tensor) -> Result<Option<(Tensor, Tensor)>> {
         Ok(None)
     }
 
-    /// Pixels in [0, 1]: the sigmoid, or (tanh + 1) / 2, of the generator's last layer.
     fn decode(&self, z: &Tensor) -> Result<Tensor> {
-        let z = self.exec().put(z)?;
-        Ok(match self.gan.output {
-            GanOutput::Sigmoid => candle_nn::ops::sigmoid(&self.generator.forward(&z, false)?)?,
-            GanOutput::Tanh => self.generator.forward_tanh(&z, false)?.affine(0.5, 0.5)?,
-        }
-        .detach())
+        self.decode_class(z, None)
     }
 
-    /// Logits whose sigmoid are [`Self::decode`]'s pixels: (tanh(a) + 1) / 2 = σ(2a).
     fn decode_logits(&self, z: &Tensor) -> Result<Tensor> {
-        let a = self.generator.forward(&self.exec().put(z)?, false)?.detach();
+        self.decode_logits_class(z, None)
+    }
+
+    /// Pixels in [0, 1]: the sigmoid, or (tanh + 1) / 2, of the generator's last layer.
+    fn decode_class(&self, z: &Tensor, y: Option<&Tensor>) -> Result<Tensor> {
+        let z = self.exec().put(z)?;
+        let z = self.labelled(&z, self.hot(y, z.dim(0)?)?.as_ref())?;
+        self.pixels(&z)
+    }
+
+    fn decode_mixed(&self, z: &Tensor, weights: &Tensor) -> Result<Option<Tensor>> {
+        if self.gan.net.classes == 0 {
+            return Ok(None);
+        }
+        let w = self.exec().put(weights)?; // the blend stands in for the one-hot
+        Ok(Some(self.pixels(&self.labelled(&self.exec().put(z)?, Some(&w))?)?))
+    }
+
+    /// Logits whose sigmoid are [`Self::decode_class`]'s pixels: (tanh(a) + 1) / 2 = σ(2a).
+    fn decode_logits_class(&self, z: &Tensor, y: Option<&Tensor>) -> Result<Tensor> {
+        let z = self.exec().put(z)?;
+        let z = self.labelled(&z, self.hot(y, z.dim(0)?)?.as_ref())?;
+        let a = self.generator.forward(&z, false)?.detach();
         Ok(match self.gan.output {
             GanOutput::Sigmoid => a,
             GanOutput::Tanh => (a * 2.0)?,
         })
     }
 
+    /// D's output without a label: ψ(φ(x)) alone for a conditional GAN (see [`conditional`]).
     fn discriminate(&self, x: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(self.d_logits(&self.to_d_space(&self.exec().put(x)?)?, false)?.detach()))
+        Ok(Some(self.d_logits(&self.to_d_space(&self.exec().put(x)?)?, None, false)?.detach()))
     }
 
     fn learning_rate(&self) -> f64 {
@@ -296,7 +337,8 @@ impl GenerativeModel for Gan {
         Ok(ScoreSetup { likelihood: None, k: 0, batch: 256, max_rows: 0 })
     }
 
-    /// The discriminator's logit of each image (not a density; see [`crate::engine::scoring`]).
+    /// The discriminator's logit of each image (not a density; see [`crate::engine::scoring`]),
+    /// a conditional GAN's under the image's own label (ψ alone for an unlabelled image).
     fn score_batch(
         &self,
         x: &[f32],
@@ -305,8 +347,13 @@ impl GenerativeModel for Gan {
         out: &mut [SampleScore],
     ) -> Result<()> {
         let xt = Tensor::from_slice(x, (out.len(), self.gan.net.input.len()), self.exec().device())?;
-        let logits =
-            self.d_logits(&self.to_d_space(&xt)?, false)?.detach().flatten_all()?.to_vec1::<f32>()?;
+        let labels: Vec<Option<u32>> = out.iter().map(|s| s.label).collect();
+        let hot = self.hot_where_known(&labels)?;
+        let logits = self
+            .d_logits(&self.to_d_space(&xt)?, hot.as_ref(), false)?
+            .detach()
+            .flatten_all()?
+            .to_vec1::<f32>()?;
         for (s, l) in out.iter_mut().zip(logits) {
             s.disc_logit = Some(l as f64);
         }

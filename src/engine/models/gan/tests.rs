@@ -106,10 +106,10 @@ fn the_conv_critics_penalty_gradient_equals_finite_differences() {
     let v: Vec<f32> = (0..3 * 64).map(|_| rng.random_range(-1.0f32..1.0)).collect();
     let x = Tensor::from_vec(v, (3, 64), &Device::Cpu).unwrap();
     // The penalty's view computes what D's own (fused) layers compute.
-    let (fused, twice) = (gan.d_logits(&x, true).unwrap(), gan.d_logits_twice(&x, true).unwrap());
+    let (fused, twice) = (gan.d_logits(&x, None, true).unwrap(), gan.d_logits_twice(&x, None, true).unwrap());
     let gap = (fused - &twice).unwrap().abs().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
     assert!(gap < 1e-5, "fused and twice-differentiable critics differ by {gap}");
-    let penalty = |g: &Gan| gradient_penalty(&x, |t| g.d_logits_twice(t, true)).unwrap();
+    let penalty = |g: &Gan| gradient_penalty(&x, |t| g.d_logits_twice(t, None, true)).unwrap();
     let grads = penalty(&gan).backward().unwrap();
     for (name, var) in &gan.d_params.params {
         let orig = var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
@@ -156,7 +156,8 @@ fn the_critics_loss_gradient_over_both_views_equals_finite_differences() {
     };
     let (x, fake) = (rows(), rows());
     // The same interpolation weights ε on every evaluation.
-    let loss = |g: &Gan| g.d_objective(&x, &fake, true, 10.0, 0.0, &mut StdRng::seed_from_u64(9)).unwrap().0;
+    let loss =
+        |g: &Gan| g.d_objective(&x, &fake, None, true, 10.0, 0.0, &mut StdRng::seed_from_u64(9)).unwrap().0;
     let grads = gan.d_params.backward(&loss(&gan)).unwrap();
     let mut checked = 0;
     for (name, var) in &gan.d_params.params {
