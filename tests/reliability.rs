@@ -294,7 +294,7 @@ fn negative_or_non_numeric_settings_in_a_file_are_refused_by_name() {
         (r#"{"model": {"hidden": [400]}}"#, "family"),
         (r#"{"train": {"batch_size": 1.5}}"#, "1.5"),
         (r#"{"optim": {"lr": "fast"}}"#, "fast"),
-        (r#"{"model": {"family": "diffusion"}}"#, "diffusion"),
+        (r#"{"model": {"family": "normalizing-flow"}}"#, "normalizing-flow"),
     ] {
         let e = serde_json::from_str::<RunConfig>(json).unwrap_err().to_string();
         assert!(e.contains(needle), "{json}: {e}");
