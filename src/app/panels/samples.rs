@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use egui::{RichText, Vec2};
 
 use super::classes::{class_picker, ClassViews};
+use super::sampler::SamplerViews;
 use super::{Tab, TabCtx};
 use crate::app::actions::Action;
 use crate::app::export_target::ExportTarget;
@@ -60,6 +61,8 @@ pub struct SamplesTab {
     /// The class prior samples are drawn of (a conditional model; `None`: every class in turn).
     class: Option<u32>,
     class_views: ClassViews,
+    /// Sampler settings, trajectory and forward process (a model with a sampler).
+    sampler: SamplerViews,
 }
 
 impl Default for SamplesTab {
@@ -92,6 +95,7 @@ impl Default for SamplesTab {
             pending_pngs: None,
             class: None,
             class_views: ClassViews::default(),
+            sampler: SamplerViews::default(),
         }
     }
 }
@@ -134,6 +138,12 @@ impl Tab for SamplesTab {
                     self.history(ui, cx, run, col_w);
                 });
             });
+            if run.capabilities.sampler {
+                ui.separator();
+                if self.sampler.ui(ui, cx, run, (avail.x - 20.0).max(480.0)) {
+                    cx.actions.push(Action::Worker(self.sample_command(SAMPLE_COUNT)));
+                }
+            }
             if run.capabilities.conditional {
                 ui.separator();
                 self.class_views.ui(ui, cx, run, (avail.x - 20.0).max(320.0));

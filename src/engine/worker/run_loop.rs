@@ -129,6 +129,7 @@ impl WorkerLoop {
             Err(e) => self.error(format!("drawing the sample grid failed: {e}")),
         }
         self.emit_class_grid();
+        self.emit_timestep_losses();
     }
 
     pub(super) fn train_one(&mut self) {

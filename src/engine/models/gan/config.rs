@@ -229,6 +229,7 @@ impl FamilyConfig for GanConfig {
             anomaly_scores: vec![AnomalyScore::NegDiscLogit],
             likelihood: false,
             variational: false,
+            sampler: false,
         }
     }
 
