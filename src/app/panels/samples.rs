@@ -122,6 +122,13 @@ impl Tab for SamplesTab {
         // Two separators with their spacing, and the scroll bar, share the row with the columns.
         let col_w = ((avail.x - 60.0) / 3.0).max(160.0);
         egui::ScrollArea::vertical().id_salt("samples_scroll").show(ui, |ui| {
+            // A sampler's views first: its model has no reconstructions to show.
+            if run.capabilities.sampler {
+                if self.sampler.ui(ui, cx, run, (avail.x - 20.0).max(480.0)) {
+                    cx.actions.push(Action::Worker(self.sample_command(SAMPLE_COUNT)));
+                }
+                ui.separator();
+            }
             ui.horizontal_top(|ui| {
                 ui.vertical(|ui| {
                     ui.set_width(col_w);
@@ -138,12 +145,6 @@ impl Tab for SamplesTab {
                     self.history(ui, cx, run, col_w);
                 });
             });
-            if run.capabilities.sampler {
-                ui.separator();
-                if self.sampler.ui(ui, cx, run, (avail.x - 20.0).max(480.0)) {
-                    cx.actions.push(Action::Worker(self.sample_command(SAMPLE_COUNT)));
-                }
-            }
             if run.capabilities.conditional {
                 ui.separator();
                 self.class_views.ui(ui, cx, run, (avail.x - 20.0).max(320.0));
