@@ -77,19 +77,21 @@ impl SamplerViews {
     pub fn ui(&mut self, ui: &mut egui::Ui, cx: &mut TabCtx<'_>, run: &RunRecord, width: f32) -> bool {
         let col_w = ((width - 40.0) / 3.0).max(160.0);
         let mut applied = false;
+        // No vertical separator: in a horizontal row it grows to the whole height left and
+        // would push the tab's other sections out of view.
         ui.horizontal_top(|ui| {
             ui.vertical(|ui| {
                 ui.set_width(col_w);
                 applied = self.settings_ui(ui, cx, run);
+                ui.add_space(12.0);
+                self.forward_ui(ui, cx, run, col_w);
             });
-            ui.separator();
+            ui.add_space(24.0);
             ui.vertical(|ui| {
                 ui.set_width(col_w * 2.0);
                 self.trajectory_ui(ui, cx, run, col_w * 2.0);
             });
         });
-        ui.separator();
-        self.forward_ui(ui, cx, run, col_w);
         applied
     }
 

@@ -9,10 +9,14 @@ use crate::engine::images::ImageBatch;
 
 /// Most noise rows and recorded steps of one trajectory (a view, not a dataset).
 const MAX_TRAJECTORY: usize = 32;
+/// Steps between reports of the loss per timestep bucket: ten floats, so often enough that
+/// the bars move while a slow model trains (a diffusion step takes about a second on 2
+/// cores), far less than a grid's cost.
+pub(super) const TIMESTEP_LOSS_EVERY: u64 = 10;
 
 impl WorkerLoop {
-    /// The training loss per timestep bucket, after every fixed-noise grid (nothing for a
-    /// family without timesteps).
+    /// The training loss per timestep bucket, after every fixed-noise grid and every
+    /// [`TIMESTEP_LOSS_EVERY`] steps (nothing for a family without timesteps).
     pub(super) fn emit_timestep_losses(&mut self) {
         let Some(run) = self.run.as_ref() else { return };
         let (id, step) = (run.id, run.session.step_count());
