@@ -167,3 +167,40 @@ fn nearest_training_images_come_back_sorted() {
         }
     }
 }
+
+#[test]
+fn sampler_settings_change_live_and_the_trajectory_follows_them() {
+    use genlab::engine::models::diffusion::{Sampler, SamplerSettings};
+    let w = Worker::spawn(Arc::new(|| {}));
+    let data = Arc::new(builtin::load().unwrap());
+    let mut cfg = preset("mnist_ddpm", data.shape).unwrap();
+    cfg.train.batch_size = 8;
+    w.send(Command::Start {
+        config: Box::new(cfg),
+        data: DataSpec::Loaded(data),
+        checkpoint: None,
+        paused: true,
+    });
+    w.send(Command::Step(2));
+    let five = SamplerSettings { sampler: Sampler::Ddpm, steps: 5, eta: 1.0 };
+    w.send(Command::SetSampler(five));
+    w.send(Command::Trajectory { request: 7, rows: 2, columns: 10 });
+    // The flow's sampler does not sample a DDPM model: refused, the settings stay.
+    w.send(Command::SetSampler(SamplerSettings { sampler: Sampler::Euler, steps: 5, eta: 0.0 }));
+    let (mut changed, mut traj, mut refused) = (None, None, None);
+    let t0 = Instant::now();
+    while refused.is_none() {
+        assert!(t0.elapsed() < Duration::from_secs(120), "no answers: {changed:?} {refused:?}");
+        match w.recv_timeout(Duration::from_millis(50)) {
+            Some(Event::SamplerChanged { settings, .. }) => changed = Some(settings),
+            Some(Event::Trajectory { request, trajectory, .. }) => traj = Some((request, trajectory)),
+            Some(Event::Error { message }) => refused = Some(message),
+            Some(Event::Failed { message, .. }) => panic!("{message}"),
+            _ => {}
+        }
+    }
+    assert_eq!(changed, Some(five));
+    let (request, t) = traj.expect("the trajectory came before the refusal");
+    assert_eq!((request, t.times.len(), t.xt[0].len()), (7, 5, 2), "every one of the 5 steps, 2 rows");
+    assert!(refused.unwrap().contains("Euler"));
+}

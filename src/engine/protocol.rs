@@ -9,6 +9,8 @@ use super::data::{DataSource, Dataset, ImageShape, LoadOptions, SplitKind};
 use super::disentangle::DisentanglementReport;
 pub use super::disentangle::ScoreOptions as DisentangleOptions;
 use super::images::ImageBatch;
+use super::models::diffusion::views::Trajectory;
+use super::models::diffusion::SamplerSettings;
 use super::models::{Capabilities, LiveHyper, Losses};
 use super::quality::{Conditioning, QualityReport};
 use super::scoring::{HoldOutReport, ScoreOptions, ScoredSet};
@@ -169,6 +171,26 @@ pub enum Command {
     /// Measure how often the classifier agrees with the requested class, per class
     /// (answered with an [`Event::Conditioning`]).
     EvaluateConditioning,
+    /// The denoising trajectory of the first `rows` fixed-noise vectors under the current
+    /// weights and sampler, recorded at `columns` of its steps (a model with a sampler, see
+    /// [`Capabilities::sampler`]). Answered with an [`Event::Trajectory`].
+    Trajectory {
+        request: u64,
+        rows: usize,
+        columns: usize,
+    },
+    /// The forward process: dataset image `index` noised to time `t` ∈ [0, 1] (t·T steps for
+    /// DDPM) with the noise of `seed`. Answered with an [`Event::Noised`].
+    Noised {
+        request: u64,
+        index: usize,
+        t: f64,
+        seed: u64,
+    },
+    /// How the model draws samples from now on: prior samples, the fixed-noise grid, quality
+    /// evaluations and trajectories alike (a model with a sampler). Answered with an
+    /// [`Event::SamplerChanged`].
+    SetSampler(SamplerSettings),
 }
 
 /// When the worker measures sample quality while training. The default is `Auto` (the app's);
@@ -466,6 +488,37 @@ pub enum Event {
         request: u64,
         cancelled: bool,
     },
+    /// The answer to a [`Command::Trajectory`], after `step`.
+    Trajectory {
+        run: u64,
+        step: u64,
+        request: u64,
+        trajectory: Box<Trajectory>,
+    },
+    /// The answer to a [`Command::Noised`]: the image and its x_t (one image each).
+    Noised {
+        run: u64,
+        step: u64,
+        request: u64,
+        index: usize,
+        t: f64,
+        original: ImageBatch,
+        noised: ImageBatch,
+    },
+    /// The sampler settings now in use (after a [`Command::SetSampler`]).
+    SamplerChanged {
+        run: u64,
+        step: u64,
+        settings: SamplerSettings,
+    },
+    /// The training loss per timestep bucket after `step` (see
+    /// [`crate::engine::models::GenerativeModel::timestep_losses`]); sent with each
+    /// [`Event::FixedNoise`] of a model with timesteps.
+    TimestepLosses {
+        run: u64,
+        step: u64,
+        losses: Vec<f64>,
+    },
 }
 
 impl Event {
@@ -504,6 +557,10 @@ impl Event {
             | Event::Disentangled { run, .. }
             | Event::SweepRow { run, .. }
             | Event::SweepDone { run, .. }
+            | Event::Trajectory { run, .. }
+            | Event::Noised { run, .. }
+            | Event::SamplerChanged { run, .. }
+            | Event::TimestepLosses { run, .. }
             | Event::Finished { run, .. } => Some(*run),
             Event::Failed { run, .. } => *run,
             Event::Error { .. } => None,

@@ -7,6 +7,7 @@ pub mod controls;
 pub mod dataset;
 pub mod latent;
 pub mod outliers;
+pub mod sampler;
 pub mod samples;
 pub mod training;
 mod training_quality;

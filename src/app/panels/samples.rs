@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use egui::{RichText, Vec2};
 
 use super::classes::{class_picker, ClassViews};
+use super::sampler::SamplerViews;
 use super::{Tab, TabCtx};
 use crate::app::actions::Action;
 use crate::app::export_target::ExportTarget;
@@ -60,6 +61,8 @@ pub struct SamplesTab {
     /// The class prior samples are drawn of (a conditional model; `None`: every class in turn).
     class: Option<u32>,
     class_views: ClassViews,
+    /// Sampler settings, trajectory and forward process (a model with a sampler).
+    sampler: SamplerViews,
 }
 
 impl Default for SamplesTab {
@@ -92,6 +95,7 @@ impl Default for SamplesTab {
             pending_pngs: None,
             class: None,
             class_views: ClassViews::default(),
+            sampler: SamplerViews::default(),
         }
     }
 }
@@ -118,6 +122,13 @@ impl Tab for SamplesTab {
         // Two separators with their spacing, and the scroll bar, share the row with the columns.
         let col_w = ((avail.x - 60.0) / 3.0).max(160.0);
         egui::ScrollArea::vertical().id_salt("samples_scroll").show(ui, |ui| {
+            // A sampler's views first: its model has no reconstructions to show.
+            if run.capabilities.sampler {
+                if self.sampler.ui(ui, cx, run, (avail.x - 20.0).max(480.0)) {
+                    cx.actions.push(Action::Worker(self.sample_command(SAMPLE_COUNT)));
+                }
+                ui.separator();
+            }
             ui.horizontal_top(|ui| {
                 ui.vertical(|ui| {
                     ui.set_width(col_w);

@@ -96,6 +96,9 @@ impl Tab for TrainingTab {
                 ui.set_width(side_w);
                 egui::ScrollArea::vertical().id_salt("training_side").max_height(plot_h).show(ui, |ui| {
                     fixed_noise(ui, cx, side_w);
+                    if let Some(run) = cx.run_view.current() {
+                        super::sampler::timestep_losses(ui, run);
+                    }
                     ui.add_space(8.0);
                     self.rewind(ui, cx);
                     self.checkpoint(ui, cx);

@@ -109,6 +109,9 @@ pub struct Explore {
     pub disentangled: Option<Versioned<(u64, crate::engine::disentangle::DisentanglementReport)>>,
     /// The newest β sweep's rows so far.
     pub sweep: Option<SweepState>,
+    /// A model with a sampler: its newest denoising trajectory, forward-process image and
+    /// loss per timestep bucket.
+    pub sampler: SamplerViews,
 }
 
 /// A β sweep's answers (see `Command::Sweep`).
@@ -142,6 +145,7 @@ impl Default for Explore {
             conditioning: None,
             disentangled: None,
             sweep: None,
+            sampler: SamplerViews::default(),
         }
     }
 }

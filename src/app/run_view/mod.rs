@@ -14,8 +14,10 @@ use crate::engine::scoring::{HoldOutReport, ScoredSet};
 use crate::engine::session::{Encoding, EpochSummary};
 
 mod explore;
+mod sampler;
 mod series;
 pub use explore::*;
+pub use sampler::*;
 pub use series::*;
 
 /// Weight of the past in the smoothed images-per-second figure.
@@ -552,6 +554,10 @@ impl RunView {
                 r.quality_cost = Some(cost);
                 self.warnings.extend(tell);
             }
+            Event::Trajectory { .. }
+            | Event::Noised { .. }
+            | Event::SamplerChanged { .. }
+            | Event::TimestepLosses { .. } => self.apply_sampler(event, version),
             Event::CheckpointSaved { run, step, dir } => {
                 if let Some(r) = self.record_mut(run) {
                     r.saved_checkpoint = Some((step, dir));

@@ -1,5 +1,6 @@
 //! Stateless views over borrowed data.
 
+pub mod bars;
 pub mod downsample;
 pub mod histogram;
 pub mod image_grid;

@@ -112,6 +112,10 @@ pub struct Capabilities {
     /// The encoder's posterior has a variance (a VAE): the latent map can show σ, and the
     /// samples' temperature scales it.
     pub variational: bool,
+    /// Draws samples by running a sampler from noise (diffusion, flow matching): the app shows
+    /// the denoising trajectory, the forward process, the sampler settings and the loss per
+    /// timestep bucket.
+    pub sampler: bool,
 }
 
 impl Capabilities {

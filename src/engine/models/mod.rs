@@ -448,6 +448,26 @@ pub trait GenerativeModel: Send + Sync {
         Ok(None)
     }
 
+    /// How a model with a sampler draws samples (see [`Capabilities::sampler`]); `None` for
+    /// other families.
+    fn sampler_settings(&self) -> Option<diffusion::SamplerSettings> {
+        None
+    }
+
+    /// Changes how samples are drawn from now on (a model with a sampler); an error says
+    /// what is wrong with `settings`, or that this family has no sampler.
+    fn set_sampler(&mut self, settings: diffusion::SamplerSettings) -> Result<()> {
+        let _ = settings;
+        Err(EngineError::Config(format!("a {} model has no sampler to set", self.config().family())))
+    }
+
+    /// The training loss per timestep bucket ([`diffusion::views::TIMESTEP_BUCKETS`] equal
+    /// ranges of t, from data to noise), a moving average over recent steps (NaN where no
+    /// image has fallen yet); `None` for a family without timesteps.
+    fn timestep_losses(&self) -> Option<Vec<f64>> {
+        None
+    }
+
     /// Classes this model is conditioned on (0 = unconditional; see [`Capabilities::conditional`]).
     fn classes(&self) -> usize {
         self.config().classes()

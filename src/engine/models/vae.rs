@@ -117,6 +117,7 @@ fn capabilities(family: Family, net: &NetConfig, variational: bool, live_beta: b
         anomaly_scores,
         likelihood: variational,
         variational,
+        sampler: false,
     }
 }
 

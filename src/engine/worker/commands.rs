@@ -40,6 +40,7 @@ impl WorkerLoop {
             | Command::DecodeClass { .. }
             | Command::ClassInterpolate { .. }
             | Command::SameStyle { .. } => self.conditional(cmd),
+            Command::Trajectory { .. } | Command::Noised { .. } | Command::SetSampler(_) => self.sampler(cmd),
             Command::Nearest => self.nearest(),
             Command::Score { request, target, options } => self.score(request, target, options),
             Command::HoldOut { request, labels, steps, options } => {
@@ -205,6 +206,9 @@ impl WorkerLoop {
                     | Command::DecodeClass { .. }
                     | Command::ClassInterpolate { .. }
                     | Command::SameStyle { .. }
+                    | Command::Trajectory { .. }
+                    | Command::Noised { .. }
+                    | Command::SetSampler(_)
                     | Command::Nearest
                     | Command::Shutdown
                     | Command::Score { .. }

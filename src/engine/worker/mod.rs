@@ -171,5 +171,6 @@ mod disentangle;
 mod outbox;
 mod quality;
 mod run_loop;
+mod sampler;
 
 use run_loop::start_run;

@@ -129,6 +129,7 @@ impl WorkerLoop {
             Err(e) => self.error(format!("drawing the sample grid failed: {e}")),
         }
         self.emit_class_grid();
+        self.emit_timestep_losses();
     }
 
     pub(super) fn train_one(&mut self) {
@@ -212,6 +213,8 @@ impl WorkerLoop {
         }
         if report.step % sample_every == 0 || report.epoch_end.is_some() {
             self.emit_grid();
+        } else if report.step % super::sampler::TIMESTEP_LOSS_EVERY == 0 {
+            self.emit_timestep_losses();
         }
         if let Some(summary) = report.epoch_end {
             self.emit(Event::EpochEnded { run: id, summary });

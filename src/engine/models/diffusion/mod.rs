@@ -96,7 +96,30 @@ pub const PRESETS: &[Preset] = &[
     Preset { name: "mnist_flow", make: || mnist(Objective::Flow, Sampler::Euler), epochs: MNIST_EPOCHS },
 ];
 
+/// How a diffusion model draws its samples (see [`DiffusionConfig`]'s fields of the same
+/// meaning); the app changes them live with `Command::SetSampler`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SamplerSettings {
+    pub sampler: Sampler,
+    /// Network evaluations per sample (Heun: two per step).
+    pub steps: usize,
+    /// DDIM's η.
+    pub eta: f64,
+}
+
 impl DiffusionConfig {
+    pub fn sampler_settings(&self) -> SamplerSettings {
+        SamplerSettings { sampler: self.sampler, steps: self.sample_steps, eta: self.eta }
+    }
+
+    /// This configuration sampling with `s`, or the reason it cannot (a sampler of the other
+    /// objective, steps or η out of range).
+    pub fn with_sampler(&self, s: SamplerSettings) -> Result<Self> {
+        let cfg = Self { sampler: s.sampler, sample_steps: s.steps, eta: s.eta, ..self.clone() };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
     pub fn unet(&self) -> UNetShape {
         UNetShape {
             input: self.net.input,
@@ -146,6 +169,7 @@ impl FamilyConfig for DiffusionConfig {
             },
             likelihood: self.objective == Objective::Ddpm,
             variational: false,
+            sampler: true,
         }
     }
 

@@ -11,8 +11,8 @@ use rand::{Rng, SeedableRng};
 use super::likelihood;
 use super::schedule::{self, CosineSchedule, Objective, Sampler, TRAIN_STEPS};
 use super::unet::UNet;
-use super::views::{self, Recorder, Trajectory};
-use super::DiffusionConfig;
+use super::views::{self, BucketLosses, Recorder, Trajectory};
+use super::{DiffusionConfig, SamplerSettings};
 use crate::engine::error::{EngineError, Result};
 use crate::engine::kernels::Exec;
 use crate::engine::models::layers::{normal_tensor, ParamSet};
@@ -37,6 +37,8 @@ pub struct Diffusion {
     adam: Adam,
     unet: UNet,
     schedule: CosineSchedule,
+    /// The training loss per timestep bucket (see [`GenerativeModel::timestep_losses`]).
+    buckets: BucketLosses,
 }
 
 impl Diffusion {
@@ -46,7 +48,8 @@ impl Diffusion {
         let unet = UNet::new(&mut params, &diff.unet(), &mut rng)?;
         let adam = Adam::new(optim, &params)?;
         let cfg = ModelConfig::Diffusion(diff.clone());
-        Ok(Self { cfg, diff, params, adam, unet, schedule: CosineSchedule::new(TRAIN_STEPS) })
+        let schedule = CosineSchedule::new(TRAIN_STEPS);
+        Ok(Self { cfg, diff, params, adam, unet, schedule, buckets: BucketLosses::default() })
     }
 
     fn exec(&self) -> &Exec {
@@ -54,8 +57,9 @@ impl Diffusion {
     }
 
     /// The regression loss on a batch: mean over images and pixels of (prediction − target)²
-    /// for one random time and noise per image. `x: [B, D]` pixels in [0, 1].
-    fn loss(&self, batch: &Batch, rng: &mut StdRng) -> Result<Tensor> {
+    /// for one random time and noise per image. `x: [B, D]` pixels in [0, 1]. Also each
+    /// image's own loss (`[B]`, detached) and its time in [0, 1].
+    fn loss(&self, batch: &Batch, rng: &mut StdRng) -> Result<(Tensor, Tensor, Vec<f64>)> {
         let x0 = self.exec().put(&batch.x)?.affine(2.0, -1.0)?; // [B, D] in [−1, 1]
         let (b, d) = x0.dims2()?;
         let eps = self.exec().put(&normal_tensor(b, d, 1.0, rng)?)?;
@@ -73,7 +77,8 @@ impl Diffusion {
             }
         };
         let pred = self.unet.forward(&xt, &t, None)?;
-        Ok((pred - target)?.sqr()?.mean_all()?)
+        let per_image = (pred - target)?.sqr()?.mean(1)?; // [B]
+        Ok((per_image.mean_all()?, per_image.detach(), t))
     }
 
     /// The network at one time for every row: `[B, D] → [B, D]`, detached.
@@ -126,11 +131,12 @@ impl GenerativeModel for Diffusion {
     }
 
     fn train_step(&mut self, batch: &Batch, rng: &mut StdRng) -> Result<StepOutcome> {
-        let loss = self.loss(batch, rng)?;
+        let (loss, per_image, times) = self.loss(batch, rng)?;
         let losses = Losses::of(&[(LossKey::Loss, scalar(&loss)?)]);
         if !losses.is_finite() {
             return Ok(StepOutcome::NonFinite(losses));
         }
+        self.buckets.observe(&times, &per_image.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?);
         let grads = self.params.backward(&loss)?;
         if !grads_finite(&self.params, &grads)? {
             return Ok(StepOutcome::NonFinite(losses));
@@ -140,7 +146,7 @@ impl GenerativeModel for Diffusion {
     }
 
     fn evaluate(&self, batch: &Batch, rng: &mut StdRng) -> Result<Losses> {
-        let loss = self.loss(batch, rng)?.detach();
+        let loss = self.loss(batch, rng)?.0.detach();
         Ok(Losses::of(&[(LossKey::Loss, scalar(&loss)?)]))
     }
 
@@ -181,6 +187,20 @@ impl GenerativeModel for Diffusion {
     fn noised(&self, x: &Tensor, t: f64, seed: u64) -> Result<Option<Tensor>> {
         let x = self.exec().put(x)?;
         Ok(Some(views::forward_noised(self.diff.objective, &self.schedule, &x, t, seed)?))
+    }
+
+    fn sampler_settings(&self) -> Option<SamplerSettings> {
+        Some(self.diff.sampler_settings())
+    }
+
+    fn set_sampler(&mut self, settings: SamplerSettings) -> Result<()> {
+        self.diff = self.diff.with_sampler(settings)?;
+        self.cfg = ModelConfig::Diffusion(self.diff.clone());
+        Ok(())
+    }
+
+    fn timestep_losses(&self) -> Option<Vec<f64>> {
+        Some(self.buckets.values())
     }
 
     fn discriminate(&self, _x: &Tensor) -> Result<Option<Tensor>> {

@@ -106,3 +106,55 @@ pub fn forward_noised(
     };
     Ok(xt.clamp(-1f32, 1f32)?.affine(0.5, 0.5)?)
 }
+
+/// Equal ranges of t (from data, t ≈ 0, to noise, t = 1) the training loss is reported in.
+pub const TIMESTEP_BUCKETS: usize = 10;
+/// Weight of the past in each bucket's moving average, per step that lands images in it: a
+/// bucket gets about B/10 images a step, so this averages over roughly the last 50 steps,
+/// long enough to smooth a batch's noise, short enough to follow the run.
+const BUCKET_DECAY: f64 = 0.98;
+
+/// The training loss per timestep bucket: which noise levels the denoiser finds hard.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BucketLosses {
+    /// Moving averages; NaN until a bucket has had an image.
+    mean: [f64; TIMESTEP_BUCKETS],
+}
+
+impl Default for BucketLosses {
+    fn default() -> Self {
+        Self { mean: [f64::NAN; TIMESTEP_BUCKETS] }
+    }
+}
+
+impl BucketLosses {
+    /// The bucket of time `t` ∈ [0, 1].
+    pub fn bucket(t: f64) -> usize {
+        ((t * TIMESTEP_BUCKETS as f64) as usize).min(TIMESTEP_BUCKETS - 1)
+    }
+
+    /// Adds one step's per-image losses at their times (non-finite losses are skipped, so a
+    /// refused step leaves the averages alone).
+    pub fn observe(&mut self, times: &[f64], losses: &[f32]) {
+        let mut sum = [0f64; TIMESTEP_BUCKETS];
+        let mut n = [0usize; TIMESTEP_BUCKETS];
+        for (&t, &l) in times.iter().zip(losses) {
+            if l.is_finite() {
+                let b = Self::bucket(t);
+                sum[b] += f64::from(l);
+                n[b] += 1;
+            }
+        }
+        for b in 0..TIMESTEP_BUCKETS {
+            if n[b] > 0 {
+                let m = sum[b] / n[b] as f64;
+                let old = self.mean[b];
+                self.mean[b] = if old.is_nan() { m } else { BUCKET_DECAY * old + (1.0 - BUCKET_DECAY) * m };
+            }
+        }
+    }
+
+    pub fn values(&self) -> Vec<f64> {
+        self.mean.to_vec()
+    }
+}

@@ -235,6 +235,7 @@ impl FamilyConfig for GanConfig {
             anomaly_scores: vec![AnomalyScore::NegDiscLogit],
             likelihood: false,
             variational: false,
+            sampler: false,
         }
     }
 

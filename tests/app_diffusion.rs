@@ -1,0 +1,89 @@
+#![cfg(feature = "app")]
+//! The views of a model with a sampler, on a real diffusion run of the built-in digits: the
+//! denoising trajectory of the fixed noise appears in the Samples tab, the forward process
+//! noises a test image, the sampler settings change how the worker samples, and the Training
+//! tab shows the loss per timestep bucket. A VAE run shows none of it.
+#![allow(clippy::unwrap_used, reason = "a panic is the failure report")]
+
+use egui::accesskit::Role;
+use egui_kittest::kittest::{NodeT, Queryable};
+use genlab::engine::config::preset;
+use genlab::engine::data::ImageShape;
+use genlab::engine::models::ModelConfig;
+
+mod common;
+use common::canned::{feed, recording, trained};
+use common::{harness_sized, run, select_tab, trained_and_paused_with, wait_for};
+
+#[test]
+fn the_denoising_trajectory_and_forward_process_appear_for_a_diffusion_run() {
+    // Paused after the first fixed-noise grid: a few steps of the untrained U-Net are enough
+    // to show that the views are computed by the worker and drawn.
+    let mut h = trained_and_paused_with(harness_sized(1440.0, 1400.0), Some("mnist_ddpm"), 1);
+    assert!(run(h.state()).unwrap().capabilities.sampler);
+    select_tab(&mut h, "Samples");
+    h.get_by_label("Denoising trajectory");
+    wait_for(&mut h, "the denoising trajectory", 3000, |a| {
+        run(a).is_some_and(|r| r.explore.sampler.trajectory.is_some())
+    });
+    let t = run(h.state()).unwrap().explore.sampler.trajectory.clone().unwrap().value.trajectory;
+    // 4 noise rows, 10 of the preset's 50 DDIM steps, from noise (t near 1) to data (t = 0).
+    assert_eq!((t.times.len(), t.xt[0].len(), t.x0[0].len()), (10, 4, 4));
+    assert!(t.times.windows(2).all(|w| w[0] > w[1]), "{:?}", t.times);
+    h.get_by_label("Save trajectory GIF");
+    h.get_by_label_contains("t per column");
+
+    // The forward process of the first test image: at t = 1 it is (almost) pure noise.
+    h.get_by_role_and_label(Role::Slider, "t").set_value_accesskit(1.0);
+    h.run();
+    wait_for(&mut h, "the noised test image at t = 1", 500, |a| {
+        run(a).is_some_and(|r| r.explore.sampler.noised.as_ref().is_some_and(|n| n.value.t == 1.0))
+    });
+    let n = run(h.state()).unwrap().explore.sampler.noised.clone().unwrap().value;
+    let diff: f64 =
+        n.original.pixels.iter().zip(&n.noised.pixels).map(|(&a, &b)| (a as f64 - b as f64).abs()).sum();
+    assert!(
+        diff / n.noised.pixels.len() as f64 > 40.0,
+        "x_1 should be noise, mean |x_1 − x_0| = {}",
+        diff / 784.0
+    );
+    h.get_by_label_contains("x₀ and x_t at t = 1.000");
+
+    // Fewer sampler steps, applied live: the next trajectory records them all.
+    h.get_by_role_and_label(Role::Slider, "Steps").set_value_accesskit(5.0);
+    h.run();
+    let apply = h.get_by_label("Apply sampler");
+    assert!(!apply.accesskit_node().is_disabled(), "the edited steps enable Apply");
+    apply.click_accesskit();
+    wait_for(&mut h, "the worker to take 5 sampler steps", 3000, |a| {
+        run(a).is_some_and(|r| matches!(&r.config.model, ModelConfig::Diffusion(d) if d.sample_steps != 50))
+    });
+    let steps = match &run(h.state()).unwrap().config.model {
+        ModelConfig::Diffusion(d) => d.sample_steps,
+        _ => 0,
+    };
+    assert_eq!(steps, 5);
+    h.get_by_label("Draw trajectory").click_accesskit();
+    wait_for(&mut h, "a trajectory of the 5 steps", 1500, |a| {
+        run(a).is_some_and(|r| {
+            r.explore.sampler.trajectory.as_ref().is_some_and(|t| t.value.trajectory.times.len() == 5)
+        })
+    });
+
+    select_tab(&mut h, "Training");
+    h.get_by_label("Loss per timestep");
+    h.get_by_label("Loss per timestep bucket");
+}
+
+#[test]
+fn a_vae_run_has_no_sampler_views() {
+    let mut h = recording();
+    h.run();
+    let cfg = preset("mnist_vae", ImageShape::new(1, 28, 28)).unwrap();
+    feed(&mut h, trained(1, &cfg));
+    select_tab(&mut h, "Samples");
+    assert!(h.query_by_label("Denoising trajectory").is_none());
+    assert!(h.query_by_label("Forward process").is_none());
+    select_tab(&mut h, "Training");
+    assert!(h.query_by_label("Loss per timestep").is_none());
+}
