@@ -157,21 +157,21 @@ impl Gan {
         &self.g_params.exec
     }
 
-    /// D's loss on real `x` and detached generated `fake` (both `[B, D]` in D's space), with
-    /// the step's report. For WGAN-GP, `penalty_weight` > 0 adds the gradient penalty on
-    /// interpolates x̂ = εx + (1 − ε)x̃, ε ~ U(0, 1) per image, with that weight (λ, or kλ on
-    /// a lazy step); at 0 the report's D loss adds λ times `last_gp`, the latest penalty
-    /// measured.
+    /// D's loss on real `x` and detached generated `fake` (both `[B, D]` in D's space), under
+    /// the one-hot `hot` of a conditional GAN, with the step's report. For WGAN-GP, a
+    /// `penalty.weight` > 0 adds the gradient penalty on interpolates x̂ = εx + (1 − ε)x̃,
+    /// ε ~ U(0, 1) per image, with that weight (λ, or kλ on a lazy step); at 0 the report's D
+    /// loss adds λ times `penalty.last`, the latest penalty measured.
     fn d_objective(
         &self,
         x: &Tensor,
         fake: &Tensor,
         hot: Option<&Tensor>,
         train: bool,
-        penalty_weight: f64,
-        last_gp: f64,
+        penalty: PenaltyDue,
         rng: &mut StdRng,
     ) -> Result<(Tensor, Losses)> {
+        let PenaltyDue { weight: penalty_weight, last: last_gp } = penalty;
         let loss_kind = self.gan.gan_loss;
         let real_l = self.d_logits(x, hot, train)?;
         let fake_l = self.d_logits(fake, hot, train)?;
@@ -214,6 +214,14 @@ fn mean_sigmoid(l: &Tensor) -> Result<f64> {
     scalar(&candle_nn::ops::sigmoid(l)?.mean(0)?)
 }
 
+/// The gradient penalty's part in one D objective: its weight on this step (0 on a lazy step
+/// without it) and the latest measured value, which the report adds in between.
+#[derive(Clone, Copy, Debug)]
+struct PenaltyDue {
+    weight: f64,
+    last: f64,
+}
+
 impl GenerativeModel for Gan {
     fn config(&self) -> &ModelConfig {
         &self.cfg
@@ -237,8 +245,14 @@ impl GenerativeModel for Gan {
         let k = self.gan.gp_every.max(1);
         let penalty_weight =
             if self.d_adam.step.is_multiple_of(k as u64) { self.gan.gp_weight * k as f64 } else { 0.0 };
-        let (d_loss, mut losses) =
-            self.d_objective(x, &fake.detach(), hot.as_ref(), true, penalty_weight, self.last_gp, rng)?;
+        let (d_loss, mut losses) = self.d_objective(
+            x,
+            &fake.detach(),
+            hot.as_ref(),
+            true,
+            PenaltyDue { weight: penalty_weight, last: self.last_gp },
+            rng,
+        )?;
         if let Some(gp) = losses.get(LossKey::GradPenalty) {
             self.last_gp = gp;
         }
@@ -283,7 +297,16 @@ impl GenerativeModel for Gan {
         let hot = self.batch_hot(batch, b)?;
         let z = self.labelled(&self.noise(b, rng)?, hot.as_ref())?;
         let fake = self.generate(&z, false)?.detach();
-        Ok(self.d_objective(&x.detach(), &fake, hot.as_ref(), false, self.gan.gp_weight, 0.0, rng)?.1)
+        Ok(self
+            .d_objective(
+                &x.detach(),
+                &fake,
+                hot.as_ref(),
+                false,
+                PenaltyDue { weight: self.gan.gp_weight, last: 0.0 },
+                rng,
+            )?
+            .1)
     }
 
     fn encode(&self, _x: &Tensor) -> Result<Option<(Tensor, Tensor)>> {

@@ -156,8 +156,18 @@ fn the_critics_loss_gradient_over_both_views_equals_finite_differences() {
     };
     let (x, fake) = (rows(), rows());
     // The same interpolation weights ε on every evaluation.
-    let loss =
-        |g: &Gan| g.d_objective(&x, &fake, None, true, 10.0, 0.0, &mut StdRng::seed_from_u64(9)).unwrap().0;
+    let loss = |g: &Gan| {
+        g.d_objective(
+            &x,
+            &fake,
+            None,
+            true,
+            PenaltyDue { weight: 10.0, last: 0.0 },
+            &mut StdRng::seed_from_u64(9),
+        )
+        .unwrap()
+        .0
+    };
     let grads = gan.d_params.backward(&loss(&gan)).unwrap();
     let mut checked = 0;
     for (name, var) in &gan.d_params.params {
