@@ -289,7 +289,7 @@ impl FamilyConfig for GanConfig {
         g.extend(spec::expand(&self.net, &g_widths));
         let mut d = spec::trunk(&self.net, &d_widths, "fc");
         if self.net.classes > 0 {
-            d.push(spec::boxed("D(x, y) = ψ(φ) + ⟨e_y, φ⟩", "1"));
+            d.push(spec::boxed("D(x, y) = ψ(φ) + e_y · φ", "1"));
         } else {
             d.push(spec::boxed("D(x)", "1"));
         }
