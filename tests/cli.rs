@@ -123,7 +123,7 @@ fn bad_input_gives_one_line_errors_and_no_panic() {
         ),
         (
             vec!["train".into(), "--preset".into(), "nope".into(), "--out".into(), "o".into()],
-            "invalid value 'nope' for '--preset",
+            "unknown preset",
         ),
         (vec!["train".into(), "--hidden".into(), "400,0".into(), "--out".into(), "o".into()], "width 0"),
         (

@@ -14,7 +14,7 @@ use crate::engine::sweep::{self, SweepPlan, SweepProgress};
 #[derive(Args, Debug)]
 pub struct SweepArgs {
     /// The base model, e.g. shapes_beta_vae (a VAE or β-VAE preset).
-    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(presets()))]
+    #[arg(long)]
     pub preset: String,
     /// A dataset with known factors: `builtin:shapes` or `builtin:shapes2`.
     #[arg(long, default_value = "builtin:shapes")]

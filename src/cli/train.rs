@@ -47,9 +47,10 @@ pub struct TrainArgs {
     pub data: String,
     #[command(flatten)]
     pub load: LoadArgs,
-    /// The model and its training settings (the possible values are every family's presets;
-    /// those for 3×64×64 images, e.g. conv_vae64, expect `--resize 64 --channels 3`).
-    #[arg(long, default_value = "mnist_vae", value_parser = clap::builder::PossibleValuesParser::new(presets()))]
+    /// The model and its training settings: a preset of any family (an unknown name gets the
+    /// list, on one line); those for 3×64×64 images, e.g. conv_vae64, expect `--resize 64
+    /// --channels 3`.
+    #[arg(long, default_value = "mnist_vae")]
     pub preset: String,
     #[arg(long, value_enum)]
     pub family: Option<FamilyArg>,
