@@ -37,6 +37,8 @@ pub enum LossArg {
 pub enum GanLossArg {
     NonSaturating,
     Minimax,
+    Hinge,
+    WganGp,
 }
 
 #[derive(Args, Debug)]
@@ -163,6 +165,8 @@ pub fn train_config(a: &TrainArgs, data: &Dataset) -> anyhow::Result<RunConfig> 
         let loss = match g {
             GanLossArg::NonSaturating => GanLoss::NonSaturating,
             GanLossArg::Minimax => GanLoss::Minimax,
+            GanLossArg::Hinge => GanLoss::Hinge,
+            GanLossArg::WganGp => GanLoss::WganGp,
         };
         match m.gan_mut() {
             Some(gan) => gan.gan_loss = loss,
