@@ -137,3 +137,59 @@ fn bound_is_above_the_exact_density_and_close_to_it() {
     assert!(gaps[1].1 < 0.5 * gaps[0].1, "{gaps:?}");
     assert!(gaps[1].0 < 0.5, "the bound is loose by {} bits/dim", gaps[1].0);
 }
+
+/// A denoiser whose error is known at every t (ε̂ = ε + f(t) per pixel, so ‖ε − ε̂‖² = D f(t)²):
+/// the importance-sampled sum matches the sum over all 999 timesteps on average, and its
+/// spread per image is small because the draws only see f, not the weights' 100× range.
+#[test]
+fn importance_sampled_sum_is_unbiased_against_the_full_sum() {
+    let sched = CosineSchedule::new(TRAIN_STEPS);
+    let (n, d) = (200, 3);
+    let pixels = [0.2f32, -0.5, 0.9];
+    let x0 = Tensor::from_vec(pixels.repeat(n), (n, d), &Device::Cpu).unwrap();
+    let f = |t: f64| 0.3 + t;
+    let mut net = |xt: &Tensor, t: &[f64]| -> Result<Tensor> {
+        let v: Vec<f32> = xt.flatten_all()?.to_vec1()?;
+        let e: Vec<f32> = v
+            .chunks(d)
+            .zip(t)
+            .flat_map(|(row, &t)| {
+                let ab = sched.alpha_bar((t * TRAIN_STEPS as f64).round() as usize);
+                row.iter()
+                    .zip(&pixels)
+                    .map(move |(&p, &x)| {
+                        ((p as f64 - ab.sqrt() * x as f64) / (1.0 - ab).sqrt() + f(t)) as f32
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        Ok(Tensor::from_vec(e, (n, d), &Device::Cpu)?)
+    };
+    let exact: f64 = (2..=TRAIN_STEPS)
+        .map(|t| {
+            let (w, c) = kl_terms(&sched, t);
+            (w * f(t as f64 / TRAIN_STEPS as f64).powi(2) + c) * d as f64
+        })
+        .sum();
+    let mut rng = StdRng::seed_from_u64(3);
+    let elbo = neg_elbo(&sched, &x0, 8, &mut net, &mut rng).unwrap();
+    let est: Vec<f64> = elbo.iter().map(|e| e.diffusion).collect();
+    let mean = est.iter().sum::<f64>() / n as f64;
+    let sd = (est.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt();
+    eprintln!("exact Σ L_t-1 {exact:.4} nats; estimate {mean:.4} ± {sd:.4} (sd per image, 8 draws)");
+    assert!((mean - exact).abs() < 3.0 * sd / (n as f64).sqrt() + 1e-3 * exact, "{mean} vs {exact}");
+    // The spread one unstratified draw would have, times 1/√8, under the mixture and under
+    // uniform t: g(t) = w_t D f(t)², the estimate g(t)/P(t).
+    let proposal = TimeProposal::new(&sched);
+    let g = |t: usize| kl_terms(&sched, t).0 * d as f64 * f(t as f64 / TRAIN_STEPS as f64).powi(2);
+    let spread = |p: &dyn Fn(usize) -> f64| {
+        let m: f64 = (2..=TRAIN_STEPS).map(g).sum();
+        let second: f64 = (2..=TRAIN_STEPS).map(|t| g(t).powi(2) / p(t)).sum();
+        ((second - m * m) / 8.0).sqrt()
+    };
+    let mixture = spread(&|t| proposal.probability(t));
+    let uniform = spread(&|_| 1.0 / (TRAIN_STEPS - 1) as f64);
+    eprintln!("unstratified spread: mixture {mixture:.1}, uniform {uniform:.1}");
+    assert!(sd < 1.2 * mixture, "measured spread {sd} vs the mixture's {mixture}");
+    assert!(mixture < 0.5 * uniform, "mixture {mixture} vs uniform {uniform}");
+}
