@@ -78,6 +78,9 @@ pub struct TrainArgs {
     /// A GAN's target for real images in the cross-entropy (0.9: one-sided label smoothing).
     #[arg(long)]
     pub real_label: Option<f64>,
+    /// A conv GAN's discriminator without batch norm (the generator keeps it).
+    #[arg(long)]
+    pub no_disc_batch_norm: bool,
     /// A GAN discriminator's own learning rate (its Adam betas stay the run's).
     #[arg(long)]
     pub disc_lr: Option<f64>,
@@ -185,18 +188,24 @@ pub fn train_config(a: &TrainArgs, data: &Dataset) -> anyhow::Result<RunConfig> 
     if let Some(s) = a.seed {
         cfg.train.seed = s;
     }
-    let gan_flags =
-        a.d_steps.is_some() || a.gp_every.is_some() || a.real_label.is_some() || a.disc_lr.is_some();
+    let gan_flags = a.d_steps.is_some()
+        || a.gp_every.is_some()
+        || a.real_label.is_some()
+        || a.disc_lr.is_some()
+        || a.no_disc_batch_norm;
     if gan_flags {
         let optim = cfg.optim;
         let Some(gan) = cfg.model.gan_mut() else {
-            bail!("--d-steps, --gp-every, --real-label and --disc-lr apply to a GAN, not to a {family}")
+            bail!("--d-steps, --gp-every, --real-label, --disc-lr and --no-disc-batch-norm apply to a GAN, not to a {family}")
         };
         if let Some(n) = a.d_steps {
             gan.d_steps = n;
         }
         if let Some(k) = a.gp_every {
             gan.gp_every = k;
+        }
+        if a.no_disc_batch_norm {
+            gan.disc_batch_norm = false;
         }
         if let Some(t) = a.real_label {
             gan.real_label = t;

@@ -65,6 +65,14 @@ pub struct GanConfig {
     /// The cross-entropy's target for real images: below 1 is one-sided label smoothing
     /// (Salimans et al. 2016 use 0.9); the hinge and Wasserstein objectives ignore it.
     pub real_label: f64,
+    /// Batch norm in a conv discriminator when `batch_norm` is on; `false` keeps it in the
+    /// generator only (a WGAN-GP critic never has it).
+    #[serde(default = "yes")]
+    pub disc_batch_norm: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for GanConfig {
@@ -80,6 +88,7 @@ impl Default for GanConfig {
             gp_every: 1,
             disc_optim: None,
             real_label: 1.0,
+            disc_batch_norm: true,
         }
     }
 }
@@ -385,6 +394,6 @@ impl GanConfig {
     /// image and which batch statistics would couple (the paper uses no batch norm there; its
     /// MNIST critic has no normalisation at all, as here).
     pub(super) fn critic_batch_norm(&self) -> bool {
-        self.uses_batch_norm() && !self.gan_loss.second_order()
+        self.uses_batch_norm() && self.disc_batch_norm && !self.gan_loss.second_order()
     }
 }
