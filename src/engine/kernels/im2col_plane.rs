@@ -114,7 +114,14 @@ fn unfold_plane_portable<T: Copy>(out: &mut [T], ld: usize, plane: &[T], padded:
             let dst = &mut out[(i * k + j) * ld..][..ho * wo];
             for (oh, d) in dst.chunks_exact_mut(wo.max(1)).enumerate() {
                 let row = &padded[(oh * s + i) * wp + j..];
-                (0..wo).for_each(|o| d[o] = row[o * s]);
+                if s == 1 {
+                    // A contiguous copy (memcpy) instead of a strided loop the compiler cannot
+                    // vectorise: the 28×28 stride-1 layers of the diffusion U-Net spent ~20% of
+                    // a training step in the strided loop.
+                    d.copy_from_slice(&row[..wo]);
+                } else {
+                    (0..wo).for_each(|o| d[o] = row[o * s]);
+                }
             }
         }
     }
@@ -138,7 +145,12 @@ fn fold_plane_portable<T: Copy + Default + std::ops::AddAssign>(
             let src = &cols[(i * k + j) * ld..][..ho * wo];
             for (oh, v) in src.chunks_exact(wo.max(1)).enumerate() {
                 let row = &mut acc[(oh * s + i) * wp + j..];
-                (0..wo).for_each(|o| row[o * s] += v[o]);
+                if s == 1 {
+                    // Unit stride: a loop over two slices that the compiler vectorises.
+                    row[..wo].iter_mut().zip(v).for_each(|(r, &v)| *r += v);
+                } else {
+                    (0..wo).for_each(|o| row[o * s] += v[o]);
+                }
             }
         }
     }
