@@ -103,3 +103,58 @@ pub(super) unsafe fn fresh_vec(len: usize, fill: impl FnOnce(&mut [MaybeUninit<f
     unsafe { v.set_len(len) };
     v
 }
+
+/// `dst = lhs · rhs`, or `dst += lhs · rhs` when `acc`: an `[m, n]` product over `k`, every
+/// operand given by its (row, column) strides, so that a shifted window of a matrix can be an
+/// operand in place (the stride-1 convolutions, `conv/direct.rs`).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn gemm_strided(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    (dst_rs, dst_cs): (usize, usize),
+    acc: bool,
+    lhs: &[f32],
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: &[f32],
+    (rhs_rs, rhs_cs): (usize, usize),
+    threads: Parallelism,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(dst.len() > (m - 1) * dst_rs + (n - 1) * dst_cs, "gemm: destination too small");
+    if k == 0 {
+        if !acc {
+            (0..m).for_each(|i| (0..n).for_each(|j| dst[i * dst_rs + j * dst_cs] = 0.0));
+        }
+        return;
+    }
+    assert!(lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs, "gemm: left operand too small");
+    assert!(rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs, "gemm: right operand too small");
+    // SAFETY: the asserts keep every access inside its slice; `dst` is borrowed mutably alone,
+    // so it overlaps neither operand. The caller's strides map distinct (i, j) of `dst` to
+    // distinct values (a row stride of 1 and a column stride ≥ m, or the converse).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            dst_cs as isize,
+            dst_rs as isize,
+            acc,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            if acc { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            threads,
+        );
+    }
+}
