@@ -2,7 +2,6 @@
 
 use candle_core::{bail, CpuStorage, Layout, Result, Shape, Tensor};
 
-use super::direct::{self, Dims, Grid};
 use super::{sum_parts, Conv2dAct, Split};
 use crate::engine::kernels::buffers::{output, Scratch};
 use crate::engine::kernels::cpu::{f32s, with_f32};
@@ -45,10 +44,6 @@ impl candle_core::CustomOp3 for Conv2dAct {
             output(shape.elem_count(), |out| {
                 if out.is_empty() {
                     return Ok(());
-                }
-                if geom.stride == 1 {
-                    let d = Dims { batch, cin, cout, grid: Grid::new(geom, h, wd)? };
-                    return direct::forward(&d, x, w, b, e, out);
                 }
                 sp.run(batch, out, cout * l, |first, n, out| {
                     let (nb, ld) = (sp.nb, sp.nb * l);
@@ -113,12 +108,6 @@ impl candle_core::CustomOp3 for Conv2dAct {
                 with_f32(&grad, "conv2d: gradient", |gv| {
                     with_f32(x, "conv2d: x", |xv| {
                         with_f32(w, "conv2d: w", |wv| {
-                            if geom.stride == 1 {
-                                let d = Dims { batch, cin, cout, grid: Grid::new(geom, h, wd)? };
-                                let (dw, db) =
-                                    direct::backward(&d, xv, wv, yv, gv, e, (want_dx, want_dw), &mut dx)?;
-                                return Ok(vec![(dw, db)]);
-                            }
                             let sp = Split::new(ckk * l, batch);
                             let threads = sp.gemm_threads();
                             sp.run(batch, &mut dx, img, |first, n, dx| {

@@ -24,7 +24,6 @@
 
 mod conv2d;
 mod conv_transpose2d;
-mod direct;
 #[cfg(test)]
 mod tests;
 
