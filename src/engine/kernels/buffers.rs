@@ -103,7 +103,12 @@ mod tests {
     #[test]
     fn output_keeps_what_fill_wrote_and_passes_errors_on() {
         // SAFETY: the closure writes every value.
-        let v = unsafe { output::<()>(5, |d| Ok(d.iter_mut().enumerate().for_each(|(i, x)| *x = i as f32))) };
+        let v = unsafe {
+            output::<()>(5, |d| {
+                d.iter_mut().enumerate().for_each(|(i, x)| *x = i as f32);
+                Ok(())
+            })
+        };
         assert_eq!(v, Ok(vec![0.0, 1.0, 2.0, 3.0, 4.0]));
         // SAFETY: on the error no value is read.
         let e = unsafe { output::<&str>(5, |_| Err("bad")) };
