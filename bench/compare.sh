@@ -7,7 +7,8 @@
 #   bench/compare.sh                      # 3 rounds, threads 2 and 1
 #   ROUNDS=5 THREADS="1" bench/compare.sh --models mnist_vae,mnist_mlp_gan
 #
-# Extra arguments go to both sides (--models, --steps, --warmup, --repeats, --quick).
+# Extra arguments go to both sides (--models, --steps, --warmup, --repeats, --quick,
+# --train-only: training only, no sgemm peak or loads on either side).
 # PYTHON is the interpreter with torch (default /work/venv-torch/bin/python; see
 # bench/reference/README.md). CARGO_TARGET_DIR is honoured.
 set -euo pipefail
@@ -33,6 +34,11 @@ out="bench/results/$(date -u +%Y-%m-%dT%H%MZ)_${nproc}cpu_${slug}.jsonl"
 # starts with `{`).
 tag() { sed "s/^{/{\"round\": $1, \"pool\": $2, /" >> "$out"; }
 
+# `--train-only` (no sgemm peak, no loads) already implies what `--no-loads` asks, and the
+# bench refuses the two together.
+train_only=0
+for a in "$@"; do [ "$a" = --train-only ] && train_only=1; done
+
 first=1
 for t in $THREADS; do
   for r in $(seq 1 "$ROUNDS"); do
@@ -40,7 +46,7 @@ for t in $THREADS; do
     # that each round's share of the peak compares figures of the same moment (this machine's
     # speed drifts by 20% within a run).
     extra=(--no-loads)
-    [ "$first" = 1 ] && extra=()
+    { [ "$first" = 1 ] || [ "$train_only" = 1 ]; } && extra=()
     echo "threads $t, round $r/$ROUNDS: genlab" >&2
     "$GENLAB" bench --json --threads "$t" "${extra[@]}" "$@" | tag "$r" "$t"
     echo "threads $t, round $r/$ROUNDS: pytorch" >&2

@@ -118,6 +118,9 @@ pub struct OpenArgs {
 
 /// Runs a headless subcommand; prints errors as one line on stderr.
 pub fn run(cmd: Cmd) -> ExitCode {
+    // Every subcommand runs candle ops (sampling too: 64 images × 50 DDIM steps spent 2.4 s of
+    // system time in page faults with glibc's default mmap threshold).
+    crate::engine::session::tune_allocator();
     let result = match cmd {
         Cmd::Train(a) => train::train(a),
         Cmd::Sample(a) => inspect::sample(a).map(|_| ExitCode::SUCCESS),

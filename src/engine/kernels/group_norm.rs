@@ -3,6 +3,7 @@
 use candle_core::{bail, CpuStorage, CustomOp3, Device, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
+use super::buffers::output;
 use super::cpu::f32s;
 use super::fastmath;
 
@@ -89,27 +90,36 @@ impl CustomOp3 for GroupNormSilu {
         let (x, gamma, beta) = (f32s(xs, xl, "x")?, f32s(gs, gl, "γ")?, f32s(bs, bl, "β")?);
         let cg = c / self.groups;
         let group = cg * l;
-        let mut y = vec![0f32; x.len()];
         let mut stats = vec![(0f32, 0f32); b * self.groups];
-        if group > 0 {
-            y.par_chunks_mut(group).zip(x.par_chunks(group)).zip(stats.par_iter_mut()).enumerate().for_each(
-                |(i, ((ys, xs), st))| {
-                    fastmath::with_simd(|| {
-                        let (mean, rstd) = moments(xs, self.eps);
-                        *st = (mean, rstd);
-                        let first = (i % self.groups) * cg;
-                        for (k, (o, p)) in ys.chunks_exact_mut(l).zip(xs.chunks_exact(l)).enumerate() {
-                            let scale = gamma[first + k] * rstd;
-                            let shift = beta[first + k] - mean * scale;
-                            for (o, &v) in o.iter_mut().zip(p) {
-                                let z = v * scale + shift;
-                                *o = z * fastmath::sigmoid(z);
-                            }
-                        }
-                    })
-                },
-            );
-        }
+        // SAFETY: the groups of `group` values tile the `x.len()` outputs (`x.len() = b·c·l`, 0
+        // when `group` is) and each value is written once, none read.
+        let y = unsafe {
+            output::<candle_core::Error>(x.len(), |y| {
+                if group > 0 {
+                    y.par_chunks_mut(group)
+                        .zip(x.par_chunks(group))
+                        .zip(stats.par_iter_mut())
+                        .enumerate()
+                        .for_each(|(i, ((ys, xs), st))| {
+                            fastmath::with_simd(|| {
+                                let (mean, rstd) = moments(xs, self.eps);
+                                *st = (mean, rstd);
+                                let first = (i % self.groups) * cg;
+                                for (k, (o, p)) in ys.chunks_exact_mut(l).zip(xs.chunks_exact(l)).enumerate()
+                                {
+                                    let scale = gamma[first + k] * rstd;
+                                    let shift = beta[first + k] - mean * scale;
+                                    for (o, &v) in o.iter_mut().zip(p) {
+                                        let z = v * scale + shift;
+                                        *o = z * fastmath::sigmoid(z);
+                                    }
+                                }
+                            })
+                        });
+                }
+                Ok(())
+            })?
+        };
         *self.stats.lock().unwrap_or_else(|p| p.into_inner()) = stats;
         Ok((CpuStorage::F32(y), xl.shape().clone()))
     }

@@ -17,6 +17,7 @@
 
 mod adam;
 mod batch_norm;
+mod buffers;
 mod conv;
 mod cpu;
 mod epilogue;

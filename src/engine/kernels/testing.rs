@@ -60,7 +60,7 @@ pub(super) const fn case([batch, cin, cout, h, w, k, s, p]: [usize; 8]) -> Case 
     Case { batch, cin, cout, h, w, k, s, p }
 }
 
-pub(super) const CASES: [Case; 8] = [
+pub(super) const CASES: [Case; 10] = [
     case([2, 3, 5, 8, 8, 4, 2, 1]),
     // 20 outputs a row: more than the vector rows take, so f32 runs the portable loops.
     case([1, 2, 3, 6, 40, 4, 2, 1]),
@@ -70,4 +70,8 @@ pub(super) const CASES: [Case; 8] = [
     case([2, 3, 4, 9, 7, 3, 1, 1]),
     case([2, 5, 2, 5, 5, 3, 1, 1]),
     case([2, 2, 3, 6, 6, 3, 2, 0]),
+    // Stride 1 with rows wider than a vector (the diffusion U-Net's 28×28 layers) and of a
+    // length that is no multiple of 16.
+    case([2, 3, 4, 28, 28, 3, 1, 1]),
+    case([1, 2, 3, 5, 21, 3, 1, 1]),
 ];

@@ -3,6 +3,7 @@
 use candle_core::{bail, CpuStorage, CustomOp1, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::buffers::output;
 use super::cpu::{f32s, with_f32};
 
 /// `[B, C, H, W] → [B, C, 2H, 2W]`, every pixel repeated over a 2×2 block. candle's own op
@@ -23,20 +24,26 @@ impl CustomOp1 for Upsample2x {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let &[b, c, h, w] = l.dims() else { bail!("up-sampling: expected [B, C, H, W], got {:?}", l.dims()) };
         let x = f32s(s, l, "x")?;
-        let mut y = vec![0f32; x.len() * 4];
-        if h * w > 0 {
-            // One input plane → one output plane of 4·H·W.
-            y.par_chunks_mut(4 * h * w).zip(x.par_chunks(h * w)).for_each(|(out, plane)| {
-                for (r, row) in plane.chunks_exact(w).enumerate() {
-                    let (top, bottom) = out[4 * r * w..4 * (r + 1) * w].split_at_mut(2 * w);
-                    for (pair, &v) in top.chunks_exact_mut(2).zip(row) {
-                        pair[0] = v;
-                        pair[1] = v;
-                    }
-                    bottom.copy_from_slice(top);
+        // SAFETY: each input plane writes its whole output plane of 4·H·W values once (none
+        // when H·W = 0, and then there are no outputs).
+        let y = unsafe {
+            output::<candle_core::Error>(x.len() * 4, |y| {
+                if h * w > 0 {
+                    // One input plane → one output plane of 4·H·W.
+                    y.par_chunks_mut(4 * h * w).zip(x.par_chunks(h * w)).for_each(|(out, plane)| {
+                        for (r, row) in plane.chunks_exact(w).enumerate() {
+                            let (top, bottom) = out[4 * r * w..4 * (r + 1) * w].split_at_mut(2 * w);
+                            for (pair, &v) in top.chunks_exact_mut(2).zip(row) {
+                                pair[0] = v;
+                                pair[1] = v;
+                            }
+                            bottom.copy_from_slice(top);
+                        }
+                    });
                 }
-            });
-        }
+                Ok(())
+            })?
+        };
         Ok((CpuStorage::F32(y), Shape::from((b, c, 2 * h, 2 * w))))
     }
 

@@ -3,6 +3,7 @@
 use candle_core::{bail, CpuStorage, Layout, Result, Shape, Tensor};
 
 use super::{sum_parts, Conv2dAct, Split};
+use crate::engine::kernels::buffers::{output, Scratch};
 use crate::engine::kernels::cpu::{f32s, with_f32};
 use crate::engine::kernels::gemm::gemm_into;
 use crate::engine::kernels::im2col::{fold_into, unfold_into};
@@ -35,31 +36,51 @@ impl candle_core::CustomOp3 for Conv2dAct {
         let (ho, wo) = (self.geom.out_len(h)?, self.geom.out_len(wd)?);
         let (l, ckk, img) = (ho * wo, cin * k * k, cin * h * wd);
         let shape = Shape::from((batch, cout, ho, wo));
-        let mut out = vec![0f32; shape.elem_count()];
-        if shape.elem_count() > 0 {
-            let sp = Split::new(ckk * l, batch);
-            let (geom, e, threads) = (self.geom, self.epilogue, sp.gemm_threads());
-            sp.run(batch, &mut out, cout * l, |first, n, out| {
-                let (nb, ld) = (sp.nb, sp.nb * l);
-                let mut cols = vec![0f32; ckk * ld]; // [Cin·k·k, ld]
-                let mut y = vec![0f32; cout * ld]; // [Cout, ld]
-                for c0 in (0..n).step_by(nb) {
-                    let (m, b0) = (nb.min(n - c0), first + c0);
-                    let xs = &x[b0 * img..][..m * img];
-                    unfold_into(xs, (m, cin, h, wd), geom, &mut cols, ld, sp.inner_parallel())?;
-                    gemm_into((cout, m * l, ckk), &mut y, ld, false, w, (ckk, 1), &cols, (ld, 1), threads);
-                    let outs = out[c0 * cout * l..][..m * cout * l].chunks_exact_mut(cout * l);
-                    fastmath::with_simd(|| {
-                        for (bi, planes) in outs.enumerate() {
-                            for ((co, &bias), plane) in b.iter().enumerate().zip(planes.chunks_exact_mut(l)) {
-                                e.map(plane, &y[co * ld + bi * l..][..l], |v| v + bias);
-                            }
-                        }
-                    });
+        let sp = Split::new(ckk * l, batch);
+        let (geom, e, threads) = (self.geom, self.epilogue, sp.gemm_threads());
+        // SAFETY: every chunk of every part writes each of its images' `Cout·L` outputs once
+        // (`e.map` over each plane) and reads none of them.
+        let out = unsafe {
+            output(shape.elem_count(), |out| {
+                if out.is_empty() {
+                    return Ok(());
                 }
-                Ok(())
-            })?;
-        }
+                sp.run(batch, out, cout * l, |first, n, out| {
+                    let (nb, ld) = (sp.nb, sp.nb * l);
+                    // Scratch: the unfold and the gemm write every value they later read.
+                    let mut cols = Scratch::new(ckk * ld); // [Cin·k·k, ld]
+                    let mut y = Scratch::new(cout * ld); // [Cout, ld]
+                    for c0 in (0..n).step_by(nb) {
+                        let (m, b0) = (nb.min(n - c0), first + c0);
+                        let xs = &x[b0 * img..][..m * img];
+                        unfold_into(xs, (m, cin, h, wd), geom, &mut cols, ld, sp.inner_parallel())?;
+                        gemm_into(
+                            (cout, m * l, ckk),
+                            &mut y,
+                            ld,
+                            false,
+                            w,
+                            (ckk, 1),
+                            &cols,
+                            (ld, 1),
+                            threads,
+                        );
+                        let outs = out[c0 * cout * l..][..m * cout * l].chunks_exact_mut(cout * l);
+                        fastmath::with_simd(|| {
+                            for (bi, planes) in outs.enumerate() {
+                                for ((co, &bias), plane) in
+                                    b.iter().enumerate().zip(planes.chunks_exact_mut(l))
+                                {
+                                    e.map(plane, &y[co * ld + bi * l..][..l], |v| v + bias);
+                                }
+                            }
+                        });
+                    }
+                    Ok(())
+                })
+                .map(|_| ())
+            })?
+        };
         Ok((CpuStorage::F32(out), shape))
     }
 
@@ -91,9 +112,11 @@ impl candle_core::CustomOp3 for Conv2dAct {
                             let threads = sp.gemm_threads();
                             sp.run(batch, &mut dx, img, |first, n, dx| {
                                 let (nb, ld) = (sp.nb, sp.nb * l);
-                                let mut cols = if want_dw { vec![0f32; ckk * ld] } else { Vec::new() };
-                                let mut g = vec![0f32; cout * ld]; // [Cout, ld]
-                                let mut dcols = if want_dx { vec![0f32; ckk * ld] } else { Vec::new() };
+                                // Scratch: each is written (unfold, `grad_into`, gemm) before
+                                // it is read, over the `m·L` columns read.
+                                let mut cols = Scratch::new(if want_dw { ckk * ld } else { 0 });
+                                let mut g = Scratch::new(cout * ld); // [Cout, ld]
+                                let mut dcols = Scratch::new(if want_dx { ckk * ld } else { 0 });
                                 let (mut dw, mut db) = (vec![0f32; cout * ckk], vec![0f32; cout]);
                                 for c0 in (0..n).step_by(nb) {
                                     let (m, b0) = (nb.min(n - c0), first + c0);
