@@ -73,14 +73,16 @@ impl LatentPriorSection {
                     PriorConfig { epochs: self.epochs, objective: self.objective, ..PriorConfig::default() };
                 cx.actions.push(Action::Worker(Command::TrainPrior { request, config }));
             }
-            ui.add(egui::DragValue::new(&mut self.epochs).range(1..=500).suffix(" epochs"));
-            egui::ComboBox::from_id_salt("prior_objective")
-                .selected_text(objective_label(self.objective))
-                .show_ui(ui, |ui| {
+            let label = ui.label("Epochs");
+            ui.add(egui::DragValue::new(&mut self.epochs).range(1..=500)).labelled_by(label.id);
+            egui::ComboBox::from_label("Objective").selected_text(objective_label(self.objective)).show_ui(
+                ui,
+                |ui| {
                     for o in [Objective::Flow, Objective::Ddpm] {
                         ui.selectable_value(&mut self.objective, o, objective_label(o));
                     }
-                });
+                },
+            );
         });
         match mine {
             Some((_, done, total)) => {
