@@ -176,4 +176,20 @@ fn the_cli_trains_a_prior_samples_from_it_and_names_a_bad_file() {
     assert!(!o.status.success());
     let e = stderr(&o);
     assert!(e.contains("prior.json") && e.lines().count() == 1, "{e}");
+
+    // A new model saved into the folder voids the prior fitted to the old one's codes.
+    let o = genlab(&[
+        "train",
+        "--data",
+        "builtin",
+        "--preset",
+        "mnist_vae",
+        "--max-steps",
+        "2",
+        "--quiet",
+        "--out",
+        s(&ck),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!ck.join("prior.json").exists() && !ck.join("prior.safetensors").exists());
 }
