@@ -84,6 +84,7 @@ fn a_vae_run_trains_a_latent_prior_and_samples_from_it() {
     select_tab(&mut h, "Latent space");
     h.run();
     h.get_by_label_contains("Map of the test set");
+    h.get_by_label("learned prior"); // the map's legend entry for the prior's samples
     assert_eq!(run(h.state()).unwrap().explore.prior.as_ref().unwrap().value.summary.latents.len(), 50 * dim);
 }
 
