@@ -444,7 +444,8 @@ impl LatentTab {
                 if let Some(xy) = &prior_xy {
                     p.points(
                         Points::new("learned prior", PlotPoints::new(xy.clone()))
-                            .radius(1.0)
+                            .shape(egui_plot::MarkerShape::Cross)
+                            .radius(2.5)
                             .color(prior_color),
                     );
                 }
