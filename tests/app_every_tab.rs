@@ -47,18 +47,24 @@ fn trained_labels(title: &str, caps: &Capabilities) -> Vec<Shown> {
             v.extend(caps.loss_keys.iter().map(|k| is(k.id())));
             v
         }
-        "Samples" => vec![
-            is("Reconstructions"),
-            match caps.encoder {
-                true => is("Reconstructions grid"),
-                false => has("has no encoder, so it cannot reconstruct images"),
-            },
-            is("Samples from the prior"),
-            is("Samples grid"),
-            is("Fixed noise through training"),
-            is("History step"),
-            is("History grid"),
-        ],
+        "Samples" => {
+            let mut v = vec![
+                is("Reconstructions"),
+                match caps.encoder {
+                    true => is("Reconstructions grid"),
+                    false => has("has no encoder, so it cannot reconstruct images"),
+                },
+                is("Samples from the prior"),
+                is("Samples grid"),
+                is("Fixed noise through training"),
+                is("History step"),
+                is("History grid"),
+            ];
+            if caps.encoder && !caps.conditional {
+                v.push(is("Train latent prior"));
+            }
+            v
+        }
         "Latent space" => {
             let mut v = vec![is(format!("Decoded {} vector", caps.latent_name)), is("Random"), is("z0")];
             match caps.encoder {

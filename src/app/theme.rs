@@ -185,3 +185,8 @@ pub fn sweep_points(ui: &egui::Ui) -> Color32 {
 pub fn sweep_mean(ui: &egui::Ui) -> Color32 {
     series_color(ui, LossKey::Recon)
 }
+
+/// The latent prior's samples on the latent map, over the test set's coloured classes.
+pub fn prior_points(ui: &egui::Ui) -> Color32 {
+    ui.visuals().strong_text_color()
+}

@@ -29,6 +29,10 @@ pub struct SampleArgs {
     /// noise vector, `--n` rows.
     #[arg(long, conflicts_with = "class")]
     pub grid_by_class: bool,
+    /// Decode latents drawn from the checkpoint's latent prior (`genlab prior`) instead of
+    /// N(0, I).
+    #[arg(long, conflicts_with_all = ["class", "grid_by_class"])]
+    pub prior: bool,
     #[command(flatten)]
     pub sampling: super::diffusion::SamplingArgs,
     #[command(flatten)]
@@ -89,6 +93,13 @@ pub(super) fn sample(a: SampleArgs) -> anyhow::Result<()> {
         let images = session::class_grid(model, rows, a.temperature, a.seed)?;
         images.save_grid_png(&a.out, k)?;
         eprintln!("wrote {rows} noise vectors × {k} classes to {}", a.out.display());
+        return Ok(());
+    }
+    if a.prior {
+        let prior = super::prior::load_prior(&a.checkpoint, model)?;
+        let images = prior.sample_images(model, a.n, a.seed)?;
+        images.save_grid_png(&a.out, (a.n as f64).sqrt().ceil() as usize)?;
+        eprintln!("wrote {} samples from the latent prior to {}", a.n, a.out.display());
         return Ok(());
     }
     let images = session::sample_class(model, a.n, a.temperature, a.seed, a.class)?;

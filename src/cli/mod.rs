@@ -76,6 +76,10 @@ pub enum Cmd {
     /// A diffusion checkpoint's denoising trajectory from fixed noise: x_t and the predicted
     /// x̂₀ at chosen steps, as a PNG strip and optionally a GIF.
     Trajectory(diffusion::TrajectoryArgs),
+    /// Train a latent prior (a small flow-matching or DDPM model over the latents) for a VAE or
+    /// autoencoder checkpoint and save it beside it; `sample --prior` and `quality --prior`
+    /// draw from it instead of N(0, I).
+    Prior(prior::PriorArgs),
 }
 
 /// Where a command computes: `--device` and `--kernels`, shared by every command that runs a
@@ -136,6 +140,7 @@ pub fn run(cmd: Cmd) -> ExitCode {
         Cmd::Disentangle(a) => disentangle::disentangle(a).map(|_| ExitCode::SUCCESS),
         Cmd::Sweep(a) => sweep::sweep(a).map(|_| ExitCode::SUCCESS),
         Cmd::Trajectory(a) => diffusion::trajectory(a).map(|_| ExitCode::SUCCESS),
+        Cmd::Prior(a) => prior::prior(a).map(|_| ExitCode::SUCCESS),
         Cmd::Open(_) => Err(anyhow!("`open` is handled by the app")),
     };
     match result {
@@ -212,6 +217,7 @@ mod disentangle;
 mod explore;
 mod inspect;
 mod parity;
+mod prior;
 mod quality;
 mod sweep;
 mod train;

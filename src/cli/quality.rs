@@ -28,6 +28,10 @@ pub struct QualityArgs {
     pub n: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Measure samples decoded from the checkpoint's latent prior (`genlab prior`) instead of
+    /// N(0, I).
+    #[arg(long, requires = "checkpoint")]
+    pub prior: bool,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -68,9 +72,28 @@ pub(super) fn quality(a: QualityArgs) -> anyhow::Result<()> {
     let split = data.split(cfg.train.test_fraction, cfg.train.seed);
     let net = quality::feature_net(&data, &split, &mut |m| eprintln!("{m}"))?;
     let ctx = QualityContext::new(&data, &split, net, a.n, a.seed)?;
-    let report = ctx.score_model(loaded.model.as_ref(), a.seed)?;
-    // The same samples the report measured (same seed), against the whole training split.
-    let samples = session::sample(loaded.model.as_ref(), ctx.n, 1.0, a.seed)?;
+    let prior = a.prior.then(|| super::prior::load_prior(dir, loaded.model.as_ref())).transpose()?;
+    let (report, samples) = match &prior {
+        None => {
+            let report = ctx.score_model(loaded.model.as_ref(), a.seed)?;
+            // The same samples the report measured (same seed), against the whole training split.
+            (report, session::sample(loaded.model.as_ref(), ctx.n, 1.0, a.seed)?)
+        }
+        Some(prior) => {
+            let t0 = std::time::Instant::now();
+            let samples = prior.sample_images(loaded.model.as_ref(), ctx.n, a.seed)?;
+            let pixels: Vec<f32> = samples.pixels.iter().map(|&p| p as f32 / 255.0).collect();
+            let report = QualityReport {
+                n: ctx.n,
+                features: ctx.net.describe(),
+                samples: ctx.score_pixels(&pixels)?,
+                floor: ctx.floor.clone(),
+                ceiling: ctx.ceiling.clone(),
+                seconds: t0.elapsed().as_secs_f64(),
+            };
+            (report, samples)
+        }
+    };
     let pixels: Vec<f32> = samples.pixels.iter().map(|&p| p as f32 / 255.0).collect();
     let memo = memorisation(&ctx, &data, &split, &pixels, ctx.n)?;
     // A conditional model: how often the classifier sees the class it was asked for.
@@ -85,6 +108,7 @@ pub(super) fn quality(a: QualityArgs) -> anyhow::Result<()> {
         let mut v = serde_json::to_value(&report)?;
         if let Some(o) = v.as_object_mut() {
             o.insert("step".into(), loaded.meta.step.into());
+            o.insert("prior".into(), prior.is_some().into());
             o.insert("warnings".into(), quality::warnings(&report).into());
             if let Some(c) = &conditioning {
                 o.insert("conditioning".into(), serde_json::to_value(c)?);
@@ -102,10 +126,11 @@ pub(super) fn quality(a: QualityArgs) -> anyhow::Result<()> {
         println!("{v}");
     } else {
         println!(
-            "{} ({}, step {}): {} samples against {} training images of {}",
+            "{} ({}, step {}{}): {} samples against {} training images of {}",
             dir.display(),
             cfg.preset,
             loaded.meta.step,
+            if prior.is_some() { ", latent prior" } else { "" },
             report.n,
             report.n,
             data.name

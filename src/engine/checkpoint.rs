@@ -76,6 +76,10 @@ fn is_weights_name(name: &str) -> bool {
     name == LEGACY_WEIGHTS_FILE || (name.starts_with("model-") && name.ends_with(".safetensors"))
 }
 
+fn is_prior_name(name: &str) -> bool {
+    name == crate::engine::prior::PRIOR_META || name == crate::engine::prior::PRIOR_WEIGHTS
+}
+
 /// Writes a checkpoint of `model` into `dir` (created if needed), replacing the one there.
 pub fn save(
     dir: &Path,
@@ -122,7 +126,8 @@ fn remove_stale_files(dir: &Path, keep: &str) {
         let name = entry.file_name().to_string_lossy().into_owned();
         let stale = match temp_target(&name) {
             Some(target) => is_weights_name(target) || target == CONFIG_FILE || target == METRICS_FILE,
-            None => is_weights_name(&name) && name != keep,
+            // A latent prior was fitted to the codes of the model this save replaces.
+            None => (is_weights_name(&name) && name != keep) || is_prior_name(&name),
         };
         if stale {
             let _ = std::fs::remove_file(entry.path());

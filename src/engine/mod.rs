@@ -18,6 +18,7 @@ pub mod fsio;
 pub mod images;
 pub mod metrics;
 pub mod parity;
+pub mod prior;
 pub mod protocol;
 pub mod quality;
 pub mod rewind;

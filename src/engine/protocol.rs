@@ -12,6 +12,7 @@ use super::images::ImageBatch;
 use super::models::diffusion::views::Trajectory;
 use super::models::diffusion::SamplerSettings;
 use super::models::{Capabilities, LiveHyper, Losses};
+use super::prior::{PriorConfig, PriorMeta};
 use super::quality::{Conditioning, QualityReport};
 use super::scoring::{HoldOutReport, ScoreOptions, ScoredSet};
 use super::session::{Encoding, EpochSummary};
@@ -191,6 +192,20 @@ pub enum Command {
     /// evaluations and trajectories alike (a model with a sampler). Answered with an
     /// [`Event::SamplerChanged`].
     SetSampler(SamplerSettings),
+    /// Train a latent prior over the current model's encoded training split (a model with an
+    /// encoder; see [`crate::engine::prior`]); the run waits meanwhile. Progress in training
+    /// steps comes as [`Event::ScoreProgress`] under `request`, [`Command::CancelScore`]
+    /// cancels ([`Event::ScoreCancelled`]), the end is an [`Event::PriorTrained`].
+    TrainPrior {
+        request: u64,
+        config: PriorConfig,
+    },
+    /// Decode `n` latents drawn from the run's latent prior (noise from `seed`), answered with
+    /// [`Event::Samples`]; an [`Event::Error`] when the run has none.
+    SamplePrior {
+        n: usize,
+        seed: u64,
+    },
 }
 
 /// When the worker measures sample quality while training. The default is `Auto` (the app's);
@@ -519,7 +534,28 @@ pub enum Event {
         step: u64,
         losses: Vec<f64>,
     },
+    /// A latent prior was trained (a [`Command::TrainPrior`]) at training `step`, or loaded
+    /// with the run's checkpoint (`request` 0).
+    PriorTrained {
+        run: u64,
+        request: u64,
+        step: u64,
+        summary: Box<PriorSummary>,
+    },
 }
+
+/// What the app shows of a trained latent prior.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PriorSummary {
+    pub meta: PriorMeta,
+    pub param_count: usize,
+    /// [`PRIOR_VIEW_SAMPLES`] latents drawn from the prior, `[n, latent]` row-major, for the
+    /// latent map.
+    pub latents: Vec<f32>,
+}
+
+/// Prior latents sent with [`Event::PriorTrained`] for the latent map.
+pub const PRIOR_VIEW_SAMPLES: usize = 1000;
 
 impl Event {
     /// The run an event belongs to, if any.
@@ -561,6 +597,7 @@ impl Event {
             | Event::Noised { run, .. }
             | Event::SamplerChanged { run, .. }
             | Event::TimestepLosses { run, .. }
+            | Event::PriorTrained { run, .. }
             | Event::Finished { run, .. } => Some(*run),
             Event::Failed { run, .. } => *run,
             Event::Error { .. } => None,

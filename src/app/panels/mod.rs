@@ -6,6 +6,7 @@ mod classes;
 pub mod controls;
 pub mod dataset;
 pub mod latent;
+mod latent_prior;
 pub mod outliers;
 pub mod sampler;
 pub mod samples;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use egui::{RichText, Vec2};
 
 use super::classes::{class_picker, ClassViews};
+use super::latent_prior::LatentPriorSection;
 use super::sampler::SamplerViews;
 use super::{Tab, TabCtx};
 use crate::app::actions::Action;
@@ -63,6 +64,9 @@ pub struct SamplesTab {
     class_views: ClassViews,
     /// Sampler settings, trajectory and forward process (a model with a sampler).
     sampler: SamplerViews,
+    latent_prior: LatentPriorSection,
+    /// Whether prior samples come from the run's learned latent prior (set each frame).
+    from_learned_prior: bool,
 }
 
 impl Default for SamplesTab {
@@ -96,6 +100,8 @@ impl Default for SamplesTab {
             class: None,
             class_views: ClassViews::default(),
             sampler: SamplerViews::default(),
+            latent_prior: LatentPriorSection::default(),
+            from_learned_prior: false,
         }
     }
 }
@@ -113,6 +119,7 @@ impl Tab for SamplesTab {
         if !run.has_model() {
             super::latent::ended_note(ui);
         }
+        self.from_learned_prior = LatentPriorSection::applies(run) && self.latent_prior.use_prior(run);
         if run.has_model() && run.explore.samples.is_none() && self.sampled_for != Some(run.id) {
             // First visit: show some samples without asking.
             self.sampled_for = Some(run.id);
@@ -223,7 +230,18 @@ impl SamplesTab {
     }
 
     fn prior_samples(&mut self, ui: &mut egui::Ui, cx: &mut TabCtx<'_>, run: &RunRecord, width: f32) {
-        ui.strong("Samples from the prior");
+        if LatentPriorSection::applies(run) {
+            if self.latent_prior.ui(ui, cx, run) && run.has_model() {
+                self.from_learned_prior = self.latent_prior.use_prior(run);
+                cx.actions.push(Action::Worker(self.sample_command(SAMPLE_COUNT)));
+            }
+            ui.add_space(6.0);
+        }
+        ui.strong(if self.from_learned_prior {
+            "Samples from the learned prior"
+        } else {
+            "Samples from the prior"
+        });
         if run.capabilities.conditional {
             let k = run.config.model.classes();
             self.class = self.class.filter(|&c| (c as usize) < k);
@@ -370,6 +388,9 @@ impl SamplesTab {
     /// `n` prior samples at the current temperature and seed, of the chosen class if any.
     fn sample_command(&self, n: usize) -> Command {
         let (temperature, seed) = (self.temperature, self.seed);
+        if self.from_learned_prior {
+            return Command::SamplePrior { n, seed };
+        }
         match self.class {
             Some(c) => Command::SampleClass { n, temperature, seed, class: Some(c) },
             None => Command::Sample { n, temperature, seed },

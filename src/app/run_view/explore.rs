@@ -112,6 +112,16 @@ pub struct Explore {
     /// A model with a sampler: its newest denoising trajectory, forward-process image and
     /// loss per timestep bucket.
     pub sampler: SamplerViews,
+    /// The run's latent prior, once one is trained or loaded with its checkpoint.
+    pub prior: Option<Versioned<PriorView>>,
+}
+
+/// A trained latent prior: what the Samples and Latent tabs show of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PriorView {
+    /// The training step of the model it was fitted to.
+    pub step: u64,
+    pub summary: crate::engine::protocol::PriorSummary,
 }
 
 /// A β sweep's answers (see `Command::Sweep`).
@@ -146,6 +156,7 @@ impl Default for Explore {
             disentangled: None,
             sweep: None,
             sampler: SamplerViews::default(),
+            prior: None,
         }
     }
 }

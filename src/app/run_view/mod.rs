@@ -558,6 +558,13 @@ impl RunView {
             | Event::Noised { .. }
             | Event::SamplerChanged { .. }
             | Event::TimestepLosses { .. } => self.apply_sampler(event, version),
+            Event::PriorTrained { run, step, summary, .. } => {
+                if let Some(r) = self.record_mut(run) {
+                    r.explore.score_progress = None;
+                    r.explore.prior =
+                        Some(Versioned { version, value: PriorView { step, summary: *summary } });
+                }
+            }
             Event::CheckpointSaved { run, step, dir } => {
                 if let Some(r) = self.record_mut(run) {
                     r.saved_checkpoint = Some((step, dir));

@@ -17,6 +17,9 @@ impl WorkerLoop {
                         self.quality_prepare();
                         self.emit(started);
                         self.emit_grid();
+                        if let Some(dir) = checkpoint.as_deref() {
+                            self.load_prior(dir);
+                        }
                         if paused {
                             let step = self.run.as_ref().map_or(0, |r| r.session.step_count());
                             self.emit(Event::Paused { run: id, step });
@@ -41,6 +44,8 @@ impl WorkerLoop {
             | Command::ClassInterpolate { .. }
             | Command::SameStyle { .. } => self.conditional(cmd),
             Command::Trajectory { .. } | Command::Noised { .. } | Command::SetSampler(_) => self.sampler(cmd),
+            Command::TrainPrior { request, config } => self.train_prior(request, config),
+            Command::SamplePrior { n, seed } => self.sample_prior(n, seed),
             Command::Nearest => self.nearest(),
             Command::Score { request, target, options } => self.score(request, target, options),
             Command::HoldOut { request, labels, steps, options } => {
@@ -176,7 +181,10 @@ impl WorkerLoop {
                         let source = s.data().source.clone();
                         match checkpoint::save(&dir, s.model(), s.config(), &source, step, Some(&run.metrics))
                         {
-                            Ok(dir) => self.emit(Event::CheckpointSaved { run: id, step, dir }),
+                            Ok(dir) => {
+                                self.save_prior(&dir);
+                                self.emit(Event::CheckpointSaved { run: id, step, dir })
+                            }
                             Err(e) => self.error(format!("saving the checkpoint failed: {e}")),
                         }
                     }
@@ -209,6 +217,8 @@ impl WorkerLoop {
                     | Command::Trajectory { .. }
                     | Command::Noised { .. }
                     | Command::SetSampler(_)
+                    | Command::TrainPrior { .. }
+                    | Command::SamplePrior { .. }
                     | Command::Nearest
                     | Command::Shutdown
                     | Command::Score { .. }

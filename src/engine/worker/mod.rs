@@ -163,12 +163,15 @@ struct WorkerLoop {
     stash: VecDeque<Command>,
     step_hook: Option<StepHook>,
     quality: quality::QualityState,
+    /// The latent prior trained for (or loaded with) run `.0`.
+    prior: Option<(u64, crate::engine::prior::LatentPrior)>,
 }
 
 mod commands;
 mod conditional;
 mod disentangle;
 mod outbox;
+mod prior;
 mod quality;
 mod run_loop;
 mod sampler;

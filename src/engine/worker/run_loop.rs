@@ -21,6 +21,7 @@ impl WorkerLoop {
             stash: VecDeque::new(),
             step_hook: None,
             quality: Default::default(),
+            prior: None,
         }
     }
 

@@ -419,6 +419,8 @@ impl LatentTab {
             ui.strong("Map of the test set's μ. Click to decode a point.");
         }
         let data = cx.dataset;
+        let prior_xy = super::latent_prior::map_points(run, &d.pca, latent_dim);
+        let prior_color = theme::prior_points(ui);
         let resp = Plot::new("latent_map")
             .height(360.0)
             .data_aspect(1.0)
@@ -437,6 +439,14 @@ impl LatentTab {
                         Points::new(name, PlotPoints::new(m.xy.clone()))
                             .radius(1.5)
                             .color(theme::label_color(m.label)),
+                    );
+                }
+                if let Some(xy) = &prior_xy {
+                    p.points(
+                        Points::new("learned prior", PlotPoints::new(xy.clone()))
+                            .shape(egui_plot::MarkerShape::Cross)
+                            .radius(2.5)
+                            .color(prior_color),
                     );
                 }
                 let at = p.pointer_coordinate();
