@@ -38,6 +38,9 @@ enum Source {
 
 pub struct SamplesTab {
     temperature: f32,
+    /// The current run's samples take the temperature (its latent has meaningful axes; a
+    /// sampler's noise is drawn at σ = 1 and the slider is hidden).
+    temperature_applies: bool,
     seed: u64,
     /// The history step shown; `None` follows the newest grid.
     history_step: Option<u64>,
@@ -69,6 +72,7 @@ impl Default for SamplesTab {
     fn default() -> Self {
         Self {
             temperature: 1.0,
+            temperature_applies: true,
             seed: 1,
             history_step: None,
             compare_step: None,
@@ -113,6 +117,7 @@ impl Tab for SamplesTab {
         if !run.has_model() {
             super::latent::ended_note(ui);
         }
+        self.temperature_applies = run.capabilities.latent_axes();
         if run.has_model() && run.explore.samples.is_none() && self.sampled_for != Some(run.id) {
             // First visit: show some samples without asking.
             self.sampled_for = Some(run.id);
@@ -239,10 +244,12 @@ impl SamplesTab {
                 self.seed = self.seed.wrapping_add(1);
                 cx.actions.push(Action::Worker(self.sample_command(SAMPLE_COUNT)));
             }
-            let label = ui.label("Temperature");
-            ui.add(egui::Slider::new(&mut self.temperature, 0.1..=2.0).fixed_decimals(2))
-                .on_hover_text("Scales the prior's σ: low = typical, high = varied")
-                .labelled_by(label.id);
+            if run.capabilities.latent_axes() {
+                let label = ui.label("Temperature");
+                ui.add(egui::Slider::new(&mut self.temperature, 0.1..=2.0).fixed_decimals(2))
+                    .on_hover_text("Scales the prior's σ: low = typical, high = varied")
+                    .labelled_by(label.id);
+            }
         });
         match &run.explore.samples {
             Some(s) => {
@@ -369,7 +376,8 @@ impl SamplesTab {
 
     /// `n` prior samples at the current temperature and seed, of the chosen class if any.
     fn sample_command(&self, n: usize) -> Command {
-        let (temperature, seed) = (self.temperature, self.seed);
+        let temperature = if self.temperature_applies { self.temperature } else { 1.0 };
+        let seed = self.seed;
         match self.class {
             Some(c) => Command::SampleClass { n, temperature, seed, class: Some(c) },
             None => Command::Sample { n, temperature, seed },

@@ -65,7 +65,11 @@ fn guidance_mixes_the_conditional_and_unconditional_predictions() {
     let t = 0.6;
     let cond = m.unet_forward(&x, t, Some(&y)).unwrap();
     let uncond = m.unet_forward(&x, t, None).unwrap();
-    assert!(max_diff(&cond, &uncond) > 1e-3, "the label does not reach the prediction: {}", max_diff(&cond, &uncond));
+    assert!(
+        max_diff(&cond, &uncond) > 1e-3,
+        "the label does not reach the prediction: {}",
+        max_diff(&cond, &uncond)
+    );
     let labelled = Cond::Labels(y.clone());
     with_guidance(&mut m, 0.0);
     assert_eq!(max_diff(&m.predict(&x, t, &labelled).unwrap(), &uncond), 0.0, "w = 0");
@@ -216,4 +220,3 @@ fn old_configurations_load_and_family_switches_are_valid() {
     let bad = DiffusionConfig { label_dropout: 1.5, ..DiffusionConfig::default() };
     assert!(ModelConfig::Diffusion(bad).validate().is_err());
 }
-
