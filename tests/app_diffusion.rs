@@ -133,3 +133,25 @@ fn guidance_for_a_conditional_diffusion_run_and_no_noise_sliders() {
     select_tab(&mut h, "Latent space");
     assert!(h.query_all_by_label("z0").next().is_some(), "the VAE's sliders");
 }
+
+/// The Model panel: switching an MLP configuration's family to Diffusion gives a valid (conv)
+/// configuration, and its noise size, the image's, is no setting there.
+#[test]
+fn switching_the_family_to_diffusion_gives_a_valid_configuration() {
+    let mut h = recording();
+    h.run();
+    h.get_by_label("Preset").click();
+    h.run();
+    h.get_by_label("mnist_vae").click();
+    h.run();
+    assert!(h.query_by_label("Latent dim").is_some());
+    h.get_by_role_and_label(Role::ComboBox, "Family").click();
+    h.run();
+    h.get_by_label("Diffusion").click();
+    h.run();
+    let cfg = h.state().persisted.config.model.clone();
+    assert!(matches!(cfg, ModelConfig::Diffusion(_)), "{cfg:?}");
+    cfg.validate().unwrap();
+    assert!(h.query_by_label("Noise dim").is_none() && h.query_by_label("Latent dim").is_none());
+    assert!(h.query_by_label_contains("cannot be built").is_none(), "the panel counts its parameters");
+}
