@@ -87,3 +87,71 @@ fn a_vae_run_has_no_sampler_views() {
     select_tab(&mut h, "Training");
     assert!(h.query_by_label("Loss per timestep").is_none());
 }
+
+/// A conditional diffusion run's Sampler section has a guidance slider, applied with the other
+/// settings; an unconditional one's has none. The Latent tab shows no slider per pixel of a
+/// diffusion model's image-sized noise (the VAE's sliders stay), and the Samples tab no
+/// temperature.
+#[test]
+fn guidance_for_a_conditional_diffusion_run_and_no_noise_sliders() {
+    use common::canned::sent;
+    use genlab::engine::protocol::Command;
+
+    let mut h = recording();
+    h.run();
+    let cfg = preset("mnist_cddpm", ImageShape::new(1, 28, 28)).unwrap();
+    feed(&mut h, trained(1, &cfg));
+    select_tab(&mut h, "Samples");
+    assert!(h.query_by_label("Temperature").is_none(), "a sampler's noise has no temperature");
+    h.get_by_role_and_label(Role::Slider, "Guidance").set_value_accesskit(3.5);
+    h.run();
+    sent(&mut h);
+    h.get_by_label("Apply sampler").click_accesskit();
+    h.run();
+    let applied = sent(&mut h).into_iter().find_map(|c| match c {
+        Command::SetSampler(s) => Some(s),
+        _ => None,
+    });
+    assert_eq!(applied.map(|s| s.guidance), Some(3.5), "Apply sends the guidance scale");
+    h.get_by_label_contains("guidance 2.0");
+
+    select_tab(&mut h, "Latent space");
+    let sliders = h.query_all_by_role(Role::Slider).count();
+    assert!(sliders < 10, "{sliders} sliders: one per pixel of noise?");
+    assert!(h.query_all_by_label("z0").next().is_none() && h.query_all_by_label("z783").next().is_none());
+    assert!(h.query_by_label("Reset to 0").is_none());
+    h.get_by_label("Random");
+    h.get_by_label_contains("has no sliders");
+
+    for (run, name) in [(2, "mnist_ddpm"), (3, "mnist_vae")] {
+        let cfg = preset(name, ImageShape::new(1, 28, 28)).unwrap();
+        feed(&mut h, trained(run, &cfg));
+        select_tab(&mut h, "Samples");
+        assert!(h.query_by_label("Guidance").is_none(), "{name}: no guidance without classes");
+    }
+    assert!(h.query_all_by_label("Temperature").next().is_some(), "the VAE's temperature");
+    select_tab(&mut h, "Latent space");
+    assert!(h.query_all_by_label("z0").next().is_some(), "the VAE's sliders");
+}
+
+/// The Model panel: switching an MLP configuration's family to Diffusion gives a valid (conv)
+/// configuration, and its noise size, the image's, is no setting there.
+#[test]
+fn switching_the_family_to_diffusion_gives_a_valid_configuration() {
+    let mut h = recording();
+    h.run();
+    h.get_by_label("Preset").click();
+    h.run();
+    h.get_by_label("mnist_vae").click();
+    h.run();
+    assert!(h.query_by_label("Latent dim").is_some());
+    h.get_by_role_and_label(Role::ComboBox, "Family").click();
+    h.run();
+    h.get_by_label("Diffusion").click();
+    h.run();
+    let cfg = h.state().persisted.config.model.clone();
+    assert!(matches!(cfg, ModelConfig::Diffusion(_)), "{cfg:?}");
+    cfg.validate().unwrap();
+    assert!(h.query_by_label("Noise dim").is_none() && h.query_by_label("Latent dim").is_none());
+    assert!(h.query_by_label_contains("cannot be built").is_none(), "the panel counts its parameters");
+}

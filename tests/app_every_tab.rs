@@ -66,10 +66,17 @@ fn trained_labels(title: &str, caps: &Capabilities) -> Vec<Shown> {
             v
         }
         "Latent space" => {
-            let mut v = vec![is(format!("Decoded {} vector", caps.latent_name)), is("Random"), is("z0")];
-            match caps.encoder {
-                true => v.extend([is("Encode test set"), is("KL per dimension (nats; near 0 = unused)")]),
-                false => v.extend([has("has no encoder: the sliders move its"), is("Interpolate")]),
+            let mut v = vec![is(format!("Decoded {} vector", caps.latent_name)), is("Random")];
+            // A sampler's image-sized noise has no slider per value.
+            if caps.latent_axes() {
+                v.push(is("z0"));
+            }
+            match (caps.encoder, caps.latent_axes()) {
+                (true, _) => {
+                    v.extend([is("Encode test set"), is("KL per dimension (nats; near 0 = unused)")])
+                }
+                (false, true) => v.extend([has("has no encoder: the sliders move its"), is("Interpolate")]),
+                (false, false) => v.extend([has("so it has no sliders"), is("Interpolate")]),
             }
             v
         }

@@ -404,3 +404,57 @@ fn traverse_and_interpolate_take_a_class() {
     let o = genlab(&[&args[..], &["--force", "--class", "12"]].concat());
     assert!(!o.status.success() && stderr(&o).contains("class 12 is out of range"), "{}", stderr(&o));
 }
+
+/// A conditional diffusion checkpoint samples with `--guidance`: at 0 (the unconditional
+/// model) every class's image of one noise vector is the same; `trajectory` takes it too. An
+/// unconditional checkpoint refuses it in one line.
+#[test]
+fn guidance_for_a_conditional_diffusion_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("cddpm");
+    let o = train(&ck, &["--preset", "mnist_cddpm", "--max-steps", "2", "--batch", "8"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ck = ck.to_str().unwrap();
+    let grid = dir.path().join("grid.png");
+    let g = grid.to_str().unwrap();
+    let base = ["sample", "--checkpoint", ck, "--grid-by-class", "--n", "1", "--steps", "2", "--out", g];
+    let o = genlab(&[&base[..], &["--guidance", "0"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let img = image::open(&grid).unwrap().to_luma8();
+    assert_eq!((img.width(), img.height()), (10 * 30 + 2, 30 + 2), "one row of ten classes");
+    let cell = |c: u32| -> Vec<u8> {
+        (0..28)
+            .flat_map(|y| (0..28).map(move |x| (c, x, y)))
+            .map(|(c, x, y)| img.get_pixel(2 + 30 * c + x, 2 + y)[0])
+            .collect()
+    };
+    assert!((1..10).all(|c| cell(c) == cell(0)), "w = 0 ignores the class");
+    let o = genlab(&[&base[..], &["--guidance", "3"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let img = image::open(&grid).unwrap().to_luma8();
+    let cell = |c: u32| -> Vec<u8> {
+        (0..28 * 28).map(|i| img.get_pixel(2 + 30 * c + i % 28, 2 + i / 28)[0]).collect()
+    };
+    assert!((1..10).any(|c| cell(c) != cell(0)), "w = 3 follows the class");
+    let traj = dir.path().join("traj.png");
+    let args = [
+        "trajectory",
+        "--checkpoint",
+        ck,
+        "--steps",
+        "2",
+        "--guidance",
+        "1.5",
+        "--out",
+        traj.to_str().unwrap(),
+    ];
+    let o = genlab(&args);
+    assert!(o.status.success() && traj.exists(), "{}", stderr(&o));
+
+    let plain = dir.path().join("ddpm");
+    let o = train(&plain, &["--preset", "mnist_ddpm", "--max-steps", "1", "--batch", "8"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = genlab(&["sample", "--checkpoint", plain.to_str().unwrap(), "--guidance", "2", "--out", g]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--guidance is for a conditional diffusion checkpoint"), "{}", stderr(&o));
+}

@@ -182,11 +182,16 @@ fn sampler_settings_change_live_and_the_trajectory_follows_them() {
         paused: true,
     });
     w.send(Command::Step(2));
-    let five = SamplerSettings { sampler: Sampler::Ddpm, steps: 5, eta: 1.0 };
+    let five = SamplerSettings { sampler: Sampler::Ddpm, steps: 5, eta: 1.0, guidance: 2.0 };
     w.send(Command::SetSampler(five));
     w.send(Command::Trajectory { request: 7, rows: 2, columns: 10 });
     // The flow's sampler does not sample a DDPM model: refused, the settings stay.
-    w.send(Command::SetSampler(SamplerSettings { sampler: Sampler::Euler, steps: 5, eta: 0.0 }));
+    w.send(Command::SetSampler(SamplerSettings {
+        sampler: Sampler::Euler,
+        steps: 5,
+        eta: 0.0,
+        guidance: 2.0,
+    }));
     let (mut changed, mut traj, mut refused) = (None, None, None);
     let t0 = Instant::now();
     while refused.is_none() {

@@ -1,5 +1,5 @@
 //! `genlab trajectory` and the sampler settings `genlab sample` takes for a diffusion
-//! checkpoint (`--sampler`, `--steps`, `--eta`).
+//! checkpoint (`--sampler`, `--steps`, `--eta`, `--guidance`).
 
 use std::path::PathBuf;
 
@@ -51,11 +51,15 @@ pub struct SamplingArgs {
     /// DDIM's η in [0, 1]: 0 deterministic, 1 as noisy as DDPM (diffusion checkpoints).
     #[arg(long)]
     pub eta: Option<f64>,
+    /// Classifier-free guidance scale w, 0–20 (conditional diffusion checkpoints): 0 ignores
+    /// the class, 1 follows it as trained, above 1 pushes towards what sets it apart.
+    #[arg(long)]
+    pub guidance: Option<f64>,
 }
 
 impl SamplingArgs {
     fn any(&self) -> bool {
-        self.sampler.is_some() || self.steps.is_some() || self.eta.is_some()
+        self.sampler.is_some() || self.steps.is_some() || self.eta.is_some() || self.guidance.is_some()
     }
 
     /// The loaded model, rebuilt with these sampler settings when any is given.
@@ -65,7 +69,7 @@ impl SamplingArgs {
         }
         let ModelConfig::Diffusion(mut cfg) = loaded.meta.config.model.clone() else {
             bail!(
-                "--sampler, --steps and --eta are for diffusion checkpoints; this one is a {}",
+                "--sampler, --steps, --eta and --guidance are for diffusion checkpoints; this one is a {}",
                 loaded.meta.config.model.family()
             );
         };
@@ -77,6 +81,12 @@ impl SamplingArgs {
         }
         if let Some(e) = self.eta {
             cfg.eta = e;
+        }
+        if let Some(w) = self.guidance {
+            if cfg.net.classes == 0 {
+                bail!("--guidance is for a conditional diffusion checkpoint (mnist_cddpm, mnist_cflow); this one has no classes");
+            }
+            cfg.guidance = w;
         }
         let model_cfg = ModelConfig::Diffusion(cfg);
         model_cfg.validate()?;
@@ -99,7 +109,8 @@ pub struct TrajectoryArgs {
     /// Also an animated GIF, one frame per recorded step.
     #[arg(long)]
     pub gif: Option<PathBuf>,
-    /// Noise vectors (rows of the strip pairs), 1–16.
+    /// Noise vectors (rows of the strip pairs), 1–16; a conditional model's rows are classes
+    /// 0, 1, 2, … in turn.
     #[arg(long, default_value_t = 1)]
     pub n: usize,
     /// Recorded steps (columns), 1–100 (at most the sampler's steps).

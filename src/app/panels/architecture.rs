@@ -163,9 +163,11 @@ fn structure_ui(ui: &mut egui::Ui, cfg: &mut RunConfig, shape: ImageShape, actio
         ui.end_row();
 
         let caps = cfg.model.capabilities();
-        let label = ui.label(if caps.latent_name == "noise" { "Noise dim" } else { "Latent dim" });
-        ui.add(DragValue::new(&mut cfg.model.net_mut().latent_dim).range(0..=4096)).labelled_by(label.id);
-        ui.end_row();
+        if caps.latent_is_setting() {
+            let label = ui.label(if caps.latent_name == "noise" { "Noise dim" } else { "Latent dim" });
+            ui.add(DragValue::new(&mut cfg.model.net_mut().latent_dim).range(0..=4096)).labelled_by(label.id);
+            ui.end_row();
+        }
 
         // Each family's own settings.
         let arch = cfg.model.net().arch;

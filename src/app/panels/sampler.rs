@@ -16,7 +16,7 @@ use crate::engine::export;
 use crate::engine::images::ImageBatch;
 use crate::engine::models::diffusion::schedule::{MAX_SAMPLE_STEPS, TRAIN_STEPS};
 use crate::engine::models::diffusion::views::TIMESTEP_BUCKETS;
-use crate::engine::models::diffusion::{Objective, Sampler, SamplerSettings};
+use crate::engine::models::diffusion::{Objective, Sampler, SamplerSettings, MAX_GUIDANCE};
 use crate::engine::models::ModelConfig;
 use crate::engine::protocol::Command;
 
@@ -140,6 +140,18 @@ impl SamplerViews {
                     .labelled_by(label.id);
             });
         }
+        if run.capabilities.conditional {
+            ui.horizontal(|ui| {
+                let label = ui.label("Guidance");
+                ui.add(egui::Slider::new(&mut s.guidance, 0.0..=MAX_GUIDANCE).fixed_decimals(1))
+                    .on_hover_text(
+                        "Classifier-free guidance w: 0 ignores the class, 1 follows it as trained, above 1 \
+                         pushes samples towards what sets the class apart (less variety). Above 0 and \
+                         below 1 blends the two; every value but 0 and 1 costs twice the network calls",
+                    )
+                    .labelled_by(label.id);
+            });
+        }
         let edited = *s;
         let changed = edited != current;
         let apply =
@@ -151,10 +163,19 @@ impl SamplerViews {
         }
         let eta =
             if current.sampler == Sampler::Ddim { format!(", η {:.2}", current.eta) } else { String::new() };
+        let guidance = if run.capabilities.conditional {
+            format!(", guidance {:.1}", current.guidance)
+        } else {
+            String::new()
+        };
         ui.label(
-            RichText::new(format!("in use: {}, {} steps{eta}", current.sampler.label(), current.steps))
-                .weak()
-                .small(),
+            RichText::new(format!(
+                "in use: {}, {} steps{eta}{guidance}",
+                current.sampler.label(),
+                current.steps
+            ))
+            .weak()
+            .small(),
         );
         apply.clicked()
     }

@@ -39,6 +39,9 @@ enum Source {
 
 pub struct SamplesTab {
     temperature: f32,
+    /// The current run's samples take the temperature (its latent has meaningful axes; a
+    /// sampler's noise is drawn at σ = 1 and the slider is hidden).
+    temperature_applies: bool,
     seed: u64,
     /// The history step shown; `None` follows the newest grid.
     history_step: Option<u64>,
@@ -73,6 +76,7 @@ impl Default for SamplesTab {
     fn default() -> Self {
         Self {
             temperature: 1.0,
+            temperature_applies: true,
             seed: 1,
             history_step: None,
             compare_step: None,
@@ -120,6 +124,7 @@ impl Tab for SamplesTab {
             super::latent::ended_note(ui);
         }
         self.from_learned_prior = LatentPriorSection::applies(run) && self.latent_prior.use_prior(run);
+        self.temperature_applies = run.capabilities.latent_axes();
         if run.has_model() && run.explore.samples.is_none() && self.sampled_for != Some(run.id) {
             // First visit: show some samples without asking.
             self.sampled_for = Some(run.id);
@@ -257,10 +262,12 @@ impl SamplesTab {
                 self.seed = self.seed.wrapping_add(1);
                 cx.actions.push(Action::Worker(self.sample_command(SAMPLE_COUNT)));
             }
-            let label = ui.label("Temperature");
-            ui.add(egui::Slider::new(&mut self.temperature, 0.1..=2.0).fixed_decimals(2))
-                .on_hover_text("Scales the prior's σ: low = typical, high = varied")
-                .labelled_by(label.id);
+            if run.capabilities.latent_axes() {
+                let label = ui.label("Temperature");
+                ui.add(egui::Slider::new(&mut self.temperature, 0.1..=2.0).fixed_decimals(2))
+                    .on_hover_text("Scales the prior's σ: low = typical, high = varied")
+                    .labelled_by(label.id);
+            }
         });
         match &run.explore.samples {
             Some(s) => {
@@ -387,7 +394,8 @@ impl SamplesTab {
 
     /// `n` prior samples at the current temperature and seed, of the chosen class if any.
     fn sample_command(&self, n: usize) -> Command {
-        let (temperature, seed) = (self.temperature, self.seed);
+        let temperature = if self.temperature_applies { self.temperature } else { 1.0 };
+        let seed = self.seed;
         if self.from_learned_prior {
             return Command::SamplePrior { n, seed };
         }

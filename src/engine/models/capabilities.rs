@@ -124,6 +124,20 @@ impl Capabilities {
         self.anomaly_scores.first().copied().unwrap_or(AnomalyScore::Recon)
     }
 
+    /// Each latent coordinate is a direction worth a slider and a traversal, and scaling the
+    /// prior's σ (the samples' temperature) is a knob worth offering. Not so for a sampler's
+    /// noise: an image-sized field of independent values, one per pixel, none of which means
+    /// anything alone, and a sampler trained from unit-variance noise only.
+    pub fn latent_axes(&self) -> bool {
+        !self.sampler
+    }
+
+    /// The latent (noise) size is the network's own setting (`net.latent_dim`); a sampler's
+    /// noise has the size of what it generates.
+    pub fn latent_is_setting(&self) -> bool {
+        !self.sampler
+    }
+
     pub fn is_live(&self, h: LiveHyper) -> bool {
         self.live.contains(&h)
     }

@@ -112,6 +112,12 @@ pub trait FamilyConfig {
     fn kl_weight(&self) -> Option<f64>;
     /// β, for a family whose KL weight is a setting.
     fn beta_mut(&mut self) -> Option<&mut f64>;
+
+    /// Takes another family's network when the family is switched ([`ModelConfig::with_family`]);
+    /// a family whose network must have a particular shape keeps what it needs.
+    fn take_net(&mut self, net: &NetConfig) {
+        *self.net_mut() = net.clone();
+    }
 }
 
 /// Everything that decides a model's structure and loss: one configuration type per family.
@@ -236,7 +242,7 @@ impl ModelConfig {
             return self.clone();
         }
         let mut out = family.default_config();
-        *out.net_mut() = self.net().clone();
+        out.family_config_mut().take_net(self.net());
         // A family that cannot be conditioned yet gets the network without the labels.
         if !out.capabilities().conditional {
             out.net_mut().classes = 0;

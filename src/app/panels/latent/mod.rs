@@ -129,7 +129,8 @@ impl Tab for LatentTab {
         let dim = run.config.model.latent_dim();
         if self.run != Some(run.id) || self.z.len() != dim {
             self.run = Some(run.id);
-            self.z = vec![0.0; dim];
+            // Zero noise is no typical start for a sampler: it gets a draw.
+            self.z = if run.capabilities.latent_axes() { vec![0.0; dim] } else { normal_draws(run.id, dim) };
             self.derived = None;
             self.around = None;
             self.interpolated = None;
@@ -165,12 +166,21 @@ impl Tab for LatentTab {
             ui.separator();
             ui.vertical(|ui| {
                 if no_encoder {
+                    let what = if run.capabilities.latent_axes() {
+                        format!("the sliders move its {} vector", run.capabilities.latent_name)
+                    } else {
+                        format!(
+                            "its {} vector has the image's size ({} values), one per pixel, none of which \
+                             means anything alone, so it has no sliders: Random draws a new one",
+                            run.capabilities.latent_name,
+                            run.config.model.latent_dim()
+                        )
+                    };
                     ui.label(
                         RichText::new(format!(
-                            "A {} has no encoder: the sliders move its {} vector; there is no \
-                             traversal by KL and no map of encoded images.",
+                            "A {} has no encoder: {what}; there is no traversal by KL and no map of \
+                             encoded images.",
                             run.config.model.family(),
-                            run.capabilities.latent_name
                         ))
                         .weak(),
                     );
@@ -224,7 +234,7 @@ impl LatentTab {
             }
         }
         ui.horizontal(|ui| {
-            if ui.button("Reset to 0").clicked() {
+            if run.capabilities.latent_axes() && ui.button("Reset to 0").clicked() {
                 self.z.iter_mut().for_each(|v| *v = 0.0);
                 self.decode_live(cx);
             }
@@ -234,6 +244,9 @@ impl LatentTab {
                 self.decode_live(cx);
             }
         });
+        if !run.capabilities.latent_axes() {
+            return;
+        }
         let order: Vec<usize> = match &self.derived {
             Some(d) => dims_by_kl(&d.kl),
             None => (0..self.z.len()).collect(),

@@ -1,6 +1,7 @@
 //! The diffusion family's model: one U-Net, one Adam. Training draws a time and a noise per
 //! image and regresses the network onto ε (DDPM) or v = ε − x₀ (flow); decoding runs the
-//! configured sampler from the given initial noise.
+//! configured sampler from the given initial noise. A conditional model (see the module's
+//! notes) trains on its batches' labels with label dropout and samples with guidance.
 
 use std::collections::HashMap;
 
@@ -8,6 +9,7 @@ use candle_core::{Device, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::guidance::{self, Cond};
 use super::likelihood;
 use super::schedule::{self, CosineSchedule, Objective, Sampler, TRAIN_STEPS};
 use super::unet::UNet;
@@ -19,8 +21,8 @@ use crate::engine::models::layers::{normal_tensor, ParamSet};
 use crate::engine::models::likelihood::{SampleScore, ScoreOptions, ScoreSetup};
 use crate::engine::models::optim::{grads_finite, Adam, AdamConfig};
 use crate::engine::models::{
-    collect_state, restore_state, scalar, Batch, Family, GenerativeModel, HealthMonitor, LiveHyper, LossKey,
-    Losses, ModelConfig, NoHealthRule, StepOutcome,
+    collect_state, default_labels, restore_state, scalar, Batch, Family, GenerativeModel, HealthMonitor,
+    LiveHyper, LossKey, Losses, ModelConfig, NoHealthRule, StepOutcome,
 };
 
 /// Rows per network call when decoding, which bounds the memory of a large sample.
@@ -56,10 +58,43 @@ impl Diffusion {
         &self.params.exec
     }
 
+    /// The labels a conditional model trains or is evaluated on: the batch's `[B]` (u32), each
+    /// replaced by "no class" with the label-dropout probability when `dropout` (one draw per
+    /// image from `rng`). `None` for an unconditional model; an error for a conditional one
+    /// given unlabelled images.
+    pub(super) fn batch_labels(
+        &self,
+        batch: &Batch,
+        dropout: bool,
+        rng: &mut StdRng,
+    ) -> Result<Option<Tensor>> {
+        let k = self.diff.net.classes;
+        if k == 0 {
+            return Ok(None);
+        }
+        let Some(y) = &batch.y else {
+            return Err(EngineError::Config(format!(
+                "this diffusion model is conditioned on {k} classes and needs labelled images; the batch has no labels"
+            )));
+        };
+        let mut labels = guidance::checked_labels(y, k)?;
+        if dropout {
+            labels = guidance::drop_labels(&labels, k, self.diff.label_dropout, rng);
+        }
+        let n = labels.len();
+        Ok(Some(self.exec().put(&Tensor::from_vec(labels, n, &Device::Cpu)?)?))
+    }
+
     /// The regression loss on a batch: mean over images and pixels of (prediction − target)²
-    /// for one random time and noise per image. `x: [B, D]` pixels in [0, 1]. Also each
-    /// image's own loss (`[B]`, detached) and its time in [0, 1].
-    fn loss(&self, batch: &Batch, rng: &mut StdRng) -> Result<(Tensor, Tensor, Vec<f64>)> {
+    /// for one random time and noise per image. `x: [B, D]` pixels in [0, 1]; `labels: [B]`
+    /// (u32, "no class" = `classes`) for a conditional model. Also each image's own loss
+    /// (`[B]`, detached) and its time in [0, 1].
+    pub(super) fn loss(
+        &self,
+        batch: &Batch,
+        labels: Option<&Tensor>,
+        rng: &mut StdRng,
+    ) -> Result<(Tensor, Tensor, Vec<f64>)> {
         let x0 = self.exec().put(&batch.x)?.affine(2.0, -1.0)?; // [B, D] in [−1, 1]
         let (b, d) = x0.dims2()?;
         let eps = self.exec().put(&normal_tensor(b, d, 1.0, rng)?)?;
@@ -76,25 +111,44 @@ impl Diffusion {
                 (xt, v, t)
             }
         };
-        let pred = self.unet.forward(&xt, &t, None)?;
+        let pred = self.unet.forward(&xt, &t, labels)?;
         let per_image = (pred - target)?.sqr()?.mean(1)?; // [B]
         Ok((per_image.mean_all()?, per_image.detach(), t))
     }
 
-    /// The network at one time for every row: `[B, D] → [B, D]`, detached.
-    fn predict(&self, x: &Tensor, t: f64) -> Result<Tensor> {
-        Ok(self.unet.forward(x, &vec![t; x.dim(0)?], None)?.detach())
+    /// The network at one time for every row, guided towards `cond` with the configured
+    /// scale: `[B, D] → [B, D]`, detached.
+    pub(super) fn predict(&self, x: &Tensor, t: f64, cond: &Cond) -> Result<Tensor> {
+        guidance::guided(&self.unet, x, t, cond, self.diff.guidance)
+    }
+
+    /// What `rows` samples are conditioned on: labels `y: [rows]` (u32), or the
+    /// [`default_labels`] (every class in turn) for a conditional model given none.
+    fn cond(&self, y: Option<&Tensor>, rows: usize) -> Result<Cond> {
+        let k = self.diff.net.classes;
+        if k == 0 {
+            return Ok(Cond::None);
+        }
+        let y = match y {
+            Some(y) => y.clone(),
+            None => default_labels(rows, k)?,
+        };
+        let labels = guidance::checked_labels(&y, k)?;
+        if labels.len() != rows {
+            return Err(EngineError::Other(format!("{} labels for {rows} noise vectors", labels.len())));
+        }
+        Ok(Cond::Labels(self.exec().put(&Tensor::from_vec(labels, rows, &Device::Cpu)?)?))
     }
 
     /// The configured sampler from initial noise `z: [B, D]` → `[B, D]` in [−1, 1].
-    fn sample(&self, z: &Tensor) -> Result<Tensor> {
-        self.sample_viewed(z, None)
+    fn sample(&self, z: &Tensor, cond: &Cond) -> Result<Tensor> {
+        self.sample_viewed(z, cond, None)
     }
 
     /// [`Self::sample`], reporting each step to `view`.
-    fn sample_viewed(&self, z: &Tensor, mut view: Option<schedule::StepView>) -> Result<Tensor> {
+    fn sample_viewed(&self, z: &Tensor, cond: &Cond, mut view: Option<schedule::StepView>) -> Result<Tensor> {
         let mut rng = StdRng::seed_from_u64(DECODE_SEED);
-        let mut net = |x: &Tensor, t: f64| self.predict(x, t);
+        let mut net = |x: &Tensor, t: f64| self.predict(x, t, cond);
         let steps = self.diff.sample_steps;
         let x = match self.diff.sampler {
             Sampler::Ddim => schedule::sample_ddim(
@@ -115,6 +169,28 @@ impl Diffusion {
         };
         Ok(x.clamp(-1f32, 1f32)?)
     }
+
+    /// `z: [B, D]` initial noise under `cond` → `[B, D]` pixels in [0, 1], in chunks.
+    fn decode_cond(&self, z: &Tensor, cond: &Cond) -> Result<Tensor> {
+        let z = self.exec().put(z)?;
+        let b = z.dim(0)?;
+        let mut parts = Vec::new();
+        for start in (0..b).step_by(DECODE_CHUNK) {
+            let rows = DECODE_CHUNK.min(b - start);
+            let c = cond.narrow(start, rows)?;
+            parts.push(self.sample(&z.narrow(0, start, rows)?, &c)?.affine(0.5, 0.5)?);
+        }
+        if parts.is_empty() {
+            return Ok(z.affine(0.5, 0.5)?);
+        }
+        Ok(Tensor::cat(&parts, 0)?)
+    }
+}
+
+/// The logits whose sigmoid are the pixels `p: [B, D]` (clamped away from 0 and 1).
+fn logits_of(p: Tensor) -> Result<Tensor> {
+    let p = p.clamp(1e-6f32, 1.0 - 1e-6f32)?;
+    Ok((p.log()? - p.affine(-1.0, 1.0)?.log()?)?)
 }
 
 impl GenerativeModel for Diffusion {
@@ -131,7 +207,8 @@ impl GenerativeModel for Diffusion {
     }
 
     fn train_step(&mut self, batch: &Batch, rng: &mut StdRng) -> Result<StepOutcome> {
-        let (loss, per_image, times) = self.loss(batch, rng)?;
+        let labels = self.batch_labels(batch, true, rng)?;
+        let (loss, per_image, times) = self.loss(batch, labels.as_ref(), rng)?;
         let losses = Losses::of(&[(LossKey::Loss, scalar(&loss)?)]);
         if !losses.is_finite() {
             return Ok(StepOutcome::NonFinite(losses));
@@ -145,8 +222,11 @@ impl GenerativeModel for Diffusion {
         Ok(StepOutcome::Applied(losses))
     }
 
+    /// A conditional model is evaluated on the batch's own labels, without label dropout:
+    /// the conditional model's loss.
     fn evaluate(&self, batch: &Batch, rng: &mut StdRng) -> Result<Losses> {
-        let loss = self.loss(batch, rng)?.0.detach();
+        let labels = self.batch_labels(batch, false, rng)?;
+        let loss = self.loss(batch, labels.as_ref(), rng)?.0.detach();
         Ok(Losses::of(&[(LossKey::Loss, scalar(&loss)?)]))
     }
 
@@ -155,32 +235,43 @@ impl GenerativeModel for Diffusion {
     }
 
     /// `z: [B, C·H·W]` initial noise → `[B, C·H·W]` pixels in [0, 1]: the configured sampler,
-    /// deterministic in z (DDPM's ancestral noise comes from a fixed seed).
+    /// deterministic in z (DDPM's ancestral noise comes from a fixed seed). A conditional
+    /// model draws every class in turn ([`default_labels`]).
     fn decode(&self, z: &Tensor) -> Result<Tensor> {
-        let z = self.exec().put(z)?;
-        let b = z.dim(0)?;
-        let mut parts = Vec::new();
-        for start in (0..b).step_by(DECODE_CHUNK) {
-            let rows = DECODE_CHUNK.min(b - start);
-            parts.push(self.sample(&z.narrow(0, start, rows)?)?.affine(0.5, 0.5)?);
-        }
-        if parts.is_empty() {
-            return Ok(z.affine(0.5, 0.5)?);
-        }
-        Ok(Tensor::cat(&parts, 0)?)
+        self.decode_class(z, None)
     }
 
     /// The logits whose sigmoid are [`Self::decode`]'s pixels (clamped away from 0 and 1).
     fn decode_logits(&self, z: &Tensor) -> Result<Tensor> {
-        let p = self.decode(z)?.clamp(1e-6f32, 1.0 - 1e-6f32)?;
-        Ok((p.log()? - p.affine(-1.0, 1.0)?.log()?)?)
+        logits_of(self.decode(z)?)
     }
 
+    /// [`Self::decode`] under labels `y: [B]` (u32), guided by the configured scale.
+    fn decode_class(&self, z: &Tensor, y: Option<&Tensor>) -> Result<Tensor> {
+        let cond = self.cond(y, z.dim(0)?)?;
+        self.decode_cond(z, &cond)
+    }
+
+    fn decode_logits_class(&self, z: &Tensor, y: Option<&Tensor>) -> Result<Tensor> {
+        logits_of(self.decode_class(z, y)?)
+    }
+
+    /// Under a blend of the class embeddings `weights: [B, K]`, guided against "no class".
+    fn decode_mixed(&self, z: &Tensor, weights: &Tensor) -> Result<Option<Tensor>> {
+        if self.diff.net.classes == 0 {
+            return Ok(None);
+        }
+        let w = self.exec().put(&weights.to_dtype(candle_core::DType::F32)?)?;
+        Ok(Some(self.decode_cond(z, &Cond::Blend(w))?))
+    }
+
+    /// A conditional model's rows are every class in turn ([`default_labels`]).
     fn trajectory(&self, z: &Tensor, columns: usize) -> Result<Option<Trajectory>> {
         let z = self.exec().put(z)?;
+        let cond = self.cond(None, z.dim(0)?)?;
         let at = views::recorded_steps(self.diff.sample_steps, columns);
         let mut rec = Recorder::new(at, self.diff.net.input);
-        self.sample_viewed(&z, Some(&mut |i, t, x, x0| rec.record(i, t, x, x0)))?;
+        self.sample_viewed(&z, &cond, Some(&mut |i, t, x, x0| rec.record(i, t, x, x0)))?;
         Ok(Some(rec.out))
     }
 
@@ -220,7 +311,9 @@ impl GenerativeModel for Diffusion {
     }
 
     /// −ELBO of each 8-bit image: `kl` holds L_T + Σ L_{t−1}, `recon` the decoder's
-    /// −log p(x₀ | x₁), `neg_elbo` their sum, `bits_per_dim` the sum / (D ln 2).
+    /// −log p(x₀ | x₁), `neg_elbo` their sum, `bits_per_dim` the sum / (D ln 2). A conditional
+    /// model scores with its unconditional ("no class") prediction, so the bound is on p(x),
+    /// comparable across images whatever their labels (and defined for unlabelled ones).
     fn score_batch(
         &self,
         x: &[f32],
@@ -296,4 +389,12 @@ fn no_flow_score() -> EngineError {
          which genlab does not compute (DDPM models score by their ELBO)"
             .into(),
     )
+}
+
+#[cfg(test)]
+impl Diffusion {
+    /// The bare network at time `t` under labels `y` (`None`: "no class"), for the guidance tests.
+    pub(super) fn unet_forward(&self, x: &Tensor, t: f64, y: Option<&Tensor>) -> Result<Tensor> {
+        Ok(self.unet.forward(x, &vec![t; x.dim(0)?], y)?.detach())
+    }
 }

@@ -239,19 +239,50 @@ impl UNet {
         })
     }
 
-    /// `x: [B, C·H·W]`, `t: [B]` times in [0, 1], `class: [B]` u32 labels (or none) →
-    /// `[B, C·H·W]`.
+    /// `x: [B, C·H·W]`, `t: [B]` times in [0, 1], `class: [B]` u32 labels (the value
+    /// `classes` is "no class"; `None`: "no class" for every row) → `[B, C·H·W]`. An
+    /// unconditional net ignores `class`.
     pub fn forward(&self, x: &Tensor, t: &[f64], class: Option<&Tensor>) -> Result<Tensor> {
+        let term = match &self.class_emb {
+            Some(table) => {
+                let ids = match class {
+                    Some(y) => y.to_dtype(DType::U32)?.to_device(x.device())?,
+                    None => Tensor::full(self.shape.classes as u32, x.dim(0)?, x.device())?,
+                };
+                Some(table.index_select(&ids, 0)?) // [B, time_dim]
+            }
+            None => None,
+        };
+        self.forward_with(x, t, term.as_ref())
+    }
+
+    /// [`Self::forward`] under a blend of the class embeddings: `weights: [B, classes + 1]`
+    /// (f32, the last column "no class"; a one-hot row is that label) → `[B, C·H·W]`.
+    /// `None` for an unconditional net.
+    pub fn forward_blend(&self, x: &Tensor, t: &[f64], weights: &Tensor) -> Result<Option<Tensor>> {
+        let Some(table) = &self.class_emb else { return Ok(None) };
+        let term = weights.to_dtype(DType::F32)?.to_device(x.device())?.matmul(table)?; // [B, time_dim]
+        Ok(Some(self.forward_with(x, t, Some(&term))?))
+    }
+
+    /// Classes of a conditional net (0: unconditional).
+    pub fn classes(&self) -> usize {
+        if self.class_emb.is_some() {
+            self.shape.classes
+        } else {
+            0
+        }
+    }
+
+    /// The network with `class_term: [B, time_dim]` added to the time embedding (the class's
+    /// embedding row, or a blend of rows).
+    fn forward_with(&self, x: &Tensor, t: &[f64], class_term: Option<&Tensor>) -> Result<Tensor> {
         let s = &self.shape.input;
         let bsz = x.dim(0)?;
         let mut temb =
             self.time_out.forward(&self.time_in.forward_act(&sinusoids(t, x)?, Some(Activation::Silu))?)?;
-        if let Some(table) = &self.class_emb {
-            let ids = match class {
-                Some(y) => y.to_dtype(DType::U32)?,
-                None => Tensor::full(self.shape.classes as u32, bsz, x.device())?,
-            };
-            temb = (temb + table.index_select(&ids, 0)?)?;
+        if let Some(term) = class_term {
+            temb = (temb + term)?;
         }
         let temb = temb.silu()?; // [B, time_dim]
         let h = x.reshape((bsz, s.channels, s.height, s.width))?; // [B, C, H, W]
