@@ -67,6 +67,7 @@ def parse_args():
     p.add_argument("--n-samples", type=int, default=2000, help="sample mode: how many samples")
     p.add_argument("--output", choices=["tanh", "sigmoid"], default="tanh", help="sample mode: G's output")
     p.add_argument("--seed", type=int, default=0, help="sample mode: torch's seed")
+    p.add_argument("--no-disc-bn", action="store_true", help="the DCGAN's discriminator without batch norm")
     a = p.parse_args()
     if a.repeats is None:
         a.repeats = 1 if a.quick else 3
@@ -193,7 +194,7 @@ def mlp_gan():
     return g, d
 
 
-def dcgan():
+def dcgan(disc_bn=True):
     g = nn.Sequential(
         nn.Linear(100, 128 * 7 * 7), nn.Unflatten(1, (128, 7, 7)), nn.BatchNorm2d(128), act("leaky"),
         nn.ConvTranspose2d(128, 64, 4, 2, 1), nn.BatchNorm2d(64), act("leaky"),
@@ -202,7 +203,7 @@ def dcgan():
     d = nn.Sequential(
         nn.Unflatten(1, (1, 28, 28)),
         nn.Conv2d(1, 64, 4, 2, 1), act("leaky"),
-        nn.Conv2d(64, 128, 4, 2, 1), nn.BatchNorm2d(128), act("leaky"),
+        nn.Conv2d(64, 128, 4, 2, 1), *([nn.BatchNorm2d(128)] if disc_bn else []), act("leaky"),
         nn.Flatten(), nn.Linear(128 * 7 * 7, 1),
     )
     return g, d
@@ -222,8 +223,9 @@ class ResBlock(nn.Module):
         return h + (self.skip(x) if self.skip is not None else x)
 
 
-def groups(c, most=8):
-    return next(g for g in range(min(most, c), 0, -1) if c % g == 0)
+def groups(c, most=8, per_group=4):
+    """genlab's rule: the most groups, up to 8, that divide c and leave per_group channels each."""
+    return next((g for g in range(min(most, c), 0, -1) if c % g == 0 and c // g >= per_group), 1)
 
 
 class UNet(nn.Module):
@@ -413,7 +415,7 @@ def make_trainer(model, output="sigmoid"):
     if model == "mnist_mlp_gan":
         g, d = mlp_gan()
     else:
-        g, d = dcgan()
+        g, d = dcgan(disc_bn=not ARGS.no_disc_bn)
     return GanTrainer(g.to(DEVICE), d.to(DEVICE), output=output)
 
 

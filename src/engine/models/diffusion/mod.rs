@@ -70,6 +70,16 @@ pub struct DiffusionConfig {
     /// A conditional model's classifier-free guidance scale w at sampling (0: unconditional,
     /// 1: conditional, above 1: guided). Unused without classes.
     pub guidance: f64,
+    /// The fewest channels per group-norm group. The time (and class) embedding is added to
+    /// each channel just before a group norm, which removes a constant shared by a group: with
+    /// one channel per group it removes the embedding entirely, with two it keeps only their
+    /// difference. Configurations saved before this field had 1 (up to 8 groups).
+    #[serde(default = "legacy_group_channels")]
+    pub group_channels: usize,
+}
+
+fn legacy_group_channels() -> usize {
+    1
 }
 
 impl Default for DiffusionConfig {
@@ -89,6 +99,7 @@ impl Default for DiffusionConfig {
             eta: 0.0,
             label_dropout: DEFAULT_LABEL_DROPOUT,
             guidance: DEFAULT_GUIDANCE,
+            group_channels: 4,
         }
     }
 }
@@ -194,6 +205,7 @@ impl DiffusionConfig {
             levels: self.net.hidden.clone(),
             time_dim: self.time_dim,
             classes: self.net.classes,
+            group_channels: self.group_channels,
         }
     }
 }
@@ -251,6 +263,12 @@ impl FamilyConfig for DiffusionConfig {
         }
         if let Some(&c) = self.net.hidden.iter().find(|&&c| c > MAX_CHANNELS) {
             return err(format!("a U-Net level of {c} channels is over the limit of {MAX_CHANNELS}"));
+        }
+        if self.group_channels == 0 || self.group_channels > MAX_CHANNELS {
+            return err(format!(
+                "{} channels per group-norm group: between 1 and {MAX_CHANNELS}",
+                self.group_channels
+            ));
         }
         if self.time_dim == 0 || self.time_dim > 4096 {
             return err(format!("time embedding width {}: between 1 and 4096", self.time_dim));

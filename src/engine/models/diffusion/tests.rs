@@ -128,3 +128,13 @@ fn trajectory_and_forward_process() {
     let diff: f32 = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap();
     assert!(diff < 0.02, "x_T still shows the image: {diff}");
 }
+
+/// Group norm's groups: at most 8, dividing the channels, each at least `per_group` wide.
+#[test]
+fn group_counts_keep_the_embedding_visible() {
+    use super::unet::groups;
+    // The legacy rule (1 channel per group allowed) and the presets' (at least 4).
+    assert_eq!([8, 16, 32, 64, 6].map(|c| groups(c, 1)), [8, 8, 8, 8, 6]);
+    assert_eq!([8, 16, 32, 64, 6, 3].map(|c| groups(c, 4)), [2, 4, 8, 8, 1, 1]);
+    assert_eq!(DiffusionConfig::default().group_channels, 4);
+}

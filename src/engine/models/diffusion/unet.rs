@@ -44,15 +44,18 @@ pub struct UNetShape {
     pub time_dim: usize,
     /// Class labels of a class-conditional denoiser (0: unconditional).
     pub classes: usize,
+    /// The fewest channels a group-norm group may have (see [`groups`]).
+    pub group_channels: usize,
 }
 
 const K3: Geometry = Geometry { kernel: 3, stride: 1, pad: 1 };
 const K3S2: Geometry = Geometry { kernel: 3, stride: 2, pad: 1 };
 const K1: Geometry = Geometry { kernel: 1, stride: 1, pad: 0 };
 
-/// Groups for `c` channels: the most, up to [`MAX_GROUPS`], that divide `c`.
-fn groups(c: usize) -> usize {
-    (1..=MAX_GROUPS.min(c)).rev().find(|g| c.is_multiple_of(*g)).unwrap_or(1)
+/// Groups for `c` channels: the most, up to [`MAX_GROUPS`], that divide `c` and leave at
+/// least `per_group` channels in each (1 group when none does).
+pub fn groups(c: usize, per_group: usize) -> usize {
+    (1..=MAX_GROUPS.min(c)).rev().find(|g| c.is_multiple_of(*g) && c / g >= per_group).unwrap_or(1)
 }
 
 struct Conv {
@@ -104,10 +107,10 @@ struct GroupNorm {
 }
 
 impl GroupNorm {
-    fn new(ps: &mut ParamSet, name: &str, c: usize) -> Result<Self> {
+    fn new(ps: &mut ParamSet, name: &str, c: usize, per_group: usize) -> Result<Self> {
         let gamma = ps.constant(format!("{name}.weight"), &[1, c, 1, 1], 1.0)?;
         let beta = ps.constant(format!("{name}.bias"), &[1, c, 1, 1], 0.0)?;
-        Ok(Self { gamma, beta, groups: groups(c), exec: ps.exec.clone() })
+        Ok(Self { gamma, beta, groups: groups(c, per_group), exec: ps.exec.clone() })
     }
 
     /// `[B, C, H, W] → [B, C, H, W]` normalised per image and group, then SiLU.
@@ -134,13 +137,14 @@ impl ResBlock {
         cin: usize,
         cout: usize,
         time_dim: usize,
+        per_group: usize,
         rng: &mut StdRng,
     ) -> Result<Self> {
         Ok(Self {
-            norm1: GroupNorm::new(ps, &format!("{name}.norm1"), cin)?,
+            norm1: GroupNorm::new(ps, &format!("{name}.norm1"), cin, per_group)?,
             conv1: Conv::new(ps, &format!("{name}.conv1"), cin, cout, K3, false, rng)?,
             time: Linear::new(ps, &format!("{name}.time"), time_dim, cout, rng)?,
-            norm2: GroupNorm::new(ps, &format!("{name}.norm2"), cout)?,
+            norm2: GroupNorm::new(ps, &format!("{name}.norm2"), cout, per_group)?,
             conv2: Conv::new(ps, &format!("{name}.conv2"), cout, cout, K3, false, rng)?,
             skip: if cin != cout {
                 Some(Conv::new(ps, &format!("{name}.skip"), cin, cout, K1, false, rng)?)
@@ -204,24 +208,24 @@ impl UNet {
             None
         };
         let conv_in = Conv::new(ps, "conv_in", s.input.channels, b, K3, false, rng)?;
-        let res_in = ResBlock::new(ps, "res_in", b, b, td, rng)?;
+        let res_in = ResBlock::new(ps, "res_in", b, b, td, s.group_channels, rng)?;
         let mut downs = Vec::new();
         let mut c = b;
         for (i, &ci) in s.levels.iter().enumerate() {
             let down = Conv::new(ps, &format!("down{i}.conv"), c, c, K3S2, false, rng)?;
-            downs.push((down, ResBlock::new(ps, &format!("down{i}.res"), c, ci, td, rng)?));
+            downs.push((down, ResBlock::new(ps, &format!("down{i}.res"), c, ci, td, s.group_channels, rng)?));
             c = ci;
         }
-        let mid = ResBlock::new(ps, "mid", c, c, td, rng)?;
+        let mid = ResBlock::new(ps, "mid", c, c, td, s.group_channels, rng)?;
         let mut ups = Vec::new();
         for i in (0..s.levels.len()).rev() {
             let ci = s.levels[i];
             let below = if i == 0 { b } else { s.levels[i - 1] };
-            let res = ResBlock::new(ps, &format!("up{i}.res"), 2 * ci, ci, td, rng)?;
+            let res = ResBlock::new(ps, &format!("up{i}.res"), 2 * ci, ci, td, s.group_channels, rng)?;
             ups.push((res, Conv::new(ps, &format!("up{i}.conv"), ci, below, K3, false, rng)?));
         }
-        let res_out = ResBlock::new(ps, "res_out", 2 * b, b, td, rng)?;
-        let norm_out = GroupNorm::new(ps, "norm_out", b)?;
+        let res_out = ResBlock::new(ps, "res_out", 2 * b, b, td, s.group_channels, rng)?;
+        let norm_out = GroupNorm::new(ps, "norm_out", b, s.group_channels)?;
         let conv_out = Conv::new(ps, "conv_out", b, s.input.channels, K3, true, rng)?;
         Ok(Self {
             shape: s.clone(),
