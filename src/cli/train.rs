@@ -19,6 +19,7 @@ pub enum FamilyArg {
     Vae,
     BetaVae,
     Gan,
+    Diffusion,
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
@@ -127,6 +128,7 @@ pub fn train_config(a: &TrainArgs, data: &Dataset) -> anyhow::Result<RunConfig> 
             FamilyArg::Vae => Family::Vae,
             FamilyArg::BetaVae => Family::BetaVae,
             FamilyArg::Gan => Family::Gan,
+            FamilyArg::Diffusion => Family::Diffusion,
         };
         cfg.model = cfg.model.with_family(family);
     }

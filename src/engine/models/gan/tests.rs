@@ -252,3 +252,28 @@ fn live_step_ratio_and_d_learning_rate_reach_the_optimisers() {
     gan.set_hyper(LiveHyper::LearningRate, 1e-4).unwrap();
     assert_eq!((gan.d_adam.config.lr, gan.g_adam.config.lr), (5e-5, 1e-4));
 }
+
+/// `disc_batch_norm: false` takes batch norm out of a conv D only; a configuration saved
+/// before the field keeps it in both networks.
+#[test]
+fn discriminator_batch_norm_can_be_left_out() {
+    let net = NetConfig {
+        arch: Arch::Conv,
+        input: ImageShape::new(1, 8, 8),
+        hidden: vec![2, 3],
+        latent_dim: 2,
+        activation: Activation::LeakyRelu,
+        classes: 0,
+    };
+    let with = GanConfig { net: net.clone(), batch_norm: true, ..GanConfig::default() };
+    let without = GanConfig { disc_batch_norm: false, ..with.clone() };
+    let gan = Gan::new(with.clone(), AdamConfig::default(), 1, &Exec::cpu()).unwrap();
+    assert!(!gan.d_trunk.batch_norms().is_empty() && !gan.generator.batch_norms().is_empty());
+    let gan = Gan::new(without, AdamConfig::default(), 1, &Exec::cpu()).unwrap();
+    assert!(gan.d_trunk.batch_norms().is_empty(), "D keeps its batch norm");
+    assert!(!gan.generator.batch_norms().is_empty(), "G lost its batch norm");
+    let mut v = serde_json::to_value(&with).unwrap();
+    v.as_object_mut().unwrap().remove("disc_batch_norm").unwrap();
+    let old: GanConfig = serde_json::from_value(v).unwrap();
+    assert!(old.disc_batch_norm);
+}
