@@ -27,7 +27,7 @@ fn the_denoising_trajectory_and_forward_process_appear_for_a_diffusion_run() {
         run(a).is_some_and(|r| r.explore.sampler.trajectory.is_some())
     });
     let t = run(h.state()).unwrap().explore.sampler.trajectory.clone().unwrap().value.trajectory;
-    // 4 noise rows, 10 of the preset's 50 DDIM steps, from noise (t near 1) to data (t = 0).
+    // 4 noise rows, 10 of the preset's 100 DDPM steps, from noise (t near 1) to data (t = 0).
     assert_eq!((t.times.len(), t.xt[0].len(), t.x0[0].len()), (10, 4, 4));
     assert!(t.times.windows(2).all(|w| w[0] > w[1]), "{:?}", t.times);
     h.get_by_label("Save trajectory GIF");
@@ -56,7 +56,7 @@ fn the_denoising_trajectory_and_forward_process_appear_for_a_diffusion_run() {
     assert!(!apply.accesskit_node().is_disabled(), "the edited steps enable Apply");
     apply.click_accesskit();
     wait_for(&mut h, "the worker to take 5 sampler steps", 3000, |a| {
-        run(a).is_some_and(|r| matches!(&r.config.model, ModelConfig::Diffusion(d) if d.sample_steps != 50))
+        run(a).is_some_and(|r| matches!(&r.config.model, ModelConfig::Diffusion(d) if d.sample_steps == 5))
     });
     let steps = match &run(h.state()).unwrap().config.model {
         ModelConfig::Diffusion(d) => d.sample_steps,

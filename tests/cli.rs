@@ -417,7 +417,21 @@ fn guidance_for_a_conditional_diffusion_checkpoint() {
     let ck = ck.to_str().unwrap();
     let grid = dir.path().join("grid.png");
     let g = grid.to_str().unwrap();
-    let base = ["sample", "--checkpoint", ck, "--grid-by-class", "--n", "1", "--steps", "2", "--out", g];
+    // DDIM (deterministic): the ancestral sampler's fresh noise differs from row to row.
+    let base = [
+        "sample",
+        "--checkpoint",
+        ck,
+        "--grid-by-class",
+        "--n",
+        "1",
+        "--sampler",
+        "ddim",
+        "--steps",
+        "2",
+        "--out",
+        g,
+    ];
     let o = genlab(&[&base[..], &["--guidance", "0"]].concat());
     assert!(o.status.success(), "{}", stderr(&o));
     let img = image::open(&grid).unwrap().to_luma8();
