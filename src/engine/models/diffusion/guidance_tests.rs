@@ -202,12 +202,17 @@ fn old_configurations_load_and_family_switches_are_valid() {
     let mut v = serde_json::to_value(ModelConfig::Diffusion(DiffusionConfig::default())).unwrap();
     let obj = v.as_object_mut().unwrap();
     assert!(obj.remove("label_dropout").is_some() && obj.remove("guidance").is_some());
-    assert!(obj.remove("group_channels").is_some());
+    assert!(obj.remove("group_channels").is_some() && obj.remove("ema_decay").is_some());
     let old: ModelConfig = serde_json::from_value(v).unwrap();
-    // Saved before `group_channels`: up to 8 groups of any width, as those nets were trained.
+    // Saved before `group_channels` and `ema_decay`: up to 8 groups of any width, as those nets
+    // were trained, and no moving average.
     assert_eq!(
         old,
-        ModelConfig::Diffusion(DiffusionConfig { group_channels: 1, ..DiffusionConfig::default() })
+        ModelConfig::Diffusion(DiffusionConfig {
+            group_channels: 1,
+            ema_decay: 0.0,
+            ..DiffusionConfig::default()
+        })
     );
     assert!(!old.capabilities().conditional);
     let s: SamplerSettings = serde_json::from_str(r#"{"sampler":"ddim","steps":50,"eta":0.0}"#).unwrap();

@@ -76,6 +76,13 @@ pub struct DiffusionConfig {
     /// difference. Configurations saved before this field had 1 (up to 8 groups).
     #[serde(default = "legacy_group_channels")]
     pub group_channels: usize,
+    /// The decay of an exponential moving average of the weights, which every sample, view
+    /// and density score uses (the training loss uses the weights themselves); 0: none, as in
+    /// configurations saved before this field. Warmed up as min(decay, (1 + n)/(10 + n)) after
+    /// n optimiser steps, so a short run averages over its last ~n/10 steps, a long one over
+    /// the last 1/(1 − decay).
+    #[serde(default)]
+    pub ema_decay: f64,
 }
 
 fn legacy_group_channels() -> usize {
@@ -100,6 +107,7 @@ impl Default for DiffusionConfig {
             label_dropout: DEFAULT_LABEL_DROPOUT,
             guidance: DEFAULT_GUIDANCE,
             group_channels: 4,
+            ema_decay: 0.999,
         }
     }
 }
@@ -266,6 +274,9 @@ impl FamilyConfig for DiffusionConfig {
         }
         if let Some(&c) = self.net.hidden.iter().find(|&&c| c > MAX_CHANNELS) {
             return err(format!("a U-Net level of {c} channels is over the limit of {MAX_CHANNELS}"));
+        }
+        if !(0.0..1.0).contains(&self.ema_decay) {
+            return err(format!("EMA decay {}: at least 0 and below 1", self.ema_decay));
         }
         if self.group_channels == 0 || self.group_channels > MAX_CHANNELS {
             return err(format!(

@@ -38,6 +38,9 @@ pub struct Diffusion {
     params: ParamSet,
     adam: Adam,
     unet: UNet,
+    /// The moving average of the weights and the U-Net over them (see
+    /// [`DiffusionConfig::ema_decay`]); `None` without one.
+    ema: Option<(ParamSet, UNet)>,
     schedule: CosineSchedule,
     /// The training loss per timestep bucket (see [`GenerativeModel::timestep_losses`]).
     buckets: BucketLosses,
@@ -49,9 +52,37 @@ impl Diffusion {
         let mut params = ParamSet::new(exec.clone());
         let unet = UNet::new(&mut params, &diff.unet(), &mut rng)?;
         let adam = Adam::new(optim, &params)?;
+        let ema = if diff.ema_decay > 0.0 {
+            // The same layers over their own variables (the values are copied next; this
+            // draw of theirs is discarded).
+            let mut ema_params = ParamSet::new(exec.clone());
+            let ema_unet = UNet::new(&mut ema_params, &diff.unet(), &mut StdRng::seed_from_u64(seed))?;
+            for ((_, e), (_, v)) in ema_params.params.iter().zip(&params.params) {
+                e.set(&v.as_tensor().copy()?)?;
+            }
+            Some((ema_params, ema_unet))
+        } else {
+            None
+        };
         let cfg = ModelConfig::Diffusion(diff.clone());
         let schedule = CosineSchedule::new(TRAIN_STEPS);
-        Ok(Self { cfg, diff, params, adam, unet, schedule, buckets: BucketLosses::default() })
+        Ok(Self { cfg, diff, params, adam, unet, ema, schedule, buckets: BucketLosses::default() })
+    }
+
+    /// The U-Net that samples, draws the views and scores: the moving average if there is one.
+    fn sampling_unet(&self) -> &UNet {
+        self.ema.as_ref().map_or(&self.unet, |(_, u)| u)
+    }
+
+    /// One step of the moving average after the optimiser's `n`-th step.
+    fn update_ema(&self, n: u64) -> Result<()> {
+        let Some((ema_params, _)) = &self.ema else { return Ok(()) };
+        let decay = self.diff.ema_decay.min((1.0 + n as f64) / (10.0 + n as f64));
+        for ((_, e), (_, v)) in ema_params.params.iter().zip(&self.params.params) {
+            let next = ((e.as_tensor() * decay)? + (v.as_tensor().detach() * (1.0 - decay))?)?;
+            e.set(&next)?;
+        }
+        Ok(())
     }
 
     fn exec(&self) -> &Exec {
@@ -119,7 +150,7 @@ impl Diffusion {
     /// The network at one time for every row, guided towards `cond` with the configured
     /// scale: `[B, D] → [B, D]`, detached.
     pub(super) fn predict(&self, x: &Tensor, t: f64, cond: &Cond) -> Result<Tensor> {
-        guidance::guided(&self.unet, x, t, cond, self.diff.guidance)
+        guidance::guided(self.sampling_unet(), x, t, cond, self.diff.guidance)
     }
 
     /// What `rows` samples are conditioned on: labels `y: [rows]` (u32), or the
@@ -219,6 +250,7 @@ impl GenerativeModel for Diffusion {
             return Ok(StepOutcome::NonFinite(losses));
         }
         self.adam.step(&self.params, &grads)?;
+        self.update_ema(self.adam.step)?;
         Ok(StepOutcome::Applied(losses))
     }
 
@@ -327,8 +359,9 @@ impl GenerativeModel for Diffusion {
         let d = self.diff.net.input.len();
         let x0 =
             self.exec().put(&Tensor::from_vec(likelihood::quantise(x), (out.len(), d), &Device::Cpu)?)?;
-        let mut net =
-            |x: &Tensor, t: &[f64]| -> Result<Tensor> { Ok(self.unet.forward(x, t, None)?.detach()) };
+        let mut net = |x: &Tensor, t: &[f64]| -> Result<Tensor> {
+            Ok(self.sampling_unet().forward(x, t, None)?.detach())
+        };
         let terms = likelihood::neg_elbo(&self.schedule, &x0, setup.k.max(1), &mut net, rng)?;
         for (s, e) in out.iter_mut().zip(terms) {
             s.recon = Some(e.decoder);
@@ -362,11 +395,34 @@ impl GenerativeModel for Diffusion {
     fn state(&self) -> Result<HashMap<String, Tensor>> {
         let mut out = HashMap::new();
         collect_state(&self.params, &self.adam, &mut out)?;
+        if let Some((ema_params, _)) = &self.ema {
+            for (name, var) in &ema_params.params {
+                out.insert(format!("ema.{name}"), var.as_tensor().copy()?.to_device(&Device::Cpu)?);
+            }
+        }
         Ok(out)
     }
 
+    /// A state without the moving average (saved without one) starts it at the weights.
     fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
-        restore_state(&self.params, &mut self.adam, state)
+        restore_state(&self.params, &mut self.adam, state)?;
+        if let Some((ema_params, _)) = &self.ema {
+            for ((name, e), (_, v)) in ema_params.params.iter().zip(&self.params.params) {
+                let value = match state.get(&format!("ema.{name}")) {
+                    Some(t) if t.shape() == e.shape() => t.to_dtype(candle_core::DType::F32)?,
+                    Some(t) => {
+                        return Err(EngineError::Other(format!(
+                            "tensor `ema.{name}` has shape {:?}, the model expects {:?}",
+                            t.dims(),
+                            e.dims()
+                        )))
+                    }
+                    None => v.as_tensor().copy()?,
+                };
+                e.set(&ema_params.exec.put(&value)?)?;
+            }
+        }
+        Ok(())
     }
 
     fn optimizer_steps(&self) -> Vec<u64> {
@@ -395,6 +451,6 @@ fn no_flow_score() -> EngineError {
 impl Diffusion {
     /// The bare network at time `t` under labels `y` (`None`: "no class"), for the guidance tests.
     pub(super) fn unet_forward(&self, x: &Tensor, t: f64, y: Option<&Tensor>) -> Result<Tensor> {
-        Ok(self.unet.forward(x, &vec![t; x.dim(0)?], y)?.detach())
+        Ok(self.sampling_unet().forward(x, &vec![t; x.dim(0)?], y)?.detach())
     }
 }

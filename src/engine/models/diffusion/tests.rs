@@ -138,3 +138,37 @@ fn group_counts_keep_the_embedding_visible() {
     assert_eq!([8, 16, 32, 64, 6, 3].map(|c| groups(c, 4)), [2, 4, 8, 8, 1, 1]);
     assert_eq!(DiffusionConfig::default().group_channels, 4);
 }
+
+/// The moving average: after the first optimiser step it is d·w₀ + (1 − d)·w₁ with the
+/// warmed-up d = 2/11; it saves and loads with the state (a fresh model then samples the
+/// same), and a state saved without it starts it at the weights.
+#[test]
+fn the_moving_average_follows_the_weights_and_saves() {
+    let mut cfg = DiffusionConfig { sample_steps: 2, base_channels: 8, ..DiffusionConfig::default() };
+    cfg.net.hidden = vec![8, 8];
+    let cfg = ModelConfig::Diffusion(cfg);
+    let mut m = model(&cfg, 1);
+    let w0 = m.state().unwrap();
+    m.train_step(&digits(8, 0), &mut StdRng::seed_from_u64(2)).unwrap();
+    let w1 = m.state().unwrap();
+    let d = 2.0 / 11.0;
+    let name = "conv_out.weight";
+    let (a, b, e) = (&w0[name], &w1[name], &w1[&format!("ema.{name}")]);
+    let want = ((a * d).unwrap() + (b * (1.0 - d)).unwrap()).unwrap();
+    let gap = (e - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    assert!(gap < 1e-6, "EMA off by {gap}");
+    assert!(diff(&w0[name], b) > 0.0, "the step moved nothing");
+
+    let z = normal_tensor(2, 784, 1.0, &mut StdRng::seed_from_u64(3)).unwrap();
+    let mut fresh = model(&cfg, 7);
+    fresh.load_state(&w1).unwrap();
+    assert_eq!(diff(&m.decode(&z).unwrap(), &fresh.decode(&z).unwrap()), 0.0);
+    let no_ema: HashMap<String, Tensor> = w1.into_iter().filter(|(k, _)| !k.starts_with("ema.")).collect();
+    fresh.load_state(&no_ema).unwrap();
+    let raw = fresh.state().unwrap();
+    assert_eq!(diff(&raw[name], &raw[&format!("ema.{name}")]), 0.0);
+}
+
+fn diff(x: &Tensor, y: &Tensor) -> f32 {
+    (x - y).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
+}
