@@ -58,7 +58,13 @@ pub(super) struct RunQuality {
     /// Steps between evaluations, once known.
     every: u64,
     last_step: Option<u64>,
+    /// Before the first evaluation: its cost estimated from drawing a few samples (a
+    /// diffusion model's samples cost a hundred network passes each, a VAE's one).
+    first_estimate: Option<f64>,
 }
+
+/// Samples drawn to estimate the first evaluation's cost.
+const PROBE_SAMPLES: usize = 8;
 
 impl RunQuality {
     pub(super) fn reset_schedule(&mut self) {
@@ -165,15 +171,25 @@ impl WorkerLoop {
             return;
         }
         let step = run.session.step_count();
+        if self.quality.schedule == QualitySchedule::Auto && run.quality.first_estimate.is_none() {
+            let t0 = Instant::now();
+            let probe =
+                run.pool.install(|| run.session.sample(PROBE_SAMPLES, 1.0, quality_seed(&run.session)));
+            let per_sample = t0.elapsed().as_secs_f64() / PROBE_SAMPLES as f64;
+            // A failed probe says nothing about the cost; the evaluation will report the error.
+            let sampling = if probe.is_ok() { per_sample * p.ctx.n as f64 } else { 0.0 };
+            run.quality.first_estimate = Some(p.seconds / 2.0 + sampling);
+        }
         let q = &mut run.quality;
+        let first = q.first_estimate.unwrap_or(p.seconds / 2.0);
         if q.every == 0 {
-            q.every = schedule_every(self.quality.schedule, q, p.seconds);
+            q.every = schedule_every(self.quality.schedule, q, first);
         }
         let due = match self.quality.schedule {
             QualitySchedule::Off => false,
             QualitySchedule::Every(n) => n > 0 && step.is_multiple_of(n),
             QualitySchedule::Auto => {
-                let estimate = q.last_seconds.unwrap_or(p.seconds / 2.0);
+                let estimate = q.last_seconds.unwrap_or(first);
                 step.is_multiple_of(q.every.max(1))
                     && q.eval_seconds + estimate <= QUALITY_BUDGET * q.train_seconds
             }
@@ -322,14 +338,14 @@ impl WorkerLoop {
 }
 
 /// Steps between evaluations: the user's N, or for auto the fewest that keep an evaluation's
-/// cost (measured, or estimated from the preparation before the first) within the budget.
-fn schedule_every(schedule: QualitySchedule, q: &RunQuality, prepare_seconds: f64) -> u64 {
+/// cost (measured, or `first_estimate` before the first) within the budget.
+fn schedule_every(schedule: QualitySchedule, q: &RunQuality, first_estimate: f64) -> u64 {
     match schedule {
         QualitySchedule::Off => 0,
         QualitySchedule::Every(n) => n,
         QualitySchedule::Auto => {
             let step_seconds = q.train_seconds / q.steps.max(1) as f64;
-            let estimate = q.last_seconds.unwrap_or(prepare_seconds / 2.0);
+            let estimate = q.last_seconds.unwrap_or(first_estimate);
             if step_seconds <= 0.0 {
                 return 0;
             }
