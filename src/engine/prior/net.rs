@@ -13,13 +13,9 @@ use candle_core::Tensor;
 use rand::rngs::StdRng;
 
 use crate::engine::error::Result;
+use crate::engine::models::diffusion::unet::{sinusoids, SINUSOID_DIM};
 use crate::engine::models::layers::{Linear, ParamSet};
 use crate::engine::models::Activation;
-
-/// Sinusoidal features of the time.
-const SINUSOID_DIM: usize = 32;
-/// The time in [0, 1] is scaled to [0, 1000] before its sinusoids, like the U-Net's.
-const TIME_SCALE: f64 = 1000.0;
 
 pub(super) struct PriorNet {
     time_in: Linear,
@@ -68,16 +64,4 @@ impl PriorNet {
         }
         Ok(self.output.forward(&h.silu()?)?)
     }
-}
-
-/// `[B, SINUSOID_DIM]`: sin and cos of 1000·t at frequencies 10000^(−k/16).
-fn sinusoids(t: &[f64], like: &Tensor) -> Result<Tensor> {
-    let half = SINUSOID_DIM / 2;
-    let mut v = Vec::with_capacity(t.len() * SINUSOID_DIM);
-    for &t in t {
-        let arg = |k: usize| t * TIME_SCALE * 10000f64.powf(-(k as f64) / half as f64);
-        v.extend((0..half).map(|k| arg(k).sin() as f32));
-        v.extend((0..half).map(|k| arg(k).cos() as f32));
-    }
-    Ok(Tensor::from_vec(v, (t.len(), SINUSOID_DIM), like.device())?)
 }

@@ -25,7 +25,7 @@ use crate::engine::models::layers::{Linear, ParamSet};
 use crate::engine::models::Activation;
 
 /// Sinusoidal features of the time before the time MLP.
-const SINUSOID_DIM: usize = 32;
+pub(crate) const SINUSOID_DIM: usize = 32;
 /// The time is scaled to [0, 1000] before its sinusoids (DDPM's integer timesteps).
 const TIME_SCALE: f64 = 1000.0;
 /// At most this many groups per group norm (fewer when the channels do not divide).
@@ -310,7 +310,7 @@ impl UNet {
 }
 
 /// `[B, SINUSOID_DIM]`: sin and cos of 1000·t at frequencies 10000^(−k/16).
-fn sinusoids(t: &[f64], like: &Tensor) -> Result<Tensor> {
+pub(crate) fn sinusoids(t: &[f64], like: &Tensor) -> Result<Tensor> {
     let half = SINUSOID_DIM / 2;
     let mut v = Vec::with_capacity(t.len() * SINUSOID_DIM);
     for &t in t {
