@@ -32,6 +32,10 @@ fn the_denoising_trajectory_and_forward_process_appear_for_a_diffusion_run() {
     assert!(t.times.windows(2).all(|w| w[0] > w[1]), "{:?}", t.times);
     h.get_by_label("Save trajectory GIF");
     h.get_by_label_contains("t per column");
+    // The grid's cost is measured and the rule that spaces the grids is said.
+    let seconds = run(h.state()).unwrap().grid_seconds.unwrap();
+    assert!(seconds > 0.0, "{seconds}");
+    h.get_by_label_contains(&format!("A grid takes {seconds:.2} s to draw"));
 
     // The forward process of the first test image: at t = 1 it is (almost) pure noise.
     h.get_by_role_and_label(Role::Slider, "t").set_value_accesskit(1.0);

@@ -224,6 +224,9 @@ pub enum QualitySchedule {
 
 /// The share of training time [`QualitySchedule::Auto`] spends on quality at most.
 pub const QUALITY_BUDGET: f64 = 0.1;
+/// The share of training time the live grids (and trajectories following them) take at most:
+/// a due grid waits while drawing it would go over (see `worker/views.rs`).
+pub const VIEW_BUDGET: f64 = 0.1;
 /// Samples (and real images per side) of a quality evaluation during training: half the
 /// offline default, since the k-NN metrics grow with its square; FD and recall are still
 /// stable to a few percent at this size on the digits.
@@ -307,11 +310,13 @@ pub enum Event {
         run: u64,
         summary: EpochSummary,
     },
-    /// The fixed-noise grid (the same z all run long) after `step`.
+    /// The fixed-noise grid (the same z all run long) after `step`, drawn (with the class
+    /// grid beside it) in `seconds`.
     FixedNoise {
         run: u64,
         step: u64,
         images: ImageBatch,
+        seconds: f64,
     },
     Samples {
         run: u64,

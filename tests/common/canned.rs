@@ -90,7 +90,7 @@ pub fn trained(run: u64, config: &RunConfig) -> Vec<Event> {
         },
     ];
     for step in GRID_STEPS {
-        events.push(Event::FixedNoise { run, step, images: images(config, 64) });
+        events.push(Event::FixedNoise { run, step, images: images(config, 64), seconds: 0.02 });
     }
     events.push(Event::Samples { run, images: images(config, 64) });
     events.push(Event::Decoded { run, channel: 0, request: 1, images: images(config, 1) });

@@ -407,6 +407,9 @@ impl SamplesTab {
 
     fn history(&mut self, ui: &mut egui::Ui, cx: &mut TabCtx<'_>, run: &RunRecord, width: f32) {
         ui.strong("Fixed noise through training");
+        if let Some(seconds) = run.grid_seconds {
+            ui.label(RichText::new(grid_cost_note(seconds, run.config.train.sample_every)).weak());
+        }
         let h = &run.explore.history;
         let (Some((first, _)), Some((last, _))) = (h.get(0), h.latest()) else {
             ui.label(RichText::new("waiting for the first grid…").weak());
@@ -589,4 +592,13 @@ impl SamplesTab {
             self.zoom = None;
         }
     }
+}
+
+/// What a grid costs and when the worker draws one (see `engine/worker/views.rs`).
+fn grid_cost_note(seconds: f64, every: u64) -> String {
+    let budget = crate::engine::protocol::VIEW_BUDGET * 100.0;
+    format!(
+        "A grid takes {seconds:.2} s to draw. It is due every {every} steps and at each epoch's end, \
+         and drawn when the grids so far have taken under {budget:.0}% of the training time."
+    )
 }

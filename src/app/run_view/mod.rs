@@ -56,6 +56,8 @@ pub struct RunRecord {
     pub markers: Vec<Marker>,
     /// The latest fixed-noise grid and the step it was drawn after.
     pub fixed_noise: Option<(u64, ImageBatch)>,
+    /// How long the latest grid took to draw (see [`crate::engine::protocol::VIEW_BUDGET`]).
+    pub grid_seconds: Option<f64>,
     pub paused: bool,
     pub diverged: Option<(u64, String)>,
     pub collapse: Option<(u64, String)>,
@@ -309,6 +311,7 @@ impl RunView {
                     epochs: Vec::new(),
                     markers: Vec::new(),
                     fixed_noise: None,
+                    grid_seconds: None,
                     paused: false,
                     diverged: None,
                     collapse: None,
@@ -345,8 +348,9 @@ impl RunView {
                     r.epochs.push((step, summary));
                 }
             }
-            Event::FixedNoise { run, step, images } => {
+            Event::FixedNoise { run, step, images, seconds } => {
                 if let Some(r) = self.record_mut(run) {
+                    r.grid_seconds = Some(seconds);
                     let history = &mut r.explore.history;
                     history.budget_bytes = history_budget(images.pixels.len());
                     history.push(step, images.clone());

@@ -134,8 +134,8 @@ fn exploring_events_are_folded_per_run() {
     let mut v = RunView::default();
     v.apply(started(1, Family::Vae), t);
     let grid = |x: u8| ImageBatch { shape: ImageShape::new(1, 2, 2), pixels: vec![x; 8] };
-    v.apply(Event::FixedNoise { run: 1, step: 50, images: grid(1) }, t);
-    v.apply(Event::FixedNoise { run: 1, step: 100, images: grid(2) }, t);
+    v.apply(Event::FixedNoise { run: 1, step: 50, images: grid(1), seconds: 0.01 }, t);
+    v.apply(Event::FixedNoise { run: 1, step: 100, images: grid(2), seconds: 0.01 }, t);
     v.apply(Event::Decoded { run: 1, channel: 0, request: 3, images: grid(3) }, t);
     let (originals, reconstructions) = (grid(5), grid(6));
     v.apply(Event::ImagesReconstructed { run: 1, request: 7, originals, reconstructions }, t);
@@ -176,7 +176,7 @@ fn exploring_events_are_folded_per_run() {
 
     // A long run's history stops at HISTORY_GRIDS grids (small images) however many come.
     for k in 3..2_000u64 {
-        v.apply(Event::FixedNoise { run: 1, step: 50 * k, images: grid(k as u8) }, t);
+        v.apply(Event::FixedNoise { run: 1, step: 50 * k, images: grid(k as u8), seconds: 0.01 }, t);
     }
     let h = &v.current().unwrap().explore.history;
     assert!(h.len() <= HISTORY_GRIDS && h.len() > HISTORY_GRIDS / 2, "{} grids", h.len());
@@ -196,13 +196,13 @@ fn rewinding_drops_the_grids_logged_after_the_step() {
     v.apply(started(1, Family::Vae), t);
     let grid = |x: u8| ImageBatch { shape: ImageShape::new(1, 2, 2), pixels: vec![x; 4] };
     for step in [0, 5, 10, 15] {
-        v.apply(Event::FixedNoise { run: 1, step, images: grid(step as u8) }, t);
+        v.apply(Event::FixedNoise { run: 1, step, images: grid(step as u8), seconds: 0.01 }, t);
     }
     v.apply(Event::Rewound { run: 1, step: 7 }, t);
     let r = v.current().unwrap();
     assert_eq!(r.explore.history.steps(), vec![0, 5]);
     assert!(r.fixed_noise.is_none(), "the grid of step 15 came after the rewind point");
-    v.apply(Event::FixedNoise { run: 1, step: 7, images: grid(77) }, t);
+    v.apply(Event::FixedNoise { run: 1, step: 7, images: grid(77), seconds: 0.01 }, t);
     assert_eq!(v.current().unwrap().explore.history.steps(), vec![0, 5, 7]);
 }
 

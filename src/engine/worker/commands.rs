@@ -16,7 +16,7 @@ impl WorkerLoop {
                         self.run = Some(run);
                         self.quality_prepare();
                         self.emit(started);
-                        self.emit_grid();
+                        self.emit_grid(false);
                         if let Some(dir) = checkpoint.as_deref() {
                             self.load_prior(dir);
                         }
@@ -201,7 +201,7 @@ impl WorkerLoop {
                                 self.emit(Event::Rewound { run: id, step: to });
                                 self.emit(Event::RewindPoints { run: id, steps });
                                 self.emit(Event::Paused { run: id, step: to });
-                                self.emit_grid();
+                                self.emit_grid(false);
                             }
                             Err(e) => self.error(format!("rewinding to step {to} failed: {e}")),
                         }

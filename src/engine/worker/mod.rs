@@ -150,6 +150,7 @@ struct Run {
     /// Holds the thread pool the run's maths uses.
     pool: rayon::ThreadPool,
     quality: quality::RunQuality,
+    views: views::ViewBudget,
 }
 
 struct WorkerLoop {
@@ -175,5 +176,6 @@ mod prior;
 mod quality;
 mod run_loop;
 mod sampler;
+mod views;
 
 use run_loop::start_run;

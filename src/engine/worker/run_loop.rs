@@ -122,14 +122,22 @@ impl WorkerLoop {
         }
     }
 
-    pub(super) fn emit_grid(&mut self) {
+    /// The fixed-noise grid, the class grid and the loss per timestep; `during_training`
+    /// counts their time against the run's [`views::ViewBudget`].
+    pub(super) fn emit_grid(&mut self, during_training: bool) {
         let Some(run) = self.run.as_ref() else { return };
         let (id, step) = (run.id, run.session.step_count());
-        match run.pool.install(|| run.session.fixed_noise_grid()) {
-            Ok(images) => self.emit(Event::FixedNoise { run: id, step, images }),
+        let t0 = Instant::now();
+        let grid = run.pool.install(|| run.session.fixed_noise_grid());
+        self.emit_class_grid();
+        let seconds = t0.elapsed().as_secs_f64();
+        if let Some(run) = self.run.as_mut() {
+            run.views.grid_drawn(seconds, during_training);
+        }
+        match grid {
+            Ok(images) => self.emit(Event::FixedNoise { run: id, step, images, seconds }),
             Err(e) => self.error(format!("drawing the sample grid failed: {e}")),
         }
-        self.emit_class_grid();
         self.emit_timestep_losses();
     }
 
@@ -212,8 +220,11 @@ impl WorkerLoop {
         if let Some(message) = health_warning {
             self.emit(Event::CollapseWarning { run: id, step: report.step, message });
         }
-        if report.step % sample_every == 0 || report.epoch_end.is_some() {
-            self.emit_grid();
+        let grid_due = report.step % sample_every == 0 || report.epoch_end.is_some() || finished;
+        let grid_fits =
+            self.run.as_ref().is_some_and(|r| r.views.grid_fits(r.quality.train_seconds, finished));
+        if grid_due && grid_fits {
+            self.emit_grid(true);
         } else if report.step % super::sampler::TIMESTEP_LOSS_EVERY == 0 {
             self.emit_timestep_losses();
         }
@@ -302,6 +313,7 @@ pub(super) fn start_run(
         ended: false,
         pool,
         quality: Default::default(),
+        views: Default::default(),
     };
     Ok((run, started))
 }

@@ -43,19 +43,17 @@ impl WorkerLoop {
             Command::Trajectory { request, rows, columns } => {
                 let (rows, columns) = (rows.clamp(1, MAX_TRAJECTORY), columns.clamp(1, MAX_TRAJECTORY));
                 let (session, pool) = (&run.session, &run.pool);
-                pool.install(|| {
+                let t0 = Instant::now();
+                let drawn = pool.install(|| {
                     let noise = session.fixed_noise();
                     let z = noise.narrow(0, 0, rows.min(noise.dim(0)?))?;
                     session.model().trajectory(&z, columns)
-                })
-                .map_err(|e| format!("drawing the denoising trajectory failed: {e}"))
-                .and_then(|t| t.ok_or_else(|| "this model records no trajectory".to_string()))
-                .map(|t| Event::Trajectory {
-                    run: id,
-                    step,
-                    request,
-                    trajectory: Box::new(t),
-                })
+                });
+                run.views.view_drawn(t0.elapsed().as_secs_f64());
+                drawn
+                    .map_err(|e| format!("drawing the denoising trajectory failed: {e}"))
+                    .and_then(|t| t.ok_or_else(|| "this model records no trajectory".to_string()))
+                    .map(|t| Event::Trajectory { run: id, step, request, trajectory: Box::new(t) })
             }
             Command::Noised { request, index, t, seed } => {
                 let data = run.session.data().clone();
