@@ -3,7 +3,9 @@
 //! Each is the published definition:
 //! - FD (Heusel et al. 2017): ‖μ_r − μ_g‖² + tr(Σ_r + Σ_g − 2 (Σ_r^{½} Σ_g Σ_r^{½})^{½}).
 //! - KID (Bińkowski et al. 2018): the unbiased MMD² with the kernel `(x·y / d + 1)³`, averaged
-//!   over random subsets, with its standard deviation over them.
+//!   over random subsets, with its standard deviation over them. A subset holds at most half
+//!   of the smaller set, so the subsets differ (at the full size every one would be the whole
+//!   set, and the spread a rounding error).
 //! - Precision and recall (Kynkäänniemi et al. 2019), k = 3: the share of generated samples
 //!   inside the real manifold (the union of balls around each real sample reaching its k-th
 //!   nearest real neighbour), and of real samples inside the generated manifold.
@@ -178,9 +180,9 @@ pub fn frechet_distance(real: Features, fake: Features) -> Result<f64> {
 
 /// KID: the unbiased MMD² with the cubic polynomial kernel over random subsets (mean, std).
 pub fn kid(real: Features, fake: Features, opts: &MetricOptions) -> Result<(f64, f64)> {
-    let m = opts.kid_subset_size.min(real.n()).min(fake.n());
+    let m = opts.kid_subset_size.min(real.n() / 2).min(fake.n() / 2);
     if m < 2 {
-        return Err(EngineError::Config("KID needs at least 2 samples on each side".into()));
+        return Err(EngineError::Config("KID needs at least 4 samples on each side".into()));
     }
     let d = real.dim as f64;
     let (tr, tf) = (real.tensor()?, fake.tensor()?);
@@ -248,5 +250,15 @@ mod tests {
         let far = metrics(Features::new(&a, 16).unwrap(), Features::new(&c, 16).unwrap(), &opts).unwrap();
         assert!(far.kid > 10.0 * m.kid.abs().max(m.kid_std), "{far:?}");
         assert!(far.precision < 0.1 && far.recall < 0.1 && far.coverage < 0.1, "{far:?}");
+    }
+
+    /// As many samples as a subset's default size (500): the subsets still differ, so KID's
+    /// spread is the estimate's, not a rounding error, and the shift is many spreads away.
+    #[test]
+    fn kid_has_a_spread_when_the_sets_are_no_larger_than_a_subset() {
+        let opts = MetricOptions::default();
+        let (a, b) = (gaussian(500, 16, 0.0, 1.0, 6), gaussian(500, 16, 0.5, 1.0, 7));
+        let (kid, std) = kid(Features::new(&a, 16).unwrap(), Features::new(&b, 16).unwrap(), &opts).unwrap();
+        assert!(std > 1e-3 * kid && std < 0.5 * kid, "KID {kid} ± {std}");
     }
 }
