@@ -1,0 +1,1 @@
+nice: ‘./genlab-kb’: No such file or directory
