@@ -82,6 +82,9 @@ pub struct TrainArgs {
     /// A conv GAN's discriminator without batch norm (the generator keeps it).
     #[arg(long)]
     pub no_disc_batch_norm: bool,
+    /// A GAN's DiffAugment: random translation and cutout of real and generated images before D.
+    #[arg(long)]
+    pub diff_augment: bool,
     /// A GAN discriminator's own learning rate (its Adam betas stay the run's).
     #[arg(long)]
     pub disc_lr: Option<f64>,
@@ -194,11 +197,12 @@ pub fn train_config(a: &TrainArgs, data: &Dataset) -> anyhow::Result<RunConfig> 
         || a.gp_every.is_some()
         || a.real_label.is_some()
         || a.disc_lr.is_some()
-        || a.no_disc_batch_norm;
+        || a.no_disc_batch_norm
+        || a.diff_augment;
     if gan_flags {
         let optim = cfg.optim;
         let Some(gan) = cfg.model.gan_mut() else {
-            bail!("--d-steps, --gp-every, --real-label, --disc-lr and --no-disc-batch-norm apply to a GAN, not to a {family}")
+            bail!("--d-steps, --gp-every, --real-label, --disc-lr, --no-disc-batch-norm and --diff-augment apply to a GAN, not to a {family}")
         };
         if let Some(n) = a.d_steps {
             gan.d_steps = n;
@@ -208,6 +212,9 @@ pub fn train_config(a: &TrainArgs, data: &Dataset) -> anyhow::Result<RunConfig> 
         }
         if a.no_disc_batch_norm {
             gan.disc_batch_norm = false;
+        }
+        if a.diff_augment {
+            gan.diff_augment = true;
         }
         if let Some(t) = a.real_label {
             gan.real_label = t;

@@ -69,6 +69,10 @@ pub struct GanConfig {
     /// generator only (a WGAN-GP critic never has it).
     #[serde(default = "yes")]
     pub disc_batch_norm: bool,
+    /// DiffAugment (Zhao et al. 2020): random translation and cutout of real and generated
+    /// images before D, in both players' steps (see [`super::augment`]); off in configurations
+    /// saved without it.
+    pub diff_augment: bool,
 }
 
 fn yes() -> bool {
@@ -89,6 +93,7 @@ impl Default for GanConfig {
             disc_optim: None,
             real_label: 1.0,
             disc_batch_norm: true,
+            diff_augment: false,
         }
     }
 }

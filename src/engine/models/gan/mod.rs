@@ -3,6 +3,7 @@
 //! hinge, or Wasserstein with gradient penalty; D takes `d_steps` steps per G step. With
 //! `classes` > 0 it is conditional ([`conditional`]: the one-hot into G, projection in D).
 
+pub mod augment;
 pub mod conditional;
 mod config;
 mod loss;
@@ -108,6 +109,21 @@ impl Gan {
             GanOutput::Sigmoid => x.clone(),
             GanOutput::Tanh => x.affine(2.0, -1.0)?,
         })
+    }
+
+    /// What D sees of `x: [B, D]` (D's space): DiffAugment's random translation and cutout
+    /// when the config asks for it, a fresh draw per call, the uncovered pixels set to the
+    /// background (pixel 0); `x` itself otherwise. Training only: sampling and scoring read
+    /// G and D unaugmented.
+    fn augmented(&self, x: &Tensor, rng: &mut StdRng) -> Result<Tensor> {
+        if !self.gan.diff_augment {
+            return Ok(x.clone());
+        }
+        let background = match self.gan.output {
+            GanOutput::Sigmoid => 0.0,
+            GanOutput::Tanh => -1.0,
+        };
+        augment::diff_augment(x, self.gan.net.input, background, augment::TRANSLATION, augment::CUTOUT, rng)
     }
 
     /// `[B, latent (+ K)] → [B, D]` the generator's output in D's space (see
@@ -246,8 +262,8 @@ impl GenerativeModel for Gan {
         let penalty_weight =
             if self.d_adam.step.is_multiple_of(k as u64) { self.gan.gp_weight * k as f64 } else { 0.0 };
         let (d_loss, mut losses) = self.d_objective(
-            x,
-            &fake.detach(),
+            &self.augmented(x, rng)?,
+            &self.augmented(&fake.detach(), rng)?,
             hot.as_ref(),
             true,
             PenaltyDue { weight: penalty_weight, last: self.last_gp },
@@ -271,7 +287,7 @@ impl GenerativeModel for Gan {
         // Generator step against the updated discriminator (as in the DCGAN reference). A
         // non-finite generator loss or gradient leaves the generator untouched; the
         // discriminator's finite update stands.
-        let g_logits = self.d_logits(&fake, hot.as_ref(), true)?;
+        let g_logits = self.d_logits(&self.augmented(&fake, rng)?, hot.as_ref(), true)?;
         let g_loss = self.gan.gan_loss.g_loss(&g_logits)?;
         losses.set(LossKey::GLoss, scalar(&g_loss)?);
         if !losses.is_finite() {

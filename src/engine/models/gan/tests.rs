@@ -277,3 +277,56 @@ fn discriminator_batch_norm_can_be_left_out() {
     let old: GanConfig = serde_json::from_value(v).unwrap();
     assert!(old.disc_batch_norm);
 }
+
+/// With DiffAugment, G's loss reaches G through the augmentation: its gradient on G's
+/// parameters equals finite differences of the loss under the same random transforms.
+#[test]
+fn diff_augment_passes_the_generators_gradient() {
+    let net = NetConfig {
+        arch: Arch::Conv,
+        input: ImageShape::new(1, 8, 8),
+        hidden: vec![2, 3],
+        latent_dim: 2,
+        activation: Activation::LeakyRelu,
+        classes: 0,
+    };
+    let cfg = GanConfig { net, diff_augment: true, ..GanConfig::default() };
+    let gan = Gan::new(cfg, AdamConfig::default(), 2, &Exec::cpu()).unwrap();
+    let z = gan.noise(3, &mut StdRng::seed_from_u64(5)).unwrap();
+    let loss = |g: &Gan| {
+        let fake = g.generate(&z, false).unwrap();
+        let seen = g.augmented(&fake, &mut StdRng::seed_from_u64(9)).unwrap();
+        assert_ne!(seen.to_vec2::<f32>().unwrap(), fake.to_vec2::<f32>().unwrap(), "T did nothing");
+        g.gan.gan_loss.g_loss(&g.d_logits(&seen, None, false).unwrap()).unwrap()
+    };
+    let grads = gan.g_params.backward(&loss(&gan)).unwrap();
+    let mut checked = 0;
+    for (name, var) in &gan.g_params.params {
+        let orig = var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let analytic = grads.get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        for k in [0, orig.len() / 2] {
+            let h = 1e-3f32;
+            let at = |delta: f32| {
+                let mut w = orig.clone();
+                w[k] += delta;
+                var.set(&Tensor::from_vec(w, var.shape(), &Device::Cpu).unwrap()).unwrap();
+                value(&loss(&gan))
+            };
+            let fd = (at(h) - at(-h)) / (2.0 * h as f64);
+            at(0.0);
+            let a = analytic[k] as f64;
+            assert!((a - fd).abs() < 2e-3 + 0.05 * fd.abs(), "{name}[{k}]: {a} vs {fd}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 2 * gan.g_params.params.len());
+}
+
+/// A configuration saved before DiffAugment existed loads with it off.
+#[test]
+fn diff_augment_is_off_in_old_configs() {
+    let mut v = serde_json::to_value(GanConfig { diff_augment: true, ..GanConfig::default() }).unwrap();
+    v.as_object_mut().unwrap().remove("diff_augment").unwrap();
+    let old: GanConfig = serde_json::from_value(v).unwrap();
+    assert!(!old.diff_augment);
+}
