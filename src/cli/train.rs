@@ -85,6 +85,9 @@ pub struct TrainArgs {
     /// A GAN's DiffAugment: random translation and cutout of real and generated images before D.
     #[arg(long)]
     pub diff_augment: bool,
+    /// A GAN's minibatch standard deviation: D's head also reads its features' spread in groups of 4.
+    #[arg(long)]
+    pub minibatch_std: bool,
     /// A GAN discriminator's own learning rate (its Adam betas stay the run's).
     #[arg(long)]
     pub disc_lr: Option<f64>,
@@ -198,11 +201,12 @@ pub fn train_config(a: &TrainArgs, data: &Dataset) -> anyhow::Result<RunConfig> 
         || a.real_label.is_some()
         || a.disc_lr.is_some()
         || a.no_disc_batch_norm
-        || a.diff_augment;
+        || a.diff_augment
+        || a.minibatch_std;
     if gan_flags {
         let optim = cfg.optim;
         let Some(gan) = cfg.model.gan_mut() else {
-            bail!("--d-steps, --gp-every, --real-label, --disc-lr, --no-disc-batch-norm and --diff-augment apply to a GAN, not to a {family}")
+            bail!("--d-steps, --gp-every, --real-label, --disc-lr, --no-disc-batch-norm, --diff-augment and --minibatch-std apply to a GAN, not to a {family}")
         };
         if let Some(n) = a.d_steps {
             gan.d_steps = n;
@@ -215,6 +219,9 @@ pub fn train_config(a: &TrainArgs, data: &Dataset) -> anyhow::Result<RunConfig> 
         }
         if a.diff_augment {
             gan.diff_augment = true;
+        }
+        if a.minibatch_std {
+            gan.minibatch_std = true;
         }
         if let Some(t) = a.real_label {
             gan.real_label = t;

@@ -7,6 +7,7 @@ pub mod augment;
 pub mod conditional;
 mod config;
 mod loss;
+pub mod mbstd;
 #[cfg(test)]
 mod tests;
 
@@ -71,7 +72,7 @@ impl Gan {
         let d_trunk =
             Trunk::new(&mut dp, "discriminator", net, &d_widths, gan.critic_batch_norm(), &mut rng)?;
         let feat = Trunk::out_dim(net.arch, net.input, &d_widths);
-        let d_head = Linear::new(&mut dp, "discriminator.out", feat, 1, &mut rng)?;
+        let d_head = Linear::new(&mut dp, "discriminator.out", feat + gan.head_extra(), 1, &mut rng)?;
         // The gradient penalty differentiates D's input gradient again; the kernel seam says
         // which ops can do that. Only the penalty pays for them: D's first-order terms, about
         // 6× cheaper fused, keep the run's kernels (both views' gradients add up in one store).
@@ -139,7 +140,18 @@ impl Gan {
     /// `hot: [B, K]` of a conditional GAN.
     fn d_logits(&self, x: &Tensor, hot: Option<&Tensor>, train: bool) -> Result<Tensor> {
         let phi = self.d_trunk.forward(x, train)?; // [B, F]
-        self.project(self.d_head.forward(&phi)?.squeeze(1)?, &phi, hot)
+        self.project(self.d_head.forward(&self.head_input(&phi)?)?.squeeze(1)?, &phi, hot)
+    }
+
+    /// What D's head reads of the trunk's features `phi: [B, F]`: `[B, F + 1]` with the
+    /// minibatch standard deviation appended, `phi` itself otherwise. The projection of a
+    /// conditional GAN reads `phi` alone.
+    fn head_input(&self, phi: &Tensor) -> Result<Tensor> {
+        if self.gan.minibatch_std {
+            mbstd::append(phi)
+        } else {
+            Ok(phi.clone())
+        }
     }
 
     /// Pixels `[B, D]` in [0, 1] of the generator's input `[B, latent (+ K)]`: the sigmoid, or
@@ -158,7 +170,7 @@ impl Gan {
         match &self.d_penalty {
             Some((trunk, head)) => {
                 let phi = trunk.forward(x, train)?; // [B, F]
-                self.project(head.forward(&phi)?.squeeze(1)?, &phi, hot)
+                self.project(head.forward(&self.head_input(&phi)?)?.squeeze(1)?, &phi, hot)
             }
             None => self.d_logits(x, hot, train),
         }

@@ -7,6 +7,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::*;
+use crate::engine::models::FamilyConfig;
 use crate::engine::data::ImageShape;
 use crate::engine::models::{Activation, Arch, NetConfig};
 
@@ -329,4 +330,42 @@ fn diff_augment_is_off_in_old_configs() {
     v.as_object_mut().unwrap().remove("diff_augment").unwrap();
     let old: GanConfig = serde_json::from_value(v).unwrap();
     assert!(!old.diff_augment);
+}
+
+/// With the minibatch std, D's head reads one feature more (the counts agree), steps stay
+/// finite, and the head's extra weight learns (it gets a gradient); old configs load without it.
+#[test]
+fn minibatch_std_widens_the_head_and_trains() {
+    let net = NetConfig {
+        arch: Arch::Conv,
+        input: ImageShape::new(1, 8, 8),
+        hidden: vec![2, 3],
+        latent_dim: 2,
+        activation: Activation::LeakyRelu,
+        classes: 0,
+    };
+    let plain = GanConfig { net, batch_norm: true, ..GanConfig::default() };
+    let cfg = GanConfig { minibatch_std: true, ..plain.clone() };
+    assert_eq!(cfg.param_count(), plain.param_count() + 1);
+    let mut gan = Gan::new(cfg.clone(), AdamConfig::default(), 2, &Exec::cpu()).unwrap();
+    assert_eq!(gan.param_count() as u64, cfg.param_count());
+    let head = |g: &Gan| {
+        let (_, w) = g.d_params.params.iter().find(|(n, _)| n == "discriminator.out.weight").unwrap();
+        w.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    };
+    let before = head(&gan);
+    let mut rng = StdRng::seed_from_u64(1);
+    let v: Vec<f32> = (0..8 * 64).map(|_| rng.random_range(0.0f32..1.0)).collect();
+    let batch = Batch::unlabelled(Tensor::from_vec(v, (8, 64), &Device::Cpu).unwrap());
+    for _ in 0..3 {
+        let StepOutcome::Applied(l) = gan.train_step(&batch, &mut rng).unwrap() else {
+            panic!("a non-finite step")
+        };
+        assert!(l.get(LossKey::DLoss).unwrap().is_finite());
+    }
+    let after = head(&gan);
+    assert_ne!(before.last(), after.last(), "the std feature's weight did not move");
+    let mut v = serde_json::to_value(&cfg).unwrap();
+    v.as_object_mut().unwrap().remove("minibatch_std").unwrap();
+    assert!(!serde_json::from_value::<GanConfig>(v).unwrap().minibatch_std);
 }
