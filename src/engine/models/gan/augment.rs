@@ -27,7 +27,13 @@ pub const CUTOUT: f64 = 0.5;
 /// inside the cutout. Per image: a shift (dy, dx) uniform in [−s, s]², s = round(`translation`
 /// · side), and a `cutout` · side square centred uniformly (it may overhang the border), as in
 /// DiffAugment's `rand_translation` and `rand_cutout`. At 0 and 0 it is the identity.
-pub fn gather_indices(b: usize, shape: ImageShape, translation: f64, cutout: f64, rng: &mut StdRng) -> Vec<u32> {
+pub fn gather_indices(
+    b: usize,
+    shape: ImageShape,
+    translation: f64,
+    cutout: f64,
+    rng: &mut StdRng,
+) -> Vec<u32> {
     let (c, h, w) = (shape.channels, shape.height, shape.width);
     let n = c * h * w;
     let fill = (b * n) as u32;
@@ -147,7 +153,8 @@ mod tests {
                 assert_eq!(yi[hw + r * 28 + c], -1.0, "the cutout covers every channel");
             }
             if let (Some(r0), Some(r1)) = (cut.iter().map(|p| p.0).min(), cut.iter().map(|p| p.0).max()) {
-                let (c0, c1) = (cut.iter().map(|p| p.1).min().unwrap(), cut.iter().map(|p| p.1).max().unwrap());
+                let (c0, c1) =
+                    (cut.iter().map(|p| p.1).min().unwrap(), cut.iter().map(|p| p.1).max().unwrap());
                 assert!(r1 - r0 < 14 && c1 - c0 < 14, "the cutout is larger than half the side");
                 blanked_some = true;
             }

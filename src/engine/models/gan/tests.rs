@@ -7,8 +7,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::*;
-use crate::engine::models::FamilyConfig;
 use crate::engine::data::ImageShape;
+use crate::engine::models::FamilyConfig;
 use crate::engine::models::{Activation, Arch, NetConfig};
 
 fn randn(shape: (usize, usize), rng: &mut StdRng) -> Tensor {
