@@ -95,6 +95,31 @@ fn train_after_choosing_a_preset_sends_that_preset() {
 }
 
 #[test]
+fn a_gans_diff_augment_and_minibatch_std_toggles_travel_with_the_run() {
+    use genlab::engine::models::ModelConfig;
+    let mut h = recording();
+    h.run();
+    choose_preset(&mut h, "mnist_dcgan");
+    let gan = |h: &Harness<'_, App>| match &h.state().persisted.config.model {
+        ModelConfig::Gan(g) => (g.diff_augment, g.minibatch_std),
+        other => panic!("not a GAN: {other:?}"),
+    };
+    let (augment, std) = gan(&h);
+    for label in ["DiffAugment", "minibatch std in D"] {
+        h.get_by_label(label).scroll_to_me();
+        h.run();
+        h.get_by_label(label).click();
+        h.run();
+    }
+    h.get_by_label("Train").click();
+    h.run();
+    let cmds = sent(&mut h);
+    let [Command::Start { config, .. }] = &cmds[..] else { panic!("Train sends one Start: {cmds:?}") };
+    let ModelConfig::Gan(g) = &config.model else { panic!("not a GAN") };
+    assert_eq!((g.diff_augment, g.minibatch_std), (!augment, !std));
+}
+
+#[test]
 fn step_without_a_run_starts_one_paused_and_takes_one_batch() {
     let mut h = recording();
     h.run();

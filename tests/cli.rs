@@ -99,6 +99,34 @@ fn train_a_gan_and_eval_reports_d_and_g_losses() {
 }
 
 #[test]
+fn keep_best_keeps_the_best_quality_checks_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("gan");
+    let args = ["--preset", "mnist_mlp_gan", "--max-steps", "30", "--quality-every", "10", "--keep-best"];
+    let o = train(&ck, &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    let csv = std::fs::read_to_string(ck.join("metrics.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|&c| c == name).unwrap();
+    let (fd, classes) = (col("fd"), col("classes_covered"));
+    // The best check by the rule: most classes, then lowest FD.
+    let best = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|r| r[2] == "quality")
+        .map(|r| (r[classes].parse::<f64>().unwrap(), -r[fd].parse::<f64>().unwrap(), r[1].to_string()))
+        .max_by(|a, b| a.partial_cmp(b).unwrap())
+        .unwrap();
+    assert!(err.contains(&format!("best quality check: step {} ", best.2)), "{err}");
+    assert!(ck.join("best").join("config.json").exists() && ck.join("config.json").exists());
+    let o = genlab(&["eval", "--checkpoint", ck.join("best").to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!train(&dir.path().join("x"), &["--preset", "mnist_mlp_gan", "--keep-best"]).status.success());
+}
+
+#[test]
 fn a_diverging_run_exits_3_and_names_the_step() {
     let dir = tempfile::tempdir().unwrap();
     let o = train(&dir.path().join("x"), &["--preset", "mnist_ae", "--lr", "1e6", "--epochs", "3"]);

@@ -82,6 +82,12 @@ pub struct TrainArgs {
     /// A conv GAN's discriminator without batch norm (the generator keeps it).
     #[arg(long)]
     pub no_disc_batch_norm: bool,
+    /// A GAN's DiffAugment: random translation and cutout of real and generated images before D.
+    #[arg(long)]
+    pub diff_augment: bool,
+    /// A GAN's minibatch standard deviation: D's head also reads its features' spread in groups of 4.
+    #[arg(long)]
+    pub minibatch_std: bool,
     /// A GAN discriminator's own learning rate (its Adam betas stay the run's).
     #[arg(long)]
     pub disc_lr: Option<f64>,
@@ -107,6 +113,10 @@ pub struct TrainArgs {
     /// printed with the warnings (mode collapse, missing classes).
     #[arg(long)]
     pub quality_every: Option<u64>,
+    /// With --quality-every: also keep the checkpoint of the best quality check (most classes
+    /// covered, then the lowest FD) in OUT/best; OUT keeps the last step's.
+    #[arg(long, requires = "quality_every")]
+    pub keep_best: bool,
     /// Output folder for the checkpoint, metrics.csv, samples.png and reconstructions.png.
     #[arg(long)]
     pub out: PathBuf,
@@ -194,11 +204,13 @@ pub fn train_config(a: &TrainArgs, data: &Dataset) -> anyhow::Result<RunConfig> 
         || a.gp_every.is_some()
         || a.real_label.is_some()
         || a.disc_lr.is_some()
-        || a.no_disc_batch_norm;
+        || a.no_disc_batch_norm
+        || a.diff_augment
+        || a.minibatch_std;
     if gan_flags {
         let optim = cfg.optim;
         let Some(gan) = cfg.model.gan_mut() else {
-            bail!("--d-steps, --gp-every, --real-label, --disc-lr and --no-disc-batch-norm apply to a GAN, not to a {family}")
+            bail!("--d-steps, --gp-every, --real-label, --disc-lr, --no-disc-batch-norm, --diff-augment and --minibatch-std apply to a GAN, not to a {family}")
         };
         if let Some(n) = a.d_steps {
             gan.d_steps = n;
@@ -208,6 +220,12 @@ pub fn train_config(a: &TrainArgs, data: &Dataset) -> anyhow::Result<RunConfig> 
         }
         if a.no_disc_batch_norm {
             gan.disc_batch_norm = false;
+        }
+        if a.diff_augment {
+            gan.diff_augment = true;
+        }
+        if a.minibatch_std {
+            gan.minibatch_std = true;
         }
         if let Some(t) = a.real_label {
             gan.real_label = t;
@@ -271,6 +289,8 @@ fn train_in_pool(a: TrainArgs, data: Arc<Dataset>, cfg: RunConfig) -> anyhow::Re
     // The family's health rule, as the app applies it (a GAN whose D loss stays near zero).
     let mut health = s.model().health_monitor();
     let mut log = MetricsLog::default();
+    // `--keep-best`: the best quality check so far and its step.
+    let mut best: Option<(QualityRank, u64)> = None;
     let t0 = Instant::now();
     let mut images = 0usize;
     while s.step_count() < total {
@@ -322,7 +342,13 @@ fn train_in_pool(a: TrainArgs, data: Arc<Dataset>, cfg: RunConfig) -> anyhow::Re
         }
         if let Some(q) = quality.as_mut() {
             if r.step.is_multiple_of(q.every) || r.step == total {
-                q.measure(&s, r.epoch, &mut log, &bar)?;
+                let rank = q.measure(&s, r.epoch, &mut log, &bar)?;
+                if a.keep_best && best.as_ref().is_none_or(|(b, _)| rank.better_than(b)) {
+                    let dir = a.out.join("best");
+                    checkpoint::save(&dir, s.model(), s.config(), &s.data().source, r.step, Some(&log))?;
+                    say(&bar, format!("best quality so far: saved step {} in {}", r.step, dir.display()));
+                    best = Some((rank, r.step));
+                }
             }
         }
         if a.checkpoint_every.is_some_and(|k| k > 0 && r.step % k == 0 && r.step < total) {
@@ -341,6 +367,14 @@ fn train_in_pool(a: TrainArgs, data: Arc<Dataset>, cfg: RunConfig) -> anyhow::Re
         );
     }
     save_outputs(&a.out, &s, &log)?;
+    if let Some((rank, step)) = &best {
+        eprintln!(
+            "best quality check: step {step} (classes {}, FD {:.1}), kept in {}",
+            rank.covered,
+            rank.fd,
+            a.out.join("best").display()
+        );
+    }
     eprintln!(
         "{} steps in {secs:.1} s ({:.0} images/s); wrote {}",
         s.step_count(),
@@ -374,14 +408,15 @@ impl LiveQuality {
         Ok(Self { ctx, every, seconds: 0.0, count: 0 })
     }
 
-    /// Measures the model now, logs the figures and prints them with any warnings.
+    /// Measures the model now, logs the figures and prints them with any warnings; returns
+    /// what `--keep-best` ranks checks by.
     fn measure(
         &mut self,
         s: &TrainingSession,
         epoch: usize,
         log: &mut MetricsLog,
         bar: &indicatif::ProgressBar,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<QualityRank> {
         use crate::engine::quality;
         let t0 = Instant::now();
         let seed = s.config().train.seed ^ 0x0a11_7e57;
@@ -404,7 +439,21 @@ impl LiveQuality {
         for w in quality::warnings(&r) {
             say(bar, format!("warning: {w}"));
         }
-        Ok(())
+        Ok(QualityRank { covered: r.samples.classes.as_ref().map_or(0, |c| c.covered), fd: m.fd })
+    }
+}
+
+/// How `--keep-best` orders quality checks: more classes covered first (without labels, all
+/// tie at 0), then the lower Fréchet distance.
+#[derive(Clone, Copy, Debug)]
+struct QualityRank {
+    covered: usize,
+    fd: f64,
+}
+
+impl QualityRank {
+    fn better_than(&self, other: &QualityRank) -> bool {
+        self.covered > other.covered || (self.covered == other.covered && self.fd < other.fd)
     }
 }
 

@@ -286,6 +286,16 @@ fn gan_ui(ui: &mut egui::Ui, g: &mut GanConfig, arch: Arch) {
         ui.end_row();
     }
     ui.label("");
+    ui.checkbox(&mut g.diff_augment, "DiffAugment").on_hover_text(
+        "random translation (up to 1/8 of the side) and cutout (half the side) of real and generated images before D, in both players' steps (Zhao et al. 2020): D cannot memorise a small training set",
+    );
+    ui.end_row();
+    ui.label("");
+    ui.checkbox(&mut g.minibatch_std, "minibatch std in D").on_hover_text(
+        "D's head also reads how much its features vary within groups of 4 images (Karras et al. 2018): a generator that draws too few kinds of image is caught",
+    );
+    ui.end_row();
+    ui.label("");
     let mut own = g.disc_optim.is_some();
     if ui.checkbox(&mut own, "D has its own Adam").changed() {
         g.disc_optim = own.then(AdamConfig::default);

@@ -69,6 +69,14 @@ pub struct GanConfig {
     /// generator only (a WGAN-GP critic never has it).
     #[serde(default = "yes")]
     pub disc_batch_norm: bool,
+    /// DiffAugment (Zhao et al. 2020): random translation and cutout of real and generated
+    /// images before D, in both players' steps (see [`super::augment`]); off in configurations
+    /// saved without it.
+    pub diff_augment: bool,
+    /// Minibatch standard deviation (Karras et al. 2018): D's head also reads the spread of
+    /// its features within a group of 4 images (see [`super::mbstd`]); off in configurations
+    /// saved without it.
+    pub minibatch_std: bool,
 }
 
 fn yes() -> bool {
@@ -89,6 +97,8 @@ impl Default for GanConfig {
             disc_optim: None,
             real_label: 1.0,
             disc_batch_norm: true,
+            diff_augment: false,
+            minibatch_std: false,
         }
     }
 }
@@ -297,6 +307,9 @@ impl FamilyConfig for GanConfig {
         }
         g.extend(spec::expand(&self.net, &g_widths));
         let mut d = spec::trunk(&self.net, &d_widths, "fc");
+        if self.minibatch_std {
+            d.push(spec::boxed("+ minibatch std", "1"));
+        }
         if self.net.classes > 0 {
             d.push(spec::boxed("D(x, y) = ψ(φ) + e_y · φ", "1"));
         } else {
@@ -313,7 +326,7 @@ impl FamilyConfig for GanConfig {
         let (d_trunk, feat) = trunk_params(&self.net, &d, self.critic_batch_norm());
         expand_params(&generator_net(&self.net), &g, self.uses_batch_norm())
             .saturating_add(d_trunk)
-            .saturating_add(linear(feat, 1))
+            .saturating_add(linear(feat + self.head_extra(), 1))
             .saturating_add(projection_params(&self.net, feat))
     }
 
@@ -384,6 +397,11 @@ impl GanConfig {
             Arch::Mlp => (self.net.hidden.clone(), self.disc_hidden.clone()),
             Arch::Conv => (self.net.hidden.iter().rev().copied().collect(), self.net.hidden.clone()),
         }
+    }
+
+    /// The features D's head reads beyond the trunk's: the minibatch standard deviation.
+    pub(super) fn head_extra(&self) -> usize {
+        usize::from(self.minibatch_std)
     }
 
     pub(super) fn uses_batch_norm(&self) -> bool {

@@ -3,9 +3,11 @@
 //! hinge, or Wasserstein with gradient penalty; D takes `d_steps` steps per G step. With
 //! `classes` > 0 it is conditional ([`conditional`]: the one-hot into G, projection in D).
 
+pub mod augment;
 pub mod conditional;
 mod config;
 mod loss;
+pub mod mbstd;
 #[cfg(test)]
 mod tests;
 
@@ -70,7 +72,7 @@ impl Gan {
         let d_trunk =
             Trunk::new(&mut dp, "discriminator", net, &d_widths, gan.critic_batch_norm(), &mut rng)?;
         let feat = Trunk::out_dim(net.arch, net.input, &d_widths);
-        let d_head = Linear::new(&mut dp, "discriminator.out", feat, 1, &mut rng)?;
+        let d_head = Linear::new(&mut dp, "discriminator.out", feat + gan.head_extra(), 1, &mut rng)?;
         // The gradient penalty differentiates D's input gradient again; the kernel seam says
         // which ops can do that. Only the penalty pays for them: D's first-order terms, about
         // 6× cheaper fused, keep the run's kernels (both views' gradients add up in one store).
@@ -110,6 +112,21 @@ impl Gan {
         })
     }
 
+    /// What D sees of `x: [B, D]` (D's space): DiffAugment's random translation and cutout
+    /// when the config asks for it, a fresh draw per call, the uncovered pixels set to the
+    /// background (pixel 0); `x` itself otherwise. Training only: sampling and scoring read
+    /// G and D unaugmented.
+    fn augmented(&self, x: &Tensor, rng: &mut StdRng) -> Result<Tensor> {
+        if !self.gan.diff_augment {
+            return Ok(x.clone());
+        }
+        let background = match self.gan.output {
+            GanOutput::Sigmoid => 0.0,
+            GanOutput::Tanh => -1.0,
+        };
+        augment::diff_augment(x, self.gan.net.input, background, augment::TRANSLATION, augment::CUTOUT, rng)
+    }
+
     /// `[B, latent (+ K)] → [B, D]` the generator's output in D's space (see
     /// [`Self::to_d_space`]); a conditional generator's input has the one-hot beside the noise.
     fn generate(&self, z: &Tensor, train: bool) -> Result<Tensor> {
@@ -123,7 +140,18 @@ impl Gan {
     /// `hot: [B, K]` of a conditional GAN.
     fn d_logits(&self, x: &Tensor, hot: Option<&Tensor>, train: bool) -> Result<Tensor> {
         let phi = self.d_trunk.forward(x, train)?; // [B, F]
-        self.project(self.d_head.forward(&phi)?.squeeze(1)?, &phi, hot)
+        self.project(self.d_head.forward(&self.head_input(&phi)?)?.squeeze(1)?, &phi, hot)
+    }
+
+    /// What D's head reads of the trunk's features `phi: [B, F]`: `[B, F + 1]` with the
+    /// minibatch standard deviation appended, `phi` itself otherwise. The projection of a
+    /// conditional GAN reads `phi` alone.
+    fn head_input(&self, phi: &Tensor) -> Result<Tensor> {
+        if self.gan.minibatch_std {
+            mbstd::append(phi)
+        } else {
+            Ok(phi.clone())
+        }
     }
 
     /// Pixels `[B, D]` in [0, 1] of the generator's input `[B, latent (+ K)]`: the sigmoid, or
@@ -142,7 +170,7 @@ impl Gan {
         match &self.d_penalty {
             Some((trunk, head)) => {
                 let phi = trunk.forward(x, train)?; // [B, F]
-                self.project(head.forward(&phi)?.squeeze(1)?, &phi, hot)
+                self.project(head.forward(&self.head_input(&phi)?)?.squeeze(1)?, &phi, hot)
             }
             None => self.d_logits(x, hot, train),
         }
@@ -246,8 +274,8 @@ impl GenerativeModel for Gan {
         let penalty_weight =
             if self.d_adam.step.is_multiple_of(k as u64) { self.gan.gp_weight * k as f64 } else { 0.0 };
         let (d_loss, mut losses) = self.d_objective(
-            x,
-            &fake.detach(),
+            &self.augmented(x, rng)?,
+            &self.augmented(&fake.detach(), rng)?,
             hot.as_ref(),
             true,
             PenaltyDue { weight: penalty_weight, last: self.last_gp },
@@ -271,7 +299,7 @@ impl GenerativeModel for Gan {
         // Generator step against the updated discriminator (as in the DCGAN reference). A
         // non-finite generator loss or gradient leaves the generator untouched; the
         // discriminator's finite update stands.
-        let g_logits = self.d_logits(&fake, hot.as_ref(), true)?;
+        let g_logits = self.d_logits(&self.augmented(&fake, rng)?, hot.as_ref(), true)?;
         let g_loss = self.gan.gan_loss.g_loss(&g_logits)?;
         losses.set(LossKey::GLoss, scalar(&g_loss)?);
         if !losses.is_finite() {

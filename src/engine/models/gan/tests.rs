@@ -8,6 +8,7 @@ use rand::{Rng, SeedableRng};
 
 use super::*;
 use crate::engine::data::ImageShape;
+use crate::engine::models::FamilyConfig;
 use crate::engine::models::{Activation, Arch, NetConfig};
 
 fn randn(shape: (usize, usize), rng: &mut StdRng) -> Tensor {
@@ -276,4 +277,95 @@ fn discriminator_batch_norm_can_be_left_out() {
     v.as_object_mut().unwrap().remove("disc_batch_norm").unwrap();
     let old: GanConfig = serde_json::from_value(v).unwrap();
     assert!(old.disc_batch_norm);
+}
+
+/// With DiffAugment, G's loss reaches G through the augmentation: its gradient on G's
+/// parameters equals finite differences of the loss under the same random transforms.
+#[test]
+fn diff_augment_passes_the_generators_gradient() {
+    let net = NetConfig {
+        arch: Arch::Conv,
+        input: ImageShape::new(1, 8, 8),
+        hidden: vec![2, 3],
+        latent_dim: 2,
+        activation: Activation::LeakyRelu,
+        classes: 0,
+    };
+    let cfg = GanConfig { net, diff_augment: true, ..GanConfig::default() };
+    let gan = Gan::new(cfg, AdamConfig::default(), 2, &Exec::cpu()).unwrap();
+    let z = gan.noise(3, &mut StdRng::seed_from_u64(5)).unwrap();
+    let loss = |g: &Gan| {
+        let fake = g.generate(&z, false).unwrap();
+        let seen = g.augmented(&fake, &mut StdRng::seed_from_u64(9)).unwrap();
+        assert_ne!(seen.to_vec2::<f32>().unwrap(), fake.to_vec2::<f32>().unwrap(), "T did nothing");
+        g.gan.gan_loss.g_loss(&g.d_logits(&seen, None, false).unwrap()).unwrap()
+    };
+    let grads = gan.g_params.backward(&loss(&gan)).unwrap();
+    let mut checked = 0;
+    for (name, var) in &gan.g_params.params {
+        let orig = var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let analytic = grads.get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        for k in [0, orig.len() / 2] {
+            let h = 1e-3f32;
+            let at = |delta: f32| {
+                let mut w = orig.clone();
+                w[k] += delta;
+                var.set(&Tensor::from_vec(w, var.shape(), &Device::Cpu).unwrap()).unwrap();
+                value(&loss(&gan))
+            };
+            let fd = (at(h) - at(-h)) / (2.0 * h as f64);
+            at(0.0);
+            let a = analytic[k] as f64;
+            assert!((a - fd).abs() < 2e-3 + 0.05 * fd.abs(), "{name}[{k}]: {a} vs {fd}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 2 * gan.g_params.params.len());
+}
+
+/// A configuration saved before DiffAugment existed loads with it off.
+#[test]
+fn diff_augment_is_off_in_old_configs() {
+    let mut v = serde_json::to_value(GanConfig { diff_augment: true, ..GanConfig::default() }).unwrap();
+    v.as_object_mut().unwrap().remove("diff_augment").unwrap();
+    let old: GanConfig = serde_json::from_value(v).unwrap();
+    assert!(!old.diff_augment);
+}
+
+/// With the minibatch std, D's head reads one feature more (the counts agree), steps stay
+/// finite, and the head's extra weight learns (it gets a gradient); old configs load without it.
+#[test]
+fn minibatch_std_widens_the_head_and_trains() {
+    let net = NetConfig {
+        arch: Arch::Conv,
+        input: ImageShape::new(1, 8, 8),
+        hidden: vec![2, 3],
+        latent_dim: 2,
+        activation: Activation::LeakyRelu,
+        classes: 0,
+    };
+    let plain = GanConfig { net, batch_norm: true, ..GanConfig::default() };
+    let cfg = GanConfig { minibatch_std: true, ..plain.clone() };
+    assert_eq!(cfg.param_count(), plain.param_count() + 1);
+    let mut gan = Gan::new(cfg.clone(), AdamConfig::default(), 2, &Exec::cpu()).unwrap();
+    assert_eq!(gan.param_count() as u64, cfg.param_count());
+    let head = |g: &Gan| {
+        let (_, w) = g.d_params.params.iter().find(|(n, _)| n == "discriminator.out.weight").unwrap();
+        w.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    };
+    let before = head(&gan);
+    let mut rng = StdRng::seed_from_u64(1);
+    let v: Vec<f32> = (0..8 * 64).map(|_| rng.random_range(0.0f32..1.0)).collect();
+    let batch = Batch::unlabelled(Tensor::from_vec(v, (8, 64), &Device::Cpu).unwrap());
+    for _ in 0..3 {
+        let StepOutcome::Applied(l) = gan.train_step(&batch, &mut rng).unwrap() else {
+            panic!("a non-finite step")
+        };
+        assert!(l.get(LossKey::DLoss).unwrap().is_finite());
+    }
+    let after = head(&gan);
+    assert_ne!(before.last(), after.last(), "the std feature's weight did not move");
+    let mut v = serde_json::to_value(&cfg).unwrap();
+    v.as_object_mut().unwrap().remove("minibatch_std").unwrap();
+    assert!(!serde_json::from_value::<GanConfig>(v).unwrap().minibatch_std);
 }
