@@ -2,7 +2,7 @@
 
 use candle_core::{bail, CpuStorage, Layout, Result, Shape, Tensor};
 
-use super::{sum_parts, Conv2dAct, Split};
+use super::{direct3x3, sum_parts, Conv2dAct, Split};
 use crate::engine::kernels::buffers::{output, Scratch};
 use crate::engine::kernels::cpu::{f32s, with_f32};
 use crate::engine::kernels::gemm::gemm_into;
@@ -38,6 +38,39 @@ impl candle_core::CustomOp3 for Conv2dAct {
         let shape = Shape::from((batch, cout, ho, wo));
         let sp = Split::new(ckk * l, batch);
         let (geom, e, threads) = (self.geom, self.epilogue, sp.gemm_threads());
+        if direct3x3::applies(geom) {
+            let packed = direct3x3::pack(w, cout, cin, false);
+            let p = direct3x3::Planes::new(h, wd);
+            // SAFETY: every image of every part writes its `Cout·L` outputs once (`e.map` over
+            // each row) and reads none of them.
+            let out = unsafe {
+                output(shape.elem_count(), |out| {
+                    if out.is_empty() {
+                        return Ok(());
+                    }
+                    sp.run(batch, out, cout * l, |first, n, out| {
+                        // Scratch: `border` and `conv` write all of each before it is read.
+                        let mut planes = Scratch::new(cin * p.ps);
+                        let mut grid = Scratch::new(cout * p.gs);
+                        for (i, outs) in out[..n * cout * l].chunks_exact_mut(cout * l).enumerate() {
+                            p.border(&x[(first + i) * img..], cin, (h * wd, wd), &mut planes);
+                            direct3x3::conv(&p, &planes, cin, &packed, cout, &mut grid);
+                            fastmath::with_simd(|| {
+                                for ((co, &bias), plane) in b.iter().enumerate().zip(outs.chunks_exact_mut(l))
+                                {
+                                    for (r, row) in plane.chunks_exact_mut(wo).enumerate() {
+                                        e.map(row, p.row(&grid, co, r), |v| v + bias);
+                                    }
+                                }
+                            });
+                        }
+                        Ok(())
+                    })
+                    .map(|_| ())
+                })?
+            };
+            return Ok((CpuStorage::F32(out), shape));
+        }
         // SAFETY: every chunk of every part writes each of its images' `Cout·L` outputs once
         // (`e.map` over each plane) and reads none of them.
         let out = unsafe {
@@ -110,13 +143,20 @@ impl candle_core::CustomOp3 for Conv2dAct {
                         with_f32(w, "conv2d: w", |wv| {
                             let sp = Split::new(ckk * l, batch);
                             let threads = sp.gemm_threads();
+                            let direct = want_dx && direct3x3::applies(geom);
+                            let packed =
+                                if direct { direct3x3::pack(wv, cout, cin, true) } else { Vec::new() };
+                            let p = direct3x3::Planes::new(h, wd);
                             sp.run(batch, &mut dx, img, |first, n, dx| {
                                 let (nb, ld) = (sp.nb, sp.nb * l);
                                 // Scratch: each is written (unfold, `grad_into`, gemm) before
                                 // it is read, over the `m·L` columns read.
                                 let mut cols = Scratch::new(if want_dw { ckk * ld } else { 0 });
                                 let mut g = Scratch::new(cout * ld); // [Cout, ld]
-                                let mut dcols = Scratch::new(if want_dx { ckk * ld } else { 0 });
+                                let mut dcols = Scratch::new(if want_dx && !direct { ckk * ld } else { 0 });
+                                // The direct input gradient's bordered planes of g and its grid.
+                                let mut gplanes = Scratch::new(if direct { cout * p.ps } else { 0 });
+                                let mut dgrid = Scratch::new(if direct { cin * p.gs } else { 0 });
                                 let (mut dw, mut db) = (vec![0f32; cout * ckk], vec![0f32; cout]);
                                 for c0 in (0..n).step_by(nb) {
                                     let (m, b0) = (nb.min(n - c0), first + c0);
@@ -154,7 +194,19 @@ impl candle_core::CustomOp3 for Conv2dAct {
                                             threads,
                                         );
                                     }
-                                    if want_dx {
+                                    if direct {
+                                        // dx = g convolved with the flipped, transposed weights.
+                                        let dxs = &mut dx[c0 * img..][..m * img];
+                                        for (bi, dxi) in dxs.chunks_exact_mut(img).enumerate() {
+                                            p.border(&g[bi * l..], cout, (ld, wd), &mut gplanes);
+                                            direct3x3::conv(&p, &gplanes, cout, &packed, cin, &mut dgrid);
+                                            for (ci, plane) in dxi.chunks_exact_mut(h * wd).enumerate() {
+                                                for (r, row) in plane.chunks_exact_mut(wd).enumerate() {
+                                                    row.copy_from_slice(p.row(&dgrid, ci, r));
+                                                }
+                                            }
+                                        }
+                                    } else if want_dx {
                                         // dcols [Cin·k·k, m·L] = Wᵀ · g, folded back onto the input.
                                         gemm_into(
                                             (ckk, m * l, cout),
