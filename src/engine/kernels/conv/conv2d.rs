@@ -9,6 +9,9 @@ use crate::engine::kernels::gemm::gemm_into;
 use crate::engine::kernels::im2col::{fold_into, unfold_into};
 use crate::engine::kernels::{fastmath, SideGrads};
 
+/// Planes wider than this take the direct weight gradient ([`direct3x3::chunk_grads`]).
+const DIRECT_DW_MIN_WIDTH: usize = 16;
+
 impl candle_core::CustomOp3 for Conv2dAct {
     fn name(&self) -> &'static str {
         "fused-conv2d"
@@ -141,22 +144,23 @@ impl candle_core::CustomOp3 for Conv2dAct {
                 with_f32(&grad, "conv2d: gradient", |gv| {
                     with_f32(x, "conv2d: x", |xv| {
                         with_f32(w, "conv2d: w", |wv| {
-                            let sp = Split::new(ckk * l, batch);
+                            // Wide planes (the U-Net's 28×28 layers) take the weight gradient
+                            // directly too (`direct3x3::chunk_grads`); on narrower ones the
+                            // per-chunk lane sums cost more than im2col + gemm.
+                            let full = direct3x3::applies(geom) && wd > DIRECT_DW_MIN_WIDTH;
+                            let p = direct3x3::Planes::new(h, wd);
+                            let sp = Split::new(if full { (cin + cout) * p.ps } else { ckk * l }, batch);
                             let threads = sp.gemm_threads();
                             let direct = want_dx && direct3x3::applies(geom);
                             let packed =
                                 if direct { direct3x3::pack(wv, cout, cin, true) } else { Vec::new() };
-                            let p = direct3x3::Planes::new(h, wd);
                             sp.run(batch, &mut dx, img, |first, n, dx| {
                                 let (nb, ld) = (sp.nb, sp.nb * l);
                                 // Scratch: each is written (unfold, `grad_into`, gemm) before
                                 // it is read, over the `m·L` columns read.
-                                let mut cols = Scratch::new(if want_dw { ckk * ld } else { 0 });
+                                let mut cols = Scratch::new(if want_dw && !full { ckk * ld } else { 0 });
                                 let mut g = Scratch::new(cout * ld); // [Cout, ld]
                                 let mut dcols = Scratch::new(if want_dx && !direct { ckk * ld } else { 0 });
-                                // The direct input gradient's bordered planes of g and its grid.
-                                let mut gplanes = Scratch::new(if direct { cout * p.ps } else { 0 });
-                                let mut dgrid = Scratch::new(if direct { cin * p.gs } else { 0 });
                                 let (mut dw, mut db) = (vec![0f32; cout * ckk], vec![0f32; cout]);
                                 for c0 in (0..n).step_by(nb) {
                                     let (m, b0) = (nb.min(n - c0), first + c0);
@@ -171,6 +175,18 @@ impl candle_core::CustomOp3 for Conv2dAct {
                                             db[co] += e.grad_into(&mut g[co * ld + bi * l..][..l], yp, gp);
                                         }
                                     });
+                                    if full {
+                                        direct3x3::chunk_grads(
+                                            &p,
+                                            (m, cin, cout),
+                                            &xv[b0 * img..][..m * img],
+                                            (&g, ld),
+                                            &packed,
+                                            want_dw.then_some(&mut dw[..]),
+                                            want_dx.then(|| &mut dx[c0 * img..][..m * img]),
+                                        );
+                                        continue;
+                                    }
                                     if want_dw {
                                         let xs = &xv[b0 * img..][..m * img];
                                         unfold_into(
@@ -196,16 +212,15 @@ impl candle_core::CustomOp3 for Conv2dAct {
                                     }
                                     if direct {
                                         // dx = g convolved with the flipped, transposed weights.
-                                        let dxs = &mut dx[c0 * img..][..m * img];
-                                        for (bi, dxi) in dxs.chunks_exact_mut(img).enumerate() {
-                                            p.border(&g[bi * l..], cout, (ld, wd), &mut gplanes);
-                                            direct3x3::conv(&p, &gplanes, cout, &packed, cin, &mut dgrid);
-                                            for (ci, plane) in dxi.chunks_exact_mut(h * wd).enumerate() {
-                                                for (r, row) in plane.chunks_exact_mut(wd).enumerate() {
-                                                    row.copy_from_slice(p.row(&dgrid, ci, r));
-                                                }
-                                            }
-                                        }
+                                        direct3x3::chunk_grads(
+                                            &p,
+                                            (m, cin, cout),
+                                            &xv[b0 * img..][..m * img],
+                                            (&g, ld),
+                                            &packed,
+                                            None,
+                                            Some(&mut dx[c0 * img..][..m * img]),
+                                        );
                                     } else if want_dx {
                                         // dcols [Cin·k·k, m·L] = Wᵀ · g, folded back onto the input.
                                         gemm_into(

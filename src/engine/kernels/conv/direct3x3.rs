@@ -1,6 +1,6 @@
 //! The 3×3, stride-1, padding-1 convolution (the diffusion U-Net's) as a direct AVX-512 kernel
 //! on zero-bordered planes, with no im2col: the forward pass and, with the weights flipped and
-//! transposed, the input gradient. The weight gradient stays im2col + gemm ([`super::conv2d`]).
+//! transposed, the input gradient; and the weight gradient on planes wider than 16.
 //!
 //! im2col copies every input value 9 times and col2im adds 9 values into each input gradient;
 //! with gemm's packing of those columns they were ~40% of a U-Net training step (unfold 12%,
@@ -10,9 +10,12 @@
 //! `o_h·wp + o_w + i·wp + j`: every offset is a contiguous, shifted run of the bordered plane,
 //! so 16 outputs are one unaligned load per offset and input channel. The register block is
 //! up to 8 output channels × 3 vectors of 16 positions (24 accumulators), each weight a
-//! broadcast operand of its FMAs.
+//! broadcast operand of its FMAs. The weight gradient ([`weight_grad`]) sums, per output
+//! channel and offset, the bordered gradient against the shifted bordered input; the fused
+//! conv takes it on wide planes only (see `conv2d.rs`).
 
 use super::Geometry;
+use crate::engine::kernels::buffers::Scratch;
 
 /// The one geometry this kernel computes.
 const K3: Geometry = Geometry { kernel: 3, stride: 1, pad: 1 };
@@ -228,12 +231,196 @@ unsafe fn block<const CO: usize, const PV: usize>(
     }
 }
 
+/// The input and weight gradients of a chunk of `m` images of the fused conv's backward pass:
+/// `xs` their inputs `[m, ins, h, w]`, `g` the gradient before the conv `[outs, ld]` (image
+/// `b`'s plane `co` at `co·ld + b·h·w`), `flipped` the weights [`pack`]ed with `flip`. Adds
+/// into `dw` `[outs, ins, 3, 3]` when given; writes `dx` `[m, ins, h, w]` when given.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn chunk_grads(
+    p: &Planes,
+    (m, ins, outs): (usize, usize, usize),
+    xs: &[f32],
+    (g, ld): (&[f32], usize),
+    flipped: &[f32],
+    dw: Option<&mut [f32]>,
+    dx: Option<&mut [f32]>,
+) {
+    let (h, w) = (p.h, p.w);
+    let mut gplanes = Scratch::new(m * outs * p.ps);
+    for (b, planes) in gplanes.chunks_exact_mut(outs * p.ps).enumerate() {
+        p.border(&g[b * h * w..], outs, (ld, w), planes);
+    }
+    if let Some(dw) = dw {
+        let mut xplanes = Scratch::new(m * ins * p.ps);
+        for (b, planes) in xplanes.chunks_exact_mut(ins * p.ps).enumerate() {
+            p.border(&xs[b * ins * h * w..], ins, (h * w, w), planes);
+        }
+        weight_grad(p, &xplanes, ins, &gplanes, outs, m, dw);
+    }
+    if let Some(dx) = dx {
+        let mut grid = Scratch::new(ins * p.gs);
+        for (planes, dxi) in gplanes.chunks_exact(outs * p.ps).zip(dx.chunks_exact_mut(ins * h * w)) {
+            conv(p, planes, outs, flipped, ins, &mut grid);
+            for (ci, plane) in dxi.chunks_exact_mut(h * w).enumerate() {
+                for (r, row) in plane.chunks_exact_mut(w).enumerate() {
+                    row.copy_from_slice(p.row(&grid, ci, r));
+                }
+            }
+        }
+    }
+}
+
+/// The weight gradient of `m` images: `dw[(co·ins + ci)·9 + (i·3 + j)] += Σ_img Σ_(r,c)
+/// g[img, co, r, c] · x[img, ci, r + i − 1, c + j − 1]`. `xplanes` holds each image's `ins`
+/// bordered planes of the input and `gplanes` its `outs` bordered planes of the output's
+/// gradient ([`Planes::border`]), `ins·ps` and `outs·ps` values per image. A grid position
+/// `pos` reads g at `pos + wp + 1` of its bordered plane, where the unused columns and the rows
+/// past the image are border zeros, so they add nothing.
+pub(super) fn weight_grad(
+    p: &Planes,
+    xplanes: &[f32],
+    ins: usize,
+    gplanes: &[f32],
+    outs: usize,
+    m: usize,
+    dw: &mut [f32],
+) {
+    assert!(
+        xplanes.len() >= m * ins * p.ps && gplanes.len() >= m * outs * p.ps && dw.len() >= outs * ins * 9
+    );
+    #[cfg(target_arch = "x86_64")]
+    if applies(K3) {
+        // SAFETY: AVX-512F is there; the assert bounds every read (see `dw_block`).
+        return unsafe { weight_grad_avx512(p, xplanes, ins, gplanes, outs, m, dw) };
+    }
+    let offs = offsets(p.wp);
+    for img in 0..m {
+        for co in 0..outs {
+            let gp = &gplanes[(img * outs + co) * p.ps + p.wp + 1..];
+            for ci in 0..ins {
+                let xp = &xplanes[(img * ins + ci) * p.ps..];
+                for (t, off) in offs.iter().enumerate() {
+                    dw[(co * ins + ci) * 9 + t] += (0..p.gs).map(|pos| gp[pos] * xp[pos + off]).sum::<f32>();
+                }
+            }
+        }
+    }
+}
+
+/// # Safety
+/// AVX-512F; the lengths that [`weight_grad`] asserts.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn weight_grad_avx512(
+    p: &Planes,
+    xplanes: &[f32],
+    ins: usize,
+    gplanes: &[f32],
+    outs: usize,
+    m: usize,
+    dw: &mut [f32],
+) {
+    let offs = offsets(p.wp);
+    let strides = (ins * p.ps, outs * p.ps, p.ps);
+    for (c0, n) in co_blocks(outs) {
+        for ci in 0..ins {
+            for i in 0..3 {
+                let row = [offs[3 * i], offs[3 * i + 1], offs[3 * i + 2]];
+                // SAFETY: image `img`'s reads are `gplanes[(img·outs + c0 + c)·ps + wp + 1 +
+                // pos..][..16]` and `xplanes[(img·ins + ci)·ps + pos + off..][..16]` with
+                // `pos + 16 ≤ gs`, `off ≤ 2·wp + 2`, so inside each plane of
+                // `ps ≥ gs + 2·wp + 2` values.
+                let sums: [[f32; 3]; CO_MAX] = unsafe {
+                    let x0 = xplanes.as_ptr().add(ci * p.ps);
+                    let g0 = gplanes.as_ptr().add(c0 * p.ps + p.wp + 1);
+                    let nv = p.gs / 16;
+                    macro_rules! go {
+                        ($co:literal) => {{
+                            let s = dw_block::<$co>(x0, g0, strides, row, nv, m);
+                            let mut out = [[0.0; 3]; CO_MAX];
+                            out[..$co].copy_from_slice(&s);
+                            out
+                        }};
+                    }
+                    match n {
+                        8 => {
+                            let a = dw_block::<4>(x0, g0, strides, row, nv, m);
+                            let b = dw_block::<4>(x0, g0.add(4 * p.ps), strides, row, nv, m);
+                            let mut out = [[0.0; 3]; CO_MAX];
+                            out[..4].copy_from_slice(&a);
+                            out[4..].copy_from_slice(&b);
+                            out
+                        }
+                        4 => go!(4),
+                        2 => go!(2),
+                        _ => go!(1),
+                    }
+                };
+                for (c, s) in sums.iter().enumerate().take(n) {
+                    let d = &mut dw[((c0 + c) * ins + ci) * 9 + 3 * i..][..3];
+                    d.iter_mut().zip(s).for_each(|(d, s)| *d += s);
+                }
+            }
+        }
+    }
+}
+
+/// `CO` output channels' sums over the 3 offsets `row` (one kernel row) of one input channel,
+/// all `m` images and `nv` vectors of grid positions, the lanes summed: `[CO][3]`. A kernel row
+/// at a time, 4 channels: 12 accumulators; all 9 offsets of 2 channels (18) made LLVM shuffle
+/// and spill them every iteration.
+///
+/// # Safety
+/// AVX-512F; the reads [`weight_grad_avx512`] states are in bounds.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn dw_block<const CO: usize>(
+    x0: *const f32,
+    g0: *const f32,
+    (x_image, g_image, ps): (usize, usize, usize),
+    row: [usize; 3],
+    nv: usize,
+    m: usize,
+) -> [[f32; 3]; CO] {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm512_setzero_ps(); 3]; CO];
+    // SAFETY: the caller's bounds.
+    unsafe {
+        for img in 0..m {
+            let (xs, gs) = (x0.add(img * x_image), g0.add(img * g_image));
+            for v in 0..nv {
+                let pos = 16 * v;
+                let x = [
+                    _mm512_loadu_ps(xs.add(pos + row[0])),
+                    _mm512_loadu_ps(xs.add(pos + row[1])),
+                    _mm512_loadu_ps(xs.add(pos + row[2])),
+                ];
+                for (c, a) in acc.iter_mut().enumerate() {
+                    let g = _mm512_loadu_ps(gs.add(c * ps + pos));
+                    for (a, &x) in a.iter_mut().zip(&x) {
+                        *a = _mm512_fmadd_ps(g, x, *a);
+                    }
+                }
+            }
+        }
+    }
+    let mut sums = [[0.0; 3]; CO];
+    for (s, a) in sums.iter_mut().zip(&acc) {
+        for (s, &a) in s.iter_mut().zip(a) {
+            *s = _mm512_reduce_add_ps(a);
+        }
+    }
+    sums
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The kernel against the definition of the convolution (f64 sums over the plain image),
-    /// forward and, flipped, as the input gradient (the adjoint: ⟨conv(x), g⟩ = ⟨x, convᵀ(g)⟩),
+    /// The kernels against the definition of the convolution (f64 sums over the plain image):
+    /// forward, flipped as the input gradient (the adjoint: ⟨conv(x), g⟩ = ⟨x, convᵀ(g)⟩), and
+    /// the weight gradient,
     /// for channel counts that use every block size and sides that leave partial vectors.
     #[test]
     fn direct_conv_matches_the_definition_and_its_adjoint() {
@@ -290,6 +477,38 @@ mod tests {
                 }
             }
             assert!((lhs - rhs).abs() < 1e-3 * lhs.abs().max(1.0), "adjoint, {cin}→{cout}: {lhs} vs {rhs}");
+
+            // The weight gradient of ⟨y, g⟩ over two images (the second one's x and g negated,
+            // so its terms equal the first's), added to 0.5: 0.5 + 2·∂⟨y, g⟩/∂w.
+            let (xn, gn): (Vec<f32>, Vec<f32>) =
+                (x.iter().map(|v| -v).collect(), g.iter().map(|v| -v).collect());
+            let mut xp2 = vec![f32::NAN; 2 * cin * p.ps];
+            p.border(&x, cin, (h * w, w), &mut xp2);
+            p.border(&xn, cin, (h * w, w), &mut xp2[cin * p.ps..]);
+            let mut gp2 = vec![f32::NAN; 2 * cout * p.ps];
+            p.border(&g, cout, (h * w, w), &mut gp2);
+            p.border(&gn, cout, (h * w, w), &mut gp2[cout * p.ps..]);
+            let mut dw = vec![0.5f32; cout * cin * 9];
+            weight_grad(&p, &xp2, cin, &gp2, cout, 2, &mut dw);
+            for co in 0..cout {
+                for ci in 0..cin {
+                    for t in 0..9 {
+                        let (i, j) = ((t / 3) as isize, (t % 3) as isize);
+                        let mut want = 0.5;
+                        for r in 0..h as isize {
+                            for c in 0..w as isize {
+                                let gv = g[(co * h + r as usize) * w + c as usize] as f64;
+                                want += 2.0 * gv * at(ci, r + i - 1, c + j - 1);
+                            }
+                        }
+                        let got = dw[(co * cin + ci) * 9 + t] as f64;
+                        assert!(
+                            (got - want).abs() < 1e-3 * want.abs().max(1.0),
+                            "dW ({co}, {ci}, {t}): {got} vs {want}"
+                        );
+                    }
+                }
+            }
         }
     }
 }
