@@ -2,12 +2,15 @@
 
 use candle_core::{bail, CpuStorage, Layout, Result, Shape, Tensor};
 
-use super::{sum_parts, Conv2dAct, Split};
+use super::{direct3x3, sum_parts, Conv2dAct, Split};
 use crate::engine::kernels::buffers::{output, Scratch};
 use crate::engine::kernels::cpu::{f32s, with_f32};
 use crate::engine::kernels::gemm::gemm_into;
 use crate::engine::kernels::im2col::{fold_into, unfold_into};
 use crate::engine::kernels::{fastmath, SideGrads};
+
+/// Planes wider than this take the direct weight gradient ([`direct3x3::chunk_grads`]).
+const DIRECT_DW_MIN_WIDTH: usize = 16;
 
 impl candle_core::CustomOp3 for Conv2dAct {
     fn name(&self) -> &'static str {
@@ -38,6 +41,39 @@ impl candle_core::CustomOp3 for Conv2dAct {
         let shape = Shape::from((batch, cout, ho, wo));
         let sp = Split::new(ckk * l, batch);
         let (geom, e, threads) = (self.geom, self.epilogue, sp.gemm_threads());
+        if direct3x3::applies(geom) {
+            let packed = direct3x3::pack(w, cout, cin, false);
+            let p = direct3x3::Planes::new(h, wd);
+            // SAFETY: every image of every part writes its `Cout·L` outputs once (`e.map` over
+            // each row) and reads none of them.
+            let out = unsafe {
+                output(shape.elem_count(), |out| {
+                    if out.is_empty() {
+                        return Ok(());
+                    }
+                    sp.run(batch, out, cout * l, |first, n, out| {
+                        // Scratch: `border` and `conv` write all of each before it is read.
+                        let mut planes = Scratch::new(cin * p.ps);
+                        let mut grid = Scratch::new(cout * p.gs);
+                        for (i, outs) in out[..n * cout * l].chunks_exact_mut(cout * l).enumerate() {
+                            p.border(&x[(first + i) * img..], cin, (h * wd, wd), &mut planes);
+                            direct3x3::conv(&p, &planes, cin, &packed, cout, &mut grid);
+                            fastmath::with_simd(|| {
+                                for ((co, &bias), plane) in b.iter().enumerate().zip(outs.chunks_exact_mut(l))
+                                {
+                                    for (r, row) in plane.chunks_exact_mut(wo).enumerate() {
+                                        e.map(row, p.row(&grid, co, r), |v| v + bias);
+                                    }
+                                }
+                            });
+                        }
+                        Ok(())
+                    })
+                    .map(|_| ())
+                })?
+            };
+            return Ok((CpuStorage::F32(out), shape));
+        }
         // SAFETY: every chunk of every part writes each of its images' `Cout·L` outputs once
         // (`e.map` over each plane) and reads none of them.
         let out = unsafe {
@@ -108,15 +144,23 @@ impl candle_core::CustomOp3 for Conv2dAct {
                 with_f32(&grad, "conv2d: gradient", |gv| {
                     with_f32(x, "conv2d: x", |xv| {
                         with_f32(w, "conv2d: w", |wv| {
-                            let sp = Split::new(ckk * l, batch);
+                            // Wide planes (the U-Net's 28×28 layers) take the weight gradient
+                            // directly too (`direct3x3::chunk_grads`); on narrower ones the
+                            // per-chunk lane sums cost more than im2col + gemm.
+                            let full = direct3x3::applies(geom) && wd > DIRECT_DW_MIN_WIDTH;
+                            let p = direct3x3::Planes::new(h, wd);
+                            let sp = Split::new(if full { (cin + cout) * p.ps } else { ckk * l }, batch);
                             let threads = sp.gemm_threads();
+                            let direct = want_dx && direct3x3::applies(geom);
+                            let packed =
+                                if direct { direct3x3::pack(wv, cout, cin, true) } else { Vec::new() };
                             sp.run(batch, &mut dx, img, |first, n, dx| {
                                 let (nb, ld) = (sp.nb, sp.nb * l);
                                 // Scratch: each is written (unfold, `grad_into`, gemm) before
                                 // it is read, over the `m·L` columns read.
-                                let mut cols = Scratch::new(if want_dw { ckk * ld } else { 0 });
+                                let mut cols = Scratch::new(if want_dw && !full { ckk * ld } else { 0 });
                                 let mut g = Scratch::new(cout * ld); // [Cout, ld]
-                                let mut dcols = Scratch::new(if want_dx { ckk * ld } else { 0 });
+                                let mut dcols = Scratch::new(if want_dx && !direct { ckk * ld } else { 0 });
                                 let (mut dw, mut db) = (vec![0f32; cout * ckk], vec![0f32; cout]);
                                 for c0 in (0..n).step_by(nb) {
                                     let (m, b0) = (nb.min(n - c0), first + c0);
@@ -131,6 +175,18 @@ impl candle_core::CustomOp3 for Conv2dAct {
                                             db[co] += e.grad_into(&mut g[co * ld + bi * l..][..l], yp, gp);
                                         }
                                     });
+                                    if full {
+                                        direct3x3::chunk_grads(
+                                            &p,
+                                            (m, cin, cout),
+                                            &xv[b0 * img..][..m * img],
+                                            (&g, ld),
+                                            &packed,
+                                            want_dw.then_some(&mut dw[..]),
+                                            want_dx.then(|| &mut dx[c0 * img..][..m * img]),
+                                        );
+                                        continue;
+                                    }
                                     if want_dw {
                                         let xs = &xv[b0 * img..][..m * img];
                                         unfold_into(
@@ -154,7 +210,18 @@ impl candle_core::CustomOp3 for Conv2dAct {
                                             threads,
                                         );
                                     }
-                                    if want_dx {
+                                    if direct {
+                                        // dx = g convolved with the flipped, transposed weights.
+                                        direct3x3::chunk_grads(
+                                            &p,
+                                            (m, cin, cout),
+                                            &xv[b0 * img..][..m * img],
+                                            (&g, ld),
+                                            &packed,
+                                            None,
+                                            Some(&mut dx[c0 * img..][..m * img]),
+                                        );
+                                    } else if want_dx {
                                         // dcols [Cin·k·k, m·L] = Wᵀ · g, folded back onto the input.
                                         gemm_into(
                                             (ckk, m * l, cout),

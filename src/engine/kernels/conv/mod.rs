@@ -24,6 +24,7 @@
 
 mod conv2d;
 mod conv_transpose2d;
+mod direct3x3;
 #[cfg(test)]
 mod tests;
 
