@@ -34,7 +34,7 @@ fn the_denoising_trajectory_and_forward_process_appear_for_a_diffusion_run() {
     h.get_by_label_contains("t per column");
     // The grid's cost is measured and the rule that spaces the grids is said.
     let seconds = run(h.state()).unwrap().grid_seconds.unwrap();
-    assert!(seconds > 0.0, "{seconds}");
+    assert!(seconds > 0.1, "a 100-step sampler's grid took {seconds} s");
     h.get_by_label_contains(&format!("A grid takes {seconds:.2} s to draw"));
 
     // The forward process of the first test image: at t = 1 it is (almost) pure noise.

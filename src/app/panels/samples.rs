@@ -597,8 +597,13 @@ impl SamplesTab {
 /// What a grid costs and when the worker draws one (see `engine/worker/views.rs`).
 fn grid_cost_note(seconds: f64, every: u64) -> String {
     let budget = crate::engine::protocol::VIEW_BUDGET * 100.0;
+    let cost = match seconds {
+        s if s < 0.001 => "under 1 ms".to_string(),
+        s if s < 0.1 => format!("{:.0} ms", s * 1000.0),
+        s => format!("{s:.2} s"),
+    };
     format!(
-        "A grid takes {seconds:.2} s to draw. It is due every {every} steps and at each epoch's end, \
+        "A grid takes {cost} to draw. It is due every {every} steps and at each epoch's end, \
          and drawn when the grids so far have taken under {budget:.0}% of the training time."
     )
 }
