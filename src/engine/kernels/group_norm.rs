@@ -32,13 +32,6 @@ fn gn_dims(dims: &[usize], groups: usize) -> Result<(usize, usize, usize)> {
     }
 }
 
-/// `z · σ(z)` and its derivative `σ(z) · (1 + z · (1 − σ(z)))`.
-#[inline(always)]
-fn silu_and_grad(z: f32) -> (f32, f32) {
-    let s = fastmath::sigmoid(z);
-    (z * s, s * (1.0 + z * (1.0 - s)))
-}
-
 /// Mean and 1/σ of one group's values (the sum in f32 lanes, the squares around the mean).
 fn moments(v: &[f32], eps: f32) -> (f32, f32) {
     let n = v.len().max(1) as f32;
@@ -109,10 +102,7 @@ impl CustomOp3 for GroupNormSilu {
                                 {
                                     let scale = gamma[first + k] * rstd;
                                     let shift = beta[first + k] - mean * scale;
-                                    for (o, &v) in o.iter_mut().zip(p) {
-                                        let z = v * scale + shift;
-                                        *o = z * fastmath::sigmoid(z);
-                                    }
+                                    fastmath::silu_affine(o, p, scale, shift);
                                 }
                             })
                         });
@@ -173,9 +163,8 @@ impl CustomOp3 for GroupNormSilu {
                                 let (gm, bt) = (gam[first + k], bet[first + k]);
                                 let (xc, gc) = (&xs[k * l..(k + 1) * l], &gs[k * l..(k + 1) * l]);
                                 let dz = &mut dxs[k * l..(k + 1) * l];
-                                for ((d, &v), &g) in dz.iter_mut().zip(xc).zip(gc) {
-                                    *d = g * silu_and_grad((v - mean) * rstd * gm + bt).1;
-                                }
+                                let scale = rstd * gm;
+                                fastmath::silu_grad_affine(dz, xc, gc, scale, bt - mean * scale);
                                 let s_dz = fastmath::sum(dz);
                                 let s_dz_xh = dot_centred(dz, xc, mean) * rstd;
                                 sums[k] = (s_dz, s_dz_xh);
