@@ -7,7 +7,7 @@ use crate::engine::kernels::buffers::{output, Scratch};
 use crate::engine::kernels::cpu::{f32s, with_f32};
 use crate::engine::kernels::gemm::gemm_into;
 use crate::engine::kernels::im2col::{fold_into, unfold_into};
-use crate::engine::kernels::{fastmath, SideGrads};
+use crate::engine::kernels::{fastmath, Epilogue, SideGrads};
 
 /// Planes wider than this take the direct weight gradient ([`direct3x3::chunk_grads`]).
 const DIRECT_DW_MIN_WIDTH: usize = 16;
@@ -44,28 +44,23 @@ impl candle_core::CustomOp3 for Conv2dAct {
         if direct3x3::applies(geom) {
             let packed = direct3x3::pack(w, cout, cin, false);
             let p = direct3x3::Planes::new(h, wd);
-            // SAFETY: every image of every part writes its `Cout·L` outputs once (`e.map` over
-            // each row) and reads none of them.
+            // SAFETY: every image of every part writes its `Cout·L` outputs once (`conv` writes
+            // every value of `[Cout, H, W]`, the epilogue then maps them in place) and reads
+            // none before.
             let out = unsafe {
                 output(shape.elem_count(), |out| {
                     if out.is_empty() {
                         return Ok(());
                     }
                     sp.run(batch, out, cout * l, |first, n, out| {
-                        // Scratch: `border` and `conv` write all of each before it is read.
+                        // Scratch: `border` writes all of it before `conv` reads it.
                         let mut planes = Scratch::new(cin * p.ps);
-                        let mut grid = Scratch::new(cout * p.gs);
                         for (i, outs) in out[..n * cout * l].chunks_exact_mut(cout * l).enumerate() {
                             p.border(&x[(first + i) * img..], cin, (h * wd, wd), &mut planes);
-                            direct3x3::conv(&p, &planes, cin, &packed, cout, &mut grid);
-                            fastmath::with_simd(|| {
-                                for ((co, &bias), plane) in b.iter().enumerate().zip(outs.chunks_exact_mut(l))
-                                {
-                                    for (r, row) in plane.chunks_exact_mut(wo).enumerate() {
-                                        e.map(row, p.row(&grid, co, r), |v| v + bias);
-                                    }
-                                }
-                            });
+                            direct3x3::conv(&p, &planes, cin, &packed, cout, Some(b), outs);
+                            if e != Epilogue::Identity {
+                                fastmath::with_simd(|| e.map_in_place(outs, |v| v));
+                            }
                         }
                         Ok(())
                     })

@@ -76,11 +76,6 @@ impl Planes {
             }
         }
     }
-
-    /// The `w` outputs of row `r` of grid plane `c` in `grid`.
-    pub(super) fn row<'a>(&self, grid: &'a [f32], c: usize, r: usize) -> &'a [f32] {
-        &grid[c * self.gs + r * self.wp..][..self.w]
-    }
 }
 
 /// Output-channel blocks `(first, count)` of `c` channels: blocks of [`CO_MAX`], then 4, 2, 1.
@@ -116,29 +111,46 @@ pub(super) fn pack(w: &[f32], cout: usize, cin: usize, flip: bool) -> Vec<f32> {
     packed
 }
 
-/// `grid[co·gs + pos] = Σ_ci Σ_(i,j) packed(co, ci, i, j) · planes[ci·ps + pos + i·wp + j]`
-/// for every output channel `co < outs` and grid position `pos < gs`: `planes` holds `ins`
-/// bordered planes ([`Planes::border`]), `packed` comes from [`pack`].
-pub(super) fn conv(p: &Planes, planes: &[f32], ins: usize, packed: &[f32], outs: usize, grid: &mut [f32]) {
-    assert!(planes.len() >= ins * p.ps && packed.len() >= outs * ins * 9 && grid.len() >= outs * p.gs);
+/// `out[co·h·w + r·w + c] = bias[co] + Σ_ci Σ_(i,j) packed(co, ci, i, j) · planes[ci·ps + (r +
+/// i)·wp + c + j]` for every output channel `co < outs` (`out`: `[outs, h, w]`, bias 0 when
+/// `None`): `planes` holds `ins` bordered planes ([`Planes::border`]), `packed` comes from
+/// [`pack`]. The kernel writes the image rows straight from its registers (the grid's two
+/// unused columns dropped), with the bias as the accumulators' start, so no grid buffer and
+/// no separate bias pass.
+pub(super) fn conv(
+    p: &Planes,
+    planes: &[f32],
+    ins: usize,
+    packed: &[f32],
+    outs: usize,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    let hw = p.h * p.w;
+    assert!(planes.len() >= ins * p.ps && packed.len() >= outs * ins * 9 && out.len() >= outs * hw);
+    assert!(bias.is_none_or(|b| b.len() >= outs));
     #[cfg(target_arch = "x86_64")]
     if applies(K3) {
-        // SAFETY: AVX-512F is there; the assert bounds every block's reads and writes (see `block`).
-        return unsafe { conv_avx512(p, planes, ins, packed, outs, grid) };
+        // SAFETY: AVX-512F is there; the asserts bound every block's reads and writes (see `block`).
+        return unsafe { conv_avx512(p, planes, ins, packed, outs, bias, out) };
     }
     // Not reached by the fused op (it runs this kernel only where `applies`); kept exact for
     // any caller.
     let offs = offsets(p.wp);
     for co in 0..outs {
         let (c0, n) = co_blocks(outs).find(|&(c0, n)| co < c0 + n).unwrap_or((co, 1));
-        for pos in 0..p.gs {
-            let mut acc = 0.0;
-            for ci in 0..ins {
-                for (t, off) in offs.iter().enumerate() {
-                    acc += packed[c0 * ins * 9 + (ci * 9 + t) * n + co - c0] * planes[ci * p.ps + pos + off];
+        for r in 0..p.h {
+            for c in 0..p.w {
+                let pos = r * p.wp + c;
+                let mut acc = bias.map_or(0.0, |b| b[co]);
+                for ci in 0..ins {
+                    for (t, off) in offs.iter().enumerate() {
+                        acc +=
+                            packed[c0 * ins * 9 + (ci * 9 + t) * n + co - c0] * planes[ci * p.ps + pos + off];
+                    }
                 }
+                out[co * hw + r * p.w + c] = acc;
             }
-            grid[co * p.gs + pos] = acc;
         }
     }
 }
@@ -147,31 +159,53 @@ fn offsets(wp: usize) -> [usize; 9] {
     std::array::from_fn(|t| t / 3 * wp + t % 3)
 }
 
+/// Where grid vector `v` (positions `16·v..16·v + 16`) goes in an `h × w` output plane: the
+/// mask of its lanes inside the image (not in the two unused columns, not past row `h − 1`) and
+/// the output index of its first such lane. Those lanes, in order, are consecutive outputs.
+fn vector_place(p: &Planes, v: usize) -> (u16, usize) {
+    let q = 16 * v;
+    let mask = (0..16).filter(|&i| (q + i) % p.wp < p.w && q + i < p.h * p.wp).fold(0u16, |m, i| m | 1 << i);
+    (mask, (q / p.wp).min(p.h) * p.w + (q % p.wp).min(p.w) * usize::from(q / p.wp < p.h))
+}
+
 /// # Safety
 /// AVX-512F; the lengths that [`conv`] asserts.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn conv_avx512(p: &Planes, planes: &[f32], ins: usize, packed: &[f32], outs: usize, grid: &mut [f32]) {
+unsafe fn conv_avx512(
+    p: &Planes,
+    planes: &[f32],
+    ins: usize,
+    packed: &[f32],
+    outs: usize,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) {
     let offs = offsets(p.wp);
     let nv = p.gs / 16;
+    let places: Vec<(u16, usize)> = (0..nv).map(|v| vector_place(p, v)).collect();
+    let hw = p.h * p.w;
+    let zeros = [0f32; CO_MAX];
     for (c0, n) in co_blocks(outs) {
         let wk = packed[c0 * ins * 9..].as_ptr();
-        let out = grid[c0 * p.gs..].as_mut_ptr();
+        let dst = out[c0 * hw..].as_mut_ptr();
+        let b = bias.map_or(&zeros[..n], |b| &b[c0..c0 + n]);
         let mut v0 = 0;
         while v0 < nv {
             let pv = (nv - v0).min(PV_MAX);
-            let pos = v0 * 16;
+            let (pos, pl) = (v0 * 16, &places[v0..v0 + pv]);
             // SAFETY: a block reads `planes[ci·ps + pos + off ..][..16·pv]` with
             // `pos + 16·pv ≤ gs` and `off ≤ 2·wp + 2`, so below `ci·ps + ps` (`Planes::new`);
-            // it reads `n·ins·9` packed weights from its block's start and writes
-            // `grid[(c0 + c)·gs + pos..][..16·pv]`, `c < n`.
+            // it reads `n·ins·9` packed weights from its block's start and writes, per channel
+            // `c < n`, the lanes of each vector inside the image to `out[(c0 + c)·hw + at..]`,
+            // below `(c0 + c + 1)·hw` ([`vector_place`]).
             unsafe {
                 macro_rules! go {
                     ($co:literal) => {
                         match pv {
-                            3 => block::<$co, 3>(planes.as_ptr(), p.ps, ins, &offs, wk, out, p.gs, pos),
-                            2 => block::<$co, 2>(planes.as_ptr(), p.ps, ins, &offs, wk, out, p.gs, pos),
-                            _ => block::<$co, 1>(planes.as_ptr(), p.ps, ins, &offs, wk, out, p.gs, pos),
+                            3 => block::<$co, 3>(planes.as_ptr(), p.ps, ins, &offs, wk, b, dst, hw, pos, pl),
+                            2 => block::<$co, 2>(planes.as_ptr(), p.ps, ins, &offs, wk, b, dst, hw, pos, pl),
+                            _ => block::<$co, 1>(planes.as_ptr(), p.ps, ins, &offs, wk, b, dst, hw, pos, pl),
                         }
                     };
                 }
@@ -187,7 +221,9 @@ unsafe fn conv_avx512(p: &Planes, planes: &[f32], ins: usize, packed: &[f32], ou
     }
 }
 
-/// One register block: `CO` output channels × `PV` vectors of 16 grid positions from `pos`.
+/// One register block: `CO` output channels × `PV` vectors of 16 grid positions from `pos`,
+/// started at the channels' `bias`, each vector's image lanes compressed and stored at its
+/// place (`places`, from [`vector_place`]) in each channel's plane of `hw` outputs.
 ///
 /// # Safety
 /// AVX-512F; the reads and writes [`conv_avx512`] states are in bounds.
@@ -201,12 +237,14 @@ unsafe fn block<const CO: usize, const PV: usize>(
     ins: usize,
     offs: &[usize; 9],
     wk: *const f32,
+    bias: &[f32],
     out: *mut f32,
-    gs: usize,
+    hw: usize,
     pos: usize,
+    places: &[(u16, usize)],
 ) {
     use std::arch::x86_64::*;
-    let mut acc = [[_mm512_setzero_ps(); PV]; CO];
+    let mut acc: [[__m512; PV]; CO] = std::array::from_fn(|c| [_mm512_set1_ps(bias[c]); PV]);
     // SAFETY: the caller's bounds.
     unsafe {
         for ci in 0..ins {
@@ -223,9 +261,10 @@ unsafe fn block<const CO: usize, const PV: usize>(
                 }
             }
         }
-        for (c, row) in acc.iter().enumerate() {
-            for (v, &a) in row.iter().enumerate() {
-                _mm512_storeu_ps(out.add(c * gs + pos + 16 * v), a);
+        for (v, &(mask, at)) in places.iter().enumerate().take(PV) {
+            let keep = ((1u32 << mask.count_ones()) - 1) as u16;
+            for (c, row) in acc.iter().enumerate() {
+                _mm512_mask_storeu_ps(out.add(c * hw + at), keep, _mm512_maskz_compress_ps(mask, row[v]));
             }
         }
     }
@@ -258,14 +297,8 @@ pub(super) fn chunk_grads(
         weight_grad(p, &xplanes, ins, &gplanes, outs, m, dw);
     }
     if let Some(dx) = dx {
-        let mut grid = Scratch::new(ins * p.gs);
         for (planes, dxi) in gplanes.chunks_exact(outs * p.ps).zip(dx.chunks_exact_mut(ins * h * w)) {
-            conv(p, planes, outs, flipped, ins, &mut grid);
-            for (ci, plane) in dxi.chunks_exact_mut(h * w).enumerate() {
-                for (r, row) in plane.chunks_exact_mut(w).enumerate() {
-                    row.copy_from_slice(p.row(&grid, ci, r));
-                }
-            }
+            conv(p, planes, outs, flipped, ins, None, dxi);
         }
     }
 }
@@ -432,8 +465,9 @@ mod tests {
             let p = Planes::new(h, w);
             let mut planes = vec![f32::NAN; cin * p.ps];
             p.border(&x, cin, (h * w, w), &mut planes);
-            let mut grid = vec![f32::NAN; cout * p.gs];
-            conv(&p, &planes, cin, &pack(&wt, cout, cin, false), cout, &mut grid);
+            let bias: Vec<f32> = (0..cout).map(|i| val(i, 0.29)).collect();
+            let mut yb = vec![f32::NAN; cout * h * w];
+            conv(&p, &planes, cin, &pack(&wt, cout, cin, false), cout, Some(&bias), &mut yb);
             let at = |ci: usize, r: isize, c: isize| -> f64 {
                 if r < 0 || c < 0 || r >= h as isize || c >= w as isize {
                     0.0
@@ -444,9 +478,9 @@ mod tests {
             let mut y = vec![0f32; cout * h * w];
             for co in 0..cout {
                 for r in 0..h {
-                    let got = p.row(&grid, co, r);
+                    let got = &yb[(co * h + r) * w..][..w];
                     for c in 0..w {
-                        let mut want = 0.0;
+                        let mut want = bias[co] as f64;
                         for ci in 0..cin {
                             for t in 0..9 {
                                 let (i, j) = ((t / 3) as isize, (t % 3) as isize);
@@ -458,7 +492,7 @@ mod tests {
                             (got[c] as f64 - want).abs() < 1e-4,
                             "{cin}→{cout}, {h}×{w}: ({co}, {r}, {c})"
                         );
-                        y[(co * h + r) * w + c] = got[c];
+                        y[(co * h + r) * w + c] = got[c] - bias[co];
                     }
                 }
             }
@@ -466,13 +500,13 @@ mod tests {
             let g: Vec<f32> = (0..cout * h * w).map(|i| val(i, 0.53)).collect();
             let mut gplanes = vec![f32::NAN; cout * p.ps];
             p.border(&g, cout, (h * w, w), &mut gplanes);
-            let mut dgrid = vec![f32::NAN; cin * p.gs];
-            conv(&p, &gplanes, cout, &pack(&wt, cout, cin, true), cin, &mut dgrid);
+            let mut dxs = vec![f32::NAN; cin * h * w];
+            conv(&p, &gplanes, cout, &pack(&wt, cout, cin, true), cin, None, &mut dxs);
             let lhs: f64 = y.iter().zip(&g).map(|(&a, &b)| a as f64 * b as f64).sum();
             let mut rhs = 0.0;
             for ci in 0..cin {
                 for r in 0..h {
-                    let dx = p.row(&dgrid, ci, r);
+                    let dx = &dxs[(ci * h + r) * w..][..w];
                     rhs += (0..w).map(|c| dx[c] as f64 * x[(ci * h + r) * w + c] as f64).sum::<f64>();
                 }
             }
