@@ -9,6 +9,7 @@ use super::super::{
     Activation, AnomalyScore, Arch, Capabilities, Family, FamilyConfig, GenerativeModel, LiveHyper, LossKey,
     ModelConfig, NetConfig, Preset, ReconLoss, StepMacs, MAX_WIDTH,
 };
+use super::augment::AugmentPolicy;
 use super::conditional::{generator_net, projection_params};
 use super::{Gan, GanLoss};
 use crate::engine::data::ImageShape;
@@ -77,6 +78,12 @@ pub struct GanConfig {
     /// its features within a group of 4 images (see [`super::mbstd`]); off in configurations
     /// saved without it.
     pub minibatch_std: bool,
+    /// Which transforms DiffAugment applies; configurations saved without it had translation
+    /// and cutout.
+    pub augment_policy: AugmentPolicy,
+    /// The generator's hidden activation; `None` (configurations saved without it) uses
+    /// `net.activation`, D's. DCGAN has ReLU in G and LeakyReLU(0.2) in D.
+    pub g_activation: Option<Activation>,
 }
 
 fn yes() -> bool {
@@ -99,6 +106,8 @@ impl Default for GanConfig {
             disc_batch_norm: true,
             diff_augment: false,
             minibatch_std: false,
+            augment_policy: AugmentPolicy::TranslationCutout,
+            g_activation: None,
         }
     }
 }
@@ -402,6 +411,11 @@ impl GanConfig {
     /// The features D's head reads beyond the trunk's: the minibatch standard deviation.
     pub(super) fn head_extra(&self) -> usize {
         usize::from(self.minibatch_std)
+    }
+
+    /// The generator's hidden activation: `g_activation`, else D's (`net.activation`).
+    pub fn generator_activation(&self) -> Activation {
+        self.g_activation.unwrap_or(self.net.activation)
     }
 
     pub(super) fn uses_batch_norm(&self) -> bool {
