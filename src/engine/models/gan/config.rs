@@ -174,10 +174,10 @@ pub const PRESETS: &[Preset] = &[
     // The DCGAN paper's 64×64 layout (Radford et al. 2016, Fig. 1); expects 3×64×64 images
     // (`--resize 64 --channels 3` for a folder of another size). D: convs 3 → 64 → 128 → 256 →
     // 512 (4×4, stride 2; batch norm on all but the first) → linear → 1. G: z (100) → linear →
-    // 512×4×4 (batch norm) → transposed convs 256, 128, 64 (batch norm) → 3. Two departures:
-    // One departure: genlab's net has one activation, so G uses D's LeakyReLU(0.2) where the
-    // paper has ReLU. G ends in tanh on data scaled to [−1, 1], as in the paper. The paper's
-    // batch size is 128, genlab's default.
+    // 512×4×4 (batch norm) → transposed convs 256, 128, 64 (batch norm) → 3. One departure: G
+    // uses D's LeakyReLU(0.2) (`g_activation` unset) where the paper has ReLU (`g_activation:
+    // Some(Relu)`, unmeasured here). G ends in tanh on data scaled to [−1, 1], as in the
+    // paper. The paper's batch size is 128, genlab's default.
     Preset {
         name: "dcgan64",
         make: || {
