@@ -94,6 +94,39 @@ fn train_after_choosing_a_preset_sends_that_preset() {
     assert_eq!(config.optim, expected.optim);
 }
 
+/// The DiffAugment policy (shown once DiffAugment is on) and G's own activation, chosen in
+/// the panel, reach the run's configuration.
+#[test]
+fn a_gans_augment_policy_and_g_activation_travel_with_the_run() {
+    use genlab::engine::models::gan::AugmentPolicy;
+    use genlab::engine::models::{Activation, ModelConfig};
+    let mut h = recording();
+    h.run();
+    choose_preset(&mut h, "mnist_dcgan");
+    assert!(h.query_by_label("augment").is_none(), "the policy shows only with DiffAugment on");
+    h.get_by_label("DiffAugment").scroll_to_me();
+    h.run();
+    h.get_by_label("DiffAugment").click();
+    h.run();
+    for (combo, choice) in [("augment", "translation"), ("G activation", "ReLU")] {
+        h.get_by_label(combo).scroll_to_me();
+        h.run();
+        h.get_by_label(combo).click();
+        h.run();
+        h.get_by_label(choice).click();
+        h.run();
+    }
+    h.get_by_label("Train").click();
+    h.run();
+    let cmds = sent(&mut h);
+    let [Command::Start { config, .. }] = &cmds[..] else { panic!("Train sends one Start: {cmds:?}") };
+    let ModelConfig::Gan(g) = &config.model else { panic!("not a GAN") };
+    assert!(g.diff_augment);
+    assert_eq!(g.augment_policy, AugmentPolicy::Translation);
+    assert_eq!(g.g_activation, Some(Activation::Relu));
+    assert_eq!(g.net.activation, Activation::LeakyRelu, "D keeps its activation");
+}
+
 #[test]
 fn a_gans_diff_augment_and_minibatch_std_toggles_travel_with_the_run() {
     use genlab::engine::models::ModelConfig;

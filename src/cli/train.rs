@@ -9,7 +9,9 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, ValueEnum};
 
+use crate::engine::models::gan::AugmentPolicy;
 use crate::engine::models::optim::AdamConfig;
+use crate::engine::models::Activation;
 
 use super::*;
 
@@ -40,6 +42,43 @@ pub enum GanLossArg {
     Minimax,
     Hinge,
     WganGp,
+}
+
+/// A GAN's DiffAugment policy (see [`AugmentPolicy`]).
+#[derive(Copy, Clone, Debug, ValueEnum)]
+pub enum AugmentArg {
+    Translation,
+    TranslationCutout,
+}
+
+impl From<AugmentArg> for AugmentPolicy {
+    fn from(a: AugmentArg) -> Self {
+        match a {
+            AugmentArg::Translation => AugmentPolicy::Translation,
+            AugmentArg::TranslationCutout => AugmentPolicy::TranslationCutout,
+        }
+    }
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+pub enum ActivationArg {
+    Relu,
+    LeakyRelu,
+    Tanh,
+    Gelu,
+    Silu,
+}
+
+impl From<ActivationArg> for Activation {
+    fn from(a: ActivationArg) -> Self {
+        match a {
+            ActivationArg::Relu => Activation::Relu,
+            ActivationArg::LeakyRelu => Activation::LeakyRelu,
+            ActivationArg::Tanh => Activation::Tanh,
+            ActivationArg::Gelu => Activation::Gelu,
+            ActivationArg::Silu => Activation::Silu,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -88,6 +127,12 @@ pub struct TrainArgs {
     /// A GAN's minibatch standard deviation: D's head also reads its features' spread in groups of 4.
     #[arg(long)]
     pub minibatch_std: bool,
+    /// A GAN's DiffAugment policy (turns DiffAugment on): translation, or translation and cutout.
+    #[arg(long, value_enum)]
+    pub augment: Option<AugmentArg>,
+    /// A GAN generator's own hidden activation (DCGAN: relu in G, leaky-relu in D).
+    #[arg(long, value_enum)]
+    pub g_activation: Option<ActivationArg>,
     /// A GAN discriminator's own learning rate (its Adam betas stay the run's).
     #[arg(long)]
     pub disc_lr: Option<f64>,
@@ -206,11 +251,13 @@ pub fn train_config(a: &TrainArgs, data: &Dataset) -> anyhow::Result<RunConfig> 
         || a.disc_lr.is_some()
         || a.no_disc_batch_norm
         || a.diff_augment
-        || a.minibatch_std;
+        || a.minibatch_std
+        || a.augment.is_some()
+        || a.g_activation.is_some();
     if gan_flags {
         let optim = cfg.optim;
         let Some(gan) = cfg.model.gan_mut() else {
-            bail!("--d-steps, --gp-every, --real-label, --disc-lr, --no-disc-batch-norm, --diff-augment and --minibatch-std apply to a GAN, not to a {family}")
+            bail!("--d-steps, --gp-every, --real-label, --disc-lr, --no-disc-batch-norm, --diff-augment, --augment, --minibatch-std and --g-activation apply to a GAN, not to a {family}")
         };
         if let Some(n) = a.d_steps {
             gan.d_steps = n;
@@ -226,6 +273,13 @@ pub fn train_config(a: &TrainArgs, data: &Dataset) -> anyhow::Result<RunConfig> 
         }
         if a.minibatch_std {
             gan.minibatch_std = true;
+        }
+        if let Some(p) = a.augment {
+            gan.diff_augment = true;
+            gan.augment_policy = p.into();
+        }
+        if let Some(act) = a.g_activation {
+            gan.g_activation = Some(act.into());
         }
         if let Some(t) = a.real_label {
             gan.real_label = t;

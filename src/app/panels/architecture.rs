@@ -9,7 +9,7 @@ use crate::app::theme;
 use crate::app::widgets::network_diagram::network_diagram;
 use crate::engine::config::{preset, presets, RunConfig};
 use crate::engine::data::ImageShape;
-use crate::engine::models::gan::{MAX_D_STEPS, MAX_GP_EVERY};
+use crate::engine::models::gan::{AugmentPolicy, MAX_D_STEPS, MAX_GP_EVERY};
 use crate::engine::models::{
     Activation, AdamConfig, AeConfig, Arch, BetaVaeConfig, Family, GanConfig, GanLoss, LiveHyper,
     ModelConfig, ReconLoss, VaeConfig, MAX_WIDTH,
@@ -289,6 +289,33 @@ fn gan_ui(ui: &mut egui::Ui, g: &mut GanConfig, arch: Arch) {
     ui.checkbox(&mut g.diff_augment, "DiffAugment").on_hover_text(
         "random translation (up to 1/8 of the side) and cutout (half the side) of real and generated images before D, in both players' steps (Zhao et al. 2020): D cannot memorise a small training set",
     );
+    ui.end_row();
+    if g.diff_augment {
+        let label = ui.label("augment");
+        egui::ComboBox::from_id_salt("augment_policy")
+            .selected_text(g.augment_policy.label())
+            .show_ui(ui, |ui| {
+                for p in [AugmentPolicy::TranslationCutout, AugmentPolicy::Translation] {
+                    ui.selectable_value(&mut g.augment_policy, p, p.label());
+                }
+            })
+            .response
+            .labelled_by(label.id);
+        ui.end_row();
+    }
+    let label = ui.label("G activation");
+    let shown = g.g_activation.map_or("as D's", |a| a.label());
+    egui::ComboBox::from_id_salt("g_activation")
+        .selected_text(shown)
+        .show_ui(ui, |ui| {
+            ui.selectable_value(&mut g.g_activation, None, "as D's");
+            for a in Activation::ALL {
+                ui.selectable_value(&mut g.g_activation, Some(a), a.label());
+            }
+        })
+        .response
+        .on_hover_text("the generator's hidden activation (DCGAN: ReLU in G, LeakyReLU in D)")
+        .labelled_by(label.id);
     ui.end_row();
     ui.label("");
     ui.checkbox(&mut g.minibatch_std, "minibatch std in D").on_hover_text(

@@ -13,6 +13,7 @@
 use candle_core::Tensor;
 use rand::rngs::StdRng;
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 
 use crate::engine::data::ImageShape;
 use crate::engine::error::Result;
@@ -21,6 +22,35 @@ use crate::engine::error::Result;
 /// image's side, cutout of a square half the side.
 pub const TRANSLATION: f64 = 0.125;
 pub const CUTOUT: f64 = 0.5;
+
+/// Which of DiffAugment's transforms a GAN applies when `diff_augment` is on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AugmentPolicy {
+    /// Translation and cutout (the paper's geometric pair; what configurations saved before
+    /// the policy existed had).
+    #[default]
+    TranslationCutout,
+    /// Translation only: a half-side cutout blanks most of a 28×28 digit's strokes.
+    Translation,
+}
+
+impl AugmentPolicy {
+    /// (translation, cutout) strengths, as fractions of the image's side.
+    pub fn strengths(self) -> (f64, f64) {
+        match self {
+            AugmentPolicy::TranslationCutout => (TRANSLATION, CUTOUT),
+            AugmentPolicy::Translation => (TRANSLATION, 0.0),
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            AugmentPolicy::TranslationCutout => "translation + cutout",
+            AugmentPolicy::Translation => "translation",
+        }
+    }
+}
 
 /// For `b` images of `shape`, row-major `[B, C·H·W]`: the source of each output value in the
 /// flattened batch, or `b·C·H·W` (the appended fill) for a pixel shifted in from outside or

@@ -9,6 +9,7 @@ use super::super::{
     Activation, AnomalyScore, Arch, Capabilities, Family, FamilyConfig, GenerativeModel, LiveHyper, LossKey,
     ModelConfig, NetConfig, Preset, ReconLoss, StepMacs, MAX_WIDTH,
 };
+use super::augment::AugmentPolicy;
 use super::conditional::{generator_net, projection_params};
 use super::{Gan, GanLoss};
 use crate::engine::data::ImageShape;
@@ -77,6 +78,12 @@ pub struct GanConfig {
     /// its features within a group of 4 images (see [`super::mbstd`]); off in configurations
     /// saved without it.
     pub minibatch_std: bool,
+    /// Which transforms DiffAugment applies; configurations saved without it had translation
+    /// and cutout.
+    pub augment_policy: AugmentPolicy,
+    /// The generator's hidden activation; `None` (configurations saved without it) uses
+    /// `net.activation`, D's. DCGAN has ReLU in G and LeakyReLU(0.2) in D.
+    pub g_activation: Option<Activation>,
 }
 
 fn yes() -> bool {
@@ -99,6 +106,8 @@ impl Default for GanConfig {
             disc_batch_norm: true,
             diff_augment: false,
             minibatch_std: false,
+            augment_policy: AugmentPolicy::TranslationCutout,
+            g_activation: None,
         }
     }
 }
@@ -165,10 +174,10 @@ pub const PRESETS: &[Preset] = &[
     // The DCGAN paper's 64×64 layout (Radford et al. 2016, Fig. 1); expects 3×64×64 images
     // (`--resize 64 --channels 3` for a folder of another size). D: convs 3 → 64 → 128 → 256 →
     // 512 (4×4, stride 2; batch norm on all but the first) → linear → 1. G: z (100) → linear →
-    // 512×4×4 (batch norm) → transposed convs 256, 128, 64 (batch norm) → 3. Two departures:
-    // One departure: genlab's net has one activation, so G uses D's LeakyReLU(0.2) where the
-    // paper has ReLU. G ends in tanh on data scaled to [−1, 1], as in the paper. The paper's
-    // batch size is 128, genlab's default.
+    // 512×4×4 (batch norm) → transposed convs 256, 128, 64 (batch norm) → 3. One departure: G
+    // uses D's LeakyReLU(0.2) (`g_activation` unset) where the paper has ReLU (`g_activation:
+    // Some(Relu)`, unmeasured here). G ends in tanh on data scaled to [−1, 1], as in the
+    // paper. The paper's batch size is 128, genlab's default.
     Preset {
         name: "dcgan64",
         make: || {
@@ -402,6 +411,11 @@ impl GanConfig {
     /// The features D's head reads beyond the trunk's: the minibatch standard deviation.
     pub(super) fn head_extra(&self) -> usize {
         usize::from(self.minibatch_std)
+    }
+
+    /// The generator's hidden activation: `g_activation`, else D's (`net.activation`).
+    pub fn generator_activation(&self) -> Activation {
+        self.g_activation.unwrap_or(self.net.activation)
     }
 
     pub(super) fn uses_batch_norm(&self) -> bool {

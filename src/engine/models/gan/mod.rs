@@ -17,6 +17,7 @@ use candle_core::Tensor;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+pub use augment::AugmentPolicy;
 pub use config::{GanConfig, GanOutput, MAX_D_STEPS, MAX_GP_EVERY, PRESETS};
 pub use loss::{gradient_penalty, GanLoss};
 
@@ -25,7 +26,7 @@ use super::likelihood::{SampleScore, ScoreOptions, ScoreSetup};
 use super::optim::{grads_finite, Adam, AdamConfig};
 use super::{
     collect_bn, collect_state, restore_bn, restore_state, scalar, Batch, Family, GenerativeModel,
-    HealthMonitor, LiveHyper, LossKey, Losses, ModelConfig, StepOutcome,
+    HealthMonitor, LiveHyper, LossKey, Losses, ModelConfig, NetConfig, StepOutcome,
 };
 use crate::engine::error::{EngineError, Result};
 use crate::engine::kernels::Exec;
@@ -63,7 +64,7 @@ impl Gan {
         let generator = Expand::new(
             &mut gp,
             "generator",
-            net,
+            &NetConfig { activation: gan.generator_activation(), ..net.clone() },
             net.latent_dim + net.classes,
             &g_widths,
             gan.uses_batch_norm(),
@@ -112,8 +113,8 @@ impl Gan {
         })
     }
 
-    /// What D sees of `x: [B, D]` (D's space): DiffAugment's random translation and cutout
-    /// when the config asks for it, a fresh draw per call, the uncovered pixels set to the
+    /// What D sees of `x: [B, D]` (D's space): DiffAugment's random translation (and cutout,
+    /// per `augment_policy`) when the config asks for it, a fresh draw per call, the uncovered pixels set to the
     /// background (pixel 0); `x` itself otherwise. Training only: sampling and scoring read
     /// G and D unaugmented.
     fn augmented(&self, x: &Tensor, rng: &mut StdRng) -> Result<Tensor> {
@@ -124,7 +125,8 @@ impl Gan {
             GanOutput::Sigmoid => 0.0,
             GanOutput::Tanh => -1.0,
         };
-        augment::diff_augment(x, self.gan.net.input, background, augment::TRANSLATION, augment::CUTOUT, rng)
+        let (translation, cutout) = self.gan.augment_policy.strengths();
+        augment::diff_augment(x, self.gan.net.input, background, translation, cutout, rng)
     }
 
     /// `[B, latent (+ K)] → [B, D]` the generator's output in D's space (see

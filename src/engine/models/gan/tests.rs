@@ -332,6 +332,103 @@ fn diff_augment_is_off_in_old_configs() {
     assert!(!old.diff_augment);
 }
 
+/// Configurations saved before the augment policy and G's own activation load with the old
+/// behaviour: translation and cutout, and G on D's activation.
+#[test]
+fn augment_policy_and_g_activation_default_to_the_old_behaviour() {
+    let cfg = GanConfig {
+        diff_augment: true,
+        augment_policy: AugmentPolicy::Translation,
+        g_activation: Some(Activation::Relu),
+        ..GanConfig::default()
+    };
+    let mut v = serde_json::to_value(&cfg).unwrap();
+    let o = v.as_object_mut().unwrap();
+    o.remove("augment_policy").unwrap();
+    o.remove("g_activation").unwrap();
+    let old: GanConfig = serde_json::from_value(v).unwrap();
+    assert_eq!(old.augment_policy, AugmentPolicy::TranslationCutout);
+    assert_eq!(old.g_activation, None);
+    assert_eq!(old.generator_activation(), old.net.activation);
+    let back: GanConfig = serde_json::from_value(serde_json::to_value(&cfg).unwrap()).unwrap();
+    assert_eq!(back, cfg);
+}
+
+/// The translation-only policy moves each image by one shift and blanks only what came in
+/// from outside: a pixel is blanked exactly when its source lies off the image, so no blank
+/// square is cut out of the middle.
+#[test]
+fn translation_policy_cuts_nothing_out() {
+    let net = NetConfig {
+        arch: Arch::Conv,
+        input: ImageShape::new(1, 8, 8),
+        hidden: vec![2, 3],
+        latent_dim: 2,
+        activation: Activation::LeakyRelu,
+        classes: 0,
+    };
+    let cfg = GanConfig {
+        net,
+        diff_augment: true,
+        augment_policy: AugmentPolicy::Translation,
+        ..GanConfig::default()
+    };
+    let gan = Gan::new(cfg, AdamConfig::default(), 2, &Exec::cpu()).unwrap();
+    // Distinct values above the fill (−1), one 8×8 image per row.
+    let x: Vec<f32> = (0..16 * 64).map(|i| i as f32).collect();
+    let x = Tensor::from_vec(x, (16, 64), &Device::Cpu).unwrap();
+    let y = gan.augmented(&x, &mut StdRng::seed_from_u64(3)).unwrap().to_vec2::<f32>().unwrap();
+    let mut moved = 0;
+    for (i, row) in y.iter().enumerate() {
+        // The shift from the first pixel that is not the fill; translation is at most 1 on 8.
+        let (p, v) = row.iter().enumerate().find(|(_, &v)| v != -1.0).unwrap();
+        let src = *v as usize - i * 64;
+        let (dy, dx) = ((src / 8) as i64 - (p / 8) as i64, (src % 8) as i64 - (p % 8) as i64);
+        assert!(dy.abs() <= 1 && dx.abs() <= 1, "shift ({dy}, {dx})");
+        moved += usize::from((dy, dx) != (0, 0));
+        for (q, &w) in row.iter().enumerate() {
+            let (yy, xx) = ((q / 8) as i64 + dy, (q % 8) as i64 + dx);
+            if (0..8).contains(&yy) && (0..8).contains(&xx) {
+                assert_eq!(w as i64, i as i64 * 64 + yy * 8 + xx, "image {i} pixel {q}");
+            } else {
+                assert_eq!(w, -1.0, "image {i} pixel {q}");
+            }
+        }
+    }
+    assert!(moved > 0, "no image was moved");
+}
+
+/// G's own activation is the one its layers apply: a ReLU generator differs from a LeakyReLU
+/// one built from the same seed (same parameters, D's activation unchanged).
+#[test]
+fn g_activation_changes_the_generator_only() {
+    let net = NetConfig {
+        arch: Arch::Conv,
+        input: ImageShape::new(1, 8, 8),
+        hidden: vec![2, 3],
+        latent_dim: 2,
+        activation: Activation::LeakyRelu,
+        classes: 0,
+    };
+    let leaky = Gan::new(
+        GanConfig { net: net.clone(), ..GanConfig::default() },
+        AdamConfig::default(),
+        2,
+        &Exec::cpu(),
+    )
+    .unwrap();
+    let cfg = GanConfig { net, g_activation: Some(Activation::Relu), ..GanConfig::default() };
+    assert_eq!(cfg.generator_activation(), Activation::Relu);
+    let relu = Gan::new(cfg, AdamConfig::default(), 2, &Exec::cpu()).unwrap();
+    let z = leaky.noise(4, &mut StdRng::seed_from_u64(5)).unwrap();
+    let (a, b) = (leaky.generate(&z, false).unwrap(), relu.generate(&z, false).unwrap());
+    assert_ne!(a.to_vec2::<f32>().unwrap(), b.to_vec2::<f32>().unwrap());
+    // D is untouched: the same image gets the same logit from both.
+    let la = leaky.d_logits(&a, None, false).unwrap().to_vec1::<f32>().unwrap();
+    let lb = relu.d_logits(&a, None, false).unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(la, lb);
+}
+
 /// With the minibatch std, D's head reads one feature more (the counts agree), steps stay
 /// finite, and the head's extra weight learns (it gets a gradient); old configs load without it.
 #[test]
