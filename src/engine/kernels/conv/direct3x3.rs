@@ -18,10 +18,12 @@ use super::Geometry;
 use crate::engine::kernels::buffers::Scratch;
 
 /// The one geometry this kernel computes.
+#[cfg(target_arch = "x86_64")]
 const K3: Geometry = Geometry { kernel: 3, stride: 1, pad: 1 };
 
 /// Output channels per register block at most, and vectors of 16 positions per block.
 const CO_MAX: usize = 8;
+#[cfg(target_arch = "x86_64")]
 const PV_MAX: usize = 3;
 
 /// Whether the direct kernel runs for `geom`: 3×3, stride 1, padding 1, on a CPU with AVX-512F
@@ -162,6 +164,7 @@ fn offsets(wp: usize) -> [usize; 9] {
 /// Where grid vector `v` (positions `16·v..16·v + 16`) goes in an `h × w` output plane: the
 /// mask of its lanes inside the image (not in the two unused columns, not past row `h − 1`) and
 /// the output index of its first such lane. Those lanes, in order, are consecutive outputs.
+#[cfg(target_arch = "x86_64")]
 fn vector_place(p: &Planes, v: usize) -> (u16, usize) {
     let q = 16 * v;
     let mask = (0..16).filter(|&i| (q + i) % p.wp < p.w && q + i < p.h * p.wp).fold(0u16, |m, i| m | 1 << i);
